@@ -1,0 +1,169 @@
+"""Deployments: create-or-update by name, read, update, delete; schedules materialise at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Response, status
+
+from control_plane.api.deps import Access, get_ctx, workspace_access
+from control_plane.api.schemas import DeploymentCreate, DeploymentUpdate, ScheduleIn
+from control_plane.errors import InvalidInput, NotFound
+from control_plane.models import Deployment, Schedule, WorkPool
+from control_plane.services.context import ServiceContext
+from control_plane.services.flow_runs import validate_parameters
+from control_plane.services.keys import Permission
+from control_plane.services.scheduler import replace_future_runs
+from control_plane.services.schedules import validate_schedule
+from control_plane.services.templating import validate_job_variables
+
+router = APIRouter(prefix="/api/workspaces/{workspace}", tags=["deployments"])
+
+
+def load_deployment(ctx: ServiceContext, access: Access, deployment_id: str) -> Deployment:
+    deployment = ctx.store.get_deployment(access.workspace_id, deployment_id)
+    if deployment is None:
+        raise NotFound("Deployment not found")
+    return deployment
+
+
+def _schedules(items: list[ScheduleIn], previous: list[Schedule]) -> list[Schedule]:
+    """Build schedule records; a schedule identical to an existing one keeps its id (and its runs)."""
+    out = []
+    for i, item in enumerate(items):
+        schedule = Schedule(
+            slug=item.slug, cron=item.cron, interval_seconds=item.interval, anchor_date=item.anchor_date,
+            rrule=item.rrule, timezone=item.timezone, parameters=item.parameters, active=item.active,
+        )
+        validate_schedule(schedule, f"schedules[{i}]")
+        for old in previous:
+            if old.model_dump(exclude={"id"}) == schedule.model_dump(exclude={"id"}):
+                schedule = old
+                break
+        out.append(schedule)
+    slugs = [s.slug for s in out if s.slug]
+    if len(slugs) != len(set(slugs)):
+        raise InvalidInput("schedules: slugs must be unique within a deployment")
+    return out
+
+
+def _check(ctx: ServiceContext, deployment: Deployment, pool: WorkPool) -> None:
+    validate_job_variables(pool.base_job_template.get("variables", {}), deployment.job_variables)
+    if deployment.parameter_schema is not None:
+        from jsonschema import Draft202012Validator
+        from jsonschema.exceptions import SchemaError
+
+        try:
+            Draft202012Validator.check_schema(deployment.parameter_schema)
+        except SchemaError as exc:
+            raise InvalidInput(f"parameter_schema: not a valid JSON schema: {exc.message}") from None
+    validate_parameters(deployment, deployment.parameters)
+    for i, schedule in enumerate(deployment.schedules):
+        try:
+            validate_parameters(deployment, {**deployment.parameters, **schedule.parameters})
+        except InvalidInput as exc:
+            raise InvalidInput(f"schedules[{i}].{exc.message}") from None
+
+
+def _resolve_queue(ctx: ServiceContext, access: Access, pool: WorkPool, queue_name: str | None) -> str:
+    queue = ctx.store.get_work_queue(access.workspace_id, pool.id, queue_name or "default")
+    if queue is None:
+        raise InvalidInput(f"work_queue_name: work pool {pool.name!r} has no queue {queue_name!r}")
+    return queue.id
+
+
+@router.post("/deployments", response_model=Deployment, status_code=status.HTTP_201_CREATED)
+def create_or_update_deployment(body: DeploymentCreate, response: Response, access: Access = Depends(workspace_access),
+                                ctx: ServiceContext = Depends(get_ctx)):
+    """Create the deployment, or update it when ``flow_name/name`` exists (deploying again never duplicates)."""
+    access.require(Permission.WRITE)
+    pool = ctx.store.get_work_pool(access.workspace_id, body.work_pool_name)
+    if pool is None:
+        raise InvalidInput(f"work_pool_name: work pool {body.work_pool_name!r} does not exist; "
+                           f"create it with: pushpool work-pool create {body.work_pool_name} --type local:push")
+    existing = ctx.store.get_deployment_by_name(access.workspace_id, body.flow_name, body.name)
+    now = ctx.clock.now()
+    fields: dict[str, Any] = body.model_dump(exclude={"work_pool_name", "work_queue_name", "schedules"})
+    fields.update(
+        pool_id=pool.id, queue_id=_resolve_queue(ctx, access, pool, body.work_queue_name),
+        schedules=_schedules(body.schedules, existing.schedules if existing else []), updated=now,
+    )
+    if existing is None:
+        deployment = Deployment(workspace_id=access.workspace_id, created=now, **fields)
+        _check(ctx, deployment, pool)
+        ctx.store.create_deployment(deployment)
+    else:
+        deployment = existing.model_copy(update=fields)
+        _check(ctx, Deployment.model_validate(deployment.model_dump()), pool)
+        ctx.store.update_deployment(deployment)
+        response.status_code = status.HTTP_200_OK
+    if existing is None or _schedule_changed(existing, deployment):
+        replace_future_runs(ctx, deployment)
+    return deployment
+
+
+def _schedule_changed(old: Deployment, new: Deployment) -> bool:
+    return (old.schedules != new.schedules or old.paused != new.paused or old.pool_id != new.pool_id
+            or old.queue_id != new.queue_id or old.parameters != new.parameters)
+
+
+@router.get("/deployments", response_model=list[Deployment])
+def list_deployments(work_pool: str | None = None, access: Access = Depends(workspace_access),
+                     ctx: ServiceContext = Depends(get_ctx)):
+    access.require(Permission.READ)
+    pool_id = None
+    if work_pool is not None:
+        pool = ctx.store.get_work_pool(access.workspace_id, work_pool)
+        if pool is None:
+            return []
+        pool_id = pool.id
+    return ctx.store.list_deployments(access.workspace_id, pool_id=pool_id)
+
+
+@router.get("/deployments/name/{flow_name}/{name}", response_model=Deployment)
+def read_deployment_by_name(flow_name: str, name: str, access: Access = Depends(workspace_access),
+                            ctx: ServiceContext = Depends(get_ctx)):
+    access.require(Permission.READ)
+    deployment = ctx.store.get_deployment_by_name(access.workspace_id, flow_name, name)
+    if deployment is None:
+        raise NotFound(f"Deployment {flow_name}/{name} not found")
+    return deployment
+
+
+@router.get("/deployments/{deployment_id}", response_model=Deployment)
+def read_deployment(deployment_id: str, access: Access = Depends(workspace_access),
+                    ctx: ServiceContext = Depends(get_ctx)):
+    if access.caller.run is not None:  # a run token may read its own run's deployment
+        if access.caller.run.deployment_id != deployment_id:
+            raise NotFound("Deployment not found")
+    else:
+        access.require(Permission.READ)
+    return load_deployment(ctx, access, deployment_id)
+
+
+@router.patch("/deployments/{deployment_id}", response_model=Deployment)
+def update_deployment(deployment_id: str, body: DeploymentUpdate, access: Access = Depends(workspace_access),
+                      ctx: ServiceContext = Depends(get_ctx)):
+    access.require(Permission.WRITE)
+    existing = load_deployment(ctx, access, deployment_id)
+    pool = ctx.store.get_work_pool_by_id(access.workspace_id, existing.pool_id)
+    if pool is None:
+        raise NotFound("The deployment's work pool no longer exists")
+    changes: dict[str, Any] = body.model_dump(exclude_unset=True, exclude={"work_queue_name", "schedules"})
+    if body.schedules is not None:
+        changes["schedules"] = _schedules(body.schedules, existing.schedules)
+    if "work_queue_name" in body.model_fields_set:
+        changes["queue_id"] = _resolve_queue(ctx, access, pool, body.work_queue_name)
+    deployment = Deployment.model_validate({**existing.model_dump(), **changes, "updated": ctx.clock.now()})
+    _check(ctx, deployment, pool)
+    ctx.store.update_deployment(deployment)
+    if _schedule_changed(existing, deployment):
+        replace_future_runs(ctx, deployment)
+    return deployment
+
+
+@router.delete("/deployments/{deployment_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_deployment(deployment_id: str, access: Access = Depends(workspace_access),
+                      ctx: ServiceContext = Depends(get_ctx)) -> None:
+    access.require(Permission.WRITE)
+    ctx.store.delete_deployment(access.workspace_id, load_deployment(ctx, access, deployment_id).id)

@@ -1,0 +1,130 @@
+"""Authentication and workspace access for API routes.
+
+``Authorization: Bearer <key>`` carries a user key (``ppu_``), a service-account key
+(``ppb_``) or a run token (``ppr_``). Every failure is the same 401 "Invalid
+authentication credentials" (with a machine-readable ``reason``). A workspace the
+caller is not a member of is a 404, exactly like one that does not exist; a role
+without the permission is a 403.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Depends, Path, Request
+
+from control_plane.errors import Forbidden, NotFound, Unauthorized
+from control_plane.models import Actor, ApiKey, FlowRun, Role, Workspace
+from control_plane.services import keys
+from control_plane.services.context import ServiceContext
+from control_plane.services.keys import Permission
+
+
+def get_ctx(request: Request) -> ServiceContext:
+    return request.app.state.ctx
+
+
+@dataclass(frozen=True)
+class Caller:
+    actor: Actor | None = None
+    key: ApiKey | None = None
+    #: Set when the caller is a container holding a run token.
+    run: FlowRun | None = None
+
+    @property
+    def is_run_token(self) -> bool:
+        return self.run is not None
+
+
+def authenticate(request: Request, ctx: ServiceContext = Depends(get_ctx)) -> Caller:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("missing")
+    now = ctx.clock.now()
+    if token.startswith(keys.RUN_TOKEN_PREFIX):
+        run_id = keys.run_id_of_token(token)
+        stored = ctx.store.get_run_token(run_id) if run_id else None
+        if stored is None or not keys.secrets_match(token, stored[0]):
+            raise Unauthorized("unknown")
+        if stored[1] <= now:
+            raise Unauthorized("expired")
+        run = ctx.store.get_flow_run(None, run_id)
+        if run is None:
+            raise Unauthorized("unknown")
+        return Caller(run=run)
+    if not token.startswith((keys.USER_PREFIX, keys.SERVICE_ACCOUNT_PREFIX)):
+        raise Unauthorized("malformed")
+    key = ctx.store.get_api_key_by_hash(keys.hash_secret(token))
+    if key is None:
+        raise Unauthorized("unknown")
+    if key.revoked_at is not None:
+        raise Unauthorized("revoked")
+    if key.expires_at is not None and key.expires_at <= now:
+        raise Unauthorized("expired")
+    actor = ctx.store.get_actor(key.actor_id)
+    if actor is None:
+        raise Unauthorized("unknown")
+    return Caller(actor=actor, key=key)
+
+
+def require_actor(caller: Caller = Depends(authenticate)) -> Caller:
+    """Routes that only a person or service account may call (never a run token)."""
+    if caller.actor is None:
+        raise Forbidden("A run token cannot call this endpoint")
+    return caller
+
+
+def require_admin(caller: Caller = Depends(require_actor)) -> Caller:
+    if not caller.actor or not caller.actor.is_admin:
+        raise Forbidden("Only an instance administrator can do this")
+    return caller
+
+
+@dataclass(frozen=True)
+class Access:
+    """A caller's access to one workspace."""
+
+    caller: Caller
+    workspace: Workspace
+    role: Role | None
+    permissions: frozenset[Permission]
+
+    @property
+    def workspace_id(self) -> str:
+        return self.workspace.id
+
+    def require(self, permission: Permission) -> None:
+        if self.caller.is_run_token:
+            raise Forbidden("A run token can only read and report its own flow run")
+        if permission not in self.permissions:
+            role = self.role.value if self.role else "none"
+            raise Forbidden(f"Your role in workspace {self.workspace.name!r} ({role}) lacks the {permission.value!r} permission")
+
+    def require_run(self, run_id: str, permission: Permission = Permission.READ) -> None:
+        """Access to one flow run: its own run for a run token, the permission otherwise."""
+        if self.caller.run is not None:
+            if self.caller.run.id != run_id:
+                raise NotFound("Flow run not found")
+            return
+        self.require(permission)
+
+
+def workspace_access(
+    workspace: str = Path(description="Workspace name or id"),
+    caller: Caller = Depends(authenticate),
+    ctx: ServiceContext = Depends(get_ctx),
+) -> Access:
+    ws = ctx.store.get_workspace(workspace)
+    if ws is None:
+        raise NotFound(f"Workspace {workspace!r} not found")
+    if caller.run is not None:
+        if caller.run.workspace_id != ws.id:
+            raise NotFound(f"Workspace {workspace!r} not found")
+        return Access(caller, ws, None, frozenset())
+    assert caller.actor is not None
+    membership = ctx.store.get_membership(ws.id, caller.actor.id)
+    if membership is None:
+        raise NotFound(f"Workspace {workspace!r} not found")
+    return Access(caller, ws, membership.role, keys.ROLE_PERMISSIONS[membership.role])

@@ -1,0 +1,100 @@
+"""Flow runs: create from a deployment, list, read, state history, set state, cancel."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Depends, Query, status
+
+from control_plane.api.deps import Access, get_ctx, workspace_access
+from control_plane.api.schemas import FlowRunCreate, StateUpdate
+from control_plane.errors import NotFound
+from control_plane.models import FlowRun, FlowRunFilter, State, StateType
+from control_plane.services import flow_runs
+from control_plane.services.context import ServiceContext
+from control_plane.services.keys import Permission
+
+router = APIRouter(prefix="/api/workspaces/{workspace}", tags=["flow runs"])
+
+#: What a run token may report about its own run.
+RUNNER_STATES = frozenset({StateType.RUNNING, StateType.COMPLETED, StateType.FAILED})
+
+
+def load_run(ctx: ServiceContext, access: Access, run_id: str, permission: Permission = Permission.READ) -> FlowRun:
+    access.require_run(run_id, permission)
+    run = ctx.store.get_flow_run(access.workspace_id, run_id)
+    if run is None:
+        raise NotFound("Flow run not found")
+    return run
+
+
+@router.post("/deployments/{deployment_id}/runs", response_model=FlowRun, status_code=status.HTTP_201_CREATED)
+def create_flow_run(deployment_id: str, body: FlowRunCreate, access: Access = Depends(workspace_access),
+                    ctx: ServiceContext = Depends(get_ctx)):
+    access.require(Permission.RUN)
+    deployment = ctx.store.get_deployment(access.workspace_id, deployment_id)
+    if deployment is None:
+        raise NotFound("Deployment not found")
+    pool = ctx.store.get_work_pool_by_id(access.workspace_id, deployment.pool_id)
+    if pool is None:
+        raise NotFound("The deployment's work pool no longer exists")
+    run = flow_runs.build_flow_run(
+        ctx, deployment, pool, scheduled_time=body.scheduled_time or ctx.clock.now(), parameters=body.parameters,
+        job_variables=body.job_variables, tags=body.tags, name=body.name,
+    )
+    return ctx.store.create_flow_run(run)
+
+
+@router.get("/flow_runs", response_model=list[FlowRun])
+def list_flow_runs(
+    state: list[StateType] | None = Query(default=None),
+    deployment_id: str | None = None,
+    work_pool: str | None = None,
+    scheduled_after: datetime | None = None,
+    scheduled_before: datetime | None = None,
+    sort: str = Query(default="scheduled_desc", pattern="^scheduled_(asc|desc)$"),
+    limit: int = Query(default=200, ge=1, le=1000),
+    offset: int = Query(default=0, ge=0),
+    access: Access = Depends(workspace_access),
+    ctx: ServiceContext = Depends(get_ctx),
+):
+    access.require(Permission.READ)
+    pool_id = None
+    if work_pool is not None:
+        pool = ctx.store.get_work_pool(access.workspace_id, work_pool)
+        if pool is None:
+            return []
+        pool_id = pool.id
+    flt = FlowRunFilter(states=state, deployment_id=deployment_id, pool_id=pool_id,
+                        scheduled_after=scheduled_after, scheduled_before=scheduled_before, sort=sort)
+    return ctx.store.list_flow_runs(access.workspace_id, flt, limit=limit, offset=offset)
+
+
+@router.get("/flow_runs/{run_id}", response_model=FlowRun)
+def read_flow_run(run_id: str, access: Access = Depends(workspace_access), ctx: ServiceContext = Depends(get_ctx)):
+    return load_run(ctx, access, run_id)
+
+
+@router.get("/flow_runs/{run_id}/states", response_model=list[State])
+def read_state_history(run_id: str, access: Access = Depends(workspace_access), ctx: ServiceContext = Depends(get_ctx)):
+    return ctx.store.get_state_history(load_run(ctx, access, run_id).id)
+
+
+@router.post("/flow_runs/{run_id}/set_state", response_model=FlowRun)
+def set_flow_run_state(run_id: str, body: StateUpdate, access: Access = Depends(workspace_access),
+                       ctx: ServiceContext = Depends(get_ctx)):
+    """Move a run along the state machine; an illegal transition is a 409."""
+    run = load_run(ctx, access, run_id, Permission.WRITE)
+    if access.caller.is_run_token and body.type not in RUNNER_STATES:
+        from control_plane.errors import Forbidden
+
+        raise Forbidden("A run token may only report RUNNING, COMPLETED or FAILED")
+    if body.type is StateType.CANCELLED and not run.state.type.is_final:
+        return flow_runs.cancel(ctx, run)
+    return flow_runs.set_state(ctx, run, body.type, body.message, body.name)
+
+
+@router.post("/flow_runs/{run_id}/cancel", response_model=FlowRun)
+def cancel_flow_run(run_id: str, access: Access = Depends(workspace_access), ctx: ServiceContext = Depends(get_ctx)):
+    access.require(Permission.RUN)
+    return flow_runs.cancel(ctx, load_run(ctx, access, run_id, Permission.RUN))

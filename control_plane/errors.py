@@ -1,0 +1,68 @@
+"""The one error hierarchy of pushpool.
+
+Every error the control plane, the pushers and the SDK raise on purpose derives
+from :class:`PushpoolError`. The API maps each class to an HTTP status through
+``http_status``; the CLI prints ``str(error)`` as its one-line message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class PushpoolError(Exception):
+    """Base class of every deliberate pushpool error."""
+
+    http_status = 500
+
+    def __init__(self, message: str, *, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        #: Optional machine-readable details: ``[{"loc": [...], "msg": "..."}]``.
+        self.errors = errors or []
+
+
+class InvalidInput(PushpoolError):
+    """The request is well-formed but a value is wrong; the message names the field."""
+
+    http_status = 422
+
+
+class NotFound(PushpoolError):
+    """The object does not exist, or exists in a workspace the caller cannot see."""
+
+    http_status = 404
+
+
+class AlreadyExists(PushpoolError):
+    """An object with that name already exists in the workspace."""
+
+    http_status = 409
+
+
+class Conflict(PushpoolError):
+    """The object is in a state that does not allow the operation (e.g. a state transition)."""
+
+    http_status = 409
+
+
+class Unauthorized(PushpoolError):
+    """Missing, unknown, expired or revoked credentials."""
+
+    http_status = 401
+
+    def __init__(self, reason: str = "unknown") -> None:
+        super().__init__("Invalid authentication credentials")
+        self.reason = reason
+
+
+class Forbidden(PushpoolError):
+    """The caller is authenticated but its role lacks the permission."""
+
+    http_status = 403
+
+
+class ConfigurationError(PushpoolError):
+    """Local configuration (settings, profile, key files) is missing or invalid."""
+
+    http_status = 500

@@ -1,0 +1,272 @@
+"""Domain records: what the store keeps and the services pass around.
+
+All datetimes are timezone-aware UTC; all ids are UUIDs. Secrets are never held in
+these records in clear: API keys and run tokens are kept as hashes, block data as
+ciphertext.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from control_plane.clock import utc
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _aware_utc(cls, value: Any) -> Any:
+        return utc(value) if isinstance(value, datetime) else value
+
+
+# --------------------------------------------------------------------------- tenancy
+
+
+class Role(StrEnum):
+    OWNER = "owner"
+    DEVELOPER = "developer"
+    RUNNER = "runner"
+    VIEWER = "viewer"
+
+
+class ActorKind(StrEnum):
+    USER = "user"
+    SERVICE_ACCOUNT = "service_account"
+
+
+class Workspace(Record):
+    id: str = Field(default_factory=new_id)
+    name: str
+    created: datetime
+
+
+class Actor(Record):
+    """Who holds API keys: a user (``ppu_`` keys) or a service account (``ppb_`` keys)."""
+
+    id: str = Field(default_factory=new_id)
+    kind: ActorKind
+    name: str
+    #: Instance administrators may create workspaces and users.
+    is_admin: bool = False
+    #: Service accounts belong to one workspace.
+    workspace_id: str | None = None
+    created: datetime
+
+
+class Membership(Record):
+    workspace_id: str
+    actor_id: str
+    role: Role
+
+
+class ApiKey(Record):
+    id: str = Field(default_factory=new_id)
+    actor_id: str
+    name: str
+    key_hash: str
+    #: The first characters of the key, enough for a person to recognise it.
+    prefix: str
+    created: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+# --------------------------------------------------------------------------- pools and queues
+
+
+class LateRunMode(StrEnum):
+    RUN_ALL = "run_all"
+    LATEST_ONLY = "latest_only"
+    SKIP_LATE = "skip_late"
+
+
+class LateRunPolicy(Record):
+    """What to do with a backlog of auto-scheduled runs after an outage or a pause."""
+
+    mode: LateRunMode = LateRunMode.RUN_ALL
+    #: For ``skip_late``: runs later than this many seconds are skipped (CANCELLED, "Skipped").
+    skip_after_seconds: int = Field(default=300, ge=0)
+
+
+class WorkPool(Record):
+    id: str = Field(default_factory=new_id)
+    workspace_id: str
+    name: str
+    type: str
+    description: str | None = None
+    base_job_template: dict[str, Any]
+    concurrency_limit: int | None = None
+    paused: bool = False
+    prefetch_seconds: int = 0
+    late_run_policy: LateRunPolicy = Field(default_factory=LateRunPolicy)
+    #: Resources a provisioner created for this pool (filled by provisioners).
+    provisioning: dict[str, Any] = Field(default_factory=dict)
+    created: datetime
+    updated: datetime
+
+
+class WorkQueue(Record):
+    id: str = Field(default_factory=new_id)
+    workspace_id: str
+    pool_id: str
+    name: str
+    description: str | None = None
+    #: Lower numbers are served first.
+    priority: int = 1
+    concurrency_limit: int | None = None
+    paused: bool = False
+    created: datetime
+
+
+# --------------------------------------------------------------------------- blocks
+
+
+class Block(Record):
+    id: str = Field(default_factory=new_id)
+    workspace_id: str
+    name: str
+    type: str
+    #: Fernet token of the JSON data.
+    ciphertext: str
+    created: datetime
+    updated: datetime
+
+
+# --------------------------------------------------------------------------- deployments
+
+
+class CollisionStrategy(StrEnum):
+    ENQUEUE = "ENQUEUE"
+    CANCEL_NEW = "CANCEL_NEW"
+
+
+class Schedule(Record):
+    id: str = Field(default_factory=new_id)
+    slug: str | None = None
+    cron: str | None = None
+    interval_seconds: float | None = None
+    anchor_date: datetime | None = None
+    rrule: str | None = None
+    timezone: str = "UTC"
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    active: bool = True
+
+
+class Deployment(Record):
+    id: str = Field(default_factory=new_id)
+    workspace_id: str
+    flow_name: str
+    name: str
+    entrypoint: str
+    pool_id: str
+    queue_id: str
+    image: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    parameter_schema: dict[str, Any] | None = None
+    job_variables: dict[str, Any] = Field(default_factory=dict)
+    schedules: list[Schedule] = Field(default_factory=list)
+    concurrency_limit: int | None = None
+    collision_strategy: CollisionStrategy = CollisionStrategy.ENQUEUE
+    tags: list[str] = Field(default_factory=list)
+    version: str | None = None
+    description: str | None = None
+    paused: bool = False
+    created: datetime
+    updated: datetime
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.flow_name}/{self.name}"
+
+
+# --------------------------------------------------------------------------- flow runs
+
+
+class StateType(StrEnum):
+    SCHEDULED = "SCHEDULED"
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CRASHED = "CRASHED"
+    CANCELLING = "CANCELLING"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATES
+
+    @property
+    def holds_slot(self) -> bool:
+        return self in (StateType.PENDING, StateType.RUNNING, StateType.CANCELLING)
+
+
+FINAL_STATES = frozenset({StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED})
+ACTIVE_STATES = frozenset({StateType.PENDING, StateType.RUNNING, StateType.CANCELLING})
+
+
+class State(Record):
+    type: StateType
+    name: str
+    message: str | None = None
+    timestamp: datetime
+
+
+class FlowRun(Record):
+    id: str = Field(default_factory=new_id)
+    workspace_id: str
+    deployment_id: str
+    flow_name: str
+    deployment_name: str
+    name: str
+    pool_id: str
+    queue_id: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    job_variables: dict[str, Any] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
+    state: State
+    scheduled_time: datetime
+    auto_scheduled: bool = False
+    schedule_id: str | None = None
+    #: Unique per deployment; makes schedule materialisation idempotent.
+    idempotency_key: str | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    #: What the pusher returned: its handle on the infrastructure, and a link for people.
+    infra_id: str | None = None
+    console_url: str | None = None
+    submitted_at: datetime | None = None
+    submission_attempts: int = 0
+    #: A claimed run's submission is owned by one dispatcher until this time.
+    lease_until: datetime | None = None
+    #: After a transient error, the next submission attempt waits until this time.
+    next_attempt_at: datetime | None = None
+    #: Runtime limit: past this time the reconciler stops the infrastructure.
+    deadline: datetime | None = None
+    cleaned_up: bool = False
+    created: datetime
+    updated: datetime
+
+
+class FlowRunFilter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    states: list[StateType] | None = None
+    deployment_id: str | None = None
+    pool_id: str | None = None
+    queue_id: str | None = None
+    scheduled_after: datetime | None = None
+    scheduled_before: datetime | None = None
+    auto_scheduled: bool | None = None
+    sort: Literal["scheduled_asc", "scheduled_desc"] = "scheduled_desc"

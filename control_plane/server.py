@@ -1,0 +1,34 @@
+"""The embedded server: SQLite in ``$PUSHPOOL_HOME``, the API on uvicorn, the tick loop in a thread."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import uvicorn
+
+from control_plane.app import build_context, create_app
+from control_plane.bootstrap import bootstrap
+from control_plane.services.ticker import Ticker
+from control_plane.settings import Settings
+from control_plane.storage.sqlite import SqliteStore
+
+
+def serve(settings: Settings, on_bootstrap: Callable[[str, str], None] | None = None,
+          log_level: str = "info") -> None:
+    """Run until interrupted. ``on_bootstrap(workspace, key)`` is called when a first key was created."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings.home.mkdir(parents=True, exist_ok=True)
+    store = SqliteStore(settings.sqlite_path)
+    ctx = build_context(settings, store)
+    created = bootstrap(ctx)
+    if created and on_bootstrap:
+        on_bootstrap(*created)
+    app = create_app(settings, store, ctx=ctx)
+    ticker = Ticker(ctx)
+    ticker.start()
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)
+    finally:
+        ticker.stop()
+        store.close()

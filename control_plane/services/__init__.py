@@ -1,0 +1,1 @@
+"""Services: the logic between the API and the store (auth, templating, scheduling, dispatch, reconciliation)."""

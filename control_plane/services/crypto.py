@@ -1,0 +1,49 @@
+"""Encryption at rest for block data (Fernet: AES-128-CBC + HMAC-SHA256).
+
+The key comes from settings (``PUSHPOOL_ENCRYPTION_KEY``) or is generated once into
+``$PUSHPOOL_HOME/encryption.key`` with mode 0600.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from control_plane.errors import ConfigurationError
+
+
+def load_or_create_key(home: Path) -> str:
+    path = home / "encryption.key"
+    if path.exists():
+        return path.read_text().strip()
+    home.mkdir(parents=True, exist_ok=True)
+    key = Fernet.generate_key().decode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    return key
+
+
+class BlockCipher:
+    def __init__(self, key: str) -> None:
+        try:
+            self._fernet = Fernet(key.encode())
+        except (ValueError, TypeError) as exc:
+            raise ConfigurationError(
+                "The block encryption key is not a valid Fernet key (32 url-safe base64 bytes)"
+            ) from exc
+
+    def encrypt(self, data: dict[str, Any]) -> str:
+        return self._fernet.encrypt(json.dumps(data, sort_keys=True).encode()).decode()
+
+    def decrypt(self, token: str) -> dict[str, Any]:
+        try:
+            return json.loads(self._fernet.decrypt(token.encode()))
+        except InvalidToken as exc:
+            raise ConfigurationError(
+                "A block could not be decrypted: the encryption key changed since it was written"
+            ) from exc

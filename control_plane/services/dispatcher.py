@@ -1,0 +1,202 @@
+"""The dispatcher: claims due runs and submits each exactly once to its pool's pusher.
+
+Per tick: mark overdue runs Late and apply each pool's late-run policy; claim due
+runs per pool in one atomic store step (which also takes the submission lease);
+then render the job, mint the run token and call the pusher, in a bounded thread
+pool. Runs whose submission failed transiently, or whose dispatcher died holding
+the lease, are picked up again once their retry time or lease has passed; the
+pusher's idempotency key (the flow run id) makes the repeat harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shlex
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+from control_plane.errors import InvalidInput, NotFound, PushpoolError
+from control_plane.models import FlowRun, LateRunMode, StateType, WorkPool
+from control_plane.services import keys
+from control_plane.services.context import ServiceContext
+from control_plane.services.flow_runs import try_set_state
+from control_plane.services.templating import render_job_configuration
+from pushers.base import Job, PermanentPusherError, TransientPusherError
+
+log = logging.getLogger("pushpool.dispatcher")
+
+
+# --------------------------------------------------------------------------- late runs
+
+
+def apply_late_policies(ctx: ServiceContext) -> None:
+    """Mark SCHEDULED runs past their time Late, and skip backlog the pool's policy says to skip."""
+    now = ctx.clock.now()
+    overdue = ctx.store.list_overdue_scheduled_runs(now - timedelta(seconds=ctx.settings.late_after_seconds), 1000)
+    pools: dict[str, WorkPool | None] = {}
+    newest_due: dict[str, FlowRun | None] = {}
+    for run in overdue:
+        if run.pool_id not in pools:
+            pools[run.pool_id] = ctx.store.get_work_pool_by_id(run.workspace_id, run.pool_id)
+        pool = pools[run.pool_id]
+        policy = pool.late_run_policy if pool else None
+        if run.auto_scheduled and policy and policy.mode is LateRunMode.SKIP_LATE:
+            if (now - run.scheduled_time).total_seconds() > policy.skip_after_seconds:
+                _skip(ctx, run, f"more than {policy.skip_after_seconds}s late (pool late-run policy skip_late)")
+                continue
+        if run.auto_scheduled and policy and policy.mode is LateRunMode.LATEST_ONLY:
+            if run.deployment_id not in newest_due:
+                newest_due[run.deployment_id] = _newest_due_auto_run(ctx, run, now)
+            newest = newest_due[run.deployment_id]
+            if newest is not None and newest.id != run.id:
+                _skip(ctx, run, "a newer run of this deployment is due (pool late-run policy latest_only)")
+                continue
+        if run.state.name != "Late":
+            try_set_state(ctx, run, StateType.SCHEDULED, name="Late",
+                          message=f"Not started {ctx.settings.late_after_seconds}s after its scheduled time")
+
+
+def _newest_due_auto_run(ctx: ServiceContext, run: FlowRun, now) -> FlowRun | None:
+    from control_plane.models import FlowRunFilter
+
+    found = ctx.store.list_flow_runs(
+        run.workspace_id,
+        FlowRunFilter(deployment_id=run.deployment_id, states=[StateType.SCHEDULED], scheduled_before=now,
+                      auto_scheduled=True, sort="scheduled_desc"),
+        limit=1,
+    )
+    return found[0] if found else None
+
+
+def _skip(ctx: ServiceContext, run: FlowRun, why: str) -> None:
+    try_set_state(ctx, run, StateType.CANCELLED, message=f"Skipped: {why}", name="Skipped")
+
+
+# --------------------------------------------------------------------------- submission
+
+
+def _backoff(ctx: ServiceContext, attempts: int) -> float:
+    base = ctx.settings.submission_backoff_seconds * (2 ** max(0, attempts - 1))
+    return min(ctx.settings.submission_backoff_max_seconds, base) * random.uniform(0.5, 1.0)
+
+
+def build_job(ctx: ServiceContext, run: FlowRun, pool: WorkPool, token: str) -> tuple[Job, int]:
+    """Render the run's job; returns it and the runtime limit in seconds."""
+    deployment = ctx.store.get_deployment(run.workspace_id, run.deployment_id)
+    if deployment is None:
+        raise PermanentPusherError("the run's deployment was deleted")
+    properties = pool.base_job_template.get("variables", {}).get("properties", {})
+    image_layer = {"image": deployment.image} if deployment.image and "image" in properties else {}
+
+    def resolve_block(name: str) -> dict[str, Any]:
+        block = ctx.store.get_block(run.workspace_id, name)
+        if block is None:
+            raise InvalidInput(f"the job template references block {name!r}, which does not exist")
+        return ctx.cipher.decrypt(block.ciphertext)
+
+    config = render_job_configuration(pool.base_job_template, image_layer, deployment.job_variables,
+                                      run.job_variables, resolve_block=resolve_block)
+    command = config.get("command")
+    if isinstance(command, str):
+        command = shlex.split(command)
+    env = {str(k): str(v) for k, v in (config.get("env") or {}).items()}
+    env.update({
+        "PUSHPOOL_API_URL": ctx.settings.api_url,
+        "PUSHPOOL_FLOW_RUN_ID": run.id,
+        "PUSHPOOL_RUN_TOKEN": token,
+    })
+    labels = {str(k): str(v) for k, v in (config.get("labels") or {}).items()}
+    labels.update({"pushpool.flow-run-id": run.id, "pushpool.deployment": deployment.full_name,
+                   "pushpool.work-pool": pool.name})
+    job = Job(
+        flow_run_id=run.id, workspace_id=run.workspace_id, pool_name=pool.name,
+        deployment_name=deployment.full_name, flow_run_name=run.name, configuration=config, env=env,
+        image=config.get("image") or deployment.image, command=command or None, labels=labels,
+    )
+    max_runtime = int(config.get("max_runtime_seconds") or ctx.settings.default_max_runtime_seconds)
+    return job, max_runtime
+
+
+def submit_run(ctx: ServiceContext, run: FlowRun) -> FlowRun | None:
+    """Submit one claimed run (this dispatcher holds its lease). Returns the run as recorded."""
+    pool = ctx.store.get_work_pool_by_id(run.workspace_id, run.pool_id)
+    if pool is None:
+        return try_set_state(ctx, run, StateType.CRASHED, "The run's work pool was deleted")
+    now = ctx.clock.now()
+    token = keys.mint_run_token(run.id)
+    try:
+        job, max_runtime = build_job(ctx, run, pool, token)
+        deadline = max(now, run.scheduled_time) + timedelta(seconds=max_runtime)
+        ctx.store.set_run_token(run.id, keys.hash_secret(token),
+                                deadline + timedelta(seconds=ctx.settings.run_token_grace_seconds))
+        submission = ctx.pushers.get(pool.type).submit(job)
+    except TransientPusherError as exc:
+        return _defer(ctx, run, str(exc))
+    except (PermanentPusherError, InvalidInput, NotFound) as exc:
+        return try_set_state(ctx, run, StateType.CRASHED, f"Submission to {pool.type} failed: {exc}")
+    except Exception as exc:  # an unexpected error is retried a bounded number of times
+        log.exception("unexpected error submitting flow run %s", run.id)
+        return _defer(ctx, run, f"{type(exc).__name__}: {exc}")
+    recorded = ctx.store.update_flow_run(
+        run.id,
+        {"infra_id": submission.infra_id, "console_url": submission.console_url, "submitted_at": now,
+         "lease_until": None, "deadline": deadline},
+        expect={"state_type": StateType.PENDING, "infra_id": None},
+    )
+    if recorded is None:
+        # Cancelled while we were submitting: stop what we started and let the reconciler clean up.
+        ctx.store.update_flow_run(run.id, {"infra_id": submission.infra_id, "console_url": submission.console_url})
+        try:
+            ctx.pushers.get(pool.type).cancel(submission.infra_id)
+        except PushpoolError as exc:
+            log.warning("could not stop infrastructure of cancelled run %s: %s", run.id, exc)
+    return recorded
+
+
+def _defer(ctx: ServiceContext, run: FlowRun, error: str) -> FlowRun | None:
+    if run.submission_attempts >= ctx.settings.submission_max_attempts:
+        return try_set_state(ctx, run, StateType.CRASHED,
+                             f"Gave up after {run.submission_attempts} submission attempts: {error}")
+    retry_at = ctx.clock.now() + timedelta(seconds=_backoff(ctx, run.submission_attempts))
+    log.info("flow run %s: transient submission error, retrying at %s: %s", run.id, retry_at, error)
+    return ctx.store.update_flow_run(
+        run.id, {"lease_until": None, "next_attempt_at": retry_at},
+        expect={"state_type": StateType.PENDING, "infra_id": None},
+    )
+
+
+# --------------------------------------------------------------------------- the tick step
+
+
+class Dispatcher:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+        self._executor = ThreadPoolExecutor(max_workers=ctx.settings.pusher_threads,
+                                            thread_name_prefix="pushpool-submit")
+
+    def _lease_until(self):
+        return self.ctx.clock.now() + timedelta(seconds=self.ctx.settings.submission_lease_seconds)
+
+    def run_once(self) -> list[FlowRun]:
+        """One dispatch pass; returns the runs handed to pushers."""
+        ctx = self.ctx
+        apply_late_policies(ctx)
+        batch: list[FlowRun] = []
+        for pool in ctx.store.list_all_work_pools():
+            if pool.paused:
+                continue
+            claim = ctx.store.claim_flow_runs(pool.id, ctx.clock.now(), self._lease_until(),
+                                              ctx.settings.dispatch_batch_size)
+            batch += claim.claimed
+        for run in ctx.store.list_submittable_runs(ctx.clock.now(), ctx.settings.dispatch_batch_size):
+            acquired = ctx.store.acquire_submission(run.id, ctx.clock.now(), self._lease_until())
+            if acquired is not None:
+                batch.append(acquired)
+        if batch:
+            list(self._executor.map(lambda r: submit_run(ctx, r), batch))
+        return batch
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)

@@ -1,0 +1,123 @@
+"""Creating, cancelling and moving flow runs: the rules shared by the API and the services."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from control_plane.errors import Conflict, InvalidInput, NotFound
+from control_plane.models import Deployment, FlowRun, StateType, WorkPool
+from control_plane.services import states
+from control_plane.services.context import ServiceContext
+from control_plane.services.templating import merge_job_variables, validate_job_variables
+
+_ADJECTIVES = ("amber", "brisk", "calm", "daring", "eager", "fuzzy", "gentle", "humble", "jolly", "keen",
+               "lively", "mellow", "nimble", "proud", "quiet", "rapid", "sunny", "tidy", "vivid", "witty")
+_ANIMALS = ("otter", "heron", "lynx", "marten", "gecko", "ibis", "koala", "lemur", "newt", "orca",
+            "panda", "quail", "raven", "stoat", "tapir", "vole", "wombat", "yak", "zebu", "finch")
+
+
+def generate_run_name(run_id: str) -> str:
+    n = int(run_id.replace("-", "")[:8], 16)
+    return f"{_ADJECTIVES[n % len(_ADJECTIVES)]}-{_ANIMALS[(n // 20) % len(_ANIMALS)]}"
+
+
+def validate_parameters(deployment: Deployment, parameters: dict[str, Any]) -> None:
+    if deployment.parameter_schema is None:
+        return
+    schema = dict(deployment.parameter_schema)
+    errors = sorted(Draft202012Validator(schema).iter_errors(parameters), key=lambda e: list(e.path))
+    if errors:
+        first = errors[0]
+        path = ".".join(["parameters", *(str(p) for p in first.path)])
+        if first.validator == "required":
+            path = "parameters"
+        raise InvalidInput(f"{path}: {first.message}",
+                           errors=[{"loc": ["parameters", *e.path], "msg": e.message} for e in errors])
+
+
+def build_flow_run(
+    ctx: ServiceContext,
+    deployment: Deployment,
+    pool: WorkPool,
+    *,
+    scheduled_time: datetime,
+    parameters: dict[str, Any] | None = None,
+    job_variables: dict[str, Any] | None = None,
+    tags: list[str] | None = None,
+    name: str | None = None,
+    auto_scheduled: bool = False,
+    schedule_id: str | None = None,
+    idempotency_key: str | None = None,
+) -> FlowRun:
+    """A new SCHEDULED run of ``deployment``, validated (parameters, job variables) but not stored."""
+    now = ctx.clock.now()
+    merged_params = {**deployment.parameters, **(parameters or {})}
+    validate_parameters(deployment, merged_params)
+    if job_variables:
+        variables = pool.base_job_template.get("variables", {})
+        validate_job_variables(variables, job_variables)
+        validate_job_variables(variables, merge_job_variables(deployment.job_variables, job_variables))
+    run = FlowRun(
+        workspace_id=deployment.workspace_id, deployment_id=deployment.id, flow_name=deployment.flow_name,
+        deployment_name=deployment.name, name="pending", pool_id=deployment.pool_id,
+        queue_id=deployment.queue_id, parameters=merged_params, job_variables=job_variables or {},
+        tags=sorted(set(deployment.tags) | set(tags or [])),
+        state=states.make_state(StateType.SCHEDULED, now), scheduled_time=scheduled_time,
+        auto_scheduled=auto_scheduled, schedule_id=schedule_id, idempotency_key=idempotency_key,
+        created=now, updated=now,
+    )
+    return run.model_copy(update={"name": name or generate_run_name(run.id)})
+
+
+def set_state(
+    ctx: ServiceContext, run: FlowRun, target: StateType, message: str | None = None,
+    name: str | None = None, **changes: Any,
+) -> FlowRun:
+    """Move ``run`` to ``target`` if the state machine allows it from its current state.
+
+    The write is conditional on the run still being in a state from which the move is
+    legal, so a concurrent change (the runner finishing while the reconciler decides it
+    crashed) can never be overwritten. Raises Conflict when the move is not allowed.
+    """
+    states.check_transition(run.state.type, target)
+    state = states.make_state(target, ctx.clock.now(), message, name)
+    updated = ctx.store.set_flow_run_state(run.id, state, expect=states.sources_for(target), changes=changes)
+    if updated is None:
+        current = ctx.store.get_flow_run(None, run.id)
+        if current is None:
+            raise NotFound("Flow run not found")
+        raise Conflict(f"Cannot move a flow run from {current.state.type.value} to {target.value}")
+    return updated
+
+
+def try_set_state(ctx: ServiceContext, run: FlowRun, target: StateType, message: str | None = None,
+                  name: str | None = None, **changes: Any) -> FlowRun | None:
+    """Like :func:`set_state` but returns None instead of raising when the move is no longer legal."""
+    try:
+        return set_state(ctx, run, target, message, name, **changes)
+    except (Conflict, NotFound):
+        return None
+
+
+def cancel(ctx: ServiceContext, run: FlowRun) -> FlowRun:
+    """Cancel a run: at once when nothing is running yet, through CANCELLING otherwise."""
+    current = run.state.type
+    if current.is_final:
+        raise Conflict(f"Flow run is already {current.value}")
+    if current is StateType.CANCELLING:
+        return run
+    if current is StateType.SCHEDULED or (current is StateType.PENDING and run.infra_id is None):
+        updated = try_set_state(ctx, run, StateType.CANCELLED, "Cancelled by request")
+    else:
+        updated = try_set_state(ctx, run, StateType.CANCELLING, "Cancellation requested")
+    if updated is None:  # it moved meanwhile; try once more from where it is now
+        fresh = ctx.store.get_flow_run(None, run.id)
+        if fresh is None:
+            raise NotFound("Flow run not found")
+        if fresh.state.type == current:
+            raise Conflict("Flow run changed while being cancelled; try again")
+        return cancel(ctx, fresh)
+    return updated

@@ -1,0 +1,87 @@
+"""The reconciler: watches submitted runs through their pushers and keeps the record true.
+
+* infrastructure finished but the run is not final → CRASHED with the classified reason;
+* CANCELLING → stop the infrastructure → CANCELLED once it is gone;
+* past the runtime deadline → stop the infrastructure → CRASHED;
+* final runs → the pusher's cleanup, once, when the infrastructure is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+
+from control_plane.errors import PushpoolError
+from control_plane.models import FlowRun, StateType
+from control_plane.services.context import ServiceContext
+from control_plane.services.flow_runs import try_set_state
+from pushers.base import InfraState, InfraStatus, Pusher
+
+log = logging.getLogger("pushpool.reconciler")
+
+_STOP_AFTER_FINAL = (StateType.CRASHED, StateType.CANCELLED)
+
+
+def crash_message(status: InfraStatus) -> str:
+    if status.state is InfraState.MISSING:
+        return f"Infrastructure vanished: {status.reason or 'no longer found'}"
+    if status.exit_code == 0:
+        return "The run's container exited with code 0 without reporting a final state"
+    return f"Infrastructure exited: {status.reason or f'exit code {status.exit_code}'}"
+
+
+class Reconciler:
+    def __init__(self, ctx: ServiceContext, batch_size: int = 500) -> None:
+        self.ctx = ctx
+        self.batch_size = batch_size
+
+    def run_once(self) -> int:
+        runs = self.ctx.store.list_runs_to_reconcile(self.batch_size)
+        by_type: dict[str, list[FlowRun]] = defaultdict(list)
+        pools: dict[str, str | None] = {}
+        for run in runs:
+            if run.pool_id not in pools:
+                pool = self.ctx.store.get_work_pool_by_id(run.workspace_id, run.pool_id)
+                pools[run.pool_id] = pool.type if pool else None
+            if pools[run.pool_id] is not None:
+                by_type[pools[run.pool_id]].append(run)
+        for pool_type, group in by_type.items():
+            pusher = self.ctx.pushers.get(pool_type)
+            try:
+                statuses = pusher.status([r.infra_id for r in group if r.infra_id])
+            except PushpoolError as exc:
+                log.warning("status of %d %s runs failed: %s", len(group), pool_type, exc)
+                continue
+            for run in group:
+                status = statuses.get(run.infra_id or "")
+                if status is not None:
+                    try:
+                        self._reconcile(pusher, run, status)
+                    except PushpoolError as exc:
+                        log.warning("reconciling flow run %s failed: %s", run.id, exc)
+        return len(runs)
+
+    def _reconcile(self, pusher: Pusher, run: FlowRun, status: InfraStatus) -> None:
+        ctx, state = self.ctx, run.state.type
+        infra_id = run.infra_id or ""
+        if state.is_final:
+            if status.finished:
+                pusher.cleanup(infra_id)
+                ctx.store.update_flow_run(run.id, {"cleaned_up": True})
+            elif state in _STOP_AFTER_FINAL:
+                pusher.cancel(infra_id)
+            return
+        if state is StateType.CANCELLING:
+            if status.finished:
+                try_set_state(ctx, run, StateType.CANCELLED, "Infrastructure stopped")
+            else:
+                pusher.cancel(infra_id)
+            return
+        if status.finished:
+            try_set_state(ctx, run, StateType.CRASHED, crash_message(status))
+            return
+        if run.deadline is not None and ctx.clock.now() > run.deadline:
+            runtime = int((run.deadline - (run.submitted_at or run.deadline)).total_seconds())
+            pusher.cancel(infra_id)
+            try_set_state(ctx, run, StateType.CRASHED,
+                          f"Exceeded the maximum runtime ({runtime}s); the infrastructure was stopped")

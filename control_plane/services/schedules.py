@@ -1,0 +1,141 @@
+"""Schedule occurrences: cron, interval with anchor, and RFC 5545 rrule, timezone-aware.
+
+Everything is computed in the schedule's local wall-clock time and then converted
+to UTC, which makes daylight-saving changes behave as people expect:
+
+* cron ``0 9 * * *`` in Europe/London runs at 09:00 local all year (08:00 UTC in
+  summer, 09:00 UTC in winter);
+* a wall time that does not exist (spring forward) runs at the same offset before
+  the change, i.e. one hour later in local time, once;
+* a wall time that happens twice (fall back) runs once, at its first occurrence,
+  unless the cron's hour field is a wildcard, in which case both hours run;
+* an interval that is a whole number of days keeps the local time of day; shorter
+  intervals step in absolute time from the anchor.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+from dateutil.rrule import rrulestr
+
+from control_plane.errors import InvalidInput
+from control_plane.models import Schedule
+
+DEFAULT_ANCHOR = datetime(2020, 1, 1, tzinfo=UTC)
+REORDER_WINDOW = timedelta(hours=2)
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(f"timezone: unknown timezone {name!r} (use an IANA name such as 'Europe/Paris')") from None
+
+
+def validate_schedule(schedule: Schedule, field: str = "schedule") -> None:
+    kinds = [k for k in ("cron", "interval_seconds", "rrule") if getattr(schedule, k) is not None]
+    if len(kinds) != 1:
+        raise InvalidInput(f"{field}: give exactly one of cron, interval_seconds, rrule (got {kinds or 'none'})")
+    zone(schedule.timezone)
+    if schedule.cron is not None and not croniter.is_valid(schedule.cron):
+        raise InvalidInput(f"{field}.cron: {schedule.cron!r} is not a valid cron expression")
+    if schedule.interval_seconds is not None and schedule.interval_seconds < 1:
+        raise InvalidInput(f"{field}.interval_seconds: must be at least 1 second")
+    if schedule.rrule is not None:
+        try:
+            rrulestr(schedule.rrule, dtstart=datetime(2020, 1, 1))
+        except (ValueError, TypeError) as exc:
+            raise InvalidInput(f"{field}.rrule: {schedule.rrule!r} is not a valid RRULE ({exc})") from None
+
+
+def _local_to_utc(wall: datetime, tz: ZoneInfo, fold: int = 0) -> datetime:
+    return wall.replace(tzinfo=tz, fold=fold).astimezone(UTC)
+
+
+def _is_ambiguous(wall: datetime, tz: ZoneInfo) -> bool:
+    return _local_to_utc(wall, tz, 0) != _local_to_utc(wall, tz, 1)
+
+
+def _exists(wall: datetime, tz: ZoneInfo) -> bool:
+    return _local_to_utc(wall, tz).astimezone(tz).replace(tzinfo=None) == wall
+
+
+def _from_walls(walls: Iterator[datetime], tz: ZoneInfo, both_folds: bool) -> Iterator[datetime]:
+    for wall in walls:
+        if not _exists(wall, tz):
+            yield _local_to_utc(wall, tz)  # skipped hour: same offset as before the change
+        elif _is_ambiguous(wall, tz):
+            yield _local_to_utc(wall, tz, 0)
+            if both_folds:
+                yield _local_to_utc(wall, tz, 1)
+        else:
+            yield _local_to_utc(wall, tz)
+
+
+def _cron_walls(expression: str, start_wall: datetime) -> Iterator[datetime]:
+    it = croniter(expression, start_wall)
+    while True:
+        yield it.get_next(datetime)
+
+
+def _interval_times(schedule: Schedule, after: datetime, tz: ZoneInfo) -> Iterator[datetime]:
+    seconds = float(schedule.interval_seconds or 0)
+    anchor = schedule.anchor_date or DEFAULT_ANCHOR
+    if seconds % 86400 == 0:
+        days = int(seconds // 86400)
+        anchor_wall = anchor.astimezone(tz).replace(tzinfo=None)
+        after_wall = after.astimezone(tz).replace(tzinfo=None)
+        steps = max(0, (after_wall - anchor_wall).days // days - 1)
+        wall = anchor_wall + timedelta(days=steps * days)
+        while True:
+            yield from _from_walls(iter([wall]), tz, both_folds=False)
+            wall += timedelta(days=days)
+    else:
+        step = timedelta(seconds=seconds)
+        k = max(0, int((after - anchor) / step) - 1) if after > anchor else 0
+        current = anchor + k * step
+        while True:
+            yield current
+            current += step
+
+
+def occurrences(schedule: Schedule, after: datetime, until: datetime, limit: int) -> list[datetime]:
+    """UTC times strictly after ``after`` and at or before ``until``, at most ``limit``, ascending."""
+    tz = zone(schedule.timezone)
+    after_wall = after.astimezone(tz).replace(tzinfo=None)
+    if schedule.cron is not None:
+        hour_field = schedule.cron.split()[1] if len(schedule.cron.split()) >= 5 else "*"
+        # Start one hour early so a fall-back repeat is not missed, then filter.
+        source = _from_walls(_cron_walls(schedule.cron, after_wall - timedelta(hours=1)), tz,
+                             both_folds=hour_field.startswith("*"))
+    elif schedule.rrule is not None:
+        anchor = (schedule.anchor_date or DEFAULT_ANCHOR).astimezone(tz).replace(tzinfo=None)
+        rule = rrulestr(schedule.rrule, dtstart=anchor, ignoretz=True)
+        source = _from_walls(iter(rule.xafter(after_wall - timedelta(hours=1), inc=False)), tz, both_folds=False)
+    else:
+        source = _interval_times(schedule, after, tz)
+    # Fall-back repeats come out up to an hour out of order: keep a small sorted window.
+    window: list[datetime] = []
+    result: list[datetime] = []
+    for when in source:
+        if when > until + REORDER_WINDOW:
+            break
+        if when > after and when <= until:
+            heapq.heappush(window, when)
+        while window and window[0] < when - REORDER_WINDOW:
+            _take(result, heapq.heappop(window))
+        if len(result) >= limit:
+            break
+    while window and len(result) < limit:
+        _take(result, heapq.heappop(window))
+    return result[:limit]
+
+
+def _take(result: list[datetime], when: datetime) -> None:
+    if not result or when > result[-1]:
+        result.append(when)

@@ -1,0 +1,41 @@
+"""The flow-run state machine: which transitions are allowed, and state constructors."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from control_plane.errors import Conflict
+from control_plane.models import State, StateType
+
+S = StateType
+
+ALLOWED: dict[StateType, frozenset[StateType]] = {
+    S.SCHEDULED: frozenset({S.SCHEDULED, S.PENDING, S.CANCELLED}),
+    S.PENDING: frozenset({S.RUNNING, S.CRASHED, S.FAILED, S.CANCELLING, S.CANCELLED}),
+    S.RUNNING: frozenset({S.COMPLETED, S.FAILED, S.CRASHED, S.CANCELLING}),
+    # A run being cancelled may still finish on its own; its own report wins.
+    S.CANCELLING: frozenset({S.CANCELLED, S.CRASHED, S.COMPLETED, S.FAILED}),
+    S.COMPLETED: frozenset(),
+    S.FAILED: frozenset(),
+    S.CRASHED: frozenset(),
+    S.CANCELLED: frozenset(),
+}
+
+DEFAULT_NAMES: dict[StateType, str] = {
+    S.SCHEDULED: "Scheduled", S.PENDING: "Pending", S.RUNNING: "Running", S.COMPLETED: "Completed",
+    S.FAILED: "Failed", S.CRASHED: "Crashed", S.CANCELLING: "Cancelling", S.CANCELLED: "Cancelled",
+}
+
+
+def sources_for(target: StateType) -> frozenset[StateType]:
+    """Every state from which ``target`` may be entered."""
+    return frozenset(src for src, targets in ALLOWED.items() if target in targets)
+
+
+def check_transition(current: StateType, target: StateType) -> None:
+    if target not in ALLOWED[current]:
+        raise Conflict(f"Cannot move a flow run from {current.value} to {target.value}")
+
+
+def make_state(type_: StateType, now: datetime, message: str | None = None, name: str | None = None) -> State:
+    return State(type=type_, name=name or DEFAULT_NAMES[type_], message=message, timestamp=now)

@@ -1,0 +1,63 @@
+"""The tick: scheduler, dispatcher and reconciler in turn.
+
+The embedded server runs :meth:`Ticker.tick` every second in its own thread; on
+Lambda the EventBridge tick calls it once a minute.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from control_plane.services.context import ServiceContext
+from control_plane.services.dispatcher import Dispatcher
+from control_plane.services.reconciler import Reconciler
+from control_plane.services.scheduler import run_scheduler
+
+log = logging.getLogger("pushpool.ticker")
+
+
+class Ticker:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+        self.dispatcher = Dispatcher(ctx)
+        self.reconciler = Reconciler(ctx)
+        self._last_schedule: float | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def tick(self, *, force_schedule: bool = False) -> None:
+        """One pass of every service; each is isolated so one failing does not stop the others."""
+        mono = time.monotonic()
+        due = self._last_schedule is None or mono - self._last_schedule >= self.ctx.settings.scheduler_interval_seconds
+        for name, step in (
+            ("scheduler", run_scheduler if (due or force_schedule) else None),
+            ("dispatcher", lambda ctx: self.dispatcher.run_once()),
+            ("reconciler", lambda ctx: self.reconciler.run_once()),
+        ):
+            if step is None:
+                continue
+            try:
+                step(self.ctx)
+            except Exception:
+                log.exception("%s step failed", name)
+        if due or force_schedule:
+            self._last_schedule = mono
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="pushpool-ticker", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        interval = self.ctx.settings.tick_interval_seconds
+        while not self._stop.is_set():
+            started = time.monotonic()
+            self.tick()
+            self._stop.wait(max(0.0, interval - (time.monotonic() - started)))
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self.dispatcher.close()

@@ -1,0 +1,199 @@
+"""The Store protocol: everything the API and services need from storage.
+
+Two backends implement it (``sqlite`` now, ``dynamodb`` in its own issue) and one
+contract test suite (``tests/control_plane/storage/contract.py``) runs against
+each. Methods are deliberately specific (``claim_flow_runs``, ``acquire_submission``)
+rather than a general query language, so a key-value backend can implement each
+one with a few conditional writes.
+
+Conventions:
+
+* Every workspace-scoped getter takes the workspace id and returns ``None`` for an
+  object of another workspace, exactly as for a missing one.
+* ``create_*`` raises :class:`~control_plane.errors.AlreadyExists` on a name clash.
+* Conditional writes return ``None`` (or ``False``) when their condition does not
+  hold; they never half-apply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from control_plane.models import (
+    Actor,
+    ApiKey,
+    Block,
+    Deployment,
+    FlowRun,
+    FlowRunFilter,
+    Membership,
+    State,
+    StateType,
+    WorkPool,
+    WorkQueue,
+    Workspace,
+)
+
+
+@dataclass
+class ClaimResult:
+    """What one atomic claim did."""
+
+    #: Runs moved SCHEDULED → PENDING, each now holding its pool/queue/deployment slots.
+    claimed: list[FlowRun] = field(default_factory=list)
+    #: Runs cancelled because their deployment was full and its strategy is CANCEL_NEW.
+    cancelled: list[FlowRun] = field(default_factory=list)
+
+
+class Store(Protocol):
+    # ------------------------------------------------------------------ tenancy
+    def create_workspace(self, workspace: Workspace) -> Workspace: ...
+    def get_workspace(self, id_or_name: str) -> Workspace | None: ...
+    def list_workspaces(self) -> list[Workspace]: ...
+
+    def create_actor(self, actor: Actor) -> Actor: ...
+    def get_actor(self, actor_id: str) -> Actor | None: ...
+    def list_service_accounts(self, workspace_id: str) -> list[Actor]: ...
+    def delete_actor(self, actor_id: str) -> None: ...
+
+    def set_membership(self, membership: Membership) -> None: ...
+    def get_membership(self, workspace_id: str, actor_id: str) -> Membership | None: ...
+    def list_memberships(self, actor_id: str) -> list[Membership]: ...
+
+    def create_api_key(self, key: ApiKey) -> ApiKey: ...
+    def get_api_key_by_hash(self, key_hash: str) -> ApiKey | None: ...
+    def get_api_key(self, key_id: str) -> ApiKey | None: ...
+    def list_api_keys(self, actor_id: str) -> list[ApiKey]: ...
+    def update_api_key(self, key: ApiKey) -> None: ...
+
+    # ------------------------------------------------------------------ pools and queues
+    def create_work_pool(self, pool: WorkPool, default_queue: WorkQueue) -> WorkPool:
+        """Create a pool together with its ``default`` queue, atomically."""
+        ...
+
+    def get_work_pool(self, workspace_id: str, name: str) -> WorkPool | None: ...
+    def get_work_pool_by_id(self, workspace_id: str, pool_id: str) -> WorkPool | None: ...
+    def list_work_pools(self, workspace_id: str) -> list[WorkPool]: ...
+    def list_all_work_pools(self) -> list[WorkPool]:
+        """Every pool of every workspace: what a tick walks over."""
+        ...
+
+    def update_work_pool(self, pool: WorkPool) -> None: ...
+    def delete_work_pool(self, workspace_id: str, pool_id: str) -> None:
+        """Delete the pool, its queues and its runs that never started."""
+        ...
+
+    def create_work_queue(self, queue: WorkQueue) -> WorkQueue: ...
+    def get_work_queue(self, workspace_id: str, pool_id: str, name: str) -> WorkQueue | None: ...
+    def get_work_queue_by_id(self, workspace_id: str, queue_id: str) -> WorkQueue | None: ...
+    def list_work_queues(self, workspace_id: str, pool_id: str) -> list[WorkQueue]: ...
+    def update_work_queue(self, queue: WorkQueue) -> None: ...
+    def delete_work_queue(self, workspace_id: str, queue_id: str) -> None: ...
+
+    # ------------------------------------------------------------------ blocks
+    def create_block(self, block: Block) -> Block: ...
+    def get_block(self, workspace_id: str, name: str) -> Block | None: ...
+    def list_blocks(self, workspace_id: str) -> list[Block]: ...
+    def update_block(self, block: Block) -> None: ...
+    def delete_block(self, workspace_id: str, block_id: str) -> None: ...
+
+    # ------------------------------------------------------------------ deployments
+    def create_deployment(self, deployment: Deployment) -> Deployment: ...
+    def get_deployment(self, workspace_id: str, deployment_id: str) -> Deployment | None: ...
+    def get_deployment_by_name(self, workspace_id: str, flow_name: str, name: str) -> Deployment | None: ...
+    def list_deployments(self, workspace_id: str, pool_id: str | None = None) -> list[Deployment]: ...
+    def list_scheduled_deployments(self) -> list[Deployment]:
+        """Deployments of every workspace that are not paused and have an active schedule."""
+        ...
+
+    def update_deployment(self, deployment: Deployment) -> None: ...
+    def delete_deployment(self, workspace_id: str, deployment_id: str) -> None:
+        """Delete the deployment and its runs that never started."""
+        ...
+
+    # ------------------------------------------------------------------ flow runs
+    def create_flow_run(self, run: FlowRun) -> FlowRun:
+        """Insert a run; raises AlreadyExists when (deployment, idempotency_key) is taken."""
+        ...
+
+    def create_flow_runs_if_absent(self, runs: list[FlowRun]) -> int:
+        """Insert the runs whose (deployment, idempotency_key) is free; return how many were new."""
+        ...
+
+    def get_flow_run(self, workspace_id: str | None, run_id: str) -> FlowRun | None:
+        """``workspace_id=None`` is for internal callers (run-token auth, services)."""
+        ...
+
+    def list_flow_runs(
+        self, workspace_id: str, flt: FlowRunFilter, limit: int = 200, offset: int = 0
+    ) -> list[FlowRun]: ...
+
+    def latest_auto_scheduled_time(self, deployment_id: str) -> tuple[int, datetime | None]:
+        """(number of future-or-due SCHEDULED auto runs, latest scheduled time of any auto run)."""
+        ...
+
+    def delete_scheduled_auto_runs(self, deployment_id: str, after: datetime) -> int:
+        """Delete auto-scheduled runs still SCHEDULED at or after ``after``; return the count."""
+        ...
+
+    def set_flow_run_state(
+        self,
+        run_id: str,
+        state: State,
+        *,
+        expect: frozenset[StateType] | set[StateType] | None = None,
+        changes: dict[str, Any] | None = None,
+    ) -> FlowRun | None:
+        """Move a run to ``state``, appending it to the history, in one atomic write.
+
+        ``expect`` is the set of state types the run must currently be in; when it is
+        not, nothing is written and ``None`` comes back. ``changes`` are further fields
+        of the run to set in the same write. Entering RUNNING sets ``start_time``;
+        entering a final state sets ``end_time`` and releases the run's concurrency
+        slots at once.
+        """
+        ...
+
+    def update_flow_run(
+        self, run_id: str, changes: dict[str, Any], *, expect: dict[str, Any] | None = None
+    ) -> FlowRun | None:
+        """Set fields if every ``expect`` field currently has that value (``None`` matches unset)."""
+        ...
+
+    def get_state_history(self, run_id: str) -> list[State]: ...
+
+    def claim_flow_runs(self, pool_id: str, now: datetime, lease_until: datetime, limit: int) -> ClaimResult:
+        """The dispatcher's one atomic step for one pool.
+
+        Picks SCHEDULED runs of the pool due by ``now + pool.prefetch_seconds`` from
+        queues that are not paused, in queue priority then scheduled-time order, and
+        moves as many as the pool, queue and deployment concurrency limits allow to
+        PENDING (taking their slots and a submission lease until ``lease_until``).
+        A run whose deployment is full is left SCHEDULED (``ENQUEUE``) or CANCELLED
+        (``CANCEL_NEW``). Nothing is claimed from a paused pool. Two callers never
+        claim the same run and never exceed a limit together.
+        """
+        ...
+
+    def list_submittable_runs(self, now: datetime, limit: int) -> list[FlowRun]:
+        """PENDING runs with no infrastructure id whose lease has lapsed and whose retry time has come."""
+        ...
+
+    def acquire_submission(self, run_id: str, now: datetime, lease_until: datetime) -> FlowRun | None:
+        """Take the submission lease of a submittable run (see above); ``None`` if someone else has it."""
+        ...
+
+    def list_runs_to_reconcile(self, limit: int) -> list[FlowRun]:
+        """Runs with an infrastructure id that are active, or final but not yet cleaned up."""
+        ...
+
+    def list_overdue_scheduled_runs(self, before: datetime, limit: int) -> list[FlowRun]:
+        """SCHEDULED runs (any workspace) scheduled before ``before``, oldest first."""
+        ...
+
+    def set_run_token(self, run_id: str, token_hash: str, expires_at: datetime) -> None: ...
+    def get_run_token(self, run_id: str) -> tuple[str, datetime] | None: ...
+
+    def close(self) -> None: ...

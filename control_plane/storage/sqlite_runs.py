@@ -1,0 +1,326 @@
+"""Flow-run storage for the SQLite backend, including the dispatcher's atomic claim."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from control_plane.errors import AlreadyExists
+from control_plane.models import (
+    ACTIVE_STATES,
+    FINAL_STATES,
+    CollisionStrategy,
+    FlowRun,
+    FlowRunFilter,
+    State,
+    StateType,
+    WorkPool,
+)
+from control_plane.storage.base import ClaimResult
+from control_plane.storage.sqlite_schema import from_ts, ts
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+_ACTIVE_SQL = "('PENDING', 'RUNNING', 'CANCELLING')"
+_RUN_COLUMNS = (
+    "id", "workspace_id", "deployment_id", "pool_id", "queue_id", "state_type", "scheduled_time",
+    "auto_scheduled", "idempotency_key", "infra_id", "lease_until", "next_attempt_at", "cleaned_up",
+    "created", "doc",
+)
+
+
+def _run_row(run: FlowRun) -> tuple:
+    return (
+        run.id, run.workspace_id, run.deployment_id, run.pool_id, run.queue_id, run.state.type.value,
+        ts(run.scheduled_time), int(run.auto_scheduled), run.idempotency_key, run.infra_id,
+        ts(run.lease_until), ts(run.next_attempt_at), int(run.cleaned_up), ts(run.created),
+        run.model_dump_json(),
+    )
+
+
+_INSERT_RUN = f"INSERT INTO flow_runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' * len(_RUN_COLUMNS))})"
+_UPDATE_RUN = f"UPDATE flow_runs SET {', '.join(f'{c} = ?' for c in _RUN_COLUMNS[1:])} WHERE id = ?"
+
+
+def _with_state(run: FlowRun, state: State, changes: dict[str, Any] | None) -> FlowRun:
+    """The run after entering ``state``: timestamps follow the state, changes are applied."""
+    update: dict[str, Any] = {"state": state, "updated": state.timestamp}
+    if state.type is StateType.RUNNING and run.start_time is None:
+        update["start_time"] = state.timestamp
+    if state.type in FINAL_STATES:
+        update["end_time"] = state.timestamp
+        update["lease_until"] = None
+    update.update(changes or {})
+    return run.model_copy(update=update)
+
+
+class SqliteRunsMixin:
+    """Flow-run half of :class:`~control_plane.storage.sqlite.SqliteStore`."""
+
+    if TYPE_CHECKING:
+        def _conn(self) -> sqlite3.Connection: ...
+        def _write(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+    # ------------------------------------------------------------------ helpers
+    def _load_run(self, conn: sqlite3.Connection, run_id: str) -> FlowRun | None:
+        row = conn.execute("SELECT doc FROM flow_runs WHERE id = ?", (run_id,)).fetchone()
+        return FlowRun.model_validate_json(row["doc"]) if row else None
+
+    def _save_run(self, conn: sqlite3.Connection, run: FlowRun) -> None:
+        row = _run_row(run)
+        conn.execute(_UPDATE_RUN, row[1:] + (run.id,))
+
+    def _append_state(self, conn: sqlite3.Connection, run_id: str, state: State) -> None:
+        conn.execute(
+            "INSERT INTO flow_run_states (run_id, seq, doc) VALUES (?, "
+            "(SELECT COALESCE(MAX(seq), 0) + 1 FROM flow_run_states WHERE run_id = ?), ?)",
+            (run_id, run_id, state.model_dump_json()),
+        )
+
+    def _delete_unstarted_runs(self, conn: sqlite3.Connection, column: str, value: str, workspace_id: str) -> None:
+        ids = [r[0] for r in conn.execute(
+            f"SELECT id FROM flow_runs WHERE {column} = ? AND workspace_id = ? AND state_type = 'SCHEDULED'",
+            (value, workspace_id),
+        )]
+        conn.executemany("DELETE FROM flow_run_states WHERE run_id = ?", [(i,) for i in ids])
+        conn.executemany("DELETE FROM flow_runs WHERE id = ?", [(i,) for i in ids])
+
+    # ------------------------------------------------------------------ create and read
+    def create_flow_run(self, run: FlowRun) -> FlowRun:
+        try:
+            with self._write() as conn:
+                conn.execute(_INSERT_RUN, _run_row(run))
+                self._append_state(conn, run.id, run.state)
+        except sqlite3.IntegrityError as exc:
+            raise AlreadyExists(f"Flow run with idempotency key {run.idempotency_key!r} already exists") from exc
+        return run
+
+    def create_flow_runs_if_absent(self, runs: list[FlowRun]) -> int:
+        created = 0
+        with self._write() as conn:
+            for run in runs:
+                cur = conn.execute(_INSERT_RUN.replace("INSERT", "INSERT OR IGNORE", 1), _run_row(run))
+                if cur.rowcount:
+                    created += 1
+                    self._append_state(conn, run.id, run.state)
+        return created
+
+    def get_flow_run(self, workspace_id: str | None, run_id: str) -> FlowRun | None:
+        run = self._load_run(self._conn(), run_id)
+        if run is None or (workspace_id is not None and run.workspace_id != workspace_id):
+            return None
+        return run
+
+    def list_flow_runs(
+        self, workspace_id: str, flt: FlowRunFilter, limit: int = 200, offset: int = 0
+    ) -> list[FlowRun]:
+        where, params = ["workspace_id = ?"], [workspace_id]
+        if flt.states:
+            where.append(f"state_type IN ({', '.join('?' * len(flt.states))})")
+            params += [s.value for s in flt.states]
+        for column in ("deployment_id", "pool_id", "queue_id"):
+            if getattr(flt, column) is not None:
+                where.append(f"{column} = ?")
+                params.append(getattr(flt, column))
+        if flt.scheduled_after is not None:
+            where.append("scheduled_time >= ?")
+            params.append(ts(flt.scheduled_after))
+        if flt.scheduled_before is not None:
+            where.append("scheduled_time <= ?")
+            params.append(ts(flt.scheduled_before))
+        if flt.auto_scheduled is not None:
+            where.append("auto_scheduled = ?")
+            params.append(int(flt.auto_scheduled))
+        order = "ASC" if flt.sort == "scheduled_asc" else "DESC"
+        sql = (f"SELECT doc FROM flow_runs WHERE {' AND '.join(where)} "
+               f"ORDER BY scheduled_time {order}, id LIMIT ? OFFSET ?")
+        rows = self._conn().execute(sql, (*params, limit, offset))
+        return [FlowRun.model_validate_json(r["doc"]) for r in rows]
+
+    def latest_auto_scheduled_time(self, deployment_id: str) -> tuple[int, datetime | None]:
+        row = self._conn().execute(
+            "SELECT SUM(state_type = 'SCHEDULED'), MAX(scheduled_time) FROM flow_runs "
+            "WHERE deployment_id = ? AND auto_scheduled = 1",
+            (deployment_id,),
+        ).fetchone()
+        return int(row[0] or 0), from_ts(row[1])
+
+    def delete_scheduled_auto_runs(self, deployment_id: str, after: datetime) -> int:
+        with self._write() as conn:
+            ids = [r[0] for r in conn.execute(
+                "SELECT id FROM flow_runs WHERE deployment_id = ? AND auto_scheduled = 1 "
+                "AND state_type = 'SCHEDULED' AND scheduled_time >= ?",
+                (deployment_id, ts(after)),
+            )]
+            conn.executemany("DELETE FROM flow_run_states WHERE run_id = ?", [(i,) for i in ids])
+            conn.executemany("DELETE FROM flow_runs WHERE id = ?", [(i,) for i in ids])
+        return len(ids)
+
+    def get_state_history(self, run_id: str) -> list[State]:
+        rows = self._conn().execute("SELECT doc FROM flow_run_states WHERE run_id = ? ORDER BY seq", (run_id,))
+        return [State.model_validate_json(r["doc"]) for r in rows]
+
+    # ------------------------------------------------------------------ conditional writes
+    def set_flow_run_state(
+        self,
+        run_id: str,
+        state: State,
+        *,
+        expect: frozenset[StateType] | set[StateType] | None = None,
+        changes: dict[str, Any] | None = None,
+    ) -> FlowRun | None:
+        with self._write() as conn:
+            run = self._load_run(conn, run_id)
+            if run is None or (expect is not None and run.state.type not in expect):
+                return None
+            updated = _with_state(run, state, changes)
+            self._save_run(conn, updated)
+            self._append_state(conn, run_id, state)
+        return updated
+
+    def update_flow_run(
+        self, run_id: str, changes: dict[str, Any], *, expect: dict[str, Any] | None = None
+    ) -> FlowRun | None:
+        with self._write() as conn:
+            run = self._load_run(conn, run_id)
+            if run is None:
+                return None
+            for field, value in (expect or {}).items():
+                current = run.state.type if field == "state_type" else getattr(run, field)
+                if current != value:
+                    return None
+            updated = run.model_copy(update=changes)
+            self._save_run(conn, updated)
+        return updated
+
+    # ------------------------------------------------------------------ dispatch
+    def claim_flow_runs(self, pool_id: str, now: datetime, lease_until: datetime, limit: int) -> ClaimResult:
+        result = ClaimResult()
+        with self._write() as conn:
+            row = conn.execute("SELECT doc FROM work_pools WHERE id = ?", (pool_id,)).fetchone()
+            if row is None:
+                return result
+            pool = WorkPool.model_validate_json(row["doc"])
+            if pool.paused:
+                return result
+            pool_free = self._free(conn, "pool_id", pool_id, pool.concurrency_limit)
+            queue_free = {
+                q["id"]: self._free(conn, "queue_id", q["id"], q["concurrency_limit"])
+                for q in conn.execute("SELECT id, concurrency_limit FROM work_queues WHERE pool_id = ?", (pool_id,))
+            }
+            deployment_free: dict[str, tuple[float, str]] = {}
+            cutoff = ts(now + timedelta(seconds=pool.prefetch_seconds))
+            candidates = conn.execute(
+                "SELECT r.doc FROM flow_runs r JOIN work_queues q ON q.id = r.queue_id "
+                "WHERE r.pool_id = ? AND r.state_type = 'SCHEDULED' AND r.scheduled_time <= ? AND q.paused = 0 "
+                "ORDER BY q.priority, r.scheduled_time, r.id",
+                (pool_id, cutoff),
+            ).fetchall()
+            for candidate in candidates:
+                if len(result.claimed) >= limit or pool_free <= 0:
+                    break
+                run = FlowRun.model_validate_json(candidate["doc"])
+                if queue_free.get(run.queue_id, 0) <= 0:
+                    continue
+                if run.deployment_id not in deployment_free:
+                    deployment_free[run.deployment_id] = self._deployment_free(conn, run.deployment_id)
+                free, strategy = deployment_free[run.deployment_id]
+                if free <= 0:
+                    if strategy == CollisionStrategy.CANCEL_NEW.value:
+                        state = State(type=StateType.CANCELLED, name="Cancelled", timestamp=now,
+                                      message="Deployment concurrency limit reached (CANCEL_NEW)")
+                        cancelled = _with_state(run, state, None)
+                        self._save_run(conn, cancelled)
+                        self._append_state(conn, run.id, state)
+                        result.cancelled.append(cancelled)
+                    continue
+                state = State(type=StateType.PENDING, name="Pending", timestamp=now)
+                claimed = _with_state(run, state, {
+                    "lease_until": lease_until, "submission_attempts": run.submission_attempts + 1,
+                })
+                self._save_run(conn, claimed)
+                self._append_state(conn, run.id, state)
+                result.claimed.append(claimed)
+                pool_free -= 1
+                queue_free[run.queue_id] -= 1
+                deployment_free[run.deployment_id] = (free - 1, strategy)
+        return result
+
+    @staticmethod
+    def _free(conn: sqlite3.Connection, column: str, value: str, limit: int | None) -> float:
+        if limit is None:
+            return float("inf")
+        used = conn.execute(
+            f"SELECT COUNT(*) FROM flow_runs WHERE {column} = ? AND state_type IN {_ACTIVE_SQL}", (value,)
+        ).fetchone()[0]
+        return limit - used
+
+    def _deployment_free(self, conn: sqlite3.Connection, deployment_id: str) -> tuple[float, str]:
+        row = conn.execute(
+            "SELECT concurrency_limit, collision_strategy FROM deployments WHERE id = ?", (deployment_id,)
+        ).fetchone()
+        if row is None:
+            return float("inf"), CollisionStrategy.ENQUEUE.value
+        return self._free(conn, "deployment_id", deployment_id, row["concurrency_limit"]), row["collision_strategy"]
+
+    def list_submittable_runs(self, now: datetime, limit: int) -> list[FlowRun]:
+        rows = self._conn().execute(
+            "SELECT doc FROM flow_runs WHERE state_type = 'PENDING' AND infra_id IS NULL "
+            "AND (lease_until IS NULL OR lease_until <= ?) AND (next_attempt_at IS NULL OR next_attempt_at <= ?) "
+            "ORDER BY scheduled_time LIMIT ?",
+            (ts(now), ts(now), limit),
+        )
+        return [FlowRun.model_validate_json(r["doc"]) for r in rows]
+
+    def acquire_submission(self, run_id: str, now: datetime, lease_until: datetime) -> FlowRun | None:
+        with self._write() as conn:
+            run = self._load_run(conn, run_id)
+            if (
+                run is None
+                or run.state.type is not StateType.PENDING
+                or run.infra_id is not None
+                or (run.lease_until is not None and run.lease_until > now)
+                or (run.next_attempt_at is not None and run.next_attempt_at > now)
+            ):
+                return None
+            updated = run.model_copy(update={
+                "lease_until": lease_until, "submission_attempts": run.submission_attempts + 1,
+                "next_attempt_at": None,
+            })
+            self._save_run(conn, updated)
+        return updated
+
+    def list_runs_to_reconcile(self, limit: int) -> list[FlowRun]:
+        rows = self._conn().execute(
+            f"SELECT doc FROM flow_runs WHERE infra_id IS NOT NULL AND (state_type IN {_ACTIVE_SQL} "
+            "OR cleaned_up = 0 AND state_type IN ('COMPLETED', 'FAILED', 'CRASHED', 'CANCELLED')) "
+            "ORDER BY scheduled_time LIMIT ?",
+            (limit,),
+        )
+        return [FlowRun.model_validate_json(r["doc"]) for r in rows]
+
+    def list_overdue_scheduled_runs(self, before: datetime, limit: int) -> list[FlowRun]:
+        rows = self._conn().execute(
+            "SELECT doc FROM flow_runs WHERE state_type = 'SCHEDULED' AND scheduled_time < ? "
+            "ORDER BY scheduled_time LIMIT ?",
+            (ts(before), limit),
+        )
+        return [FlowRun.model_validate_json(r["doc"]) for r in rows]
+
+    # ------------------------------------------------------------------ run tokens
+    def set_run_token(self, run_id: str, token_hash: str, expires_at: datetime) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE flow_runs SET run_token_hash = ?, run_token_expires = ? WHERE id = ?",
+                (token_hash, ts(expires_at), run_id),
+            )
+
+    def get_run_token(self, run_id: str) -> tuple[str, datetime] | None:
+        row = self._conn().execute(
+            "SELECT run_token_hash, run_token_expires FROM flow_runs WHERE id = ?", (run_id,)
+        ).fetchone()
+        if row is None or row[0] is None:
+            return None
+        return row[0], from_ts(row[1])

@@ -1,0 +1,70 @@
+"""SQLite schema and row helpers for :mod:`control_plane.storage.sqlite`.
+
+Each table keeps the whole record as JSON in ``doc`` plus the columns that queries
+filter or sort on. Timestamps are fixed-width UTC strings so they compare correctly
+as text.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS workspaces (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS actors (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, workspace_id TEXT, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS actors_by_workspace ON actors (workspace_id, kind);
+CREATE TABLE IF NOT EXISTS memberships (
+    workspace_id TEXT NOT NULL, actor_id TEXT NOT NULL, doc TEXT NOT NULL,
+    PRIMARY KEY (workspace_id, actor_id));
+CREATE INDEX IF NOT EXISTS memberships_by_actor ON memberships (actor_id);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY, key_hash TEXT NOT NULL UNIQUE, actor_id TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS api_keys_by_actor ON api_keys (actor_id);
+CREATE TABLE IF NOT EXISTS work_pools (
+    id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, name TEXT NOT NULL, doc TEXT NOT NULL,
+    UNIQUE (workspace_id, name));
+CREATE TABLE IF NOT EXISTS work_queues (
+    id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, pool_id TEXT NOT NULL, name TEXT NOT NULL,
+    priority INTEGER NOT NULL, paused INTEGER NOT NULL, concurrency_limit INTEGER,
+    doc TEXT NOT NULL, UNIQUE (pool_id, name));
+CREATE TABLE IF NOT EXISTS blocks (
+    id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, name TEXT NOT NULL, doc TEXT NOT NULL,
+    UNIQUE (workspace_id, name));
+CREATE TABLE IF NOT EXISTS deployments (
+    id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, flow_name TEXT NOT NULL, name TEXT NOT NULL,
+    pool_id TEXT NOT NULL, scheduled INTEGER NOT NULL, concurrency_limit INTEGER,
+    collision_strategy TEXT NOT NULL, doc TEXT NOT NULL, UNIQUE (workspace_id, flow_name, name));
+CREATE INDEX IF NOT EXISTS deployments_scheduled ON deployments (scheduled);
+CREATE TABLE IF NOT EXISTS flow_runs (
+    id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, deployment_id TEXT NOT NULL,
+    pool_id TEXT NOT NULL, queue_id TEXT NOT NULL, state_type TEXT NOT NULL,
+    scheduled_time TEXT NOT NULL, auto_scheduled INTEGER NOT NULL, idempotency_key TEXT,
+    infra_id TEXT, lease_until TEXT, next_attempt_at TEXT, cleaned_up INTEGER NOT NULL,
+    created TEXT NOT NULL, doc TEXT NOT NULL,
+    run_token_hash TEXT, run_token_expires TEXT,
+    UNIQUE (deployment_id, idempotency_key));
+CREATE INDEX IF NOT EXISTS runs_due ON flow_runs (pool_id, state_type, scheduled_time);
+CREATE INDEX IF NOT EXISTS runs_by_state ON flow_runs (state_type, scheduled_time);
+CREATE INDEX IF NOT EXISTS runs_by_deployment ON flow_runs (deployment_id, state_type);
+CREATE INDEX IF NOT EXISTS runs_by_workspace ON flow_runs (workspace_id, scheduled_time);
+CREATE TABLE IF NOT EXISTS flow_run_states (
+    run_id TEXT NOT NULL, seq INTEGER NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (run_id, seq));
+"""
+
+
+def ts(value: datetime | None) -> str | None:
+    """A datetime as a fixed-width UTC string that sorts like the time it names."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def from_ts(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)

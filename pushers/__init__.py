@@ -1,0 +1,1 @@
+"""Pushers: one module per compute target, behind the small protocol in :mod:`pushers.base`."""

@@ -1,0 +1,157 @@
+"""The pusher protocol, its errors, and the lazy registry keyed by pool type.
+
+A pusher submits one rendered job to a compute target and afterwards answers
+questions about it. It is plain synchronous code; the dispatcher and reconciler
+call it from a bounded thread pool. Cloud SDKs are imported inside the pusher
+module that needs them, never here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+from control_plane.errors import InvalidInput, PushpoolError
+
+
+class PusherError(PushpoolError):
+    """A pusher could not do what it was asked."""
+
+
+class TransientPusherError(PusherError):
+    """Throttling, capacity, 5xx: worth retrying with backoff."""
+
+
+class PermanentPusherError(PusherError):
+    """Retrying will not help (missing cluster, access denied, bad image): the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a pusher needs to start one flow run."""
+
+    flow_run_id: str
+    workspace_id: str
+    pool_name: str
+    deployment_name: str
+    flow_run_name: str
+    #: The pool's job template rendered for this run (blocks resolved).
+    configuration: dict[str, Any]
+    #: Environment for the container: the rendered ``env`` plus the PUSHPOOL_* run context.
+    env: dict[str, str]
+    image: str | None = None
+    #: The deployment's command override; ``None`` means the pusher's runner command.
+    command: list[str] | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def idempotency_key(self) -> str:
+        return self.flow_run_id
+
+
+@dataclass(frozen=True)
+class Submission:
+    infra_id: str
+    console_url: str | None = None
+
+
+class InfraState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    EXITED = "exited"
+    MISSING = "missing"
+
+
+@dataclass(frozen=True)
+class InfraStatus:
+    state: InfraState
+    exit_code: int | None = None
+    #: For a failure: a sentence a person can act on ("killed, likely out of memory").
+    reason: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (InfraState.EXITED, InfraState.MISSING)
+
+
+@dataclass(frozen=True)
+class PusherContext:
+    """What the control plane gives every pusher it creates."""
+
+    state_dir: Path
+    api_url: str
+
+
+class Pusher(Protocol):
+    def submit(self, job: Job) -> Submission: ...
+    def status(self, infra_ids: list[str]) -> dict[str, InfraStatus]: ...
+    def cancel(self, infra_id: str) -> None: ...
+    def cleanup(self, infra_id: str) -> None: ...
+    @classmethod
+    def default_job_template(cls) -> dict[str, Any]: ...
+
+
+#: Pool type → "module:Class"; modules are imported only when a pool of that type is used.
+PUSHER_TYPES: dict[str, str] = {
+    "local:push": "pushers.local:LocalPusher",
+    "ecs:push": "pushers.ecs:EcsPusher",
+    "cloud-run:push": "pushers.cloud_run:CloudRunPusher",
+    "azure-container-instance:push": "pushers.aci:AciPusher",
+    "modal:push": "pushers.modal:ModalPusher",
+}
+
+
+def pusher_class(pool_type: str) -> type:
+    target = PUSHER_TYPES.get(pool_type)
+    if target is None:
+        raise InvalidInput(f"type: unknown work pool type {pool_type!r}; known types: {', '.join(PUSHER_TYPES)}")
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            raise InvalidInput(f"type: work pool type {pool_type!r} is not available in this release yet") from None
+        extra = {"ecs:push": "aws", "cloud-run:push": "gcp", "azure-container-instance:push": "azure",
+                 "modal:push": "modal"}.get(pool_type, "")
+        raise InvalidInput(
+            f"type: work pool type {pool_type!r} needs the '{extra}' extra: pip install 'pushpool[{extra}]'"
+        ) from exc
+    return getattr(module, class_name)
+
+
+class PusherRegistry:
+    """Creates one pusher per pool type on first use and keeps it."""
+
+    def __init__(self, context: PusherContext, overrides: dict[str, Pusher] | None = None) -> None:
+        self.context = context
+        self._pushers: dict[str, Pusher] = dict(overrides or {})
+        self._lock = threading.Lock()
+
+    def get(self, pool_type: str) -> Pusher:
+        with self._lock:
+            if pool_type not in self._pushers:
+                self._pushers[pool_type] = pusher_class(pool_type)(self.context)
+            return self._pushers[pool_type]
+
+    def register(self, pool_type: str, pusher: Pusher) -> None:
+        with self._lock:
+            self._pushers[pool_type] = pusher
+
+
+def default_job_template(pool_type: str) -> dict[str, Any]:
+    return pusher_class(pool_type).default_job_template()
+
+
+def classify_exit_code(code: int) -> str:
+    """A person-readable reason for a non-zero exit code (containers report signals as 128+N)."""
+    if code in (137, -9):
+        return "exit code 137: killed (SIGKILL), likely out of memory"
+    if code in (143, -15):
+        return "exit code 143: terminated (SIGTERM)"
+    if code < 0:
+        return f"killed by signal {-code}"
+    return f"exit code {code}"

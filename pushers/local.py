@@ -1,0 +1,201 @@
+"""``local:push``: runs each flow run as a subprocess on the control plane's machine.
+
+The embedded default that lets anyone try the whole loop with no cloud account.
+Files under ``<state_dir>/local-runs/``:
+
+* ``<run id>.submit`` — created exclusively before anything starts; holds the infra
+  id once the process is up, so a repeated submit never starts a second process;
+* ``pid-<pid>.json`` — written by the supervisor: child pid, then the exit code;
+* ``<run id>.log`` — the run's stdout and stderr (the run's "console URL").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from pushers.base import (
+    InfraState,
+    InfraStatus,
+    Job,
+    PermanentPusherError,
+    PusherContext,
+    Submission,
+    classify_exit_code,
+)
+
+CANCEL_GRACE_SECONDS = 10.0
+#: A submit marker left this long without an infra id means the spawn never happened.
+ABANDONED_MARKER_SECONDS = 30.0
+
+
+class LocalPusher:
+    def __init__(self, context: PusherContext) -> None:
+        self.dir = context.state_dir / "local-runs"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._children: dict[int, subprocess.Popen] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def default_job_template(cls) -> dict[str, Any]:
+        return {
+            "job_configuration": {
+                "command": "{{ command }}",
+                "env": "{{ env }}",
+                "working_dir": "{{ working_dir }}",
+                "labels": "{{ labels }}",
+                "max_runtime_seconds": "{{ max_runtime_seconds }}",
+            },
+            "variables": {
+                "type": "object",
+                "properties": {
+                    "command": {
+                        "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+                        "description": "Command to run instead of the pushpool runner.",
+                    },
+                    "env": {"type": "object", "additionalProperties": {"type": "string"},
+                            "description": "Environment variables for the run."},
+                    "working_dir": {"type": "string",
+                                    "description": "Directory the run starts in; entrypoints are relative to it."},
+                    "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "max_runtime_seconds": {"type": "integer", "minimum": 1, "default": 86400,
+                                            "description": "Stop the run after this long."},
+                },
+            },
+        }
+
+    # ------------------------------------------------------------------ paths
+    def _marker(self, run_id: str) -> Path:
+        return self.dir / f"{run_id}.submit"
+
+    def _state(self, infra_id: str) -> Path:
+        return self.dir / f"{infra_id}.json"
+
+    def log_path(self, run_id: str) -> Path:
+        return self.dir / f"{run_id}.log"
+
+    @staticmethod
+    def _pid(infra_id: str) -> int:
+        return int(infra_id.removeprefix("pid-"))
+
+    # ------------------------------------------------------------------ protocol
+    def submit(self, job: Job) -> Submission:
+        marker = self._marker(job.flow_run_id)
+        try:
+            fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            existing = marker.read_text().strip()
+            if existing:
+                return self._submission(existing, job.flow_run_id)
+            if time.time() - marker.stat().st_mtime < ABANDONED_MARKER_SECONDS:
+                raise PermanentPusherError("another submission of this run is in progress") from None
+            fd = os.open(marker, os.O_WRONLY | os.O_TRUNC)
+        with os.fdopen(fd, "w") as fh:
+            infra_id = self._spawn(job)
+            fh.write(infra_id)
+        return self._submission(infra_id, job.flow_run_id)
+
+    def _submission(self, infra_id: str, run_id: str) -> Submission:
+        return Submission(infra_id=infra_id, console_url=self.log_path(run_id).resolve().as_uri())
+
+    def _spawn(self, job: Job) -> str:
+        config = job.configuration
+        command = job.command or [sys.executable, "-m", "sdk.runner"]
+        cwd = config.get("working_dir") or None
+        if cwd and not Path(cwd).is_dir():
+            raise PermanentPusherError(f"working_dir {cwd!r} does not exist on the control plane's machine")
+        # Never hand the server's own credentials or settings to a run: only the job's env.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PUSHPOOL_")}
+        env.update(job.env)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        package_root = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+        log = open(self.log_path(job.flow_run_id), "ab")  # noqa: SIM115 - handed to the child
+        try:
+            process = self._start(command, cwd, env, log)
+        except OSError as exc:
+            raise PermanentPusherError(f"could not start {command[0]!r}: {exc.strerror}") from exc
+        finally:
+            log.close()
+        return f"pid-{process.pid}"
+
+    def _start(self, command: list[str], cwd: str | None, env: dict[str, str], log: Any) -> subprocess.Popen:
+        # The supervisor learns its own state-file name from its pid, so start it through a
+        # tiny shim that knows the pid before exec'ing the supervisor.
+        shim = ("import os, sys; os.execv(sys.executable, [sys.executable, '-m', 'pushers.local_supervisor', "
+                "os.path.join(sys.argv[1], 'pid-%d.json' % os.getpid())] + sys.argv[2:])")
+        process = subprocess.Popen(
+            [sys.executable, "-c", shim, str(self.dir), "--", *command],
+            cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        with self._lock:
+            self._children[process.pid] = process
+        return process
+
+    def _reap(self, pid: int) -> None:
+        with self._lock:
+            child = self._children.get(pid)
+        if child is not None and child.poll() is not None:
+            with self._lock:
+                self._children.pop(pid, None)
+
+    def status(self, infra_ids: list[str]) -> dict[str, InfraStatus]:
+        return {infra_id: self._status_of(infra_id) for infra_id in infra_ids}
+
+    def _status_of(self, infra_id: str) -> InfraStatus:
+        pid = self._pid(infra_id)
+        self._reap(pid)
+        state = self._read_state(infra_id)
+        if state and state.get("exit_code") is not None:
+            code = int(state["exit_code"])
+            return InfraStatus(InfraState.EXITED, code, None if code == 0 else classify_exit_code(code))
+        if self._alive(pid, state):
+            return InfraStatus(InfraState.RUNNING if state else InfraState.PENDING)
+        return InfraStatus(InfraState.MISSING, reason="the run's process vanished without recording an exit code")
+
+    def _read_state(self, infra_id: str) -> dict | None:
+        try:
+            return json.loads(self._state(infra_id).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    @staticmethod
+    def _alive(pid: int, state: dict | None) -> bool:
+        try:
+            process = psutil.Process(pid)
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return False
+            # A recycled pid started after our supervisor did is not ours.
+            return state is None or process.create_time() <= state["started"] + 1
+        except psutil.Error:
+            return False
+
+    def cancel(self, infra_id: str) -> None:
+        pid = self._pid(infra_id)
+        cancel_file = self.dir / f"{infra_id}.cancel"
+        first = not cancel_file.exists()
+        if first:
+            cancel_file.write_text(str(time.time()))
+        escalate = not first and time.time() - float(cancel_file.read_text() or 0) > CANCEL_GRACE_SECONDS
+        try:
+            os.killpg(pid, signal.SIGKILL if escalate else signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        except PermissionError as exc:
+            raise PermanentPusherError(f"not allowed to stop process group {pid}: {exc}") from exc
+        self._reap(pid)
+
+    def cleanup(self, infra_id: str) -> None:
+        self._reap(self._pid(infra_id))
+        for path in (self._state(infra_id), self.dir / f"{infra_id}.cancel"):
+            path.unlink(missing_ok=True)

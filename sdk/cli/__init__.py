@@ -1,0 +1,1 @@
+"""The ``pushpool`` command-line interface (typer + rich)."""

@@ -1,0 +1,34 @@
+"""``pushpool server start``: the embedded control plane."""
+
+from __future__ import annotations
+
+import typer
+
+from sdk import profiles
+
+app = typer.Typer(help="Run the embedded control plane (SQLite, API and tick loop in one process).",
+                  no_args_is_help=True)
+
+
+@app.command()
+def start(
+    host: str = typer.Option("127.0.0.1", help="Address to bind."),
+    port: int = typer.Option(4200, help="Port to bind."),
+    log_level: str = typer.Option("info", help="debug, info, warning or error."),
+) -> None:
+    """Start the server; on first start, create an owner key and store it in the local profile."""
+    from control_plane.server import serve
+    from control_plane.settings import Settings
+
+    settings = Settings(host=host, port=port)
+    api_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+
+    def remember_key(workspace: str, key: str) -> None:
+        profiles.update_profile(profiles.DEFAULT_PROFILE, {
+            "PUSHPOOL_API_URL": api_url, "PUSHPOOL_API_KEY": key, "PUSHPOOL_WORKSPACE": workspace,
+        })
+        typer.echo(f"Created workspace {workspace!r} and an owner API key; saved to profile "
+                   f"{profiles.DEFAULT_PROFILE!r} in {profiles.profiles_path()}")
+
+    typer.echo(f"pushpool server on {api_url} (home {settings.home}); API docs at {api_url}/docs")
+    serve(settings, on_bootstrap=remember_key, log_level=log_level)

@@ -1,0 +1,133 @@
+"""The in-container runner: the command every pushed container runs.
+
+It needs only ``PUSHPOOL_API_URL``, ``PUSHPOOL_FLOW_RUN_ID`` and
+``PUSHPOOL_RUN_TOKEN``. It waits until the run's scheduled start (prefetch lets the
+container start early so the flow itself starts on time), imports the deployment's
+entrypoint (``path/to/file.py:func`` or ``package.module:func``), calls it with the
+run's parameters, and reports RUNNING, then COMPLETED or FAILED. Exit code 0 on
+success (or when the run was cancelled before it started), 1 when the flow failed,
+2 when the runner itself could not work (bad environment, entrypoint not found).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from control_plane.errors import Conflict, PushpoolError
+from sdk.client import PushpoolClient
+from sdk.flows import Flow
+
+REQUIRED_ENV = ("PUSHPOOL_API_URL", "PUSHPOOL_FLOW_RUN_ID", "PUSHPOOL_RUN_TOKEN")
+FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+class EntrypointError(PushpoolError):
+    """The deployment's entrypoint cannot be loaded."""
+
+
+def load_entrypoint(entrypoint: str, root: Path | None = None) -> Callable[..., Any]:
+    root = (root or Path.cwd()).resolve()
+    target, sep, attr = entrypoint.rpartition(":")
+    if not sep or not target or not attr:
+        raise EntrypointError(f"entrypoint {entrypoint!r} must look like 'path/to/file.py:func' or 'pkg.module:func'")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    if target.endswith(".py") or "/" in target or os.sep in target:
+        path = (root / target).resolve()
+        if not path.is_file():
+            raise EntrypointError(f"entrypoint file {target!r} not found under {root}")
+        spec = importlib.util.spec_from_file_location(f"__pushpool_flow__{path.stem}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ModuleNotFoundError as exc:
+            raise EntrypointError(f"entrypoint module {target!r} cannot be imported: {exc}") from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise EntrypointError(f"entrypoint {entrypoint!r}: {target} has no attribute {attr!r}") from None
+
+
+def call_flow(fn: Callable[..., Any], parameters: dict[str, Any]) -> Any:
+    flow = fn if isinstance(fn, Flow) else None
+    target = flow.fn if flow else fn
+    attempts = 1 + (flow.retries if flow else 0)
+    for attempt in range(1, attempts + 1):
+        try:
+            result = target(**parameters)
+            if inspect.iscoroutine(result):
+                result = asyncio.run(result)
+            return result
+        except Exception:
+            if attempt == attempts:
+                raise
+            print(f"pushpool: flow attempt {attempt}/{attempts} failed; retrying in "
+                  f"{flow.retry_delay_seconds if flow else 0}s", file=sys.stderr)
+            traceback.print_exc()
+            time.sleep(flow.retry_delay_seconds if flow else 0)
+    raise AssertionError("unreachable")
+
+
+def wait_until(when: datetime) -> None:
+    while (delay := (when - datetime.now(UTC)).total_seconds()) > 0:
+        time.sleep(min(delay, 5.0))
+
+
+def run(client: PushpoolClient, run_id: str) -> int:
+    me = client.me()
+    client.workspace = me["workspace_id"]
+    flow_run = client.read_flow_run(run_id)
+    if flow_run["state"]["type"] in FINAL | {"CANCELLING"}:
+        print(f"pushpool: flow run {run_id} is {flow_run['state']['type']}; nothing to do")
+        return 0
+    deployment = client.read_deployment(flow_run["deployment_id"])
+    wait_until(datetime.fromisoformat(flow_run["scheduled_time"]))
+    try:
+        client.set_flow_run_state(run_id, "RUNNING")
+    except Conflict as exc:
+        print(f"pushpool: not starting flow run {run_id}: {exc}")
+        return 0
+    try:
+        fn = load_entrypoint(deployment["entrypoint"])
+        call_flow(fn, flow_run["parameters"])
+    except Exception as exc:
+        traceback.print_exc()
+        message = f"{type(exc).__name__}: {exc}"[:5000]
+        client.set_flow_run_state(run_id, "FAILED", message=message)
+        return 1
+    client.set_flow_run_state(run_id, "COMPLETED")
+    return 0
+
+
+def main() -> int:
+    missing = [name for name in REQUIRED_ENV if not os.environ.get(name)]
+    if missing:
+        print(f"pushpool-runner: missing environment variable(s) {', '.join(missing)}; "
+              "the runner is started by a pushpool pusher, which sets them", file=sys.stderr)
+        return 2
+    run_id = os.environ["PUSHPOOL_FLOW_RUN_ID"]
+    try:
+        with PushpoolClient(os.environ["PUSHPOOL_API_URL"], os.environ["PUSHPOOL_RUN_TOKEN"]) as client:
+            return run(client, run_id)
+    except PushpoolError as exc:
+        print(f"pushpool-runner: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
