@@ -27,7 +27,7 @@ def runs_due_for(ctx: ServiceContext, deployment: Deployment) -> list[FlowRun]:
     pool = ctx.store.get_work_pool_by_id(deployment.workspace_id, deployment.pool_id)
     if pool is None:
         return []
-    scheduled_count, latest = ctx.store.latest_auto_scheduled_time(deployment.id)
+    scheduled_count, latest = ctx.store.latest_auto_scheduled_time(deployment.id, now)
     if scheduled_count >= settings.scheduler_max_runs:
         return []
     after = max(now, latest) if latest else now

@@ -130,8 +130,8 @@ class Store(Protocol):
         self, workspace_id: str, flt: FlowRunFilter, limit: int = 200, offset: int = 0
     ) -> list[FlowRun]: ...
 
-    def latest_auto_scheduled_time(self, deployment_id: str) -> tuple[int, datetime | None]:
-        """(number of future-or-due SCHEDULED auto runs, latest scheduled time of any auto run)."""
+    def latest_auto_scheduled_time(self, deployment_id: str, now: datetime) -> tuple[int, datetime | None]:
+        """(number of SCHEDULED auto runs after ``now``, latest scheduled time of any auto run)."""
         ...
 
     def delete_scheduled_auto_runs(self, deployment_id: str, after: datetime) -> int:

@@ -139,11 +139,11 @@ class SqliteRunsMixin:
         rows = self._conn().execute(sql, (*params, limit, offset))
         return [FlowRun.model_validate_json(r["doc"]) for r in rows]
 
-    def latest_auto_scheduled_time(self, deployment_id: str) -> tuple[int, datetime | None]:
+    def latest_auto_scheduled_time(self, deployment_id: str, now: datetime) -> tuple[int, datetime | None]:
         row = self._conn().execute(
-            "SELECT SUM(state_type = 'SCHEDULED'), MAX(scheduled_time) FROM flow_runs "
+            "SELECT SUM(state_type = 'SCHEDULED' AND scheduled_time > ?), MAX(scheduled_time) FROM flow_runs "
             "WHERE deployment_id = ? AND auto_scheduled = 1",
-            (deployment_id,),
+            (ts(now), deployment_id),
         ).fetchone()
         return int(row[0] or 0), from_ts(row[1])
 

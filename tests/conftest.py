@@ -1,0 +1,120 @@
+"""Shared fixtures: a store, a fake clock, a service context, and an authenticated API client."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+from fastapi.testclient import TestClient
+
+from control_plane.app import build_context, create_app
+from control_plane.bootstrap import bootstrap
+from control_plane.clock import FakeClock
+from control_plane.services.context import ServiceContext
+from control_plane.settings import Settings
+from control_plane.storage.sqlite import SqliteStore
+from pushers.base import PusherContext, PusherRegistry
+from tests.fakes.pushers import RecordingPusher
+
+START = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Never touch the developer's ~/.pushpool or their PUSHPOOL_* settings."""
+    import os
+
+    for name in [n for n in os.environ if n.startswith("PUSHPOOL_")]:
+        monkeypatch.delenv(name)
+    home = tmp_path / "home"
+    monkeypatch.setenv("PUSHPOOL_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def settings(isolated_home: Path) -> Settings:
+    return Settings(home=isolated_home, encryption_key=Fernet.generate_key().decode(),
+                    submission_backoff_seconds=1.0, scheduler_interval_seconds=0)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(START)
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = SqliteStore(tmp_path / "pushpool.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def fake_pusher() -> RecordingPusher:
+    return RecordingPusher()
+
+
+@pytest.fixture
+def ctx(settings: Settings, store: SqliteStore, clock: FakeClock, fake_pusher: RecordingPusher) -> ServiceContext:
+    registry = PusherRegistry(PusherContext(state_dir=settings.home, api_url=settings.api_url),
+                              overrides={"local:push": fake_pusher})
+    return build_context(settings, store, clock, registry)
+
+
+class Api:
+    """A TestClient bound to one key and workspace, with shortcuts for common set-up."""
+
+    def __init__(self, client: TestClient, key: str, workspace: str) -> None:
+        self.client, self.key, self.workspace = client, key, workspace
+
+    def as_key(self, key: str, workspace: str | None = None) -> Api:
+        return Api(self.client, key, workspace or self.workspace)
+
+    def ws(self, path: str) -> str:
+        return f"/api/workspaces/{self.workspace}{path}"
+
+    def request(self, method: str, path: str, **kwargs: Any):
+        headers = kwargs.pop("headers", {})
+        if self.key:
+            headers.setdefault("Authorization", f"Bearer {self.key}")
+        return self.client.request(method, path, headers=headers, **kwargs)
+
+    def get(self, path: str, **kw: Any):
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, **kw: Any):
+        return self.request("POST", path, **kw)
+
+    def ok(self, method: str, path: str, status: int | None = None, **kw: Any) -> Any:
+        response = self.request(method, path, **kw)
+        assert response.status_code < 300 if status is None else response.status_code == status, response.text
+        return response.json() if response.content else None
+
+    # -------------------------------------------------------------- set-up shortcuts
+    def pool(self, name: str = "pool", type: str = "local:push", **fields: Any) -> dict:
+        return self.ok("POST", self.ws("/work_pools"), json={"name": name, "type": type, **fields})
+
+    def deployment(self, name: str = "dep", flow_name: str = "flow", pool: str = "pool", **fields: Any) -> dict:
+        body = {"flow_name": flow_name, "name": name, "entrypoint": "flows.py:main", "work_pool_name": pool, **fields}
+        return self.ok("POST", self.ws("/deployments"), json=body)
+
+    def run(self, deployment_id: str, **fields: Any) -> dict:
+        return self.ok("POST", self.ws(f"/deployments/{deployment_id}/runs"), json=fields)
+
+    def user(self, name: str, role: str = "developer", workspace: str | None = None, **fields: Any) -> str:
+        body = {"name": name, "workspace": workspace or self.workspace, "role": role, **fields}
+        return self.ok("POST", "/api/users", json=body)["key"]
+
+
+@pytest.fixture
+def app(settings: Settings, store: SqliteStore, ctx: ServiceContext):
+    return create_app(settings, store, ctx=ctx)
+
+
+@pytest.fixture
+def api(app, ctx: ServiceContext) -> Api:
+    workspace, key = bootstrap(ctx)
+    return Api(TestClient(app), key, workspace)

@@ -1,0 +1,323 @@
+"""The Store contract: every backend must pass these tests.
+
+A backend's test module subclasses :class:`StoreContract` and provides two fixtures:
+``contract_store`` (a fresh, empty store) and ``store_factory`` (a callable giving
+another independent store object on the *same* backing data, for concurrency tests).
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from control_plane.errors import AlreadyExists
+from control_plane.models import (
+    Actor,
+    ActorKind,
+    ApiKey,
+    CollisionStrategy,
+    Deployment,
+    FlowRun,
+    FlowRunFilter,
+    Membership,
+    Role,
+    Schedule,
+    State,
+    StateType,
+    WorkPool,
+    WorkQueue,
+    Workspace,
+)
+
+T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+LEASE = T0 + timedelta(minutes=2)
+
+
+def state(type_: StateType, at: datetime = T0, name: str | None = None) -> State:
+    return State(type=type_, name=name or type_.value.title(), timestamp=at)
+
+
+class World:
+    """Builds records in a store with sensible defaults."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self.ws = store.create_workspace(Workspace(name="ws", created=T0))
+
+    def pool(self, name: str = "pool", **fields) -> tuple[WorkPool, WorkQueue]:
+        pool = WorkPool(workspace_id=self.ws.id, name=name, type="local:push",
+                        base_job_template={"job_configuration": {}, "variables": {"type": "object"}},
+                        created=T0, updated=T0, **fields)
+        queue = WorkQueue(workspace_id=self.ws.id, pool_id=pool.id, name="default", created=T0)
+        self.store.create_work_pool(pool, queue)
+        return pool, queue
+
+    def queue(self, pool: WorkPool, name: str, **fields) -> WorkQueue:
+        return self.store.create_work_queue(WorkQueue(workspace_id=self.ws.id, pool_id=pool.id, name=name,
+                                                      created=T0, **fields))
+
+    def deployment(self, pool: WorkPool, queue: WorkQueue, name: str = "dep", **fields) -> Deployment:
+        return self.store.create_deployment(Deployment(
+            workspace_id=self.ws.id, flow_name="flow", name=name, entrypoint="f.py:f", pool_id=pool.id,
+            queue_id=queue.id, created=T0, updated=T0, **fields))
+
+    def run(self, dep: Deployment, at: datetime = T0, queue: WorkQueue | None = None, **fields) -> FlowRun:
+        run = FlowRun(workspace_id=self.ws.id, deployment_id=dep.id, flow_name=dep.flow_name,
+                      deployment_name=dep.name, name="r", pool_id=dep.pool_id,
+                      queue_id=(queue.id if queue else dep.queue_id), state=state(StateType.SCHEDULED),
+                      scheduled_time=at, created=T0, updated=T0, **fields)
+        return self.store.create_flow_run(run)
+
+
+class StoreContract:
+    @pytest.fixture
+    def world(self, contract_store) -> World:
+        return World(contract_store)
+
+    # ------------------------------------------------------------------ tenancy
+    def test_workspace_by_id_or_name_and_unique_names(self, contract_store):
+        ws = contract_store.create_workspace(Workspace(name="alpha", created=T0))
+        assert contract_store.get_workspace(ws.id) == ws
+        assert contract_store.get_workspace("alpha") == ws
+        assert contract_store.get_workspace("nope") is None
+        with pytest.raises(AlreadyExists):
+            contract_store.create_workspace(Workspace(name="alpha", created=T0))
+
+    def test_api_keys_by_hash_and_revocation(self, contract_store):
+        actor = contract_store.create_actor(Actor(kind=ActorKind.USER, name="u", created=T0))
+        key = contract_store.create_api_key(ApiKey(actor_id=actor.id, name="k", key_hash="h1", prefix="ppu_x",
+                                                   created=T0))
+        assert contract_store.get_api_key_by_hash("h1") == key
+        assert contract_store.get_api_key_by_hash("h2") is None
+        contract_store.update_api_key(key.model_copy(update={"revoked_at": T0}))
+        assert contract_store.get_api_key_by_hash("h1").revoked_at == T0
+        assert [k.id for k in contract_store.list_api_keys(actor.id)] == [key.id]
+
+    def test_memberships_and_service_accounts(self, world):
+        store = world.store
+        sa = store.create_actor(Actor(kind=ActorKind.SERVICE_ACCOUNT, name="bot", workspace_id=world.ws.id,
+                                      created=T0))
+        store.set_membership(Membership(workspace_id=world.ws.id, actor_id=sa.id, role=Role.RUNNER))
+        store.set_membership(Membership(workspace_id=world.ws.id, actor_id=sa.id, role=Role.VIEWER))
+        assert store.get_membership(world.ws.id, sa.id).role is Role.VIEWER
+        assert [a.id for a in store.list_service_accounts(world.ws.id)] == [sa.id]
+        store.delete_actor(sa.id)
+        assert store.get_actor(sa.id) is None
+        assert store.get_membership(world.ws.id, sa.id) is None
+
+    # ------------------------------------------------------------------ catalog
+    def test_pool_comes_with_its_default_queue_and_is_workspace_scoped(self, world):
+        pool, queue = world.pool()
+        store = world.store
+        assert store.get_work_pool(world.ws.id, "pool") == pool
+        assert store.get_work_pool("other-workspace", "pool") is None
+        assert store.get_work_pool_by_id("other-workspace", pool.id) is None
+        assert [q.name for q in store.list_work_queues(world.ws.id, pool.id)] == ["default"]
+        with pytest.raises(AlreadyExists):
+            world.pool()
+        assert len(store.list_work_queues(world.ws.id, pool.id)) == 1
+
+    def test_deleting_a_pool_removes_queues_and_unstarted_runs(self, world):
+        pool, queue = world.pool()
+        dep = world.deployment(pool, queue)
+        run = world.run(dep)
+        world.store.delete_work_pool(world.ws.id, pool.id)
+        assert world.store.get_work_pool(world.ws.id, "pool") is None
+        assert world.store.list_work_queues(world.ws.id, pool.id) == []
+        assert world.store.get_flow_run(None, run.id) is None
+
+    def test_deployments_by_name_and_scheduled_listing(self, world):
+        pool, queue = world.pool()
+        plain = world.deployment(pool, queue, "plain")
+        scheduled = world.deployment(pool, queue, "sched", schedules=[Schedule(cron="* * * * *")])
+        world.deployment(pool, queue, "paused", schedules=[Schedule(cron="* * * * *")], paused=True)
+        assert world.store.get_deployment_by_name(world.ws.id, "flow", "plain") == plain
+        assert [d.id for d in world.store.list_scheduled_deployments()] == [scheduled.id]
+        with pytest.raises(AlreadyExists):
+            world.deployment(pool, queue, "plain")
+
+    # ------------------------------------------------------------------ runs
+    def test_idempotent_bulk_insert(self, world):
+        pool, queue = world.pool()
+        dep = world.deployment(pool, queue)
+
+        def make(key: str) -> FlowRun:
+            return FlowRun(workspace_id=world.ws.id, deployment_id=dep.id, flow_name="flow", deployment_name="dep",
+                           name="r", pool_id=pool.id, queue_id=queue.id, state=state(StateType.SCHEDULED),
+                           scheduled_time=T0, auto_scheduled=True, idempotency_key=key, created=T0, updated=T0)
+
+        assert world.store.create_flow_runs_if_absent([make("a"), make("b")]) == 2
+        assert world.store.create_flow_runs_if_absent([make("a"), make("b"), make("c")]) == 1
+        with pytest.raises(AlreadyExists):
+            world.store.create_flow_run(make("c"))
+        assert len(world.store.list_flow_runs(world.ws.id, FlowRunFilter())) == 3
+
+    def test_conditional_state_change_and_history(self, world):
+        pool, queue = world.pool()
+        run = world.run(world.deployment(pool, queue))
+        store = world.store
+        assert store.set_flow_run_state(run.id, state(StateType.RUNNING), expect={StateType.PENDING}) is None
+        assert [s.type for s in store.get_state_history(run.id)] == [StateType.SCHEDULED]
+        pending = store.set_flow_run_state(run.id, state(StateType.PENDING), expect={StateType.SCHEDULED})
+        running = store.set_flow_run_state(run.id, state(StateType.RUNNING, T0 + timedelta(seconds=5)))
+        assert pending.state.type is StateType.PENDING
+        assert running.start_time == T0 + timedelta(seconds=5)
+        done = store.set_flow_run_state(run.id, state(StateType.COMPLETED, T0 + timedelta(seconds=9)),
+                                        changes={"console_url": "x"})
+        assert done.end_time == T0 + timedelta(seconds=9) and done.console_url == "x"
+        assert [s.type for s in store.get_state_history(run.id)] == [
+            StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.COMPLETED]
+
+    def test_update_with_expectations(self, world):
+        pool, queue = world.pool()
+        run = world.run(world.deployment(pool, queue))
+        store = world.store
+        assert store.update_flow_run(run.id, {"infra_id": "i-1"}, expect={"infra_id": "other"}) is None
+        assert store.update_flow_run(run.id, {"infra_id": "i-1"}, expect={"infra_id": None}).infra_id == "i-1"
+        assert store.update_flow_run(run.id, {"infra_id": "i-2"},
+                                     expect={"state_type": StateType.PENDING}) is None
+
+    def test_list_filters(self, world):
+        pool, queue = world.pool()
+        dep = world.deployment(pool, queue)
+        other = world.deployment(pool, queue, "other")
+        early = world.run(dep, T0)
+        late = world.run(dep, T0 + timedelta(hours=1))
+        world.run(other, T0)
+        store = world.store
+        by_dep = store.list_flow_runs(world.ws.id, FlowRunFilter(deployment_id=dep.id, sort="scheduled_asc"))
+        assert [r.id for r in by_dep] == [early.id, late.id]
+        before = store.list_flow_runs(world.ws.id, FlowRunFilter(deployment_id=dep.id,
+                                                                 scheduled_before=T0 + timedelta(minutes=1)))
+        assert [r.id for r in before] == [early.id]
+        assert store.list_flow_runs("another-ws", FlowRunFilter()) == []
+        assert len(store.list_flow_runs(world.ws.id, FlowRunFilter(), limit=2, offset=2)) == 1
+
+    def test_delete_future_auto_runs_only(self, world):
+        pool, queue = world.pool()
+        dep = world.deployment(pool, queue)
+        past = world.run(dep, T0 - timedelta(minutes=1), auto_scheduled=True, idempotency_key="p")
+        future = world.run(dep, T0 + timedelta(minutes=1), auto_scheduled=True, idempotency_key="f")
+        manual = world.run(dep, T0 + timedelta(minutes=1))
+        assert world.store.delete_scheduled_auto_runs(dep.id, T0) == 1
+        assert world.store.get_flow_run(None, future.id) is None
+        assert world.store.get_flow_run(None, past.id) and world.store.get_flow_run(None, manual.id)
+        assert world.store.latest_auto_scheduled_time(dep.id, T0 - timedelta(minutes=5)) == (1, past.scheduled_time)
+        assert world.store.latest_auto_scheduled_time(dep.id, T0) == (0, past.scheduled_time)
+
+    def test_run_tokens(self, world):
+        pool, queue = world.pool()
+        run = world.run(world.deployment(pool, queue))
+        assert world.store.get_run_token(run.id) is None
+        world.store.set_run_token(run.id, "hash", T0 + timedelta(hours=1))
+        assert world.store.get_run_token(run.id) == ("hash", T0 + timedelta(hours=1))
+
+    # ------------------------------------------------------------------ claim
+    def test_claim_respects_time_prefetch_pause_and_priority(self, world):
+        pool, default = world.pool(prefetch_seconds=30)
+        urgent = world.queue(pool, "urgent", priority=0)
+        paused = world.queue(pool, "paused", paused=True)
+        dep = world.deployment(pool, default)
+        later = world.run(dep, T0 + timedelta(seconds=20))
+        normal = world.run(dep, T0 - timedelta(seconds=5))
+        first = world.run(dep, T0 + timedelta(seconds=10), queue=urgent)
+        world.run(dep, T0, queue=paused)
+        world.run(dep, T0 + timedelta(seconds=31))
+        claim = world.store.claim_flow_runs(pool.id, T0, LEASE, limit=10)
+        assert [r.id for r in claim.claimed] == [first.id, normal.id, later.id]
+        assert all(r.state.type is StateType.PENDING and r.lease_until == LEASE and r.submission_attempts == 1
+                   for r in claim.claimed)
+        assert world.store.claim_flow_runs(pool.id, T0, LEASE, limit=10).claimed == []
+
+    def test_paused_pool_claims_nothing(self, world):
+        pool, queue = world.pool(paused=True)
+        world.run(world.deployment(pool, queue))
+        assert world.store.claim_flow_runs(pool.id, T0, LEASE, limit=10).claimed == []
+
+    def test_claim_honours_pool_queue_and_deployment_limits(self, world):
+        pool, default = world.pool(concurrency_limit=3)
+        small = world.queue(pool, "small", concurrency_limit=1)
+        limited = world.deployment(pool, default, "limited", concurrency_limit=1)
+        free = world.deployment(pool, default, "free")
+        for i in range(3):
+            world.run(limited, T0 + timedelta(seconds=i))
+            world.run(free, T0 + timedelta(seconds=i), queue=small)
+            world.run(free, T0 + timedelta(seconds=10 + i))
+        claim = world.store.claim_flow_runs(pool.id, T0 + timedelta(minutes=1), LEASE, limit=10)
+        assert len(claim.claimed) == 3
+        per = {(r.deployment_id, r.queue_id) for r in claim.claimed}
+        assert (limited.id, default.id) in per and (free.id, small.id) in per
+        assert sum(r.deployment_id == limited.id for r in claim.claimed) == 1
+        # Nothing more while the pool is full; a run ending frees its slot at once.
+        assert world.store.claim_flow_runs(pool.id, T0 + timedelta(minutes=1), LEASE, 10).claimed == []
+        world.store.set_flow_run_state(claim.claimed[0].id, state(StateType.CRASHED))
+        again = world.store.claim_flow_runs(pool.id, T0 + timedelta(minutes=1), LEASE, 10).claimed
+        assert len(again) == 1
+
+    def test_cancel_new_strategy(self, world):
+        pool, queue = world.pool()
+        dep = world.deployment(pool, queue, concurrency_limit=1, collision_strategy=CollisionStrategy.CANCEL_NEW)
+        first, second = world.run(dep, T0), world.run(dep, T0 + timedelta(seconds=1))
+        claim = world.store.claim_flow_runs(pool.id, T0 + timedelta(seconds=5), LEASE, 10)
+        assert [r.id for r in claim.claimed] == [first.id]
+        assert [r.id for r in claim.cancelled] == [second.id]
+        assert world.store.get_flow_run(None, second.id).state.type is StateType.CANCELLED
+
+    def test_concurrent_claims_never_overlap_or_exceed_limits(self, world, store_factory):
+        pool, queue = world.pool(concurrency_limit=40)
+        dep = world.deployment(pool, queue)
+        for i in range(120):
+            world.run(dep, T0 + timedelta(milliseconds=i))
+        claimed: list[str] = []
+        lock = threading.Lock()
+
+        def dispatcher() -> None:
+            store = store_factory()
+            for _ in range(20):
+                got = store.claim_flow_runs(pool.id, T0 + timedelta(minutes=1), LEASE, limit=3).claimed
+                with lock:
+                    claimed.extend(r.id for r in got)
+
+        threads = [threading.Thread(target=dispatcher) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(claimed) == len(set(claimed)) == 40
+
+    # ------------------------------------------------------------------ submission leases
+    def test_submission_lease(self, world):
+        pool, queue = world.pool()
+        world.run(world.deployment(pool, queue))
+        run = world.store.claim_flow_runs(pool.id, T0, LEASE, 10).claimed[0]
+        store = world.store
+        assert store.list_submittable_runs(T0, 10) == []
+        assert store.acquire_submission(run.id, T0, LEASE) is None
+        after = LEASE + timedelta(seconds=1)
+        assert [r.id for r in store.list_submittable_runs(after, 10)] == [run.id]
+        taken = store.acquire_submission(run.id, after, after + timedelta(minutes=2))
+        assert taken.submission_attempts == 2
+        assert store.acquire_submission(run.id, after, after + timedelta(minutes=2)) is None
+        store.update_flow_run(run.id, {"lease_until": None, "next_attempt_at": after + timedelta(seconds=30)})
+        assert store.list_submittable_runs(after, 10) == []
+        assert store.acquire_submission(run.id, after + timedelta(seconds=31), LEASE + timedelta(hours=1))
+        store.update_flow_run(run.id, {"infra_id": "i-1", "lease_until": None})
+        assert store.list_submittable_runs(after + timedelta(hours=2), 10) == []
+
+    def test_runs_to_reconcile(self, world):
+        pool, queue = world.pool()
+        dep = world.deployment(pool, queue)
+        active = world.run(dep)
+        done = world.run(dep)
+        unsubmitted = world.run(dep)
+        store = world.store
+        for run in (active, done):
+            store.set_flow_run_state(run.id, state(StateType.PENDING), changes={"infra_id": f"i-{run.id}"})
+        store.set_flow_run_state(done.id, state(StateType.CRASHED))
+        assert {r.id for r in store.list_runs_to_reconcile(10)} == {active.id, done.id}
+        store.update_flow_run(done.id, {"cleaned_up": True})
+        assert [r.id for r in store.list_runs_to_reconcile(10)] == [active.id]
+        assert unsubmitted.id not in {r.id for r in store.list_overdue_scheduled_runs(T0, 10)}
+        assert [r.id for r in store.list_overdue_scheduled_runs(T0 + timedelta(seconds=1), 10)] == [unsubmitted.id]
