@@ -1,0 +1,135 @@
+"""Pools, queues, deployments and flow runs through the API, including every bad-input path."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def test_health_and_openapi_docs(api):
+    assert api.client.get("/api/health").json()["status"] == "ok"
+    assert api.client.get("/docs").status_code == 200
+    assert "/api/workspaces/{workspace}/work_pools" in api.client.get("/openapi.json").json()["paths"]
+
+
+def test_pool_gets_the_pusher_default_template_and_a_default_queue(api):
+    pool = api.pool(prefetch_seconds=10, concurrency_limit=3)
+    assert "working_dir" in pool["base_job_template"]["variables"]["properties"]
+    assert [q["name"] for q in api.ok("GET", api.ws("/work_pools/pool/queues"))] == ["default"]
+    default = api.ok("GET", "/api/pool_types/local:push/base_job_template")
+    assert default == pool["base_job_template"]
+    updated = api.ok("PATCH", api.ws("/work_pools/pool"), json={"clear_concurrency_limit": True, "paused": True})
+    assert updated["concurrency_limit"] is None and updated["paused"] is True
+
+
+@pytest.mark.parametrize("body, status, fragment", [
+    ({"name": "p", "type": "kubernetes:push"}, 422, "unknown work pool type 'kubernetes:push'"),
+    ({"name": "p", "type": "local:push", "base_job_template": {"job_configuration": {"a": "{{ b }}"},
+                                                               "variables": {"type": "object"}}},
+     422, "placeholder {{ b }} does not name a variable"),
+    ({"name": "bad name!", "type": "local:push"}, 422, "name"),
+    ({"name": "p", "type": "local:push", "late_run_policy": {"mode": "sometimes"}}, 422, "late_run_policy"),
+])
+def test_bad_pools_are_rejected_and_nothing_is_written(api, body, status, fragment):
+    response = api.post(api.ws("/work_pools"), json=body)
+    assert response.status_code == status and fragment in response.text
+    assert api.ok("GET", api.ws("/work_pools")) == []
+
+
+def test_duplicate_pool_is_409(api):
+    api.pool()
+    response = api.post(api.ws("/work_pools"), json={"name": "pool", "type": "local:push"})
+    assert response.status_code == 409 and "already exists" in response.json()["detail"]
+
+
+def test_pool_in_use_cannot_be_deleted_and_default_queue_stays(api):
+    api.pool()
+    dep = api.deployment()
+    assert api.request("DELETE", api.ws("/work_pools/pool")).status_code == 409
+    assert api.request("DELETE", api.ws("/work_pools/pool/queues/default")).status_code == 422
+    api.ok("DELETE", api.ws(f"/deployments/{dep['id']}"))
+    api.ok("DELETE", api.ws("/work_pools/pool"))
+
+
+def test_deploying_twice_updates_in_place(api):
+    api.pool()
+    first = api.deployment(version="1", tags=["a"])
+    second = api.request("POST", api.ws("/deployments"), json={
+        "flow_name": "flow", "name": "dep", "entrypoint": "flows.py:main", "work_pool_name": "pool", "version": "2"})
+    assert second.status_code == 200
+    assert second.json()["id"] == first["id"] and second.json()["version"] == "2"
+    assert len(api.ok("GET", api.ws("/deployments"))) == 1
+    by_name = api.ok("GET", api.ws("/deployments/name/flow/dep"))
+    assert by_name["id"] == first["id"]
+
+
+SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}, "count": {"type": "integer"}},
+          "required": ["name"]}
+
+
+@pytest.mark.parametrize("fields, fragment", [
+    ({"schedules": [{"cron": "every day"}]}, "schedules[0].cron: 'every day' is not a valid cron expression"),
+    ({"schedules": [{"interval": 60, "timezone": "Nowhere/City"}]}, "unknown timezone 'Nowhere/City'"),
+    ({"job_variables": {"cpu": 2}}, "job_variables.cpu: unknown job variable"),
+    ({"job_variables": {"working_dir": 5}}, "job_variables.working_dir: 5 is not of type 'string'"),
+    ({"work_pool_name": "missing"}, "work_pool_name: work pool 'missing' does not exist"),
+    ({"work_queue_name": "nope"}, "work_queue_name: work pool 'pool' has no queue 'nope'"),
+    ({"parameter_schema": SCHEMA, "parameters": {"name": 3}}, "parameters.name: 3 is not of type 'string'"),
+    ({"parameter_schema": SCHEMA, "parameters": {"name": "x"},
+      "schedules": [{"interval": 60, "parameters": {"count": "many"}}]}, "schedules[0].parameters.count"),
+    ({"entrypoint": "no-function-here"}, "entrypoint"),
+])
+def test_bad_deployments_name_the_field_and_write_nothing(api, fields, fragment):
+    api.pool()
+    body = {"flow_name": "flow", "name": "dep", "entrypoint": "flows.py:main", "work_pool_name": "pool", **fields}
+    response = api.post(api.ws("/deployments"), json=body)
+    assert response.status_code == 422, response.text
+    assert fragment in response.text
+    assert api.ok("GET", api.ws("/deployments")) == []
+    assert api.ok("GET", api.ws("/flow_runs")) == []
+
+
+def test_flow_run_parameters_are_validated_against_the_schema(api):
+    api.pool()
+    dep = api.deployment(parameter_schema=SCHEMA, parameters={"name": "x"})
+    bad = api.post(api.ws(f"/deployments/{dep['id']}/runs"), json={"parameters": {"count": "three"}})
+    assert bad.status_code == 422 and "parameters.count: 'three' is not of type 'integer'" in bad.text
+    bad_var = api.post(api.ws(f"/deployments/{dep['id']}/runs"), json={"job_variables": {"memory": 1}})
+    assert bad_var.status_code == 422 and "job_variables.memory: unknown job variable" in bad_var.text
+    run = api.run(dep["id"], parameters={"count": 3}, tags=["t"], name="custom")
+    assert run["parameters"] == {"name": "x", "count": 3} and run["name"] == "custom" and run["tags"] == ["t"]
+    assert len(api.ok("GET", api.ws("/flow_runs"))) == 1
+
+
+def test_state_machine_rejects_illegal_transitions_with_409(api):
+    api.pool()
+    run = api.run(api.deployment()["id"])
+    path = api.ws(f"/flow_runs/{run['id']}/set_state")
+    response = api.post(path, json={"type": "COMPLETED"})
+    assert response.status_code == 409 and "SCHEDULED to COMPLETED" in response.json()["detail"]
+    for state in ("PENDING", "RUNNING", "COMPLETED"):
+        api.ok("POST", path, json={"type": state})
+    assert api.post(path, json={"type": "RUNNING"}).status_code == 409
+    history = api.ok("GET", api.ws(f"/flow_runs/{run['id']}/states"))
+    assert [s["type"] for s in history] == ["SCHEDULED", "PENDING", "RUNNING", "COMPLETED"]
+    final = api.ok("GET", api.ws(f"/flow_runs/{run['id']}"))
+    assert final["start_time"] and final["end_time"]
+    assert api.post(api.ws(f"/flow_runs/{run['id']}/cancel")).status_code == 409
+
+
+def test_cancelling_a_scheduled_run_is_immediate(api):
+    api.pool()
+    run = api.run(api.deployment()["id"])
+    assert api.ok("POST", api.ws(f"/flow_runs/{run['id']}/cancel"))["state"]["type"] == "CANCELLED"
+
+
+def test_list_filters(api, clock):
+    api.pool()
+    a, b = api.deployment("a"), api.deployment("b")
+    ra = api.run(a["id"])
+    clock.advance(10)
+    rb = api.run(b["id"])
+    api.ok("POST", api.ws(f"/flow_runs/{rb['id']}/cancel"))
+    assert [r["id"] for r in api.ok("GET", api.ws("/flow_runs"), params={"deployment_id": a["id"]})] == [ra["id"]]
+    assert [r["id"] for r in api.ok("GET", api.ws("/flow_runs"), params={"state": "CANCELLED"})] == [rb["id"]]
+    assert [r["id"] for r in api.ok("GET", api.ws("/flow_runs"), params={"work_pool": "pool", "limit": 1})] == [rb["id"]]
+    assert api.get(api.ws("/flow_runs"), params={"state": "BOGUS"}).status_code == 422

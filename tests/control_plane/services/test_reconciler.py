@@ -1,0 +1,94 @@
+"""Reconciliation: crash classification, cancellation, runtime limit, cleanup."""
+
+from __future__ import annotations
+
+import pytest
+
+from control_plane.services.dispatcher import Dispatcher
+from control_plane.services.reconciler import Reconciler
+from pushers.base import InfraState, InfraStatus
+
+
+@pytest.fixture
+def submitted(api, ctx, fake_pusher):
+    """A run submitted to the fake pusher, and a function to reconcile once."""
+    api.pool()
+    run = api.run(api.deployment()["id"])
+    dispatcher = Dispatcher(ctx)
+    dispatcher.run_once()
+    dispatcher.close()
+    assert fake_pusher.jobs
+    return run, lambda: Reconciler(ctx).run_once()
+
+
+def state(api, run_id):
+    return api.ok("GET", api.ws(f"/flow_runs/{run_id}"))["state"]
+
+
+@pytest.mark.parametrize("status, expected", [
+    (InfraStatus(InfraState.EXITED, 1, "exit code 1"), "Infrastructure exited: exit code 1"),
+    (InfraStatus(InfraState.EXITED, 137, "exit code 137: killed (SIGKILL), likely out of memory"),
+     "likely out of memory"),
+    (InfraStatus(InfraState.EXITED, 0), "exited with code 0 without reporting a final state"),
+    (InfraStatus(InfraState.MISSING, reason="task not found"), "Infrastructure vanished: task not found"),
+])
+def test_finished_infrastructure_of_an_unfinished_run_is_a_crash(api, submitted, fake_pusher, status, expected):
+    run, reconcile = submitted
+    fake_pusher.statuses[f"fake-{run['id']}"] = status
+    reconcile()
+    s = state(api, run["id"])
+    assert s["type"] == "CRASHED" and expected in s["message"]
+    reconcile()  # final and gone: cleaned up exactly once
+    reconcile()
+    assert fake_pusher.cleaned == [f"fake-{run['id']}"]
+
+
+def test_a_run_that_reported_completion_is_left_alone_and_cleaned(api, submitted, fake_pusher, ctx):
+    run, reconcile = submitted
+    api.as_key(api.key).ok("POST", api.ws(f"/flow_runs/{run['id']}/set_state"), json={"type": "RUNNING"})
+    api.ok("POST", api.ws(f"/flow_runs/{run['id']}/set_state"), json={"type": "COMPLETED"})
+    reconcile()  # still running (exiting): nothing to do yet
+    assert fake_pusher.cleaned == [] and fake_pusher.cancelled == []
+    fake_pusher.finish(run["id"], 0)
+    reconcile()
+    assert state(api, run["id"])["type"] == "COMPLETED"
+    assert fake_pusher.cleaned == [f"fake-{run['id']}"]
+
+
+def test_cancelling_stops_the_infrastructure_then_cancels(api, submitted, fake_pusher):
+    run, reconcile = submitted
+    assert api.ok("POST", api.ws(f"/flow_runs/{run['id']}/cancel"))["state"]["type"] == "CANCELLING"
+    reconcile()
+    assert fake_pusher.cancelled == [f"fake-{run['id']}"]
+    assert state(api, run["id"])["type"] == "CANCELLING"
+    fake_pusher.finish(run["id"], 143)
+    reconcile()
+    assert state(api, run["id"])["type"] == "CANCELLED"
+
+
+def test_runtime_limit_stops_and_crashes(api, submitted, fake_pusher, clock):
+    run, reconcile = submitted
+    clock.advance(hours=23)
+    reconcile()
+    assert state(api, run["id"])["type"] == "PENDING"
+    clock.advance(hours=1, seconds=1)
+    reconcile()
+    s = state(api, run["id"])
+    assert s["type"] == "CRASHED" and "maximum runtime (86400s)" in s["message"]
+    assert fake_pusher.cancelled == [f"fake-{run['id']}"]
+    reconcile()  # still running after the crash: stopped again until it is gone
+    assert fake_pusher.cancelled == [f"fake-{run['id']}"] * 2
+    fake_pusher.finish(run["id"], 137)
+    reconcile()
+    assert fake_pusher.cleaned == [f"fake-{run['id']}"]
+
+
+def test_runtime_limit_comes_from_the_job_variable(api, ctx, fake_pusher, clock):
+    api.pool()
+    run = api.run(api.deployment(job_variables={"max_runtime_seconds": 60})["id"])
+    dispatcher = Dispatcher(ctx)
+    dispatcher.run_once()
+    dispatcher.close()
+    clock.advance(61)
+    Reconciler(ctx).run_once()
+    assert "maximum runtime (60s)" in state(api, run["id"])["message"]
