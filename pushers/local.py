@@ -100,7 +100,11 @@ class LocalPusher:
                 raise PermanentPusherError("another submission of this run is in progress") from None
             fd = os.open(marker, os.O_WRONLY | os.O_TRUNC)
         with os.fdopen(fd, "w") as fh:
-            infra_id = self._spawn(job)
+            try:
+                infra_id = self._spawn(job)
+            except BaseException:
+                marker.unlink(missing_ok=True)  # nothing started: a later attempt may try again
+                raise
             fh.write(infra_id)
         return self._submission(infra_id, job.flow_run_id)
 

@@ -1,0 +1,75 @@
+"""A real embedded server on 127.0.0.1: uvicorn in a thread, the tick loop, the real local pusher."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from control_plane.app import build_context, create_app
+from control_plane.bootstrap import bootstrap
+from control_plane.services.ticker import Ticker
+from control_plane.settings import Settings
+from control_plane.storage.sqlite import SqliteStore
+from sdk.client import PushpoolClient
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    def __init__(self, home: Path) -> None:
+        self.settings = Settings(home=home, port=free_port(), tick_interval_seconds=0.2,
+                                 scheduler_interval_seconds=1)
+        self.store = SqliteStore(self.settings.sqlite_path)
+        self.ctx = build_context(self.settings, self.store)
+        self.workspace, self.key = bootstrap(self.ctx)
+        self.app = create_app(self.settings, self.store, ctx=self.ctx)
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.settings.port,
+                                                    log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.ticker = Ticker(self.ctx)
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 15
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not start")
+            time.sleep(0.02)
+        self.ticker.start()
+
+    def stop(self) -> None:
+        self.ticker.stop()
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+        self.store.close()
+
+    def client(self) -> PushpoolClient:
+        return PushpoolClient(self.settings.api_url, self.key, self.workspace)
+
+
+@pytest.fixture
+def live(isolated_home):
+    server = LiveServer(isolated_home)
+    server.start()
+    yield server
+    server.stop()
+
+
+def wait_for_state(client: PushpoolClient, run_id: str, states: set[str], timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    run = client.read_flow_run(run_id)
+    while time.monotonic() < deadline:
+        run = client.read_flow_run(run_id)
+        if run["state"]["type"] in states:
+            return run
+        time.sleep(0.1)
+    raise AssertionError(f"run {run_id} stuck in {run['state']} (wanted {states})")
