@@ -21,6 +21,9 @@ class PushpoolError(Exception):
         #: Optional machine-readable details: ``[{"loc": [...], "msg": "..."}]``.
         self.errors = errors or []
 
+    def __str__(self) -> str:
+        return self.message
+
 
 class InvalidInput(PushpoolError):
     """The request is well-formed but a value is wrong; the message names the field."""

@@ -58,7 +58,8 @@ def runs_table(runs: list[dict]) -> Table:
         state = run["state"]["type"]
         late = "-"
         if run["start_time"]:
-            late = f"{(datetime.fromisoformat(run['start_time']) - datetime.fromisoformat(run['scheduled_time'])).total_seconds():.2f}"
+            delta = datetime.fromisoformat(run["start_time"]) - datetime.fromisoformat(run["scheduled_time"])
+            late = f"{delta.total_seconds():.2f}"
         table.add_row(run["name"], f"[{colours.get(state, 'white')}]{run['state']['name']}[/]",
                       short_time(run["scheduled_time"]), short_time(run["start_time"]), late,
                       f"{run['infra_id'] or '-'}  {run['console_url'] or ''}")
@@ -73,9 +74,9 @@ def main() -> int:
         del os.environ[name]
     os.environ["PUSHPOOL_HOME"] = str(home)
     console.print(f"[bold]Starting the embedded server[/] on 127.0.0.1:{port} (PUSHPOOL_HOME={home})")
-    log = open(home / "server.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "sdk.cli.main", "server", "start", "--port", str(port),
-                               "--log-level", "warning"], env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    log = open(home / "server.log", "w")  # noqa: SIM115 - the server writes to it until the end
+    command = [sys.executable, "-m", "sdk.cli.main", "server", "start", "--port", str(port), "--log-level", "warning"]
+    server = subprocess.Popen(command, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     try:
         wait_for_profile(home, server)
         from sdk.client import PushpoolClient
@@ -115,7 +116,8 @@ def main() -> int:
                 time.sleep(0.5)
         elapsed = time.monotonic() - started
         if completed < WANTED_COMPLETED:
-            console.print(f"[red]Only {completed} completed run(s) after {elapsed:.0f}s[/]; server log: {home / 'server.log'}")
+            console.print(f"[red]Only {completed} completed run(s) after {elapsed:.0f}s[/]; "
+                          f"server log: {home / 'server.log'}")
             return 1
         console.print(f"[green]{completed} runs COMPLETED within {elapsed:.1f}s[/] of deploying. "
                       f"Run logs are the file:// URLs above; the server log is {home / 'server.log'}.")

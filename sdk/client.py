@@ -55,13 +55,15 @@ class PushpoolClient:
     def __init__(self, api_url: str | None = None, api_key: str | None = None, workspace: str | None = None,
                  *, timeout: float = 30.0, retries: int = 4, transport: httpx.BaseTransport | None = None) -> None:
         profile = profiles.active_profile() if not (api_url and api_key) else {}
-        self.api_url = (api_url or os.environ.get("PUSHPOOL_API_URL") or profile.get("PUSHPOOL_API_URL") or "").rstrip("/")
+        url = api_url or os.environ.get("PUSHPOOL_API_URL") or profile.get("PUSHPOOL_API_URL") or ""
+        self.api_url = url.rstrip("/")
         if not self.api_url:
             raise ConfigurationError(
                 "No API URL configured: set PUSHPOOL_API_URL or start a local server with 'pushpool server start'"
             )
         self.api_key = api_key or os.environ.get("PUSHPOOL_API_KEY") or profile.get("PUSHPOOL_API_KEY")
-        self.workspace = workspace or os.environ.get("PUSHPOOL_WORKSPACE") or profile.get("PUSHPOOL_WORKSPACE") or "default"
+        self.workspace = (workspace or os.environ.get("PUSHPOOL_WORKSPACE") or profile.get("PUSHPOOL_WORKSPACE")
+                          or "default")
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         self.retries = retries
         self._http = httpx.Client(base_url=self.api_url, headers=headers, timeout=timeout, transport=transport)

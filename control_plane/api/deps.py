@@ -100,7 +100,8 @@ class Access:
             raise Forbidden("A run token can only read and report its own flow run")
         if permission not in self.permissions:
             role = self.role.value if self.role else "none"
-            raise Forbidden(f"Your role in workspace {self.workspace.name!r} ({role}) lacks the {permission.value!r} permission")
+            raise Forbidden(f"Your role in workspace {self.workspace.name!r} ({role}) "
+                            f"lacks the {permission.value!r} permission")
 
     def require_run(self, run_id: str, permission: Permission = Permission.READ) -> None:
         """Access to one flow run: its own run for a run token, the permission otherwise."""

@@ -62,7 +62,8 @@ def validate_block_data(block_type: str, data: dict[str, Any]) -> None:
     known = {f.name for f in fields}
     for name in data:
         if name not in known:
-            raise InvalidInput(f"data.{name}: not a field of {block_type!r} blocks (fields: {', '.join(sorted(known))})")
+            fields_list = ", ".join(sorted(known))
+            raise InvalidInput(f"data.{name}: not a field of {block_type!r} blocks (fields: {fields_list})")
     for f in fields:
         if f.required and data.get(f.name) in (None, ""):
             raise InvalidInput(f"data.{f.name}: required for {block_type!r} blocks")

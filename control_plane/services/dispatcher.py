@@ -42,10 +42,11 @@ def apply_late_policies(ctx: ServiceContext) -> None:
             pools[run.pool_id] = ctx.store.get_work_pool_by_id(run.workspace_id, run.pool_id)
         pool = pools[run.pool_id]
         policy = pool.late_run_policy if pool else None
-        if run.auto_scheduled and policy and policy.mode is LateRunMode.SKIP_LATE:
-            if (now - run.scheduled_time).total_seconds() > policy.skip_after_seconds:
-                _skip(ctx, run, f"more than {policy.skip_after_seconds}s late (pool late-run policy skip_late)")
-                continue
+        lateness = (now - run.scheduled_time).total_seconds()
+        if (run.auto_scheduled and policy and policy.mode is LateRunMode.SKIP_LATE
+                and lateness > policy.skip_after_seconds):
+            _skip(ctx, run, f"more than {policy.skip_after_seconds}s late (pool late-run policy skip_late)")
+            continue
         if run.auto_scheduled and policy and policy.mode is LateRunMode.LATEST_ONLY:
             if run.deployment_id not in newest_due:
                 newest_due[run.deployment_id] = _newest_due_auto_run(ctx, run, now)

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 from control_plane.errors import AlreadyExists
 from control_plane.models import (
-    ACTIVE_STATES,
     FINAL_STATES,
     CollisionStrategy,
     FlowRun,

@@ -48,7 +48,8 @@ def child_pid(pusher: LocalPusher, infra_id: str) -> int:
 
 def test_runs_the_command_with_the_job_env_and_records_exit_0(pusher, tmp_path, monkeypatch):
     monkeypatch.setenv("PUSHPOOL_API_KEY", "ppu_users_own_key")
-    script = "import os, json; print(json.dumps({k: v for k, v in os.environ.items() if k.startswith(('PUSHPOOL', 'MARK'))}))"
+    script = ("import os, json; "
+              "print(json.dumps({k: v for k, v in os.environ.items() if k.startswith(('PUSHPOOL', 'MARK'))}))")
     submission = pusher.submit(make_job("run-1", script, tmp_path))
     status = wait_for(pusher, submission.infra_id, {InfraState.EXITED})
     assert status.exit_code == 0 and status.reason is None

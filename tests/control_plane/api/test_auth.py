@@ -45,7 +45,9 @@ def test_revoked_key_is_401(api):
 
 def test_keys_are_stored_only_as_hashes(api, ctx):
     issued = api.ok("POST", "/api/api_keys", json={"name": "x"})
-    raw = open(ctx.store.path, "rb").read()
+    from pathlib import Path
+
+    raw = Path(ctx.store.path).read_bytes()
     assert issued["key"].encode() not in raw
     listed = api.ok("GET", "/api/api_keys")
     assert all("key" not in k and "key_hash" not in k for k in listed)

@@ -131,5 +131,6 @@ def test_list_filters(api, clock):
     api.ok("POST", api.ws(f"/flow_runs/{rb['id']}/cancel"))
     assert [r["id"] for r in api.ok("GET", api.ws("/flow_runs"), params={"deployment_id": a["id"]})] == [ra["id"]]
     assert [r["id"] for r in api.ok("GET", api.ws("/flow_runs"), params={"state": "CANCELLED"})] == [rb["id"]]
-    assert [r["id"] for r in api.ok("GET", api.ws("/flow_runs"), params={"work_pool": "pool", "limit": 1})] == [rb["id"]]
+    newest = api.ok("GET", api.ws("/flow_runs"), params={"work_pool": "pool", "limit": 1})
+    assert [r["id"] for r in newest] == [rb["id"]]
     assert api.get(api.ws("/flow_runs"), params={"state": "BOGUS"}).status_code == 422
