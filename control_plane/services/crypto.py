@@ -6,6 +6,8 @@ The key comes from settings (``PUSHPOOL_ENCRYPTION_KEY``) or is generated once i
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 from pathlib import Path
@@ -32,10 +34,15 @@ class BlockCipher:
     def __init__(self, key: str) -> None:
         try:
             self._fernet = Fernet(key.encode())
+            self._key = key.encode()
         except (ValueError, TypeError) as exc:
             raise ConfigurationError(
                 "The block encryption key is not a valid Fernet key (32 url-safe base64 bytes)"
             ) from exc
+
+    def derive_key(self, purpose: str) -> bytes:
+        """A secret for another purpose (e.g. run tokens), derived from the encryption key."""
+        return hmac.new(self._key, purpose.encode(), hashlib.sha256).digest()
 
     def encrypt(self, data: dict[str, Any]) -> str:
         return self._fernet.encrypt(json.dumps(data, sort_keys=True).encode()).decode()

@@ -126,7 +126,7 @@ def submit_run(ctx: ServiceContext, run: FlowRun) -> FlowRun | None:
     if pool is None:
         return try_set_state(ctx, run, StateType.CRASHED, "The run's work pool was deleted")
     now = ctx.clock.now()
-    token = keys.mint_run_token(run.id)
+    token = keys.mint_run_token(run.id, ctx.cipher.derive_key("run-tokens"))
     try:
         job, max_runtime = build_job(ctx, run, pool, token)
         deadline = max(now, run.scheduled_time) + timedelta(seconds=max_runtime)

@@ -8,6 +8,7 @@ they can be checked against the hash kept on the run without another index.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -48,8 +49,15 @@ def mint_api_key(kind: ActorKind) -> str:
     return prefix + secrets.token_urlsafe(32)
 
 
-def mint_run_token(run_id: str) -> str:
-    return f"{RUN_TOKEN_PREFIX}{run_id.replace('-', '')}_{secrets.token_urlsafe(32)}"
+def mint_run_token(run_id: str, secret: bytes) -> str:
+    """The run's token: an HMAC of its id under the control plane's secret.
+
+    Deterministic on purpose: if a dispatcher dies after the pusher started the
+    container but before the infra id was recorded, the resubmission finds that
+    container (pusher idempotency) and must not invalidate the token it holds.
+    """
+    mac = hmac.new(secret, f"run-token:{run_id}".encode(), hashlib.sha256).digest()
+    return f"{RUN_TOKEN_PREFIX}{run_id.replace('-', '')}_{base64.urlsafe_b64encode(mac).decode().rstrip('=')}"
 
 
 def run_id_of_token(token: str) -> str | None:

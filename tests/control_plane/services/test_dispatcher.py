@@ -191,6 +191,34 @@ def test_dispatcher_dying_between_claim_and_submit_is_recovered_once(api, ctx, f
     assert fake_pusher.submits_per_run[run["id"]] == 1
 
 
+def test_resubmission_after_a_crash_mid_submit_carries_the_same_run_token(api, ctx, fake_pusher, clock):
+    api.pool()
+    run = api.run(api.deployment()["id"])
+    original_submit = fake_pusher.submit
+    crashed = []
+
+    def submit_then_die(job):
+        submission = original_submit(job)  # the container is running ...
+        if not crashed:
+            crashed.append(job)
+            raise SystemExit("dispatcher killed")  # ... but the infra id is never recorded
+        return submission
+
+    fake_pusher.submit = submit_then_die
+    first = Dispatcher(ctx)
+    with pytest.raises(SystemExit):
+        first.run_once()
+    first.close()
+    clock.advance(ctx.settings.submission_lease_seconds + 1)
+    second = Dispatcher(ctx)
+    second.run_once()
+    second.close()
+    tokens = {job.env["PUSHPOOL_RUN_TOKEN"] for job in fake_pusher.jobs}
+    assert len(fake_pusher.jobs) == 2 and len(tokens) == 1
+    container = api.as_key(tokens.pop())
+    assert container.get(container.ws(f"/flow_runs/{run['id']}")).status_code == 200
+
+
 def test_cancelled_while_submitting_stops_the_new_infrastructure(api, ctx, dispatcher, fake_pusher):
     api.pool()
     run = api.run(api.deployment()["id"])
