@@ -1,0 +1,59 @@
+"""The provisioner protocol: plan → apply → destroy, idempotent.
+
+Provisioners run on the user's machine with the user's own cloud login (never in
+the control plane). The cloud modules (``aws``, ``gcp``, ``azure``, ``modal``) come
+with their pool types' issues; this module fixes the shape they share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+class StepAction(StrEnum):
+    CREATE = "create"
+    EXISTS = "exists"   # found and reused
+    SKIP = "skip"       # not needed here (e.g. a default VPC exists)
+
+
+@dataclass(frozen=True)
+class PlanStep:
+    resource: str          # e.g. "IAM role pushpool-ecs-execution"
+    action: StepAction
+    detail: str = ""
+
+
+@dataclass
+class Plan:
+    pool_name: str
+    steps: list[PlanStep] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def changes(self) -> list[PlanStep]:
+        return [s for s in self.steps if s.action is StepAction.CREATE]
+
+
+@dataclass
+class ProvisionResult:
+    #: Data for the pool's credentials block (type and fields), if one is created.
+    credentials_block: dict[str, Any] | None = None
+    #: Defaults written into the pool's base job template variables.
+    job_variable_defaults: dict[str, Any] = field(default_factory=dict)
+    #: Where images for this pool are pushed (set as the profile's default build namespace).
+    registry_namespace: str | None = None
+    #: What was created, kept in the pool's provisioning record so destroy removes exactly that.
+    created: dict[str, Any] = field(default_factory=dict)
+
+
+#: Called once per step as it completes: (step, index, total).
+Progress = Callable[[PlanStep, int, int], None]
+
+
+class Provisioner(Protocol):
+    def plan(self, pool_name: str, options: dict[str, Any]) -> Plan: ...
+    def apply(self, plan: Plan, progress: Progress) -> ProvisionResult: ...
+    def destroy(self, pool_name: str, provisioning: dict[str, Any], progress: Progress) -> None: ...
