@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Response, status
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
 
 from control_plane.api.deps import Access, get_ctx, workspace_access
 from control_plane.api.schemas import DeploymentCreate, DeploymentUpdate, ScheduleIn
@@ -50,9 +52,6 @@ def _schedules(items: list[ScheduleIn], previous: list[Schedule]) -> list[Schedu
 def _check(ctx: ServiceContext, deployment: Deployment, pool: WorkPool) -> None:
     validate_job_variables(pool.base_job_template.get("variables", {}), deployment.job_variables)
     if deployment.parameter_schema is not None:
-        from jsonschema import Draft202012Validator
-        from jsonschema.exceptions import SchemaError
-
         try:
             Draft202012Validator.check_schema(deployment.parameter_schema)
         except SchemaError as exc:

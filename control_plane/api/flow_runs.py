@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, status
 
 from control_plane.api.deps import Access, get_ctx, workspace_access
 from control_plane.api.schemas import FlowRunCreate, StateUpdate
-from control_plane.errors import NotFound
+from control_plane.errors import Forbidden, NotFound
 from control_plane.models import FlowRun, FlowRunFilter, State, StateType
 from control_plane.services import flow_runs
 from control_plane.services.context import ServiceContext
@@ -86,8 +86,6 @@ def set_flow_run_state(run_id: str, body: StateUpdate, access: Access = Depends(
     """Move a run along the state machine; an illegal transition is a 409."""
     run = load_run(ctx, access, run_id, Permission.WRITE)
     if access.caller.is_run_token and body.type not in RUNNER_STATES:
-        from control_plane.errors import Forbidden
-
         raise Forbidden("A run token may only report RUNNING, COMPLETED or FAILED")
     if body.type is StateType.CANCELLED and not run.state.type.is_final:
         return flow_runs.cancel(ctx, run)

@@ -21,8 +21,8 @@ from control_plane.api.schemas import (
     UserCreate,
     WorkspaceCreate,
 )
-from control_plane.errors import Forbidden, InvalidInput, NotFound
-from control_plane.models import Actor, ActorKind, ApiKey, Membership, Workspace
+from control_plane.errors import AlreadyExists, Forbidden, InvalidInput, NotFound
+from control_plane.models import Actor, ActorKind, ApiKey, Membership, Role, Workspace
 from control_plane.services import keys
 from control_plane.services.context import ServiceContext
 from control_plane.services.keys import Permission
@@ -74,8 +74,6 @@ def list_workspaces(caller: Caller = Depends(require_actor), ctx: ServiceContext
 @router.post("/workspaces", response_model=Workspace, status_code=status.HTTP_201_CREATED)
 def create_workspace(body: WorkspaceCreate, caller: Caller = Depends(require_admin),
                      ctx: ServiceContext = Depends(get_ctx)):
-    from control_plane.models import Role
-
     assert caller.actor is not None
     ws = ctx.store.create_workspace(Workspace(name=body.name, created=ctx.clock.now()))
     ctx.store.set_membership(Membership(workspace_id=ws.id, actor_id=caller.actor.id, role=Role.OWNER))
@@ -151,7 +149,6 @@ def create_service_account(body: ServiceAccountCreate, access: Access = Depends(
                            ctx: ServiceContext = Depends(get_ctx)):
     access.require(Permission.ADMIN)
     if any(a.name == body.name for a in ctx.store.list_service_accounts(access.workspace_id)):
-        from control_plane.errors import AlreadyExists
         raise AlreadyExists(f"Service account {body.name!r} already exists")
     account = ctx.store.create_actor(Actor(kind=ActorKind.SERVICE_ACCOUNT, name=body.name,
                                            workspace_id=access.workspace_id, created=ctx.clock.now()))

@@ -14,11 +14,11 @@ import logging
 import random
 import shlex
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from control_plane.errors import InvalidInput, NotFound, PushpoolError
-from control_plane.models import FlowRun, LateRunMode, StateType, WorkPool
+from control_plane.models import FlowRun, FlowRunFilter, LateRunMode, StateType, WorkPool
 from control_plane.services import keys
 from control_plane.services.context import ServiceContext
 from control_plane.services.flow_runs import try_set_state
@@ -59,9 +59,7 @@ def apply_late_policies(ctx: ServiceContext) -> None:
                           message=f"Not started {ctx.settings.late_after_seconds}s after its scheduled time")
 
 
-def _newest_due_auto_run(ctx: ServiceContext, run: FlowRun, now) -> FlowRun | None:
-    from control_plane.models import FlowRunFilter
-
+def _newest_due_auto_run(ctx: ServiceContext, run: FlowRun, now: datetime) -> FlowRun | None:
     found = ctx.store.list_flow_runs(
         run.workspace_id,
         FlowRunFilter(deployment_id=run.deployment_id, states=[StateType.SCHEDULED], scheduled_before=now,
@@ -177,7 +175,7 @@ class Dispatcher:
         self._executor = ThreadPoolExecutor(max_workers=ctx.settings.pusher_threads,
                                             thread_name_prefix="pushpool-submit")
 
-    def _lease_until(self):
+    def _lease_until(self) -> datetime:
         return self.ctx.clock.now() + timedelta(seconds=self.ctx.settings.submission_lease_seconds)
 
     def run_once(self) -> list[FlowRun]:

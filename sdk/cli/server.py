@@ -12,8 +12,8 @@ app = typer.Typer(help="Run the embedded control plane (SQLite, API and tick loo
 
 @app.command()
 def start(
-    host: str = typer.Option("127.0.0.1", help="Address to bind."),
-    port: int = typer.Option(4200, help="Port to bind."),
+    host: str = typer.Option("127.0.0.1", envvar="PUSHPOOL_HOST", help="Address to bind."),
+    port: int = typer.Option(4200, envvar="PUSHPOOL_PORT", help="Port to bind."),
     log_level: str = typer.Option("info", help="debug, info, warning or error."),
 ) -> None:
     """Start the server; on first start, create an owner key and store it in the local profile."""

@@ -120,7 +120,14 @@ def test_another_workspace_sees_404_for_every_resource_and_changes_nothing(api, 
     assert mine.get(mine.ws(f"/flow_runs/{run_id}")).status_code == 404
     assert mine.get(mine.ws(f"/deployments/{dep_id}")).status_code == 404
     assert mine.post(mine.ws(f"/flow_runs/{run_id}/cancel")).status_code == 404
+    # Keys and memberships: another tenant can neither revoke a key nor join the workspace.
+    own_key_id = api.ok("GET", "/api/me")["api_key"]["id"]
+    assert out.request("DELETE", f"/api/api_keys/{own_key_id}").status_code == 404
+    outsider_id = out.ok("GET", "/api/me")["actor"]["id"]
+    assert out.request("PUT", out.ws(f"/members/{outsider_id}"), json={"role": "owner"}).status_code == 404
+    assert [m["workspace_name"] for m in out.ok("GET", "/api/me")["memberships"]] == ["other"]
     # Nothing changed.
+    assert api.get("/api/me").status_code == 200
     assert api.ok("GET", api.ws(f"/flow_runs/{run_id}"))["state"]["type"] == "SCHEDULED"
     assert api.ok("GET", api.ws("/blocks/b"))["name"] == "b"
 
