@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WANTED_COMPLETED = 3
 TIME_LIMIT_SECONDS = 30
 INTERVAL_SECONDS = 4
+PREFETCH_SECONDS = 3
 console = Console()
 
 
@@ -50,9 +51,8 @@ def short_time(value: str | None) -> str:
 
 def runs_table(runs: list[dict]) -> Table:
     table = Table(title="Flow runs of hello/demo (local:push)")
-    for column in ("run", "state", "scheduled", "started", "late (s)"):
+    for column in ("run", "state", "scheduled", "started", "late s", "infra"):
         table.add_column(column, no_wrap=True)
-    table.add_column("infra / console URL", overflow="fold")
     colours = {"COMPLETED": "green", "RUNNING": "cyan", "PENDING": "yellow", "FAILED": "red", "CRASHED": "red"}
     for run in sorted(runs, key=lambda r: r["scheduled_time"]):
         state = run["state"]["type"]
@@ -60,9 +60,9 @@ def runs_table(runs: list[dict]) -> Table:
         if run["start_time"]:
             delta = datetime.fromisoformat(run["start_time"]) - datetime.fromisoformat(run["scheduled_time"])
             late = f"{delta.total_seconds():.2f}"
-        table.add_row(run["name"], f"[{colours.get(state, 'white')}]{run['state']['name']}[/]",
+        table.add_row(run["name"], f"[{colours.get(state, 'white')}]{state}[/]",
                       short_time(run["scheduled_time"]), short_time(run["start_time"]), late,
-                      f"{run['infra_id'] or '-'}  {run['console_url'] or ''}")
+                      run["infra_id"] or "-")
     return table
 
 
@@ -94,8 +94,9 @@ def main() -> int:
             except Exception:
                 time.sleep(0.1)
         console.print(f"Logged in as {client.me()['actor']['name']!r} with the key the server saved to its profile")
-        client.create_work_pool("demo", "local:push")
-        console.print("Created work pool [bold]demo[/] of type local:push")
+        client.create_work_pool("demo", "local:push", prefetch_seconds=PREFETCH_SECONDS)
+        console.print(f"Created work pool [bold]demo[/] of type local:push (prefetch {PREFETCH_SECONDS}s: runs are "
+                      "pushed early and start on time)")
         deployment = client.apply_deployment(
             flow_name=hello.name, name="demo", entrypoint="docs/examples/hello_flow.py:hello",
             work_pool_name="demo", parameters={"name": "pushpool", "count": 2},
@@ -115,12 +116,17 @@ def main() -> int:
                     break
                 time.sleep(0.5)
         elapsed = time.monotonic() - started
+        console.print()
         if completed < WANTED_COMPLETED:
             console.print(f"[red]Only {completed} completed run(s) after {elapsed:.0f}s[/]; "
                           f"server log: {home / 'server.log'}")
             return 1
-        console.print(f"[green]{completed} runs COMPLETED within {elapsed:.1f}s[/] of deploying. "
-                      f"Run logs are the file:// URLs above; the server log is {home / 'server.log'}.")
+        console.print(f"[green]{completed} runs COMPLETED within {elapsed:.1f}s[/] of deploying.")
+        console.print("Console URLs (each run's output):", soft_wrap=True)
+        for run in runs:
+            if run["console_url"]:
+                console.print(f"  {run['name']}: {run['console_url']}", soft_wrap=True, highlight=False)
+        console.print(f"Server log: {home / 'server.log'}", soft_wrap=True, highlight=False)
         return 0
     finally:
         server.terminate()
