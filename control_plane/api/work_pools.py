@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, status
 from control_plane.api.deps import Access, Caller, authenticate, get_ctx, workspace_access
 from control_plane.api.schemas import WorkPoolCreate, WorkPoolUpdate, WorkQueueCreate, WorkQueueUpdate
 from control_plane.errors import Conflict, InvalidInput, NotFound
-from control_plane.models import LateRunPolicy, WorkPool, WorkQueue
+from control_plane.models import ACTIVE_STATES, FlowRunFilter, LateRunPolicy, WorkPool, WorkQueue
 from control_plane.services.context import ServiceContext
 from control_plane.services.keys import Permission
 from control_plane.services.templating import validate_base_job_template
@@ -101,6 +101,12 @@ def delete_work_pool(name: str, access: Access = Depends(workspace_access),
     if users:
         names = ", ".join(d.full_name for d in users[:5])
         raise Conflict(f"Work pool {name!r} is used by {len(users)} deployment(s) ({names}); delete or move them first")
+    # Runs that still have infrastructure need the pool's pusher to be stopped and cleaned up.
+    active = ctx.store.list_flow_runs(access.workspace_id, FlowRunFilter(pool_id=pool.id, states=list(ACTIVE_STATES)),
+                                      limit=1)
+    if active:
+        raise Conflict(f"Work pool {name!r} still has running flow runs (e.g. {active[0].name}); "
+                       "cancel them or wait for them to finish")
     ctx.store.delete_work_pool(access.workspace_id, pool.id)
 
 

@@ -46,7 +46,12 @@ def test_pool_in_use_cannot_be_deleted_and_default_queue_stays(api):
     dep = api.deployment()
     assert api.request("DELETE", api.ws("/work_pools/pool")).status_code == 409
     assert api.request("DELETE", api.ws("/work_pools/pool/queues/default")).status_code == 422
+    run = api.run(dep["id"])
+    api.ok("POST", api.ws(f"/flow_runs/{run['id']}/set_state"), json={"type": "PENDING"})
     api.ok("DELETE", api.ws(f"/deployments/{dep['id']}"))
+    response = api.request("DELETE", api.ws("/work_pools/pool"))
+    assert response.status_code == 409 and "still has running flow runs" in response.text
+    api.ok("POST", api.ws(f"/flow_runs/{run['id']}/cancel"))
     api.ok("DELETE", api.ws("/work_pools/pool"))
 
 
