@@ -26,9 +26,13 @@ class PushpoolError(Exception):
 
 
 class InvalidInput(PushpoolError):
-    """The request is well-formed but a value is wrong; the message names the field."""
+    """A value is wrong; the message names the field, ``fields`` lists every bad field's path."""
 
     http_status = 422
+
+    @property
+    def fields(self) -> list[str]:
+        return [".".join(str(p) for p in e.get("loc", [])) for e in self.errors]
 
 
 class NotFound(PushpoolError):

@@ -1,5 +1,12 @@
-"""pushpool SDK: flows, the HTTP client, the in-container runner and the ``pushpool`` CLI."""
+"""pushpool SDK: flows, deployments, runs, the HTTP client, the in-container runner and the CLI.
 
+    from sdk import flow, deploy, run_deployment, DockerImage, Cron, Interval, RRule
+"""
+
+from sdk.deployments import deploy
 from sdk.flows import Flow, flow
+from sdk.images import DockerImage
+from sdk.runs import run_deployment
+from sdk.schedules import Cron, Interval, RRule
 
-__all__ = ["Flow", "flow"]
+__all__ = ["Cron", "DockerImage", "Flow", "Interval", "RRule", "deploy", "flow", "run_deployment"]

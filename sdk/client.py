@@ -6,7 +6,6 @@ the matching :mod:`control_plane.errors` class carrying the server's message.
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -22,7 +21,7 @@ from control_plane.errors import (
     PushpoolError,
     Unauthorized,
 )
-from sdk import profiles
+from sdk.settings import ClientSettings
 
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 
@@ -33,10 +32,10 @@ def _error_for(response: httpx.Response) -> PushpoolError:
     except ValueError:
         body = {"detail": response.text}
     detail = body.get("detail") if isinstance(body, dict) else body
-    if isinstance(detail, list):  # FastAPI request validation
-        detail = "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', [])[1:]) or 'body'}: {e.get('msg')}" for e in detail
-        )
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if isinstance(detail, list):  # FastAPI request validation: drop the leading "body"/"query"
+        errors = [{"loc": list(e.get("loc", []))[1:], "msg": e.get("msg")} for e in detail]
+        detail = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in errors)
     message = str(detail)
     code = response.status_code
     if code == 401:
@@ -47,23 +46,24 @@ def _error_for(response: httpx.Response) -> PushpoolError:
     cls = {403: Forbidden, 404: NotFound, 422: InvalidInput}.get(code)
     if cls is None and code == 409:
         cls = AlreadyExists if "already exists" in message else Conflict
-    error = (cls or PushpoolError)(message, errors=body.get("errors") if isinstance(body, dict) else None)
-    return error
+    return (cls or PushpoolError)(message, errors=errors)
 
 
 class PushpoolClient:
     def __init__(self, api_url: str | None = None, api_key: str | None = None, workspace: str | None = None,
-                 *, timeout: float = 30.0, retries: int = 4, transport: httpx.BaseTransport | None = None) -> None:
-        profile = profiles.active_profile() if not (api_url and api_key) else {}
-        url = api_url or os.environ.get("PUSHPOOL_API_URL") or profile.get("PUSHPOOL_API_URL") or ""
-        self.api_url = url.rstrip("/")
+                 *, timeout: float | None = None, retries: int = 4,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        # A runner passes everything explicitly and must not read anyone's profile.
+        settings = None if (api_url and api_key) else ClientSettings()
+        self.api_url = (api_url or (settings.api_url if settings else None) or "").rstrip("/")
         if not self.api_url:
             raise ConfigurationError(
-                "No API URL configured: set PUSHPOOL_API_URL or start a local server with 'pushpool server start'"
+                "No API URL configured: set PUSHPOOL_API_URL, run 'pushpool login --url URL --key KEY', "
+                "or start a local server with 'pushpool server start'"
             )
-        self.api_key = api_key or os.environ.get("PUSHPOOL_API_KEY") or profile.get("PUSHPOOL_API_KEY")
-        self.workspace = (workspace or os.environ.get("PUSHPOOL_WORKSPACE") or profile.get("PUSHPOOL_WORKSPACE")
-                          or "default")
+        self.api_key = api_key or (settings.api_key if settings else None)
+        self.workspace = workspace or (settings.workspace if settings else "default")
+        timeout = timeout or (settings.request_timeout if settings else 30.0)
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         self.retries = retries
         self._http = httpx.Client(base_url=self.api_url, headers=headers, timeout=timeout, transport=transport)
@@ -113,6 +113,12 @@ class PushpoolClient:
 
     def read_work_pool(self, name: str) -> dict:
         return self.request("GET", self.ws(f"/work_pools/{name}"))
+
+    def read_work_pool_or_none(self, name: str) -> dict | None:
+        try:
+            return self.read_work_pool(name)
+        except NotFound:
+            return None
 
     def apply_deployment(self, **fields: Any) -> dict:
         """Create or update a deployment (by flow name and name)."""

@@ -9,9 +9,14 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ConfigDict, create_model
+
+if TYPE_CHECKING:
+    from sdk.deployments import RunnerDeployment
+    from sdk.images import DockerImage
 
 
 class Flow:
@@ -27,6 +32,28 @@ class Flow:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
+
+    def to_deployment(self, name: str, **options: Any) -> RunnerDeployment:
+        """Describe a deployment of this flow (see :func:`sdk.deployments.to_deployment`)."""
+        from sdk.deployments import to_deployment
+
+        return to_deployment(self, name, **options)
+
+    def deploy(self, name: str, work_pool_name: str, work_queue_name: str | None = None,
+               image: str | DockerImage | None = None, build: bool = True, push: bool = True,
+               cron: str | None = None, interval: float | timedelta | None = None, rrule: str | None = None,
+               schedules: list[Any] | None = None, parameters: dict[str, Any] | None = None,
+               job_variables: dict[str, Any] | None = None, tags: list[str] | None = None,
+               description: str | None = None, version: str | None = None, concurrency_limit: int | None = None,
+               paused: bool = False) -> dict[str, Any]:
+        """Create or update the deployment ``<flow name>/<name>`` on ``work_pool_name``; returns it."""
+        deployment = self.to_deployment(
+            name, work_pool_name=work_pool_name, work_queue_name=work_queue_name, image=image, cron=cron,
+            interval=interval, rrule=rrule, schedules=schedules, parameters=parameters,
+            job_variables=job_variables, tags=tags, description=description, version=version,
+            concurrency_limit=concurrency_limit, paused=paused,
+        )
+        return deployment.apply(build=build)
 
     def parameter_schema(self) -> dict[str, Any]:
         """A JSON schema of the function's parameters (from its signature and type hints)."""

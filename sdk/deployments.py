@@ -1,0 +1,134 @@
+"""Deploying flows from Python: ``flow.to_deployment``, ``flow.deploy``, ``deploy(*deployments)``.
+
+A deployment's entrypoint is the flow's source file relative to the project root
+(the working directory when the file is under it, else the file's directory) plus
+the function name, e.g. ``flows/etl.py:nightly``. Deploying again updates the
+deployment in place; when its schedules change, its future auto-scheduled runs
+are replaced.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from control_plane.errors import InvalidInput
+from sdk.client import PushpoolClient
+from sdk.images import DockerImage, image_reference
+from sdk.schedules import Schedule, schedules_to_api
+
+if TYPE_CHECKING:
+    from sdk.flows import Flow
+
+
+def project_root_for(source: Path) -> Path:
+    cwd = Path.cwd().resolve()
+    return cwd if source.resolve().is_relative_to(cwd) else source.resolve().parent
+
+
+def entrypoint_of(flow: Flow) -> tuple[str, Path]:
+    """``relative/path.py:function`` and the project root it is relative to."""
+    try:
+        source = Path(inspect.getsourcefile(flow.fn) or "")
+    except TypeError:
+        source = Path("")
+    if not source.name or not source.exists():
+        raise InvalidInput(f"entrypoint: cannot find the source file of flow {flow.name!r}; "
+                           "flows must be defined in a .py file to be deployed")
+    root = project_root_for(source)
+    return f"{source.resolve().relative_to(root).as_posix()}:{flow.fn.__name__}", root
+
+
+@dataclass
+class RunnerDeployment:
+    """A deployment described in Python, ready to apply."""
+
+    flow_name: str
+    name: str
+    entrypoint: str
+    project_root: Path
+    parameter_schema: dict[str, Any]
+    work_pool_name: str | None = None
+    work_queue_name: str | None = None
+    image: str | DockerImage | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    job_variables: dict[str, Any] = field(default_factory=dict)
+    schedules: list[dict[str, Any]] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    description: str | None = None
+    version: str | None = None
+    concurrency_limit: int | None = None
+    paused: bool = False
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.flow_name}/{self.name}"
+
+    def body(self, image: str | None, pool_type: str | None) -> dict[str, Any]:
+        job_variables = dict(self.job_variables)
+        if pool_type == "local:push":
+            job_variables.setdefault("working_dir", str(self.project_root))
+        return {
+            "flow_name": self.flow_name, "name": self.name, "entrypoint": self.entrypoint,
+            "work_pool_name": self.work_pool_name, "work_queue_name": self.work_queue_name, "image": image,
+            "parameters": self.parameters, "parameter_schema": self.parameter_schema,
+            "job_variables": job_variables, "schedules": self.schedules, "tags": self.tags,
+            "description": self.description, "version": self.version,
+            "concurrency_limit": self.concurrency_limit, "paused": self.paused,
+        }
+
+    def apply(self, client: PushpoolClient | None = None, *, build: bool = True) -> dict[str, Any]:
+        """Create or update this deployment; returns it as the API does."""
+        if not self.work_pool_name:
+            raise InvalidInput(f"work_pool_name: deployment {self.full_name!r} needs a work pool")
+        owned = client is None
+        client = client or PushpoolClient()
+        try:
+            pool = client.read_work_pool_or_none(self.work_pool_name)
+            if pool is None:
+                raise InvalidInput(f"work_pool_name: work pool {self.work_pool_name!r} does not exist; create it "
+                                   f"with 'pushpool work-pool create {self.work_pool_name} --type local:push'")
+            return client.apply_deployment(**self.body(image_reference(self.image, build), pool["type"]))
+        finally:
+            if owned:
+                client.close()
+
+
+def to_deployment(flow: Flow, name: str, *, work_pool_name: str | None = None, work_queue_name: str | None = None,
+                  image: str | DockerImage | None = None, cron: str | None = None,
+                  interval: float | timedelta | None = None, rrule: str | None = None,
+                  schedules: list[Schedule | dict] | None = None, parameters: dict[str, Any] | None = None,
+                  job_variables: dict[str, Any] | None = None, tags: list[str] | None = None,
+                  description: str | None = None, version: str | None = None,
+                  concurrency_limit: int | None = None, paused: bool = False) -> RunnerDeployment:
+    entrypoint, root = entrypoint_of(flow)
+    return RunnerDeployment(
+        flow_name=flow.name, name=name, entrypoint=entrypoint, project_root=root,
+        parameter_schema=flow.parameter_schema(), work_pool_name=work_pool_name, work_queue_name=work_queue_name,
+        image=image, parameters=dict(parameters or {}), job_variables=dict(job_variables or {}),
+        schedules=schedules_to_api(cron, interval, rrule, schedules), tags=list(tags or []),
+        description=description or flow.description, version=version, concurrency_limit=concurrency_limit,
+        paused=paused,
+    )
+
+
+def deploy(*deployments: RunnerDeployment, work_pool_name: str | None = None,
+           image: str | DockerImage | None = None, build: bool = True, push: bool = True,
+           client: PushpoolClient | None = None) -> list[dict[str, Any]]:
+    """Apply several deployments, sharing one work pool and one image when given."""
+    if not deployments:
+        raise InvalidInput("deployments: give at least one deployment (flow.to_deployment(...))")
+    owned = client is None
+    client = client or PushpoolClient()
+    try:
+        out = []
+        for d in deployments:
+            d = replace(d, work_pool_name=d.work_pool_name or work_pool_name, image=d.image or image)
+            out.append(d.apply(client, build=build))
+        return out
+    finally:
+        if owned:
+            client.close()
