@@ -7,6 +7,7 @@ with their pool types' issues; this module fixes the shape they share.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -57,3 +58,30 @@ class Provisioner(Protocol):
     def plan(self, pool_name: str, options: dict[str, Any]) -> Plan: ...
     def apply(self, plan: Plan, progress: Progress) -> ProvisionResult: ...
     def destroy(self, pool_name: str, provisioning: dict[str, Any], progress: Progress) -> None: ...
+
+
+#: Pool type → "module:Class" of its provisioner, imported only when used.
+PROVISIONER_TYPES: dict[str, str] = {
+    "ecs:push": "provisioners.aws:AwsProvisioner",
+    "cloud-run:push": "provisioners.gcp:GcpProvisioner",
+    "azure-container-instance:push": "provisioners.azure:AzureProvisioner",
+    "modal:push": "provisioners.modal:ModalProvisioner",
+}
+
+#: Pool types whose infrastructure needs nothing created.
+NOTHING_TO_PROVISION = {"local:push"}
+
+
+def provisioner_for(pool_type: str) -> Provisioner | None:
+    """The pool type's provisioner, or None when the type needs none or none is available yet."""
+    target = PROVISIONER_TYPES.get(pool_type)
+    if target is None:
+        return None
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            return None
+        raise
+    return getattr(module, class_name)()

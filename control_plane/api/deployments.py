@@ -32,17 +32,25 @@ def load_deployment(ctx: ServiceContext, access: Access, deployment_id: str) -> 
 def _schedules(items: list[ScheduleIn], previous: list[Schedule]) -> list[Schedule]:
     """Build schedule records; a schedule identical to an existing one keeps its id (and its runs)."""
     out = []
+    known = {s.id for s in previous}
     for i, item in enumerate(items):
+        if item.id is not None and item.id not in known:
+            raise InvalidInput(f"schedules[{i}].id: the deployment has no schedule {item.id!r}")
         schedule = Schedule(
             slug=item.slug, cron=item.cron, interval_seconds=item.interval, anchor_date=item.anchor_date,
             rrule=item.rrule, timezone=item.timezone, parameters=item.parameters, active=item.active,
         )
         validate_schedule(schedule, f"schedules[{i}]")
-        for old in previous:
-            if old.model_dump(exclude={"id"}) == schedule.model_dump(exclude={"id"}):
-                schedule = old
-                break
+        if item.id is not None:
+            schedule = schedule.model_copy(update={"id": item.id})
+        else:
+            for old in previous:
+                if old.model_dump(exclude={"id"}) == schedule.model_dump(exclude={"id"}):
+                    schedule = old
+                    break
         out.append(schedule)
+    if len({s.id for s in out}) != len(out):
+        raise InvalidInput("schedules: the same schedule appears twice")
     slugs = [s.slug for s in out if s.slug]
     if len(slugs) != len(set(slugs)):
         raise InvalidInput("schedules: slugs must be unique within a deployment")
@@ -92,10 +100,12 @@ def create_or_update_deployment(body: DeploymentCreate, response: Response, acce
         _check(ctx, deployment, pool)
         ctx.store.create_deployment(deployment)
     else:
+        response.status_code = status.HTTP_200_OK
         deployment = existing.model_copy(update=fields)
+        if deployment.model_dump(exclude={"updated"}) == existing.model_dump(exclude={"updated"}):
+            return existing  # deploying the same thing again changes nothing
         _check(ctx, Deployment.model_validate(deployment.model_dump()), pool)
         ctx.store.update_deployment(deployment)
-        response.status_code = status.HTTP_200_OK
     if existing is None or _schedule_changed(existing, deployment):
         replace_future_runs(ctx, deployment)
     return deployment

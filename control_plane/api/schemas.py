@@ -170,6 +170,7 @@ class BlockOut(BaseModel):
 
 
 class ScheduleIn(Body):
+    id: str | None = Field(default=None, description="Keep this existing schedule's id (and its runs' lineage).")
     cron: str | None = None
     interval: float | None = Field(default=None, description="Interval in seconds.")
     anchor_date: datetime | None = None

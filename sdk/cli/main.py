@@ -1,22 +1,52 @@
-"""Entry point of the ``pushpool`` command."""
+"""Entry point of the ``pushpool`` command: every command group, and one-line errors."""
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import typer
 
 from control_plane.errors import PushpoolError
-from sdk.cli import server
+from sdk.cli import admin, config, deploy, deployments, flow_runs, server, work_pools
 
 app = typer.Typer(name="pushpool", help="pushpool: push work pools, open source.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+                  pretty_exceptions_enable=False, rich_markup_mode="rich")
 app.add_typer(server.app, name="server")
+app.command("login")(config.login)
+app.add_typer(config.workspace_app, name="workspace")
+app.add_typer(config.config_app, name="config")
+app.add_typer(config.profile_app, name="profile")
+app.add_typer(work_pools.pool_app, name="work-pool")
+app.add_typer(work_pools.queue_app, name="work-queue")
+app.add_typer(deployments.deployment_app, name="deployment")
+app.add_typer(flow_runs.flow_run_app, name="flow-run")
+app.add_typer(admin.block_app, name="block")
+app.add_typer(admin.api_key_app, name="api-key")
+app.add_typer(admin.service_account_app, name="service-account")
+app.command("deploy")(deploy.deploy)
+app.command("init")(deploy.init)
+
+
+@app.command("version")
+def version() -> None:
+    """Print the pushpool version."""
+    from control_plane.app import VERSION
+
+    typer.echo(VERSION)
 
 
 def main() -> None:
+    """Run the CLI; any pushpool error becomes one line on stderr and exit code 1."""
+    from sdk.settings import ClientSettings
+
     try:
-        app()
+        level = ClientSettings().logging_level
+    except Exception:  # a broken setting must not hide the command's own error
+        level = "WARNING"
+    logging.basicConfig(level=level.upper() if level.upper() in logging._nameToLevel else "WARNING")
+    try:
+        app(standalone_mode=True)
     except PushpoolError as exc:
         typer.secho(f"Error: {exc}", fg="red", err=True)
         sys.exit(1)

@@ -55,7 +55,7 @@ def test_pool_in_use_cannot_be_deleted_and_default_queue_stays(api):
     api.ok("DELETE", api.ws("/work_pools/pool"))
 
 
-def test_deploying_twice_updates_in_place(api):
+def test_deploying_twice_updates_in_place(api, clock):
     api.pool()
     first = api.deployment(version="1", tags=["a"])
     second = api.request("POST", api.ws("/deployments"), json={
@@ -65,6 +65,10 @@ def test_deploying_twice_updates_in_place(api):
     assert len(api.ok("GET", api.ws("/deployments"))) == 1
     by_name = api.ok("GET", api.ws("/deployments/name/flow/dep"))
     assert by_name["id"] == first["id"]
+    clock.advance(60)
+    again = api.request("POST", api.ws("/deployments"), json={
+        "flow_name": "flow", "name": "dep", "entrypoint": "flows.py:main", "work_pool_name": "pool", "version": "2"})
+    assert again.json() == second.json()  # identical: not even its 'updated' time moves
 
 
 SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}, "count": {"type": "integer"}},

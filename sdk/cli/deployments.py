@@ -1,0 +1,262 @@
+"""``deployment`` commands: list, inspect, delete, run (with --watch), and schedules."""
+
+from __future__ import annotations
+
+import json
+import string
+from datetime import UTC, datetime
+from typing import Any
+
+import typer
+
+from control_plane.errors import InvalidInput
+from sdk.cli.common import (
+    Output,
+    OutputOption,
+    YesOption,
+    confirm,
+    console,
+    emit,
+    get_client,
+    parse_datetime,
+    parse_duration,
+    parse_json_object,
+    parse_pairs,
+    short_time,
+    table,
+)
+from sdk.client import PushpoolClient
+from sdk.runs import wait_for_final
+
+deployment_app = typer.Typer(help="List, inspect, run and schedule deployments.", no_args_is_help=True)
+schedule_app = typer.Typer(help="Manage a deployment's schedules.", no_args_is_help=True)
+deployment_app.add_typer(schedule_app, name="schedule")
+
+FAILED_STATES = {"FAILED", "CRASHED", "CANCELLED"}
+
+
+def _full(d: dict) -> str:
+    return f"{d['flow_name']}/{d['name']}"
+
+
+def describe_schedule(s: dict) -> str:
+    if s.get("cron"):
+        return f"cron {s['cron']}"
+    if s.get("rrule"):
+        return f"rrule {s['rrule']}"
+    return f"every {s['interval_seconds']:g}s"
+
+
+@deployment_app.command("ls")
+def ls(work_pool: str = typer.Option(None, "--pool", help="Only this pool's deployments."),
+       output: Output = OutputOption) -> None:
+    """List deployments."""
+    with get_client() as client:
+        deployments = client.request("GET", client.ws("/deployments"), params={"work_pool": work_pool} if work_pool
+                                     else None)
+    emit(deployments, output, lambda ds: table("Deployments", ["name", "schedules", "paused", "tags", "id"], [
+        (_full(d), "; ".join(describe_schedule(s) + ("" if s["active"] else " (paused)") for s in d["schedules"]),
+         d["paused"], ",".join(d["tags"]), d["id"]) for d in ds]))
+
+
+@deployment_app.command("inspect")
+def inspect(name: str = typer.Argument(..., help="flow-name/deployment-name")) -> None:
+    """Show a deployment as JSON."""
+    with get_client() as client:
+        typer.echo(json.dumps(client.read_deployment_by_name(name), indent=2))
+
+
+@deployment_app.command("delete")
+def delete(name: str = typer.Argument(..., help="flow-name/deployment-name"), yes: bool = YesOption) -> None:
+    """Delete a deployment and its runs that have not started."""
+    with get_client() as client:
+        deployment = client.read_deployment_by_name(name)
+        confirm(f"Delete deployment {name!r} and its scheduled runs?", yes)
+        client.request("DELETE", client.ws(f"/deployments/{deployment['id']}"))
+    console.print(f"Deleted deployment {name!r}")
+
+
+def _run_name(template: str | None, parameters: dict[str, Any]) -> str | None:
+    if template is None:
+        return None
+    fields = {f for _, f, _, _ in string.Formatter().parse(template) if f}
+    missing = sorted(fields - parameters.keys())
+    if missing:
+        raise InvalidInput(f"--flow-run-name: {{{missing[0]}}} is not a parameter of this run "
+                           f"(parameters: {', '.join(sorted(parameters)) or 'none'})")
+    return template.format_map(parameters)
+
+
+def watch_run(client: PushpoolClient, run: dict) -> None:
+    """Stream state changes until the run is final; exit 1 when it did not complete."""
+    def show(r: dict) -> None:
+        state = r["state"]
+        note = f" — {state['message']}" if state.get("message") else ""
+        console.print(f"{datetime.now().strftime('%H:%M:%S')} {r['name']}: {state['type']} ({state['name']}){note}",
+                      highlight=False)
+
+    final = wait_for_final(client, run["id"], poll_seconds=0.5, on_change=show)
+    if final.get("console_url"):
+        console.print(f"Logs: {final['console_url']}", soft_wrap=True, highlight=False)
+    if final["state"]["type"] in FAILED_STATES:
+        raise typer.Exit(1)
+
+
+@deployment_app.command("run")
+def run(
+    name: str = typer.Argument(..., help="flow-name/deployment-name"),
+    param: list[str] = typer.Option(None, "--param", help="KEY=VALUE (JSON values allowed); repeatable."),
+    params: str = typer.Option(None, "--params", help="All parameters as a JSON object."),
+    job_variable: list[str] = typer.Option(None, "--job-variable", help="KEY=VALUE; repeatable."),
+    start_in: str = typer.Option(None, "--start-in", help="e.g. '2 hours'."),
+    start_at: str = typer.Option(None, "--start-at", help="ISO 8601 time with a timezone."),
+    flow_run_name: str = typer.Option(None, "--flow-run-name", help="e.g. 'customer-{customer_id}'."),
+    tag: list[str] = typer.Option(None, "--tag", help="Repeatable."),
+    watch: bool = typer.Option(False, "--watch", help="Follow the run; exit 1 if it fails, crashes or is cancelled."),
+    output: Output = OutputOption,
+) -> None:
+    """Create a flow run of a deployment now (or later)."""
+    if start_in and start_at:
+        raise InvalidInput("--start-in and --start-at: give one of them, not both")
+    parameters = {**parse_json_object(params, "--params"), **parse_pairs(param, "--param")}
+    body: dict[str, Any] = {"parameters": parameters, "job_variables": parse_pairs(job_variable, "--job-variable"),
+                            "tags": tag or []}
+    if start_in:
+        body["scheduled_time"] = (datetime.now(UTC) + parse_duration(start_in, "--start-in")).isoformat()
+    elif start_at:
+        body["scheduled_time"] = parse_datetime(start_at, "--start-at").isoformat()
+    with get_client() as client:
+        deployment = client.read_deployment_by_name(name)
+        body["name"] = _run_name(flow_run_name, {**deployment["parameters"], **parameters})
+        created = client.create_flow_run(deployment["id"], **body)
+        if output is Output.json and not watch:
+            emit(created, output, str)
+            return
+        console.print(f"Created flow run {created['name']!r} ({created['id']}) of {name}, scheduled for "
+                      f"{short_time(created['scheduled_time'])} UTC", highlight=False)
+        if watch:
+            watch_run(client, created)
+
+
+# --------------------------------------------------------------------------- schedules
+
+
+def _schedules_body(schedules: list[dict]) -> list[dict]:
+    keys = ("id", "cron", "rrule", "anchor_date", "timezone", "parameters", "active", "slug")
+    out = []
+    for s in schedules:
+        item = {k: s[k] for k in keys if s.get(k) is not None}
+        if s.get("interval_seconds") is not None:
+            item["interval"] = s["interval_seconds"]
+        out.append(item)
+    return out
+
+
+@schedule_app.command("ls")
+def schedule_ls(name: str = typer.Argument(..., help="flow-name/deployment-name"), output: Output = OutputOption):
+    """List a deployment's schedules."""
+    with get_client() as client:
+        schedules = client.read_deployment_by_name(name)["schedules"]
+    emit(schedules, output, lambda ss: table(f"Schedules of {name}", ["id", "schedule", "timezone", "active",
+                                                                         "parameters"], [
+        (s["id"], describe_schedule(s), s["timezone"], s["active"], json.dumps(s["parameters"]) if s["parameters"]
+         else "") for s in ss]))
+
+
+@schedule_app.command("create")
+def schedule_create(
+    name: str = typer.Argument(..., help="flow-name/deployment-name"),
+    cron: str = typer.Option(None, "--cron"),
+    interval: float = typer.Option(None, "--interval", help="Seconds."),
+    rrule: str = typer.Option(None, "--rrule"),
+    timezone: str = typer.Option("UTC", "--timezone"),
+    anchor_date: str = typer.Option(None, "--anchor-date", help="For --interval: ISO time runs align to."),
+    param: list[str] = typer.Option(None, "--param", help="Schedule parameter KEY=VALUE; repeatable."),
+    inactive: bool = typer.Option(False, "--inactive", help="Create it paused."),
+    replace: bool = typer.Option(False, "--replace", help="Replace all existing schedules."),
+    yes: bool = YesOption,
+) -> None:
+    """Add a schedule to a deployment (or replace its schedules)."""
+    if sum(x is not None for x in (cron, interval, rrule)) != 1:
+        raise InvalidInput("schedule create: give exactly one of --cron, --interval, --rrule")
+    new: dict[str, Any] = {"timezone": timezone, "parameters": parse_pairs(param, "--param"), "active": not inactive}
+    if cron is not None:
+        new["cron"] = cron
+    elif interval is not None:
+        new["interval"] = interval
+        if anchor_date:
+            new["anchor_date"] = parse_datetime(anchor_date, "--anchor-date").isoformat()
+    else:
+        new["rrule"] = rrule
+    with get_client() as client:
+        deployment = client.read_deployment_by_name(name)
+        existing = _schedules_body(deployment["schedules"])
+        if replace and existing:
+            confirm(f"Replace {len(existing)} schedule(s) of {name}?", yes)
+        schedules = [new] if replace else [*existing, new]
+        client.request("PATCH", client.ws(f"/deployments/{deployment['id']}"), json={"schedules": schedules})
+    console.print(f"Added {describe_schedule({**new, 'interval_seconds': interval})} ({timezone}) to {name}")
+
+
+def _set_active(name: str | None, schedule_id: str | None, all_: bool, active: bool, yes: bool) -> None:
+    verb = "Resume" if active else "Pause"
+    if not all_ and not name:
+        raise InvalidInput(f"schedule {verb.lower()}: name a deployment or pass --all")
+    with get_client() as client:
+        if all_:
+            deployments = client.request("GET", client.ws("/deployments"))
+        else:
+            deployments = [client.read_deployment_by_name(name)]
+        changes = []
+        for d in deployments:
+            targets = [s for s in d["schedules"] if (schedule_id in (None, s["id"])) and s["active"] != active]
+            if targets:
+                changes.append((d, {s["id"] for s in targets}))
+        if schedule_id and not changes and not any(s["id"] == schedule_id for d in deployments for s in d["schedules"]):
+            raise InvalidInput(f"schedule: {name} has no schedule {schedule_id!r}")
+        count = sum(len(ids) for _, ids in changes)
+        if not count:
+            console.print(f"Nothing to {verb.lower()}: every matching schedule is already "
+                          f"{'active' if active else 'paused'}.")
+            return
+        confirm(f"{verb} {count} schedule(s) of {len(changes)} deployment(s)?", yes)
+        for d, ids in changes:
+            body = _schedules_body(d["schedules"])
+            for item in body:
+                if item["id"] in ids:
+                    item["active"] = active
+            client.request("PATCH", client.ws(f"/deployments/{d['id']}"), json={"schedules": body})
+    console.print(f"{verb}d {count} schedule(s) of {len(changes)} deployment(s)")
+
+
+@schedule_app.command("pause")
+def schedule_pause(name: str = typer.Argument(None, help="flow-name/deployment-name"),
+                   schedule_id: str = typer.Argument(None, help="One schedule; default all of the deployment."),
+                   all_: bool = typer.Option(False, "--all", help="Every schedule of every deployment."),
+                   yes: bool = YesOption) -> None:
+    """Pause schedules: their future runs are removed until resumed."""
+    _set_active(name, schedule_id, all_, False, yes)
+
+
+@schedule_app.command("resume")
+def schedule_resume(name: str = typer.Argument(None, help="flow-name/deployment-name"),
+                    schedule_id: str = typer.Argument(None, help="One schedule; default all of the deployment."),
+                    all_: bool = typer.Option(False, "--all", help="Every schedule of every deployment."),
+                    yes: bool = YesOption) -> None:
+    """Resume paused schedules."""
+    _set_active(name, schedule_id, all_, True, yes)
+
+
+@schedule_app.command("delete")
+def schedule_delete(name: str = typer.Argument(..., help="flow-name/deployment-name"),
+                    schedule_id: str = typer.Argument(...), yes: bool = YesOption) -> None:
+    """Delete one schedule of a deployment."""
+    with get_client() as client:
+        deployment = client.read_deployment_by_name(name)
+        body = _schedules_body(deployment["schedules"])
+        kept = [s for s in body if s["id"] != schedule_id]
+        if len(kept) == len(body):
+            raise InvalidInput(f"schedule: {name} has no schedule {schedule_id!r}")
+        confirm(f"Delete schedule {schedule_id} of {name}?", yes)
+        client.request("PATCH", client.ws(f"/deployments/{deployment['id']}"), json={"schedules": kept})
+    console.print(f"Deleted schedule {schedule_id} of {name}")

@@ -1,0 +1,105 @@
+"""``flow-run`` commands: list, inspect, cancel, logs."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import typer
+
+from control_plane.errors import InvalidInput
+from sdk.cli.common import Output, OutputOption, YesOption, confirm, console, emit, get_client, table
+
+flow_run_app = typer.Typer(help="List, inspect, cancel flow runs and read their logs.", no_args_is_help=True)
+
+STATES = ("SCHEDULED", "PENDING", "RUNNING", "COMPLETED", "FAILED", "CRASHED", "CANCELLING", "CANCELLED")
+
+
+def _state(run: dict) -> str:
+    state = run["state"]
+    return state["type"] if state["name"].upper() == state["type"] else f"{state['type']} ({state['name']})"
+
+
+@flow_run_app.command("ls")
+def ls(
+    state: list[str] = typer.Option(None, "--state", help="Repeatable, e.g. --state FAILED --state CRASHED."),
+    deployment: str = typer.Option(None, "--deployment", "-d", help="flow-name/deployment-name"),
+    pool: str = typer.Option(None, "--pool", help="Work pool name."),
+    limit: int = typer.Option(20, "--limit", min=1, max=1000),
+    upcoming: bool = typer.Option(False, "--upcoming", help="Also show runs scheduled in the future."),
+    output: Output = OutputOption,
+) -> None:
+    """Recent flow runs, newest first (future scheduled runs only with --upcoming)."""
+    states = [s.upper() for s in state or []]
+    unknown = [s for s in states if s not in STATES]
+    if unknown:
+        raise InvalidInput(f"--state: unknown state {unknown[0]!r} (states: {', '.join(STATES)})")
+    with get_client() as client:
+        deployment_id = client.read_deployment_by_name(deployment)["id"] if deployment else None
+        before = None if upcoming else datetime.now(UTC).isoformat()
+        runs = client.list_flow_runs(state=states or None, deployment_id=deployment_id, work_pool=pool, limit=limit,
+                                     scheduled_before=before)
+    emit(runs, output, lambda rs: table("Flow runs", ["id", "name", "deployment", "state", "scheduled (UTC)",
+                                                      "start", "infra", "console URL"], [
+        (r["id"][:8], r["name"], f"{r['flow_name']}/{r['deployment_name']}", _state(r),
+         compact_time(r["scheduled_time"]), _lateness(r), r["infra_id"], r["console_url"]) for r in rs]))
+
+
+def compact_time(value: str | None) -> str:
+    return datetime.fromisoformat(value).strftime("%m-%d %H:%M:%S") if value else "-"
+
+
+def _lateness(run: dict) -> str:
+    if not run["start_time"]:
+        return "-"
+    late = (datetime.fromisoformat(run["start_time"]) - datetime.fromisoformat(run["scheduled_time"])).total_seconds()
+    return f"+{late:.1f}s"
+
+
+def _resolve(client, run_id: str) -> dict:
+    if len(run_id) < 36:  # a prefix as shown by `flow-run ls`
+        matches = [r for r in client.list_flow_runs(limit=1000) if r["id"].startswith(run_id)]
+        if len(matches) != 1:
+            raise InvalidInput(f"flow run id: {run_id!r} matches {len(matches)} recent runs; give the full id")
+        return matches[0]
+    return client.read_flow_run(run_id)
+
+
+@flow_run_app.command("inspect")
+def inspect(run_id: str = typer.Argument(..., help="Flow run id (or a unique prefix).")) -> None:
+    """Show a flow run and its state history as JSON."""
+    with get_client() as client:
+        run = _resolve(client, run_id)
+        run["state_history"] = client.request("GET", client.ws(f"/flow_runs/{run['id']}/states"))
+    typer.echo(json.dumps(run, indent=2))
+
+
+@flow_run_app.command("cancel")
+def cancel(run_id: str = typer.Argument(..., help="Flow run id (or a unique prefix)."), yes: bool = YesOption) -> None:
+    """Cancel a run: at once if it has not started, else its infrastructure is stopped."""
+    with get_client() as client:
+        run = _resolve(client, run_id)
+        confirm(f"Cancel flow run {run['name']!r} ({run['state']['type']})?", yes)
+        updated = client.cancel_flow_run(run["id"])
+    console.print(f"Flow run {run['name']!r} is {updated['state']['type']}")
+
+
+@flow_run_app.command("logs")
+def logs(run_id: str = typer.Argument(..., help="Flow run id (or a unique prefix)."),
+         tail: int = typer.Option(None, "--tail", "-n", min=1, help="Only the last N lines.")) -> None:
+    """Print where the run's logs are; for local runs, print the log itself."""
+    with get_client() as client:
+        run = _resolve(client, run_id)
+    url = run.get("console_url")
+    if not url:
+        raise InvalidInput(f"flow run {run['name']!r} has no infrastructure yet ({run['state']['type']})")
+    parsed = urlparse(url)
+    path = Path(unquote(parsed.path)) if parsed.scheme == "file" else None
+    if path is None or not path.is_file():
+        console.print(f"Logs of {run['name']!r}: {url}", soft_wrap=True, highlight=False)
+        return
+    lines = path.read_text(errors="replace").splitlines()
+    for line in lines[-tail:] if tail else lines:
+        typer.echo(line)
