@@ -97,12 +97,9 @@ def main() -> int:
         client.create_work_pool("demo", "local:push", prefetch_seconds=PREFETCH_SECONDS)
         console.print(f"Created work pool [bold]demo[/] of type local:push (prefetch {PREFETCH_SECONDS}s: runs are "
                       "pushed early and start on time)")
-        deployment = client.apply_deployment(
-            flow_name=hello.name, name="demo", entrypoint="docs/examples/hello_flow.py:hello",
-            work_pool_name="demo", parameters={"name": "pushpool", "count": 2},
-            parameter_schema=hello.parameter_schema(), job_variables={"working_dir": str(ROOT)},
-            schedules=[{"interval": INTERVAL_SECONDS}],
-        )
+        os.chdir(ROOT)  # entrypoints are relative to the project root
+        deployment = hello.deploy(name="demo", work_pool_name="demo", interval=INTERVAL_SECONDS,
+                                  parameters={"name": "pushpool", "count": 2})
         console.print(f"Deployed [bold]{hello.name}/demo[/] every {INTERVAL_SECONDS}s "
                       f"(deployment {deployment['id']})\n")
         started = time.monotonic()

@@ -1,0 +1,78 @@
+"""The new-user journey, scripted end to end against a real ``pushpool server start``."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from tests.sdk.cli.conftest import write_project
+
+
+def future_auto_runs(cli) -> list[dict]:
+    runs = cli.json("flow-run", "ls", "--upcoming", "--state", "SCHEDULED", "--deployment", "greet/dep",
+                    "--limit", "1000")
+    now = datetime.now(UTC)
+    return [r for r in runs if r["auto_scheduled"] and datetime.fromisoformat(r["scheduled_time"]) > now]
+
+
+def test_new_user_journey(server, tmp_path):
+    cli = server
+    # The server wrote the first key into the local profile: no key handling.
+    assert "PUSHPOOL_API_KEY" in cli.ok("config", "view")
+    cli.ok("work-pool", "create", "demo", "--type", "local:push")
+
+    project = tmp_path / "project"
+    result = cli.python(write_project(project))
+    assert result.returncode == 0, result.stderr
+    deployment = cli.json("deployment", "ls")
+    assert [d["flow_name"] + "/" + d["name"] for d in deployment] == ["greet/dep"]
+    assert deployment[0]["entrypoint"] == "flows/greet.py:greet"
+    assert deployment[0]["job_variables"]["working_dir"] == str(project.resolve())
+
+    run = cli.run("deployment", "run", "greet/dep", "--param", "name=x", "--watch")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "COMPLETED" in run.stdout
+
+    [latest] = cli.json("flow-run", "ls", "--deployment", "greet/dep", "--limit", "1")
+    assert latest["state"]["type"] == "COMPLETED" and latest["parameters"] == {"name": "x", "times": 2}
+    assert latest["infra_id"].startswith("pid-") and latest["console_url"].startswith("file://")
+    table = cli.ok("flow-run", "ls")
+    assert latest["infra_id"] in table and latest["name"] in table
+    assert "hello x" in cli.ok("flow-run", "logs", latest["id"])
+
+    assert future_auto_runs(cli), "a cron deployment has runs scheduled ahead"
+    out = cli.ok("deployment", "schedule", "pause", "--all", "--yes")
+    assert "Paused 1 schedule(s) of 1 deployment(s)" in out
+    assert future_auto_runs(cli) == []
+    time.sleep(2.5)  # several scheduler passes (1 s apart on this server): still nothing new
+    assert future_auto_runs(cli) == []
+
+    out = cli.ok("deployment", "schedule", "resume", "--all", "--yes")
+    assert "Resumed 1 schedule(s)" in out
+    assert len(future_auto_runs(cli)) >= 3
+
+
+def test_a_failing_run_makes_watch_exit_non_zero(server, tmp_path):
+    cli = server
+    cli.run("work-pool", "create", "demo", "--type", "local:push")
+    project = tmp_path / "failing"
+    (project / "flows").mkdir(parents=True)
+    (project / "flows" / "bad.py").write_text(
+        "from sdk import flow\n\n@flow\ndef bad():\n    raise RuntimeError('no luck')\n\n"
+        "if __name__ == '__main__':\n    bad.deploy(name='once', work_pool_name='demo')\n")
+    assert cli.python(project / "flows" / "bad.py").returncode == 0
+    run = cli.run("deployment", "run", "bad/once", "--watch")
+    assert run.returncode == 1
+    assert "FAILED" in run.stdout and "RuntimeError: no luck" in run.stdout
+
+
+def test_run_options(server, tmp_path):
+    cli = server
+    cli.run("work-pool", "create", "demo", "--type", "local:push")
+    assert cli.python(write_project(tmp_path / "p")).returncode == 0
+    created = cli.json("deployment", "run", "greet/dep", "--params", '{"name": "acme"}', "--start-in", "2 hours",
+                       "--flow-run-name", "customer-{name}", "--tag", "adhoc")
+    assert created["name"] == "customer-acme" and "adhoc" in created["tags"]
+    delay = datetime.fromisoformat(created["scheduled_time"]) - datetime.now(UTC)
+    assert 7100 < delay.total_seconds() <= 7200
+    assert cli.ok("flow-run", "cancel", created["id"], "--yes").strip().endswith("is CANCELLED")
