@@ -110,6 +110,17 @@ class Api:
 
 
 @pytest.fixture
+def live(isolated_home: Path):
+    """A real embedded server on 127.0.0.1 (see tests/live_server.py)."""
+    from tests.live_server import LiveServer
+
+    server = LiveServer(isolated_home)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def app(settings: Settings, store: SqliteStore, ctx: ServiceContext):
     return create_app(settings, store, ctx=ctx)
 

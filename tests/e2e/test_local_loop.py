@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import wait_for_state
+from tests.live_server import wait_for_state
 
 FLOWS = textwrap.dedent('''
     import os, time

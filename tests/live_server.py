@@ -1,4 +1,5 @@
-"""A real embedded server on 127.0.0.1: uvicorn in a thread, the tick loop, the real local pusher."""
+"""A real embedded server on 127.0.0.1 in this process: uvicorn in a thread, the tick loop, the real
+local pusher. The ``live`` fixture (registered in tests/conftest.py) starts one per test."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 import uvicorn
 
 from control_plane.app import build_context, create_app
@@ -54,14 +54,6 @@ class LiveServer:
 
     def client(self) -> PushpoolClient:
         return PushpoolClient(self.settings.api_url, self.key, self.workspace)
-
-
-@pytest.fixture
-def live(isolated_home):
-    server = LiveServer(isolated_home)
-    server.start()
-    yield server
-    server.stop()
 
 
 def wait_for_state(client: PushpoolClient, run_id: str, states: set[str], timeout: float = 30) -> dict:

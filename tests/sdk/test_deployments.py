@@ -1,0 +1,103 @@
+"""flow.deploy / to_deployment / deploy(...) and run_deployment against a real embedded server."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import textwrap
+
+import pytest
+
+from control_plane.errors import InvalidInput
+from sdk import Cron, DockerImage, Interval, deploy, run_deployment
+from sdk.runs import RunTimeout
+
+FLOWS = textwrap.dedent('''
+    from sdk import flow
+
+    @flow(name="etl-job")
+    def etl(source: str, limit: int = 10):
+        """Extract, transform, load."""
+        print(f"etl {source} {limit}")
+        return limit
+
+    @flow
+    def clean_up(days: int = 7):
+        print(f"cleaning {days}")
+''')
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch, live):
+    root = tmp_path / "proj"
+    (root / "pipelines").mkdir(parents=True)
+    (root / "pipelines" / "jobs.py").write_text(FLOWS)
+    monkeypatch.chdir(root)
+    spec = importlib.util.spec_from_file_location("proj_jobs", root / "pipelines" / "jobs.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["proj_jobs"] = module
+    spec.loader.exec_module(module)
+    monkeypatch.setenv("PUSHPOOL_API_URL", live.settings.api_url)
+    monkeypatch.setenv("PUSHPOOL_API_KEY", live.key)
+    live.client().create_work_pool("local", "local:push")
+    return root, module
+
+
+def test_flow_deploy_derives_entrypoint_schema_and_working_dir(project, live):
+    root, module = project
+    deployment = module.etl.deploy(name="nightly", work_pool_name="local", cron="0 3 * * *",
+                                   parameters={"source": "s3"}, tags=["etl"], version="7")
+    assert deployment["flow_name"] == "etl-job" and deployment["name"] == "nightly"
+    assert deployment["entrypoint"] == "pipelines/jobs.py:etl"
+    assert deployment["parameter_schema"]["required"] == ["source"]
+    assert deployment["job_variables"] == {"working_dir": str(root.resolve())}
+    assert deployment["description"] == "Extract, transform, load."
+    again = module.etl.deploy(name="nightly", work_pool_name="local", cron="0 3 * * *",
+                              parameters={"source": "s3"}, tags=["etl"], version="7")
+    assert again == deployment
+
+
+def test_deploy_many_with_one_image(project, live):
+    _, module = project
+    applied = deploy(
+        module.etl.to_deployment("a", parameters={"source": "x"}, schedules=[Cron("0 9 * * *", timezone="Asia/Tokyo")]),
+        module.clean_up.to_deployment("b", schedules=[Interval(3600, parameters={"days": 1})]),
+        work_pool_name="local", image=DockerImage("registry.local/team/flows", tag="v3"), build=False,
+    )
+    assert [d["image"] for d in applied] == ["registry.local/team/flows:v3"] * 2
+    assert applied[0]["schedules"][0]["timezone"] == "Asia/Tokyo"
+    assert applied[1]["schedules"][0]["parameters"] == {"days": 1}
+
+
+def test_building_images_is_refused_clearly(project):
+    _, module = project
+    with pytest.raises(InvalidInput, match="building images is not available"):
+        module.etl.deploy(name="img", work_pool_name="local", image=DockerImage("x/y"), parameters={"source": "s"})
+
+
+def test_unknown_pool_names_the_fix(project):
+    _, module = project
+    with pytest.raises(InvalidInput, match="work pool 'nope' does not exist; create it with"):
+        module.etl.deploy(name="x", work_pool_name="nope", parameters={"source": "s"})
+
+
+def test_run_deployment_waits_or_not(project, live):
+    _, module = project
+    module.etl.deploy(name="adhoc", work_pool_name="local", parameters={"source": "db"})
+    run = run_deployment("etl-job/adhoc", parameters={"limit": 3}, timeout=60, poll_seconds=0.2)
+    assert run.state.type.value == "COMPLETED" and run.parameters == {"source": "db", "limit": 3}
+    started = run_deployment("etl-job/adhoc", timeout=0)
+    assert started.state.type.value == "SCHEDULED"
+    with pytest.raises(RunTimeout, match="still"):
+        run_deployment("etl-job/adhoc", scheduled_time=run.scheduled_time.replace(year=2099), timeout=0.5,
+                       poll_seconds=0.1)
+
+
+def test_invalid_parameters_are_a_validation_error_with_fields(project, live):
+    from sdk.errors import ValidationError
+
+    _, module = project
+    module.etl.deploy(name="typed", work_pool_name="local", parameters={"source": "db"})
+    with pytest.raises(ValidationError) as info:
+        run_deployment("etl-job/typed", parameters={"limit": "many"}, timeout=0)
+    assert info.value.fields == ["parameters.limit"]
