@@ -1,7 +1,10 @@
 """The ``@flow`` decorator: a function plus the metadata pushpool needs to run it.
 
 The decorated function still runs when called directly. Its parameter schema is
-derived from its signature with pydantic.
+derived from its signature with pydantic. ``retries``/``retry_delay_seconds`` are
+applied by the runner. ``log_prints`` is accepted for Prefect compatibility; there
+is no separate log API yet, so a run's prints (and everything else on stdout and
+stderr) always go to its infrastructure's log, which ``pushpool flow-run logs`` shows.
 """
 
 from __future__ import annotations
