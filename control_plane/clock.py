@@ -42,7 +42,14 @@ class FakeClock:
 
 
 def utc(value: datetime) -> datetime:
-    """Normalise a datetime to aware UTC; naive values are taken to be UTC."""
+    """Normalise a datetime to aware UTC; naive values are taken to be UTC.
+
+    A time whose UTC equivalent falls outside years 1–9999 (e.g. 0001-01-01T00:00+00:01)
+    is clamped to the nearest representable instant instead of raising.
+    """
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC) if value.year < 5000 else datetime.max.replace(tzinfo=UTC)

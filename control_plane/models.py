@@ -96,7 +96,7 @@ class LateRunPolicy(Record):
 
     mode: LateRunMode = LateRunMode.RUN_ALL
     #: For ``skip_late``: runs later than this many seconds are skipped (CANCELLED, "Skipped").
-    skip_after_seconds: int = Field(default=300, ge=0)
+    skip_after_seconds: int = Field(default=300, ge=0, le=10 * 366 * 86400)
 
 
 class WorkPool(Record):

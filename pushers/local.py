@@ -30,12 +30,14 @@ from pushers.base import (
     PermanentPusherError,
     PusherContext,
     Submission,
+    TransientPusherError,
     classify_exit_code,
 )
 
 CANCEL_GRACE_SECONDS = 10.0
-#: A submit marker left this long without an infra id means the spawn never happened.
-ABANDONED_MARKER_SECONDS = 30.0
+#: A submit marker left this long without an infra id, and no process of the run, means
+#: the control plane died before spawning: the run may be started again.
+ABANDONED_MARKER_SECONDS = 10.0
 
 
 class LocalPusher:
@@ -67,7 +69,7 @@ class LocalPusher:
                     "working_dir": {"type": "string",
                                     "description": "Directory the run starts in; entrypoints are relative to it."},
                     "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-                    "max_runtime_seconds": {"type": "integer", "minimum": 1, "default": 86400,
+                    "max_runtime_seconds": {"type": "integer", "minimum": 1, "maximum": 366 * 86400, "default": 86400,
                                             "description": "Stop the run after this long."},
                 },
             },
@@ -93,11 +95,13 @@ class LocalPusher:
         try:
             fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
-            existing = marker.read_text().strip()
+            existing = marker.read_text().strip() or self._find_process_of(job.flow_run_id)
             if existing:
+                marker.write_text(existing)
                 return self._submission(existing, job.flow_run_id)
             if time.time() - marker.stat().st_mtime < ABANDONED_MARKER_SECONDS:
-                raise PermanentPusherError("another submission of this run is in progress") from None
+                # A control plane died between the marker and the spawn, or a spawn is under way.
+                raise TransientPusherError("a submission of this run may be in progress; checking again") from None
             fd = os.open(marker, os.O_WRONLY | os.O_TRUNC)
         with os.fdopen(fd, "w") as fh:
             try:
@@ -107,6 +111,16 @@ class LocalPusher:
                 raise
             fh.write(infra_id)
         return self._submission(infra_id, job.flow_run_id)
+
+    def _find_process_of(self, run_id: str) -> str | None:
+        """The infra id of a supervisor started for ``run_id`` whose marker was never completed."""
+        for state_file in self.dir.glob("pid-*.json"):
+            try:
+                if json.loads(state_file.read_text()).get("run_id") == run_id:
+                    return state_file.stem
+            except (OSError, json.JSONDecodeError):
+                continue
+        return None
 
     def _submission(self, infra_id: str, run_id: str) -> Submission:
         return Submission(infra_id=infra_id, console_url=self.log_path(run_id).resolve().as_uri())

@@ -33,7 +33,8 @@ def main(argv: list[str]) -> int:
         print("usage: python -m pushers.local_supervisor STATE_FILE -- COMMAND...", file=sys.stderr)
         return 2
     state_path, command = Path(argv[0]), argv[2:]
-    state: dict = {"supervisor_pid": os.getpid(), "started": time.time()}
+    state: dict = {"supervisor_pid": os.getpid(), "started": time.time(),
+                   "run_id": os.environ.get("PUSHPOOL_FLOW_RUN_ID")}
     child = subprocess.Popen(command)
     state["child_pid"] = child.pid
     write_state(state_path, state)

@@ -29,6 +29,9 @@ from sdk.client import PushpoolClient
 from sdk.flows import Flow
 
 REQUIRED_ENV = ("PUSHPOOL_API_URL", "PUSHPOOL_FLOW_RUN_ID", "PUSHPOOL_RUN_TOKEN")
+#: The control plane may be restarting when a flow finishes: keep trying to report for
+#: about five minutes (backoff up to 8 s) rather than losing a finished run's result.
+REPORT_RETRIES = 40
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
@@ -122,7 +125,8 @@ def main() -> int:
         return 2
     run_id = os.environ["PUSHPOOL_FLOW_RUN_ID"]
     try:
-        with PushpoolClient(os.environ["PUSHPOOL_API_URL"], os.environ["PUSHPOOL_RUN_TOKEN"]) as client:
+        with PushpoolClient(os.environ["PUSHPOOL_API_URL"], os.environ["PUSHPOOL_RUN_TOKEN"],
+                            retries=int(os.environ.get("PUSHPOOL_RUNNER_RETRIES", REPORT_RETRIES))) as client:
             return run(client, run_id)
     except PushpoolError as exc:
         print(f"pushpool-runner: {exc}", file=sys.stderr)

@@ -54,7 +54,7 @@ def list_flow_runs(
     scheduled_before: datetime | None = None,
     sort: str = Query(default="scheduled_desc", pattern="^scheduled_(asc|desc)$"),
     limit: int = Query(default=200, ge=1, le=1000),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=10**9),
     access: Access = Depends(workspace_access),
     ctx: ServiceContext = Depends(get_ctx),
 ):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Query, status
 
 from control_plane.api.deps import Access, Caller, authenticate, get_ctx, require_actor, require_admin, workspace_access
 from control_plane.api.schemas import (
+    TEN_YEARS,
     ActorOut,
     ApiKeyCreate,
     ApiKeyOut,
@@ -171,7 +172,7 @@ def list_service_accounts(access: Access = Depends(workspace_access), ctx: Servi
 
 @router.post("/workspaces/{workspace}/service_accounts/{account_id}/rotate", response_model=ServiceAccountIssued,
              tags=["service accounts"])
-def rotate_service_account(account_id: str, expires_in_seconds: int | None = None,
+def rotate_service_account(account_id: str, expires_in_seconds: int | None = Query(default=None, gt=0, le=TEN_YEARS),
                            access: Access = Depends(workspace_access), ctx: ServiceContext = Depends(get_ctx)):
     """Issue a new key and revoke every older one."""
     access.require(Permission.ADMIN)

@@ -17,6 +17,11 @@ from control_plane.models import (
 
 NAME = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
+#: Bounds that keep client numbers inside what datetimes and SQLite integers can hold.
+TEN_YEARS = 10 * 366 * 86400
+MAX_LIMIT = 1_000_000
+MAX_PRIORITY = 1_000_000
+
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -42,13 +47,13 @@ class MembershipSet(Body):
 
 class ApiKeyCreate(Body):
     name: str = Field(default="default", min_length=1, max_length=100)
-    expires_in_seconds: int | None = Field(default=None, gt=0)
+    expires_in_seconds: int | None = Field(default=None, gt=0, le=TEN_YEARS)
 
 
 class ServiceAccountCreate(Body):
     name: str = NAME
     role: Role = Role.RUNNER
-    expires_in_seconds: int | None = Field(default=None, gt=0)
+    expires_in_seconds: int | None = Field(default=None, gt=0, le=TEN_YEARS)
 
 
 class ApiKeyOut(BaseModel):
@@ -112,7 +117,7 @@ class WorkPoolCreate(Body):
     type: str
     description: str | None = None
     base_job_template: dict[str, Any] | None = None
-    concurrency_limit: int | None = Field(default=None, ge=0)
+    concurrency_limit: int | None = Field(default=None, ge=0, le=MAX_LIMIT)
     paused: bool = False
     prefetch_seconds: int = Field(default=0, ge=0, le=3600)
     late_run_policy: LateRunPolicy | None = None
@@ -121,7 +126,7 @@ class WorkPoolCreate(Body):
 class WorkPoolUpdate(Body):
     description: str | None = None
     base_job_template: dict[str, Any] | None = None
-    concurrency_limit: int | None = Field(default=None, ge=0)
+    concurrency_limit: int | None = Field(default=None, ge=0, le=MAX_LIMIT)
     clear_concurrency_limit: bool = False
     paused: bool | None = None
     prefetch_seconds: int | None = Field(default=None, ge=0, le=3600)
@@ -131,15 +136,15 @@ class WorkPoolUpdate(Body):
 class WorkQueueCreate(Body):
     name: str = NAME
     description: str | None = None
-    priority: int = Field(default=1, ge=1)
-    concurrency_limit: int | None = Field(default=None, ge=0)
+    priority: int = Field(default=1, ge=1, le=MAX_PRIORITY)
+    concurrency_limit: int | None = Field(default=None, ge=0, le=MAX_LIMIT)
     paused: bool = False
 
 
 class WorkQueueUpdate(Body):
     description: str | None = None
-    priority: int | None = Field(default=None, ge=1)
-    concurrency_limit: int | None = Field(default=None, ge=0)
+    priority: int | None = Field(default=None, ge=1, le=MAX_PRIORITY)
+    concurrency_limit: int | None = Field(default=None, ge=0, le=MAX_LIMIT)
     clear_concurrency_limit: bool = False
     paused: bool | None = None
 
@@ -172,7 +177,7 @@ class BlockOut(BaseModel):
 class ScheduleIn(Body):
     id: str | None = Field(default=None, description="Keep this existing schedule's id (and its runs' lineage).")
     cron: str | None = None
-    interval: float | None = Field(default=None, description="Interval in seconds.")
+    interval: float | None = Field(default=None, ge=1, le=TEN_YEARS, description="Interval in seconds.")
     anchor_date: datetime | None = None
     rrule: str | None = None
     timezone: str = "UTC"
@@ -192,7 +197,7 @@ class DeploymentCreate(Body):
     parameter_schema: dict[str, Any] | None = None
     job_variables: dict[str, Any] = Field(default_factory=dict)
     schedules: list[ScheduleIn] = Field(default_factory=list)
-    concurrency_limit: int | None = Field(default=None, ge=1)
+    concurrency_limit: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
     collision_strategy: CollisionStrategy = CollisionStrategy.ENQUEUE
     tags: list[str] = Field(default_factory=list)
     version: str | None = None
@@ -208,7 +213,7 @@ class DeploymentUpdate(Body):
     parameter_schema: dict[str, Any] | None = None
     job_variables: dict[str, Any] | None = None
     schedules: list[ScheduleIn] | None = None
-    concurrency_limit: int | None = Field(default=None, ge=1)
+    concurrency_limit: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
     collision_strategy: CollisionStrategy | None = None
     tags: list[str] | None = None
     version: str | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, status
 
-from control_plane.api.deps import Access, Caller, authenticate, get_ctx, workspace_access
+from control_plane.api.deps import Access, Caller, get_ctx, require_actor, workspace_access
 from control_plane.api.schemas import WorkPoolCreate, WorkPoolUpdate, WorkQueueCreate, WorkQueueUpdate
 from control_plane.errors import Conflict, InvalidInput, NotFound
 from control_plane.models import ACTIVE_STATES, FlowRunFilter, LateRunPolicy, WorkPool, WorkQueue
@@ -34,12 +34,12 @@ def load_queue(ctx: ServiceContext, access: Access, pool: WorkPool, name: str) -
 
 
 @router.get("/pool_types")
-def list_pool_types(_: Caller = Depends(authenticate)) -> list[str]:
+def list_pool_types(_: Caller = Depends(require_actor)) -> list[str]:
     return list(PUSHER_TYPES)
 
 
 @router.get("/pool_types/{pool_type}/base_job_template")
-def get_default_base_job_template(pool_type: str, _: Caller = Depends(authenticate)) -> dict:
+def get_default_base_job_template(pool_type: str, _: Caller = Depends(require_actor)) -> dict:
     return default_job_template(pool_type)
 
 

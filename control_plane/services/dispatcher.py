@@ -27,6 +27,8 @@ from pushers.base import Job, PermanentPusherError, TransientPusherError
 
 log = logging.getLogger("pushpool.dispatcher")
 
+MAX_RUNTIME_SECONDS = 366 * 86400
+
 
 # --------------------------------------------------------------------------- late runs
 
@@ -114,7 +116,12 @@ def build_job(ctx: ServiceContext, run: FlowRun, pool: WorkPool, token: str) -> 
         deployment_name=deployment.full_name, flow_run_name=run.name, configuration=config, env=env,
         image=config.get("image") or deployment.image, command=command or None, labels=labels,
     )
-    max_runtime = int(config.get("max_runtime_seconds") or ctx.settings.default_max_runtime_seconds)
+    try:
+        max_runtime = int(config.get("max_runtime_seconds") or ctx.settings.default_max_runtime_seconds)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"max_runtime_seconds: {config.get('max_runtime_seconds')!r} is not a number") from None
+    if not 1 <= max_runtime <= MAX_RUNTIME_SECONDS:
+        raise InvalidInput(f"max_runtime_seconds: must be between 1 and {MAX_RUNTIME_SECONDS} (366 days)")
     return job, max_runtime
 
 

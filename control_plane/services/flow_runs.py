@@ -13,6 +13,9 @@ from control_plane.services import states
 from control_plane.services.context import ServiceContext
 from control_plane.services.templating import merge_job_variables, validate_job_variables
 
+#: Runs are scheduled at most this far from now (keeps every derived time in range).
+MAX_SCHEDULE_DAYS = 10 * 365
+
 _ADJECTIVES = ("amber", "brisk", "calm", "daring", "eager", "fuzzy", "gentle", "humble", "jolly", "keen",
                "lively", "mellow", "nimble", "proud", "quiet", "rapid", "sunny", "tidy", "vivid", "witty")
 _ANIMALS = ("otter", "heron", "lynx", "marten", "gecko", "ibis", "koala", "lemur", "newt", "orca",
@@ -54,6 +57,8 @@ def build_flow_run(
 ) -> FlowRun:
     """A new SCHEDULED run of ``deployment``, validated (parameters, job variables) but not stored."""
     now = ctx.clock.now()
+    if abs((scheduled_time - now).days) > MAX_SCHEDULE_DAYS:
+        raise InvalidInput(f"scheduled_time: must be within {MAX_SCHEDULE_DAYS // 365} years of now")
     merged_params = {**deployment.parameters, **(parameters or {})}
     validate_parameters(deployment, merged_params)
     if job_variables:

@@ -44,8 +44,8 @@ def validate_schedule(schedule: Schedule, field: str = "schedule") -> None:
     zone(schedule.timezone)
     if schedule.cron is not None and not croniter.is_valid(schedule.cron):
         raise InvalidInput(f"{field}.cron: {schedule.cron!r} is not a valid cron expression")
-    if schedule.interval_seconds is not None and schedule.interval_seconds < 1:
-        raise InvalidInput(f"{field}.interval_seconds: must be at least 1 second")
+    if schedule.interval_seconds is not None and not 1 <= schedule.interval_seconds <= 10 * 366 * 86400:
+        raise InvalidInput(f"{field}.interval_seconds: must be between 1 second and 10 years")
     if schedule.rrule is not None:
         try:
             rrulestr(schedule.rrule, dtstart=datetime(2020, 1, 1))
@@ -122,7 +122,7 @@ def occurrences(schedule: Schedule, after: datetime, until: datetime, limit: int
     # Fall-back repeats come out up to an hour out of order: keep a small sorted window.
     window: list[datetime] = []
     result: list[datetime] = []
-    for when in source:
+    for when in _until_overflow(source):
         if when > until + REORDER_WINDOW:
             break
         if when > after and when <= until:
@@ -134,6 +134,14 @@ def occurrences(schedule: Schedule, after: datetime, until: datetime, limit: int
     while window and len(result) < limit:
         _take(result, heapq.heappop(window))
     return result[:limit]
+
+
+def _until_overflow(source: Iterator[datetime]) -> Iterator[datetime]:
+    """Times from ``source`` until they leave the representable range (year 9999)."""
+    try:
+        yield from source
+    except (OverflowError, ValueError):
+        return
 
 
 def _take(result: list[datetime], when: datetime) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from control_plane.clock import utc
+
 SCHEMA_VERSION = 1
 
 SCHEMA = """
@@ -61,7 +63,7 @@ def ts(value: datetime | None) -> str | None:
     """A datetime as a fixed-width UTC string that sorts like the time it names."""
     if value is None:
         return None
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def from_ts(value: str | None) -> datetime | None:

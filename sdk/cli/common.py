@@ -102,7 +102,10 @@ def parse_duration(text: str, option: str) -> timedelta:
     unit = match.group(2).lower() if match else ""
     if not match or unit not in _UNITS:
         raise InvalidInput(f"{option}: {text!r} is not a duration; use e.g. '30 seconds', '2 hours', '1 day'")
-    return timedelta(seconds=float(match.group(1)) * _UNITS[unit])
+    try:
+        return timedelta(seconds=float(match.group(1)) * _UNITS[unit])
+    except OverflowError:
+        raise InvalidInput(f"{option}: {text!r} is too long") from None
 
 
 def parse_datetime(text: str, option: str) -> datetime:

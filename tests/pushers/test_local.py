@@ -124,3 +124,24 @@ def test_missing_working_dir_is_a_permanent_error(pusher, tmp_path):
     with pytest.raises(PermanentPusherError, match="does not exist"):
         pusher.submit(job)
     assert not (pusher.dir / "run-9.submit").exists()  # nothing started, nothing claimed
+
+
+def test_a_marker_left_by_a_dead_control_plane_never_starts_a_second_process(pusher, tmp_path):
+    from pushers.base import TransientPusherError
+
+    job = make_job("run-10", "import time; time.sleep(60)", tmp_path)
+    first = pusher.submit(job)
+    wait_for(pusher, first.infra_id, {InfraState.RUNNING})
+    # The control plane died after spawning but before writing the infra id into the marker.
+    (pusher.dir / "run-10.submit").write_text("")
+    assert pusher.submit(job) == first
+    assert (pusher.dir / "run-10.submit").read_text() == first.infra_id
+    pusher.cancel(first.infra_id)
+    # It died before spawning: a resubmission waits (transient), then starts the run once.
+    (pusher.dir / "run-11.submit").write_text("")
+    with pytest.raises(TransientPusherError):
+        pusher.submit(make_job("run-11", "pass", tmp_path))
+    old = time.time() - 60
+    os.utime(pusher.dir / "run-11.submit", (old, old))
+    started = pusher.submit(make_job("run-11", "pass", tmp_path))
+    assert wait_for(pusher, started.infra_id, {InfraState.EXITED}).exit_code == 0

@@ -143,3 +143,45 @@ def test_list_filters(api, clock):
     newest = api.ok("GET", api.ws("/flow_runs"), params={"work_pool": "pool", "limit": 1})
     assert [r["id"] for r in newest] == [rb["id"]]
     assert api.get(api.ws("/flow_runs"), params={"state": "BOGUS"}).status_code == 422
+
+
+@pytest.mark.parametrize("method, path, body", [
+    ("POST", "/api/api_keys", {"expires_in_seconds": 251606994196}),
+    ("POST", "/ws/service_accounts", {"name": "x", "expires_in_seconds": 73230419103733596767125504}),
+    ("POST", "/ws/work_pools", {"name": "big", "type": "local:push", "concurrency_limit": 2**70}),
+    ("POST", "/ws/work_pools/pool/queues", {"name": "q", "priority": 2**70}),
+    ("POST", "/ws/deployments", {"flow_name": "f", "name": "d", "entrypoint": "f.py:f", "work_pool_name": "pool",
+                                 "schedules": [{"interval": 1e300}]}),
+    ("POST", "/ws/deployments", {"flow_name": "f", "name": "d", "entrypoint": "f.py:f", "work_pool_name": "pool",
+                                 "job_variables": {"max_runtime_seconds": 10**12}}),
+])
+def test_out_of_range_numbers_are_422_not_500(api, method, path, body):
+    """Regression: found by the API fuzzer (a huge expires_in_seconds overflowed datetime → 500)."""
+    api.pool()
+    response = api.request(method, path.replace("/ws", f"/api/workspaces/{api.workspace}"), json=body)
+    assert response.status_code == 422, response.text
+
+
+def test_far_future_runs_and_offsets_are_rejected(api):
+    api.pool()
+    dep = api.deployment()
+    response = api.post(api.ws(f"/deployments/{dep['id']}/runs"), json={"scheduled_time": "9999-12-31T23:59:59Z"})
+    assert response.status_code == 422 and "scheduled_time" in response.text
+    assert api.get(api.ws("/flow_runs"), params={"offset": 2**70}).status_code == 422
+
+
+def test_schedules_near_the_end_of_time_stop_quietly():
+    from datetime import UTC, datetime
+
+    from control_plane.models import Schedule
+    from control_plane.services.schedules import occurrences
+
+    schedule = Schedule(interval_seconds=86400 * 365, anchor_date=datetime(9990, 1, 1, tzinfo=UTC))
+    assert len(occurrences(schedule, datetime(9995, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, tzinfo=UTC), 100)) <= 5
+
+
+def test_extreme_filter_times_do_not_overflow(api):
+    """Regression: found by the API fuzzer (0001-01-01T00:00+00:01 overflowed when converted to UTC)."""
+    for value in ("0001-01-01T00:00:00+00:01", "9999-12-31T23:59:59-00:01"):
+        assert api.get(api.ws("/flow_runs"), params={"scheduled_after": value}).status_code == 200
+        assert api.get(api.ws("/flow_runs"), params={"scheduled_before": value}).status_code == 200

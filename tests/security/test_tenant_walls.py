@@ -1,0 +1,182 @@
+"""Tenant walls and tokens for every endpoint, enumerated from the app's routes.
+
+For each route: a key of another workspace gets 404 and changes nothing; a viewer
+cannot write (403); revoked and expired keys get 401; a run token can read and
+report only its own run. A new route without an entry in ``WRITE_BODIES`` fails
+the suite, so no endpoint escapes these checks.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from control_plane.services.dispatcher import Dispatcher
+
+WS_PREFIX = "/api/workspaces/{workspace}"
+PUBLIC = {("GET", "/api/health")}
+
+#: A valid body for every write route, so a refusal is about access, not input.
+WRITE_BODIES: dict[tuple[str, str], dict] = {
+    ("POST", "/api/workspaces"): {"name": "w2"},
+    ("POST", "/api/users"): {"name": "u2"},
+    ("POST", "/api/api_keys"): {"name": "k"},
+    ("DELETE", "/api/api_keys/{key_id}"): {},
+    ("PUT", WS_PREFIX + "/members/{actor_id}"): {"role": "owner"},
+    ("POST", WS_PREFIX + "/service_accounts"): {"name": "sa2"},
+    ("POST", WS_PREFIX + "/service_accounts/{account_id}/rotate"): {},
+    ("DELETE", WS_PREFIX + "/service_accounts/{account_id}"): {},
+    ("POST", WS_PREFIX + "/work_pools"): {"name": "p2", "type": "local:push"},
+    ("PATCH", WS_PREFIX + "/work_pools/{name}"): {"paused": True},
+    ("DELETE", WS_PREFIX + "/work_pools/{name}"): {},
+    ("POST", WS_PREFIX + "/work_pools/{pool_name}/queues"): {"name": "q2"},
+    ("PATCH", WS_PREFIX + "/work_pools/{pool_name}/queues/{name}"): {"paused": True},
+    ("DELETE", WS_PREFIX + "/work_pools/{pool_name}/queues/{name}"): {},
+    ("POST", WS_PREFIX + "/blocks"): {"name": "b2", "type": "secret", "data": {"value": "x"}},
+    ("PUT", WS_PREFIX + "/blocks/{name}"): {"data": {"value": "changed"}},
+    ("DELETE", WS_PREFIX + "/blocks/{name}"): {},
+    ("POST", WS_PREFIX + "/deployments"): {"flow_name": "flow", "name": "d2", "entrypoint": "f.py:f",
+                                           "work_pool_name": "pool"},
+    ("PATCH", WS_PREFIX + "/deployments/{deployment_id}"): {"paused": True},
+    ("DELETE", WS_PREFIX + "/deployments/{deployment_id}"): {},
+    ("POST", WS_PREFIX + "/deployments/{deployment_id}/runs"): {},
+    ("POST", WS_PREFIX + "/flow_runs/{run_id}/set_state"): {"type": "PENDING"},
+    ("POST", WS_PREFIX + "/flow_runs/{run_id}/cancel"): {},
+}
+
+#: What a run token may call, for its own run only.
+RUN_TOKEN_ALLOWED = {
+    ("GET", "/api/me"),
+    ("GET", WS_PREFIX + "/flow_runs/{run_id}"),
+    ("GET", WS_PREFIX + "/flow_runs/{run_id}/states"),
+    ("POST", WS_PREFIX + "/flow_runs/{run_id}/set_state"),
+    ("GET", WS_PREFIX + "/deployments/{deployment_id}"),
+}
+
+
+def all_routes(app) -> list[tuple[str, str]]:
+    """Every (method, path) of the API, from its OpenAPI document."""
+    out = [(method.upper(), path) for path, item in app.openapi()["paths"].items() if path.startswith("/api")
+           for method in item]
+    assert len(out) > 30, "route enumeration found too little; the checks below would be vacuous"
+    return sorted(out)
+
+
+@pytest.fixture
+def world(api, ctx, fake_pusher):
+    """Workspace 'default' with one of everything, a second workspace, and keys of every kind."""
+    api.pool()
+    dep = api.deployment()
+    run = api.run(dep["id"])
+    other_run = api.run(dep["id"])
+    api.ok("POST", api.ws("/blocks"), json={"name": "b", "type": "secret", "data": {"value": "secret-value"}})
+    sa = api.ok("POST", api.ws("/service_accounts"), json={"name": "bot"})
+    api.ok("POST", "/api/workspaces", json={"name": "other"})
+    outsider = api.user("outsider", role="owner", workspace="other")
+    viewer = api.user("viewer", role="viewer")
+    d = Dispatcher(ctx)
+    d.run_once()
+    d.close()
+    token = next(j for j in fake_pusher.jobs if j.flow_run_id == run["id"]).env["PUSHPOOL_RUN_TOKEN"]
+    key_id = api.ok("GET", "/api/me")["api_key"]["id"]
+    params = {"workspace": "default", "deployment_id": dep["id"], "run_id": run["id"], "account_id":
+              sa["account"]["id"], "actor_id": sa["account"]["id"], "key_id": key_id, "flow_name": "flow",
+              "pool_name": "pool", "pool_type": "local:push"}
+    return {"api": api, "params": params, "outsider": outsider, "viewer": viewer, "token": token,
+            "other_run": other_run}
+
+
+def fill(path: str, params: dict, **override: str) -> str:
+    values = {**params, **override}
+    if "/queues/{name}" in path:
+        values["name"] = "default"
+    elif "/blocks/{name}" in path:
+        values["name"] = "b"
+    elif "/deployments/name/" in path:
+        values["name"] = "dep"
+    else:
+        values["name"] = "pool"
+    return path.format(**values)
+
+
+def snapshot(api) -> str:
+    """Everything the owner can read, to prove a refused call changed nothing."""
+    parts = [api.get(api.ws(p)).text for p in ("/work_pools", "/blocks", "/deployments", "/flow_runs",
+                                               "/service_accounts", "/work_pools/pool/queues")]
+    parts.append(api.get("/api/me").text)
+    return json.dumps(parts)
+
+
+def call(api, key: str, method: str, path: str):
+    return api.as_key(key).request(method, path, json=WRITE_BODIES.get((method, path.split("?")[0]), {}))
+
+
+def test_every_write_route_has_a_sample_body(app):
+    writes = {(m, p) for m, p in all_routes(app) if m != "GET"}
+    assert writes == set(WRITE_BODIES), "add the new route to WRITE_BODIES (and think about who may call it)"
+
+
+def test_another_workspace_gets_404_everywhere_and_changes_nothing(app, world):
+    api = world["api"]
+    before = snapshot(api)
+    for method, path in all_routes(app):
+        if not path.startswith(WS_PREFIX):
+            continue
+        response = api.as_key(world["outsider"]).request(method, fill(path, world["params"]),
+                                                         json=WRITE_BODIES.get((method, path), {}))
+        assert response.status_code == 404, (method, path, response.status_code, response.text)
+    assert snapshot(api) == before
+
+
+def test_a_viewer_cannot_write_anything(app, world):
+    api = world["api"]
+    before = snapshot(api)
+    for method, path in all_routes(app):
+        if method == "GET" or (method, path) in {("POST", "/api/api_keys"), ("DELETE", "/api/api_keys/{key_id}")}:
+            continue  # own keys are every user's business; covered below
+        response = api.as_key(world["viewer"]).request(method, fill(path, world["params"]),
+                                                       json=WRITE_BODIES[(method, path)])
+        assert response.status_code in (403, 404), (method, path, response.status_code, response.text)
+    assert snapshot(api) == before
+    # Another user's key cannot be revoked by the viewer.
+    assert api.as_key(world["viewer"]).request(
+        "DELETE", f"/api/api_keys/{world['params']['key_id']}").status_code == 404
+
+
+@pytest.mark.parametrize("how", ["revoked", "expired"])
+def test_revoked_and_expired_keys_get_401_everywhere(app, world, clock, how):
+    api = world["api"]
+    issued = api.ok("POST", "/api/api_keys", json={"name": "short", "expires_in_seconds": 60})
+    if how == "revoked":
+        api.ok("DELETE", f"/api/api_keys/{issued['api_key']['id']}")
+    else:
+        clock.advance(61)
+    for method, path in all_routes(app):
+        if (method, path) in PUBLIC:
+            continue
+        response = call(api, issued["key"], method, fill(path, world["params"]))
+        assert response.status_code == 401, (method, path, response.status_code)
+        assert response.json()["reason"] == how
+
+
+def test_run_token_reaches_only_its_own_run(app, world):
+    api = world["api"]
+    before = snapshot(api)
+    for method, path in all_routes(app):
+        if (method, path) in PUBLIC:
+            continue
+        url = fill(path, world["params"])
+        response = api.as_key(world["token"]).request(method, url, json=WRITE_BODIES.get((method, path), {}))
+        if (method, path) in RUN_TOKEN_ALLOWED:
+            if method == "POST":  # a run token may only report its own progress
+                assert response.status_code == 403, (method, path, response.text)
+            else:
+                assert response.status_code == 200, (method, path, response.text)
+            if "{run_id}" in path:  # never another run
+                other = fill(path, world["params"], run_id=world["other_run"]["id"])
+                body = WRITE_BODIES.get((method, path), {})
+                assert api.as_key(world["token"]).request(method, other, json=body).status_code == 404
+        else:
+            assert response.status_code in (403, 404), (method, path, response.status_code, response.text)
+    assert snapshot(api) == before
