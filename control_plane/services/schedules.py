@@ -10,12 +10,14 @@ to UTC, which makes daylight-saving changes behave as people expect:
 * a wall time that happens twice (fall back) runs once, at its first occurrence,
   unless the cron's hour field is a wildcard, in which case both hours run;
 * an interval that is a whole number of days keeps the local time of day; shorter
-  intervals step in absolute time from the anchor.
+  intervals step in absolute time from the anchor. The anchor aligns the grid; it
+  is not a start date (times before it are on the grid too).
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -90,14 +92,14 @@ def _interval_times(schedule: Schedule, after: datetime, tz: ZoneInfo) -> Iterat
         days = int(seconds // 86400)
         anchor_wall = anchor.astimezone(tz).replace(tzinfo=None)
         after_wall = after.astimezone(tz).replace(tzinfo=None)
-        steps = max(0, (after_wall - anchor_wall).days // days - 1)
+        steps = (after_wall - anchor_wall).days // days - 1  # may be negative: the anchor only aligns
         wall = anchor_wall + timedelta(days=steps * days)
         while True:
             yield from _from_walls(iter([wall]), tz, both_folds=False)
             wall += timedelta(days=days)
     else:
         step = timedelta(seconds=seconds)
-        k = max(0, int((after - anchor) / step) - 1) if after > anchor else 0
+        k = math.floor((after - anchor) / step) - 1  # may be negative: the anchor only aligns
         current = anchor + k * step
         while True:
             yield current

@@ -73,3 +73,10 @@ def test_limit_and_bounds():
 def test_bad_schedules_are_named(schedule, message):
     with pytest.raises(InvalidInput, match=message):
         validate_schedule(schedule)
+
+
+def test_anchor_aligns_but_does_not_delay():
+    """Regression (found by a property test): an anchor in the future produced no runs before it."""
+    schedule = Schedule(interval_seconds=3600, anchor_date=utc(2030, 1, 1, 0, 30))
+    assert occurrences(schedule, utc(2026, 6, 1, 12), utc(2026, 6, 1, 15), 10) == [
+        utc(2026, 6, 1, 12, 30), utc(2026, 6, 1, 13, 30), utc(2026, 6, 1, 14, 30)]
