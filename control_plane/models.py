@@ -10,15 +10,34 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from control_plane.clock import utc
+from control_plane.errors import InvalidInput
 
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+R = TypeVar("R", bound=BaseModel)
+
+
+def with_changes(record: R, changes: dict[str, Any]) -> R:
+    """``record`` with ``changes`` applied and validated (``model_copy`` would not validate them).
+
+    A change that makes the record invalid (e.g. ``paused: null``) is an InvalidInput
+    naming the field, and nothing is stored.
+    """
+    try:
+        return type(record).model_validate({**record.model_dump(), **changes})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise InvalidInput(f"{field}: {first['msg']}",
+                           errors=[{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]) from None
 
 
 class Record(BaseModel):

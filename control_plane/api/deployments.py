@@ -11,7 +11,7 @@ from jsonschema.exceptions import SchemaError
 from control_plane.api.deps import Access, get_ctx, workspace_access
 from control_plane.api.schemas import DeploymentCreate, DeploymentUpdate, ScheduleIn
 from control_plane.errors import InvalidInput, NotFound
-from control_plane.models import Deployment, Schedule, WorkPool
+from control_plane.models import Deployment, Schedule, WorkPool, with_changes
 from control_plane.services.context import ServiceContext
 from control_plane.services.flow_runs import validate_parameters
 from control_plane.services.keys import Permission
@@ -101,10 +101,10 @@ def create_or_update_deployment(body: DeploymentCreate, response: Response, acce
         ctx.store.create_deployment(deployment)
     else:
         response.status_code = status.HTTP_200_OK
-        deployment = existing.model_copy(update=fields)
+        deployment = with_changes(existing, fields)
         if deployment.model_dump(exclude={"updated"}) == existing.model_dump(exclude={"updated"}):
             return existing  # deploying the same thing again changes nothing
-        _check(ctx, Deployment.model_validate(deployment.model_dump()), pool)
+        _check(ctx, deployment, pool)
         ctx.store.update_deployment(deployment)
     if existing is None or _schedule_changed(existing, deployment):
         replace_future_runs(ctx, deployment)
@@ -163,7 +163,7 @@ def update_deployment(deployment_id: str, body: DeploymentUpdate, access: Access
         changes["schedules"] = _schedules(body.schedules, existing.schedules)
     if "work_queue_name" in body.model_fields_set:
         changes["queue_id"] = _resolve_queue(ctx, access, pool, body.work_queue_name)
-    deployment = Deployment.model_validate({**existing.model_dump(), **changes, "updated": ctx.clock.now()})
+    deployment = with_changes(existing, {**changes, "updated": ctx.clock.now()})
     _check(ctx, deployment, pool)
     ctx.store.update_deployment(deployment)
     if _schedule_changed(existing, deployment):

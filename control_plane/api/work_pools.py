@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, status
 from control_plane.api.deps import Access, Caller, get_ctx, require_actor, workspace_access
 from control_plane.api.schemas import WorkPoolCreate, WorkPoolUpdate, WorkQueueCreate, WorkQueueUpdate
 from control_plane.errors import Conflict, InvalidInput, NotFound
-from control_plane.models import ACTIVE_STATES, FlowRunFilter, LateRunPolicy, WorkPool, WorkQueue
+from control_plane.models import ACTIVE_STATES, FlowRunFilter, LateRunPolicy, WorkPool, WorkQueue, with_changes
 from control_plane.services.context import ServiceContext
 from control_plane.services.keys import Permission
 from control_plane.services.templating import validate_base_job_template
@@ -85,9 +85,7 @@ def update_work_pool(name: str, body: WorkPoolUpdate, access: Access = Depends(w
         validate_base_job_template(changes["base_job_template"])
     if body.clear_concurrency_limit:
         changes["concurrency_limit"] = None
-    if "late_run_policy" in changes:
-        changes["late_run_policy"] = body.late_run_policy
-    updated = pool.model_copy(update={**changes, "updated": ctx.clock.now()})
+    updated = with_changes(pool, {**changes, "updated": ctx.clock.now()})
     ctx.store.update_work_pool(updated)
     return updated
 
@@ -145,7 +143,7 @@ def update_work_queue(pool_name: str, name: str, body: WorkQueueUpdate, access: 
     changes = body.model_dump(exclude_unset=True, exclude={"clear_concurrency_limit"})
     if body.clear_concurrency_limit:
         changes["concurrency_limit"] = None
-    updated = queue.model_copy(update=changes)
+    updated = with_changes(queue, changes)
     ctx.store.update_work_queue(updated)
     return updated
 

@@ -185,3 +185,18 @@ def test_extreme_filter_times_do_not_overflow(api):
     for value in ("0001-01-01T00:00:00+00:01", "9999-12-31T23:59:59-00:01"):
         assert api.get(api.ws("/flow_runs"), params={"scheduled_after": value}).status_code == 200
         assert api.get(api.ws("/flow_runs"), params={"scheduled_before": value}).status_code == 200
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/work_pools/pool", {"paused": None}),
+    ("/work_pools/pool", {"prefetch_seconds": None}),
+    ("/work_pools/pool/queues/default", {"priority": None}),
+    ("/work_pools/pool/queues/default", {"paused": None}),
+])
+def test_patching_a_required_field_to_null_is_422_and_keeps_the_record(api, path, body):
+    """Regression: found by the API fuzzer ({"paused": null} stored an invalid pool; every read then failed)."""
+    api.pool()
+    before = api.ok("GET", api.ws(path))
+    response = api.request("PATCH", api.ws(path), json=body)
+    assert response.status_code == 422 and next(iter(body)) in response.json()["detail"]
+    assert api.ok("GET", api.ws(path)) == before
