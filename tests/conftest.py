@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
+from hypothesis import settings as hypothesis_settings
 
 from control_plane.app import build_context, create_app
 from control_plane.bootstrap import bootstrap
@@ -21,12 +23,15 @@ from tests.fakes.pushers import RecordingPusher
 
 START = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
+# CI explores the same examples every time (a red CI must be reproducible); developers explore new ones.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
+
 
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Never touch the developer's ~/.pushpool or their PUSHPOOL_* settings."""
-    import os
-
     for name in [n for n in os.environ if n.startswith("PUSHPOOL_")]:
         monkeypatch.delenv(name)
     home = tmp_path / "home"

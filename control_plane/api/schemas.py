@@ -153,7 +153,8 @@ class WorkQueueUpdate(Body):
 
 
 class BlockCreate(Body):
-    name: str = NAME
+    #: No dots: ``{{ pushpool.blocks.NAME.field }}`` must be unambiguous.
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
     type: str
     data: dict[str, Any]
 

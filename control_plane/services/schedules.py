@@ -98,12 +98,11 @@ def _interval_times(schedule: Schedule, after: datetime, tz: ZoneInfo) -> Iterat
             yield from _from_walls(iter([wall]), tz, both_folds=False)
             wall += timedelta(days=days)
     else:
-        step = timedelta(seconds=seconds)
-        k = math.floor((after - anchor) / step) - 1  # may be negative: the anchor only aligns
-        current = anchor + k * step
+        # Each time is computed from the anchor (one rounding), so fractional intervals never drift.
+        k = math.floor((after - anchor).total_seconds() / seconds) - 1  # may be negative: the anchor only aligns
         while True:
-            yield current
-            current += step
+            yield anchor + timedelta(seconds=k * seconds)
+            k += 1
 
 
 def occurrences(schedule: Schedule, after: datetime, until: datetime, limit: int) -> list[datetime]:

@@ -10,8 +10,9 @@ anything. Semantics (compatible with Prefect's):
   list item;
 * a placeholder inside a longer string is replaced by the value as text (JSON for
   lists and objects; empty when missing);
-* ``{{ pushpool.blocks.NAME }}`` is left for the dispatcher, which resolves it to the
-  decrypted data of block NAME of the run's workspace.
+* ``{{ pushpool.blocks.NAME }}`` (or ``{{ pushpool.blocks.NAME.field }}``) is left for
+  the dispatcher, which resolves it to the decrypted data of block NAME of the run's
+  workspace (or one field of it), at dispatch time only.
 
 Values are merged pool defaults < deployment job_variables < run job_variables,
 with ``env`` merged key by key.
@@ -200,8 +201,12 @@ def render_job_configuration(
 
 
 def _resolve_blocks(template: Any, resolve_block: Callable[[str], dict[str, Any]]) -> Any:
-    names = {n for n in placeholders_in(template) if _is_block_ref(n)}
+    """``{{ pushpool.blocks.NAME }}`` → the block's data; ``{{ pushpool.blocks.NAME.field }}`` → one field."""
+    names = {n[len(BLOCK_PREFIX):].split(".")[0] for n in placeholders_in(template) if _is_block_ref(n)}
     if not names:
         return template
-    blocks = {"pushpool": {"blocks": {n[len(BLOCK_PREFIX):]: resolve_block(n[len(BLOCK_PREFIX):]) for n in names}}}
+    blocks = {"pushpool": {"blocks": {name: resolve_block(name) for name in names}}}
+    missing = sorted(n for n in placeholders_in(template) if _is_block_ref(n) and _lookup(blocks, n) is MISSING)
+    if missing:
+        raise InvalidInput(f"the job template references {missing[0]!r}, but that block has no such field")
     return apply_values(template, blocks)

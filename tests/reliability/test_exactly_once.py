@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
+import time
 from collections import Counter
 from dataclasses import replace
 from datetime import timedelta
@@ -79,15 +80,24 @@ def test_threads(api, ctx, clock, tmp_path):
     assert outcomes["submitted"] > RUNS * 0.9
 
 
-def _dispatch_process(db: str, home: str, key: str, log: str, seed: int, ticks: int) -> None:
+def _work_left(store, workspace_id: str) -> bool:
+    waiting = store.list_flow_runs(workspace_id, FlowRunFilter(states=[StateType.SCHEDULED, StateType.PENDING]),
+                                   limit=100_000)
+    return any(r.state.type is StateType.SCHEDULED or r.infra_id is None for r in waiting)
+
+
+def _dispatch_process(db: str, home: str, key: str, log: str, seed: int, workspace_id: str) -> None:
+    """Dispatch until no run is waiting for a submission (bounded to two minutes)."""
     settings = Settings(home=Path(home), encryption_key=key, submission_backoff_seconds=0.02,
                         submission_backoff_max_seconds=0.1, dispatch_batch_size=50)
     registry = PusherRegistry(PusherContext(state_dir=Path(home), api_url="http://x"),
                               overrides={"local:push": FaultyPusher(Path(log), seed=seed)})
     ctx = build_context(settings, SqliteStore(db), SystemClock(), registry)
     dispatcher = Dispatcher(ctx)
-    for _ in range(ticks):
+    deadline = time.monotonic() + 120
+    while _work_left(ctx.store, workspace_id) and time.monotonic() < deadline:
         dispatcher.run_once()
+        time.sleep(0.01)
     dispatcher.close()
 
 
@@ -100,14 +110,14 @@ def test_separate_processes(api, ctx, settings, tmp_path):
     for _ in range(count):
         api.run(dep["id"], scheduled_time="2020-01-01T00:00:00+00:00")
     log = tmp_path / "submissions.log"
+    workspace = ctx.store.get_workspace("default")
     spawn = multiprocessing.get_context("spawn")
-    processes = [spawn.Process(target=_dispatch_process,
-                               args=(ctx.store.path, str(settings.home), settings.encryption_key, str(log), seed, 60))
+    processes = [spawn.Process(target=_dispatch_process, args=(ctx.store.path, str(settings.home),
+                                                               settings.encryption_key, str(log), seed, workspace.id))
                  for seed in range(4)]
     for p in processes:
         p.start()
     for p in processes:
         p.join(timeout=300)
         assert p.exitcode == 0
-    workspace = ctx.store.get_workspace("default")
     check_outcome(ctx.store, workspace.id, log, count)

@@ -89,7 +89,8 @@ def test_run_deployment_waits_or_not(project, live):
     started = run_deployment("etl-job/adhoc", timeout=0)
     assert started.state.type.value == "SCHEDULED"
     with pytest.raises(RunTimeout, match="still"):
-        run_deployment("etl-job/adhoc", scheduled_time=run.scheduled_time.replace(year=2099), timeout=0.5,
+        run_deployment("etl-job/adhoc", scheduled_time=run.scheduled_time.replace(year=run.scheduled_time.year + 5),
+                       timeout=0.5,
                        poll_seconds=0.1)
 
 

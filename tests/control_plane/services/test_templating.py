@@ -129,3 +129,15 @@ def test_substitution_never_raises_and_never_loses_plain_text(text, values):
     out = apply_values(text, values)
     if "{{" not in text:
         assert out == text
+
+
+def test_a_block_field_can_be_referenced():
+    template = {"job_configuration": {"env": "{{ env }}", "key": "{{ pushpool.blocks.aws.aws_access_key_id }}"},
+                "variables": {"type": "object", "properties": {"env": {"type": "object"}}}}
+    data = {"aws_access_key_id": "AKIA", "aws_secret_access_key": "S"}
+    out = render_job_configuration(template, {"env": {"SECRET": "{{ pushpool.blocks.aws.aws_secret_access_key }}"}},
+                                   resolve_block=lambda name: data)
+    assert out == {"env": {"SECRET": "S"}, "key": "AKIA"}
+    with pytest.raises(InvalidInput, match="no such field"):
+        render_job_configuration({"job_configuration": {"x": "{{ pushpool.blocks.aws.nope }}"},
+                                  "variables": {"type": "object"}}, resolve_block=lambda name: data)
