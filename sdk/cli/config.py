@@ -6,7 +6,7 @@ import typer
 
 from control_plane.errors import InvalidInput
 from sdk import profiles
-from sdk.cli.common import Output, OutputOption, console, emit, get_client, table
+from sdk.cli.common import Output, OutputOption, YesOption, confirm, console, emit, get_client, table
 from sdk.client import PushpoolClient
 from sdk.settings import SETTING_NAMES, selected_profile_name, setting_sources
 
@@ -153,10 +153,8 @@ def profile_ls(output: Output = OutputOption) -> None:
 
 
 @profile_app.command("delete")
-def profile_delete(name: str, yes: bool = typer.Option(False, "--yes", "-y")) -> None:
+def profile_delete(name: str, yes: bool = YesOption) -> None:
     """Delete a profile (not the active one)."""
-    from sdk.cli.common import confirm
-
     data = profiles.load()
     if name not in data["profiles"]:
         raise InvalidInput(f"profile: no profile {name!r}")
