@@ -265,6 +265,7 @@ class FlowRun(Record):
     #: What the pusher returned: its handle on the infrastructure, and a link for people.
     infra_id: str | None = None
     console_url: str | None = None
+    logs_url: str | None = None
     submitted_at: datetime | None = None
     submission_attempts: int = 0
     #: A claimed run's submission is owned by one dispatcher until this time.

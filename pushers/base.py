@@ -9,8 +9,9 @@ module that needs them, never here.
 from __future__ import annotations
 
 import importlib
+import json
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
@@ -47,6 +48,8 @@ class Job:
     #: The deployment's command override; ``None`` means the pusher's runner command.
     command: list[str] | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    #: 1 for the first submission of the run; more when a submission is retried or taken over.
+    attempt: int = 1
 
     @property
     def idempotency_key(self) -> str:
@@ -57,6 +60,15 @@ class Job:
 class Submission:
     infra_id: str
     console_url: str | None = None
+    #: Where the run's log lines are in the cloud's own console, when that is another page.
+    logs_url: str | None = None
+
+
+@dataclass(frozen=True)
+class LogPage:
+    lines: list[str]
+    #: Pass back to read on from here (follow mode); None when the pusher cannot continue.
+    cursor: str | None = None
 
 
 class InfraState(StrEnum):
@@ -84,9 +96,14 @@ class PusherContext:
 
     state_dir: Path
     api_url: str
+    #: The pool's job configuration rendered from its defaults (blocks resolved): what
+    #: ``status``/``cancel``/``cleanup``/``logs`` use, e.g. the pool's cloud credentials.
+    pool_config: dict[str, Any] = field(default_factory=dict)
 
 
 class Pusher(Protocol):
+    """Pushers may also offer ``logs(infra_id, tail=None, cursor=None) -> LogPage``."""
+
     def submit(self, job: Job) -> Submission: ...
     def status(self, infra_ids: list[str]) -> dict[str, InfraStatus]: ...
     def cancel(self, infra_id: str) -> None: ...
@@ -124,22 +141,27 @@ def pusher_class(pool_type: str) -> type:
 
 
 class PusherRegistry:
-    """Creates one pusher per pool type on first use and keeps it."""
+    """Creates one pusher per pool type and pool configuration on first use, and keeps it."""
 
     def __init__(self, context: PusherContext, overrides: dict[str, Pusher] | None = None) -> None:
         self.context = context
-        self._pushers: dict[str, Pusher] = dict(overrides or {})
+        self._overrides: dict[str, Pusher] = dict(overrides or {})
+        self._pushers: dict[tuple[str, str], Pusher] = {}
         self._lock = threading.Lock()
 
-    def get(self, pool_type: str) -> Pusher:
+    def get(self, pool_type: str, pool_config: dict[str, Any] | None = None) -> Pusher:
+        if pool_type in self._overrides:
+            return self._overrides[pool_type]
+        key = (pool_type, json.dumps(pool_config or {}, sort_keys=True, default=str))
         with self._lock:
-            if pool_type not in self._pushers:
-                self._pushers[pool_type] = pusher_class(pool_type)(self.context)
-            return self._pushers[pool_type]
+            if key not in self._pushers:
+                context = replace(self.context, pool_config=dict(pool_config or {}))
+                self._pushers[key] = pusher_class(pool_type)(context)
+            return self._pushers[key]
 
     def register(self, pool_type: str, pusher: Pusher) -> None:
         with self._lock:
-            self._pushers[pool_type] = pusher
+            self._overrides[pool_type] = pusher
 
 
 def default_job_template(pool_type: str) -> dict[str, Any]:

@@ -15,13 +15,13 @@ import random
 import shlex
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import Any
 
 from control_plane.errors import InvalidInput, NotFound, PushpoolError
 from control_plane.models import FlowRun, FlowRunFilter, LateRunMode, StateType, WorkPool
 from control_plane.services import keys
 from control_plane.services.context import ServiceContext
 from control_plane.services.flow_runs import try_set_state
+from control_plane.services.pool_pushers import block_resolver, pusher_for
 from control_plane.services.templating import render_job_configuration
 from pushers.base import Job, PermanentPusherError, TransientPusherError
 
@@ -91,14 +91,8 @@ def build_job(ctx: ServiceContext, run: FlowRun, pool: WorkPool, token: str) -> 
     properties = pool.base_job_template.get("variables", {}).get("properties", {})
     image_layer = {"image": deployment.image} if deployment.image and "image" in properties else {}
 
-    def resolve_block(name: str) -> dict[str, Any]:
-        block = ctx.store.get_block(run.workspace_id, name)
-        if block is None:
-            raise InvalidInput(f"the job template references block {name!r}, which does not exist")
-        return ctx.cipher.decrypt(block.ciphertext)
-
     config = render_job_configuration(pool.base_job_template, image_layer, deployment.job_variables,
-                                      run.job_variables, resolve_block=resolve_block)
+                                      run.job_variables, resolve_block=block_resolver(ctx, run.workspace_id))
     command = config.get("command")
     if isinstance(command, str):
         command = shlex.split(command)
@@ -115,6 +109,7 @@ def build_job(ctx: ServiceContext, run: FlowRun, pool: WorkPool, token: str) -> 
         flow_run_id=run.id, workspace_id=run.workspace_id, pool_name=pool.name,
         deployment_name=deployment.full_name, flow_run_name=run.name, configuration=config, env=env,
         image=config.get("image") or deployment.image, command=command or None, labels=labels,
+        attempt=run.submission_attempts,
     )
     try:
         max_runtime = int(config.get("max_runtime_seconds") or ctx.settings.default_max_runtime_seconds)
@@ -137,7 +132,7 @@ def submit_run(ctx: ServiceContext, run: FlowRun) -> FlowRun | None:
         deadline = max(now, run.scheduled_time) + timedelta(seconds=max_runtime)
         ctx.store.set_run_token(run.id, keys.hash_secret(token),
                                 deadline + timedelta(seconds=ctx.settings.run_token_grace_seconds))
-        submission = ctx.pushers.get(pool.type).submit(job)
+        submission = pusher_for(ctx, pool).submit(job)
     except TransientPusherError as exc:
         return _defer(ctx, run, str(exc))
     except (PermanentPusherError, InvalidInput, NotFound) as exc:
@@ -147,15 +142,15 @@ def submit_run(ctx: ServiceContext, run: FlowRun) -> FlowRun | None:
         return _defer(ctx, run, f"{type(exc).__name__}: {exc}")
     recorded = ctx.store.update_flow_run(
         run.id,
-        {"infra_id": submission.infra_id, "console_url": submission.console_url, "submitted_at": now,
-         "lease_until": None, "deadline": deadline},
+        {"infra_id": submission.infra_id, "console_url": submission.console_url, "logs_url": submission.logs_url,
+         "submitted_at": now, "lease_until": None, "deadline": deadline},
         expect={"state_type": StateType.PENDING, "infra_id": None},
     )
     if recorded is None:
         # Cancelled while we were submitting: stop what we started and let the reconciler clean up.
         ctx.store.update_flow_run(run.id, {"infra_id": submission.infra_id, "console_url": submission.console_url})
         try:
-            ctx.pushers.get(pool.type).cancel(submission.infra_id)
+            pusher_for(ctx, pool).cancel(submission.infra_id)
         except PushpoolError as exc:
             log.warning("could not stop infrastructure of cancelled run %s: %s", run.id, exc)
     return recorded

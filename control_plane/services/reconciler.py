@@ -12,9 +12,10 @@ import logging
 from collections import defaultdict
 
 from control_plane.errors import PushpoolError
-from control_plane.models import FlowRun, StateType
+from control_plane.models import FlowRun, StateType, WorkPool
 from control_plane.services.context import ServiceContext
 from control_plane.services.flow_runs import try_set_state
+from control_plane.services.pool_pushers import pusher_for
 from pushers.base import InfraState, InfraStatus, Pusher
 
 log = logging.getLogger("pushpool.reconciler")
@@ -37,20 +38,21 @@ class Reconciler:
 
     def run_once(self) -> int:
         runs = self.ctx.store.list_runs_to_reconcile(self.batch_size)
-        by_type: dict[str, list[FlowRun]] = defaultdict(list)
-        pools: dict[str, str | None] = {}
+        by_pool: dict[str, list[FlowRun]] = defaultdict(list)
+        pools: dict[str, WorkPool | None] = {}
         for run in runs:
             if run.pool_id not in pools:
-                pool = self.ctx.store.get_work_pool_by_id(run.workspace_id, run.pool_id)
-                pools[run.pool_id] = pool.type if pool else None
+                pools[run.pool_id] = self.ctx.store.get_work_pool_by_id(run.workspace_id, run.pool_id)
             if pools[run.pool_id] is not None:
-                by_type[pools[run.pool_id]].append(run)
-        for pool_type, group in by_type.items():
-            pusher = self.ctx.pushers.get(pool_type)
+                by_pool[run.pool_id].append(run)
+        for pool_id, group in by_pool.items():
+            pool = pools[pool_id]
+            assert pool is not None
+            pusher = pusher_for(self.ctx, pool)
             try:
                 statuses = pusher.status([r.infra_id for r in group if r.infra_id])
             except PushpoolError as exc:
-                log.warning("status of %d %s runs failed: %s", len(group), pool_type, exc)
+                log.warning("status of %d runs of pool %s failed: %s", len(group), pool.name, exc)
                 continue
             for run in group:
                 status = statuses.get(run.infra_id or "")

@@ -189,11 +189,15 @@ def render_job_configuration(
     base_job_template: dict[str, Any],
     *layers: dict[str, Any] | None,
     resolve_block: Callable[[str], dict[str, Any]] | None = None,
+    require: bool = True,
 ) -> dict[str, Any]:
-    """The job configuration for a run: variables merged over defaults, substituted, blocks resolved."""
+    """The job configuration for a run: variables merged over defaults, substituted, blocks resolved.
+
+    ``require=False`` renders without insisting on required variables (a pool's defaults).
+    """
     variables = base_job_template.get("variables", {})
     values = merge_job_variables(variable_defaults(variables), *layers)
-    validate_job_variables(variables, values, require=True)
+    validate_job_variables(variables, values, require=require)
     rendered = apply_values(base_job_template.get("job_configuration", {}), values, keep=_is_block_ref)
     if resolve_block is None:
         return rendered
