@@ -1,0 +1,111 @@
+"""AWS for tests: moto's server on 127.0.0.1 (in a thread, spoken to over HTTP by boto3 via
+AWS_ENDPOINT_URL), and a container simulator for ECS tasks.
+
+ECS tasks stay RUNNING (moto's "manual" progression with a huge step count) until the
+simulator stops them with the exit code of the command it really ran, or with a
+failure such as an image pull error.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ACCOUNT = "123456789012"
+REGION = "eu-west-1"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Moto:
+    url: str
+
+    def reset(self) -> None:
+        httpx.post(f"{self.url}/moto-api/reset")
+        self.freeze_tasks()
+
+    def freeze_tasks(self) -> None:
+        httpx.post(f"{self.url}/moto-api/state-manager/set-transition",
+                   json={"model_name": "ecs::task", "transition": {"progression": "manual", "times": 10**9}})
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        return boto3.client(service, endpoint_url=self.url, region_name=REGION, aws_access_key_id="testing",
+                            aws_secret_access_key="testing")
+
+    # ------------------------------------------------------------------ ECS task state (moto's own objects)
+    @staticmethod
+    def tasks(cluster: str = "default", region: str = REGION) -> dict[str, Any]:
+        from moto.ecs.models import ecs_backends
+
+        return ecs_backends[ACCOUNT][region].tasks.get(cluster, {})
+
+    def task(self, arn: str) -> Any:
+        cluster = arn.split(":")[5].split("/")[1]
+        for task in self.tasks(cluster, arn.split(":")[3]).values():
+            if task.task_arn == arn:
+                return task
+        raise KeyError(arn)
+
+    def stop(self, arn: str, exit_code: int | None = 0, stop_code: str | None = "EssentialContainerExited",
+             reason: str = "Essential container in task exited", container_reason: str | None = None) -> None:
+        task = self.task(arn)
+        task.status = "STOPPED"
+        task.desired_status = "STOPPED"
+        task.stop_code = stop_code
+        task.stopped_reason = reason
+        container = task.containers[0]
+        container.last_status = "STOPPED"
+        container.exitCode = exit_code
+        if container_reason:
+            container.reason = container_reason
+
+
+def start_moto() -> tuple[Moto, Any]:
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    moto = Moto(f"http://127.0.0.1:{port}")
+    moto.freeze_tasks()
+    return moto, server
+
+
+class ContainerSimulator:
+    """Runs what a task would run: the command and environment moto recorded, in a local directory."""
+
+    def __init__(self, moto: Moto, workdir: Path) -> None:
+        self.moto, self.workdir = moto, workdir
+
+    def recorded(self, arn: str) -> tuple[list[str], dict[str, str]]:
+        override = self.moto.task(arn).overrides["containerOverrides"][0]
+        env = {e["name"]: e["value"] for e in override.get("environment", [])}
+        return list(override.get("command") or []), env
+
+    def run(self, arn: str, timeout: float = 60) -> int:
+        command, env = self.recorded(arn)
+        if command == ["pushpool-runner"]:  # the image's entry point, here from this checkout
+            command = [sys.executable, "-m", "sdk.runner"]
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("PUSHPOOL_", "AWS_"))}
+        full_env.update(env)
+        full_env["PYTHONPATH"] = str(REPO)
+        result = subprocess.run(command, env=full_env, cwd=self.workdir, capture_output=True, text=True,
+                                timeout=timeout)
+        self.output = result.stdout + result.stderr
+        self.moto.stop(arn, exit_code=result.returncode)
+        return result.returncode

@@ -1,0 +1,186 @@
+"""The ECS pusher against moto: task definitions reused, idempotent RunTask, status, cancel, logs, errors."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import replace
+
+import pytest
+
+from control_plane.services.templating import render_job_configuration
+from pushers.base import InfraState, Job, PermanentPusherError, PusherContext, TransientPusherError
+from pushers.ecs import EcsPusher
+from pushers.ecs_taskdef import HASH_TAG
+from tests.fakes.aws import REGION
+
+CREDS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": REGION}
+
+
+def config(**variables) -> dict:
+    values = {"region": REGION, "cluster": "flows", "aws_credentials": CREDS, "image": "registry.example/flows:1",
+              **variables}
+    return render_job_configuration(EcsPusher.default_job_template(), values)
+
+
+def job(cfg: dict | None = None, attempt: int = 1, run_id: str | None = None) -> Job:
+    run_id = run_id or str(uuid.uuid4())
+    return Job(flow_run_id=run_id, workspace_id="ws", pool_name="ecs-pool", deployment_name="etl/nightly",
+               flow_run_name="brisk-otter", configuration=cfg or config(),
+               env={"PUSHPOOL_FLOW_RUN_ID": run_id, "PUSHPOOL_RUN_TOKEN": "ppr_x", "PUSHPOOL_API_URL": "http://cp"},
+               labels={"pushpool.flow-run-id": run_id, "pushpool.deployment": "etl/nightly",
+                       "pushpool.work-pool": "ecs-pool"}, attempt=attempt)
+
+
+@pytest.fixture
+def pusher(tmp_path, aws):
+    return EcsPusher(PusherContext(state_dir=tmp_path, api_url="http://cp",
+                                   pool_config=config()))
+
+
+def task_definitions(aws, family="pushpool_ecs-pool"):
+    from moto.ecs.models import ecs_backends
+
+    return ecs_backends["123456789012"][REGION].task_definitions.get(family, {})
+
+
+def test_submit_runs_one_task_with_the_run_context(pusher, aws):
+    j = job()
+    submission = pusher.submit(j)
+    task = aws.task(submission.infra_id)
+    assert task.started_by == f"pushpool:{j.flow_run_id}"
+    override = task.overrides["containerOverrides"][0]
+    assert override["name"] == "pushpool" and override["command"] == ["pushpool-runner"]
+    env = {e["name"]: e["value"] for e in override["environment"]}
+    assert env["PUSHPOOL_RUN_TOKEN"] == "ppr_x" and "PUSHPOOL_API_KEY" not in env
+    tags = {t["key"]: t["value"] for t in task.tags}
+    assert tags["pushpool.flow-run-id"] == j.flow_run_id and tags["pushpool.work-pool"] == "ecs-pool"
+    assert task.launch_type == "FARGATE"
+    region, cluster, task_id = REGION, "flows", submission.infra_id.rsplit("/", 1)[1]
+    assert submission.console_url == (f"https://{region}.console.aws.amazon.com/ecs/v2/clusters/{cluster}/tasks/"
+                                      f"{task_id}/configuration?region={region}")
+    assert submission.logs_url.endswith(f"log-events/pushpool$252Fpushpool$252F{task_id}")
+    [definition] = task_definitions(aws).values()
+    container = definition.container_definitions[0]
+    assert container["image"] == "registry.example/flows:1" and container["memory"] == 512
+    assert container["logConfiguration"]["options"]["awslogs-group"] == "/pushpool/flows"
+
+
+def test_200_runs_register_the_task_definition_once(pusher, aws):
+    for _ in range(200):
+        pusher.submit(job())
+    assert len(task_definitions(aws)) == 1
+    assert len(aws.tasks("flows")) == 200
+    # A fresh control plane (empty cache) finds the same definition by its hash tag ...
+    restarted = EcsPusher(pusher.context)
+    restarted.submit(job())
+    assert len(task_definitions(aws)) == 1
+    # ... and a changed definition is registered once more.
+    restarted.submit(job(config(cpu=1024, memory=2048)))
+    restarted.submit(job(config(cpu=1024, memory=2048)))
+    revisions = task_definitions(aws)
+    assert len(revisions) == 2
+    assert {t["key"] for d in revisions.values() for t in d.tags} == {HASH_TAG}
+
+
+def test_a_resubmission_finds_the_task_it_already_started(pusher, aws):
+    first = job()
+    submission = pusher.submit(first)
+    again = pusher.submit(replace(first, attempt=2))
+    assert again.infra_id == submission.infra_id
+    assert len(aws.tasks("flows")) == 1
+
+
+def test_capacity_provider_strategy_replaces_the_launch_type(pusher, aws):
+    strategy = [{"capacityProvider": "FARGATE_SPOT", "weight": 3}, {"capacityProvider": "FARGATE", "weight": 1}]
+    params = pusher._run_task_params(job(config(capacity_provider_strategy=strategy)), "flows", "td", "x")
+    assert params["capacityProviderStrategy"] == strategy and "launchType" not in params
+    spot = pusher._run_task_params(job(config(launch_type="FARGATE_SPOT")), "flows", "td", "x")
+    assert spot["capacityProviderStrategy"] == [{"capacityProvider": "FARGATE_SPOT", "weight": 1}]
+
+
+@pytest.mark.parametrize("stop, state, exit_code, reason", [
+    ({"exit_code": 0}, InfraState.EXITED, 0, None),
+    ({"exit_code": 1}, InfraState.EXITED, 1, "exit code 1"),
+    ({"exit_code": 137, "container_reason": "OutOfMemoryError: Container killed due to memory usage"},
+     InfraState.EXITED, 137, "likely out of memory (OutOfMemoryError"),
+    ({"exit_code": None, "stop_code": "TaskFailedToStart",
+      "reason": "CannotPullContainerError: pull image manifest has been retried 5 time(s): not found"},
+     InfraState.EXITED, 1, "image pull failed for 'registry.example/flows:1'"),
+    ({"exit_code": None, "stop_code": "TaskFailedToStart",
+      "reason": "ResourceInitializationError: unable to pull secrets or registry auth"},
+     InfraState.EXITED, 1, "the task failed to start (TaskFailedToStart)"),
+])
+def test_status_classifies_how_a_task_ended(pusher, aws, stop, state, exit_code, reason):
+    arn = pusher.submit(job()).infra_id
+    assert pusher.status([arn])[arn].state is InfraState.RUNNING
+    aws.stop(arn, **stop)
+    status = pusher.status([arn])[arn]
+    assert (status.state, status.exit_code) == (state, exit_code)
+    assert (reason is None and status.reason is None) or reason in status.reason
+
+
+def test_status_of_a_vanished_task_is_missing_and_batches_of_many(pusher, aws):
+    arns = [pusher.submit(job()).infra_id for _ in range(120)]
+    gone = arns[0].rsplit("/", 1)[0] + "/" + "0" * 32
+    statuses = pusher.status(arns + [gone])
+    assert len(statuses) == 121 and statuses[gone].state is InfraState.MISSING
+    assert {s.state for a, s in statuses.items() if a != gone} == {InfraState.RUNNING}
+
+
+def test_cancel_stops_the_task_with_a_reason(pusher, aws):
+    arn = pusher.submit(job()).infra_id
+    pusher.cancel(arn)
+    task = aws.task(arn)
+    assert task.desired_status == "STOPPED" and task.stopped_reason == "Cancelled by pushpool"
+    pusher.cancel(arn)  # twice is harmless
+
+
+def test_logs_are_read_from_cloudwatch(pusher, aws):
+    arn = pusher.submit(job()).infra_id
+    task_id = arn.rsplit("/", 1)[1]
+    logs = aws.client("logs")
+    logs.create_log_group(logGroupName="/pushpool/flows")
+    stream = f"pushpool/pushpool/{task_id}"
+    assert pusher.logs(arn).lines == []  # no stream yet: empty, not an error
+    logs.create_log_stream(logGroupName="/pushpool/flows", logStreamName=stream)
+    now = int(time.time() * 1000)
+    logs.put_log_events(logGroupName="/pushpool/flows", logStreamName=stream,
+                        logEvents=[{"timestamp": now + i, "message": f"line {i}"} for i in range(5)])
+    page = pusher.logs(arn)
+    assert page.lines == [f"line {i}" for i in range(5)] and page.cursor
+    assert pusher.logs(arn, tail=2).lines == ["line 3", "line 4"]
+
+
+def test_missing_cluster_is_permanent_with_the_fix(pusher, aws):
+    with pytest.raises(PermanentPusherError, match="ECS cluster 'nope' does not exist in eu-west-1: create it"):
+        pusher.submit(job(config(cluster="nope")))
+
+
+def test_throttling_is_transient(pusher, aws, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    real_client = pusher.client
+
+    def throttled(service, cfg, region=None):
+        client = real_client(service, cfg, region)
+        if service == "ecs":
+            def run_task(**kwargs):
+                raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "RunTask")
+            client.run_task = run_task
+        return client
+
+    monkeypatch.setattr(pusher, "client", throttled)
+    with pytest.raises(TransientPusherError, match="ThrottlingException: Rate exceeded"):
+        pusher.submit(job())
+
+
+def test_no_region_and_bad_credentials_are_clear(tmp_path, aws):
+    pusher = EcsPusher(PusherContext(state_dir=tmp_path, api_url="x"))
+    cfg = config()
+    cfg.pop("region")
+    cfg["aws_credentials"] = {}
+    with pytest.raises(PermanentPusherError, match="no AWS region"):
+        pusher.submit(job(cfg))
+    with pytest.raises(PermanentPusherError, match="aws-credentials block"):
+        pusher.submit(job(config(aws_credentials="{{ pushpool.blocks.x }}")))
