@@ -19,6 +19,7 @@ from control_plane.services.context import ServiceContext
 from control_plane.settings import Settings
 from control_plane.storage.sqlite import SqliteStore
 from pushers.base import PusherContext, PusherRegistry
+from tests.aws_fixtures import aws, moto_server  # noqa: F401 - fixtures
 from tests.fakes.pushers import RecordingPusher
 
 START = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)

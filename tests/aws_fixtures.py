@@ -1,4 +1,6 @@
-"""moto on 127.0.0.1 for the pusher tests (one server per session, reset for every test)."""
+"""moto on 127.0.0.1 (one server per session, started only when a test asks for it; reset for every test).
+
+Registered as fixtures by tests/conftest.py."""
 
 from __future__ import annotations
 

@@ -1,0 +1,220 @@
+"""The full loop through ``ecs:push`` on moto: the control plane submits a task, a container
+simulator runs exactly the command and environment moto recorded, and the run completes
+through the API. Failures, cancellation, throttling and dispatcher crashes are covered too."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from datetime import timedelta
+
+import pytest
+
+from control_plane.services.dispatcher import Dispatcher
+from control_plane.services.reconciler import Reconciler
+from pushers.ecs import EcsPusher
+from tests.fakes.aws import REGION, ContainerSimulator
+from tests.live_server import wait_for_state
+
+IMAGE = "registry.example/flows:1"
+
+
+def ecs_template(**defaults) -> dict:
+    template = EcsPusher.default_job_template()
+    values = {"region": REGION, "cluster": "flows", "aws_credentials": "{{ pushpool.blocks.aws }}", **defaults}
+    for name, value in values.items():
+        template["variables"]["properties"][name]["default"] = value
+    return template
+
+
+def make_block(create) -> None:
+    create({"name": "aws", "type": "aws-credentials", "data": {
+        "aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": REGION}})
+
+
+@pytest.fixture
+def project(tmp_path):
+    (tmp_path / "flows.py").write_text(textwrap.dedent('''
+        from sdk import flow
+
+        @flow
+        def etl(rows: int = 3):
+            print(f"loaded {rows} rows")
+            return rows
+    '''))
+    return tmp_path
+
+
+def wait_for_infra(client, run_id: str, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = client.read_flow_run(run_id)
+        if run["infra_id"]:
+            return run
+        time.sleep(0.1)
+    raise AssertionError(f"never submitted: {client.read_flow_run(run_id)['state']}")
+
+
+@pytest.fixture
+def ecs(live, aws, project):
+    client = live.client()
+    make_block(lambda body: client.request("POST", client.ws("/blocks"), json=body))
+    client.create_work_pool("ecs", "ecs:push", base_job_template=ecs_template())
+    dep = client.apply_deployment(flow_name="etl", name="nightly", entrypoint="flows.py:etl", work_pool_name="ecs",
+                                  image=IMAGE, parameters={"rows": 7})
+    return client, dep, ContainerSimulator(aws, project)
+
+
+def test_a_run_completes_through_ecs(ecs, aws):
+    client, dep, simulator = ecs
+    run = wait_for_infra(client, client.create_flow_run(dep["id"])["id"])
+    assert run["console_url"].startswith(f"https://{REGION}.console.aws.amazon.com/ecs/v2/clusters/flows/tasks/")
+    assert run["logs_url"].startswith(f"https://{REGION}.console.aws.amazon.com/cloudwatch/home")
+    command, env = simulator.recorded(run["infra_id"])
+    assert command == ["pushpool-runner"] and env["PUSHPOOL_FLOW_RUN_ID"] == run["id"]
+    assert aws.task(run["infra_id"]).containers[0].image == IMAGE
+    assert simulator.run(run["infra_id"]) == 0, simulator.output
+    assert "loaded 7 rows" in simulator.output
+    done = wait_for_state(client, run["id"], {"COMPLETED", "FAILED", "CRASHED"})
+    assert done["state"]["type"] == "COMPLETED"
+
+
+@pytest.mark.parametrize("stop, expected", [
+    ({"exit_code": 1}, "exit code 1"),
+    ({"exit_code": 137, "container_reason": "OutOfMemoryError: Container killed due to memory usage"},
+     "likely out of memory"),
+    ({"exit_code": None, "stop_code": "TaskFailedToStart",
+      "reason": "CannotPullContainerError: pull access denied for registry.example/flows"},
+     f"image pull failed for '{IMAGE}'"),
+])
+def test_failed_tasks_end_the_run_crashed_with_the_reason(ecs, aws, stop, expected):
+    client, dep, _ = ecs
+    run = wait_for_infra(client, client.create_flow_run(dep["id"])["id"])
+    aws.stop(run["infra_id"], **stop)
+    done = wait_for_state(client, run["id"], {"COMPLETED", "FAILED", "CRASHED"})
+    assert done["state"]["type"] == "CRASHED" and expected in done["state"]["message"]
+
+
+def test_cancelling_a_running_run_stops_the_task(ecs, aws):
+    client, dep, _ = ecs
+    run = wait_for_infra(client, client.create_flow_run(dep["id"])["id"])
+    assert client.cancel_flow_run(run["id"])["state"]["type"] == "CANCELLING"
+    done = wait_for_state(client, run["id"], {"CANCELLED", "CRASHED", "COMPLETED"})
+    assert done["state"]["type"] == "CANCELLED"
+    assert aws.task(run["infra_id"]).stopped_reason == "Cancelled by pushpool"
+
+
+def test_flow_run_logs_come_from_cloudwatch_through_the_api(ecs, aws, live):
+    client, dep, _ = ecs
+    run = wait_for_infra(client, client.create_flow_run(dep["id"])["id"])
+    task_id = run["infra_id"].rsplit("/", 1)[1]
+    logs = aws.client("logs")
+    logs.create_log_group(logGroupName="/pushpool/flows")
+    logs.create_log_stream(logGroupName="/pushpool/flows", logStreamName=f"pushpool/pushpool/{task_id}")
+    logs.put_log_events(logGroupName="/pushpool/flows", logStreamName=f"pushpool/pushpool/{task_id}",
+                        logEvents=[{"timestamp": int(time.time() * 1000), "message": "hello from ecs"}])
+    page = client.request("GET", client.ws(f"/flow_runs/{run['id']}/logs"))
+    assert page["supported"] and page["lines"] == ["hello from ecs"]
+
+
+# --------------------------------------------------------------------------- faults, on the services with a fake clock
+
+
+@pytest.fixture
+def ecs_services(api, ctx, aws):
+    make_block(lambda body: api.ok("POST", api.ws("/blocks"), json=body))
+    api.pool("ecs", type="ecs:push", base_job_template=ecs_template())
+    dep = api.deployment("nightly", flow_name="etl", pool="ecs", image=IMAGE)
+    return dep
+
+
+def tasks_per_run(aws) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for task in aws.tasks("flows").values():
+        run_id = task.started_by.removeprefix("pushpool:")
+        counts[run_id] = counts.get(run_id, 0) + 1
+    return counts
+
+
+def test_throttled_run_task_still_submits_every_run_exactly_once(api, ctx, clock, aws, ecs_services, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    runs = [api.run(ecs_services["id"])["id"] for _ in range(12)]
+    real_client = EcsPusher.client
+    throttled_calls = {"left": 8}
+
+    def client(self, service, cfg, region=None):
+        c = real_client(self, service, cfg, region)
+        if service == "ecs":
+            real_run_task = c.run_task
+
+            def run_task(**kwargs):
+                if throttled_calls["left"] > 0:
+                    throttled_calls["left"] -= 1
+                    raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}},
+                                      "RunTask")
+                return real_run_task(**kwargs)
+            c.run_task = run_task
+        return c
+
+    monkeypatch.setattr(EcsPusher, "client", client)
+    dispatcher = Dispatcher(ctx)
+    for _ in range(12):
+        dispatcher.run_once()
+        clock.advance(30)
+    dispatcher.close()
+    assert throttled_calls["left"] == 0
+    assert tasks_per_run(aws) == {run_id: 1 for run_id in runs}
+
+
+def test_a_dispatcher_killed_between_claim_and_submit_submits_once_after_restart(api, ctx, clock, aws, ecs_services):
+    run_id = api.run(ecs_services["id"])["id"]
+    pool = ctx.store.get_work_pool(ctx.store.get_workspace("default").id, "ecs")
+    assert ctx.store.claim_flow_runs(pool.id, clock.now(), clock.now() + timedelta(seconds=120), 10).claimed
+    clock.advance(121)  # ... the dispatcher died; its lease lapses
+    restarted = Dispatcher(ctx)
+    restarted.run_once()
+    restarted.run_once()
+    restarted.close()
+    assert tasks_per_run(aws) == {run_id: 1}
+
+
+def test_a_crash_between_run_task_and_recording_it_never_starts_a_second_task(api, ctx, clock, aws, ecs_services,
+                                                                             monkeypatch):
+    run_id = api.run(ecs_services["id"])["id"]
+    real_submit = EcsPusher.submit
+    died = []
+
+    def submit_then_die(self, job):
+        submission = real_submit(self, job)
+        if not died:
+            died.append(job)
+            raise SystemExit("control plane killed after RunTask")
+        return submission
+
+    monkeypatch.setattr(EcsPusher, "submit", submit_then_die)
+    first = Dispatcher(ctx)
+    with pytest.raises(SystemExit):
+        first.run_once()
+    first.close()
+    clock.advance(ctx.settings.submission_lease_seconds + 1)
+    second = Dispatcher(ctx)
+    second.run_once()
+    second.close()
+    assert tasks_per_run(aws) == {run_id: 1}  # moto does not enforce clientToken: our ListTasks guard did
+    assert api.ok("GET", api.ws(f"/flow_runs/{run_id}"))["infra_id"]
+
+
+def test_200_runs_register_one_task_definition(api, ctx, clock, aws, ecs_services):
+    from moto.ecs.models import ecs_backends
+
+    for i in range(200):
+        api.run(ecs_services["id"], scheduled_time=(clock.now() + timedelta(seconds=i)).isoformat())
+    clock.advance(300)
+    dispatcher = Dispatcher(ctx)
+    for _ in range(3):
+        dispatcher.run_once()
+    dispatcher.close()
+    assert sum(tasks_per_run(aws).values()) == 200
+    assert len(ecs_backends["123456789012"][REGION].task_definitions["pushpool_ecs"]) == 1
+    Reconciler(ctx).run_once()
