@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -88,10 +89,36 @@ def cancel(run_id: str = typer.Argument(..., help="Flow run id (or a unique pref
 
 @flow_run_app.command("logs")
 def logs(run_id: str = typer.Argument(..., help="Flow run id (or a unique prefix)."),
-         tail: int = typer.Option(None, "--tail", "-n", min=1, help="Only the last N lines.")) -> None:
-    """Print where the run's logs are; for local runs, print the log itself."""
+         tail: int = typer.Option(None, "--tail", "-n", min=1, max=10_000, help="Only the last N lines."),
+         follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines while the run runs.")
+         ) -> None:
+    """Print the run's log lines (read by the control plane from the cloud), or where to find them."""
     with get_client() as client:
         run = _resolve(client, run_id)
+        page = client.request("GET", client.ws(f"/flow_runs/{run['id']}/logs"), params={"tail": tail} if tail else None)
+        if page["supported"]:
+            _print_pages(client, run, page, follow)
+            return
+    _print_local_or_link(run, tail)
+
+
+def _print_pages(client, run: dict, page: dict, follow: bool) -> None:
+    for line in page["lines"]:
+        typer.echo(line)
+    while follow:
+        current = client.read_flow_run(run["id"])
+        page = client.request("GET", client.ws(f"/flow_runs/{run['id']}/logs"),
+                              params={"cursor": page["cursor"]} if page["cursor"] else None)
+        for line in page["lines"]:
+            typer.echo(line)
+        if current["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") and not page["lines"]:
+            return
+        time.sleep(2)
+    if run.get("logs_url"):
+        console.print(f"Console: {run['logs_url']}", soft_wrap=True, highlight=False)
+
+
+def _print_local_or_link(run: dict, tail: int | None) -> None:
     url = run.get("console_url")
     if not url:
         raise InvalidInput(f"flow run {run['name']!r} has no infrastructure yet ({run['state']['type']})")

@@ -115,6 +115,13 @@ def test_flow_run_logs_come_from_cloudwatch_through_the_api(ecs, aws, live):
                         logEvents=[{"timestamp": int(time.time() * 1000), "message": "hello from ecs"}])
     page = client.request("GET", client.ws(f"/flow_runs/{run['id']}/logs"))
     assert page["supported"] and page["lines"] == ["hello from ecs"]
+    from typer.testing import CliRunner
+
+    from sdk.cli.main import app
+
+    result = CliRunner().invoke(app, ["flow-run", "logs", run["id"], "--tail", "5"],
+                                env={"PUSHPOOL_API_URL": live.settings.api_url, "PUSHPOOL_API_KEY": live.key})
+    assert result.exit_code == 0 and "hello from ecs" in result.output  # no AWS credentials needed on this side
 
 
 # --------------------------------------------------------------------------- faults, on the services with a fake clock
