@@ -13,6 +13,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from control_plane.errors import PushpoolError
+
+
+class ProvisioningError(PushpoolError):
+    """A provisioning step failed; the message names the step and, for a missing permission, the IAM action."""
+
 
 class StepAction(StrEnum):
     CREATE = "create"
@@ -25,6 +31,7 @@ class PlanStep:
     resource: str          # e.g. "IAM role pushpool-ecs-execution"
     action: StepAction
     detail: str = ""
+    key: str = ""          # which part of the provisioner carries the step out
 
 
 @dataclass

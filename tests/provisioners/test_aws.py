@@ -1,0 +1,132 @@
+"""The AWS provisioner against moto: plan, apply, idempotence, exact teardown, permissions, no-default-VPC."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from provisioners.aws import AwsProvisioner
+from provisioners.base import ProvisioningError, StepAction
+from tests.fakes.aws import REGION
+
+
+def snapshot(aws) -> dict:
+    """What an account holds, by kind: to prove a step created nothing, or teardown removed everything."""
+    iam, ec2, ecs, ecr, logs = (aws.client(s) for s in ("iam", "ec2", "ecs", "ecr", "logs"))
+    return {
+        "roles": sorted(r["RoleName"] for r in iam.list_roles()["Roles"]),
+        "users": sorted(u["UserName"] for u in iam.list_users()["Users"]),
+        "keys": sorted(k["AccessKeyId"] for u in iam.list_users()["Users"]
+                       for k in iam.list_access_keys(UserName=u["UserName"])["AccessKeyMetadata"]),
+        "clusters": sorted(c["clusterArn"] for c in ecs.describe_clusters(clusters=ecs.list_clusters()["clusterArns"])[
+            "clusters"] if c["status"] == "ACTIVE"),  # a deleted cluster stays listed as INACTIVE
+        "vpcs": sorted(v["VpcId"] for v in ec2.describe_vpcs()["Vpcs"]),
+        "subnets": sorted(s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]),
+        "groups": sorted(g["GroupId"] for g in ec2.describe_security_groups()["SecurityGroups"]),
+        "gateways": sorted(g["InternetGatewayId"] for g in ec2.describe_internet_gateways()["InternetGateways"]),
+        "repositories": sorted(r["repositoryName"] for r in ecr.describe_repositories()["repositories"]),
+        "log_groups": sorted(g["logGroupName"] for g in logs.describe_log_groups()["logGroups"]),
+    }
+
+
+def progress_log() -> tuple[list, object]:
+    seen: list = []
+    return seen, lambda step, i, n: seen.append((i, n, step.resource))
+
+
+def test_plan_apply_again_and_destroy(aws):
+    before = snapshot(aws)
+    plan = AwsProvisioner().plan("etl", {"region": REGION})
+    actions = {s.key: s.action for s in plan.steps}
+    assert actions["vpc"] is StepAction.SKIP  # moto's region has a default VPC
+    assert {k for k, a in actions.items() if a is StepAction.CREATE} >= {
+        "log_group", "execution_role", "task_role", "identity", "key", "cluster", "security_group", "repository"}
+    seen, progress = progress_log()
+    result = AwsProvisioner().apply(plan, progress)
+    assert [i for i, _, _ in seen] == list(range(1, len(plan.steps) + 1))
+    defaults = result.job_variable_defaults
+    assert defaults["cluster"] == "pushpool-etl" and defaults["region"] == REGION
+    assert defaults["execution_role_arn"].endswith(":role/pushpool-etl-execution")
+    assert defaults["security_groups"] and defaults["subnets"] and defaults["vpc_id"]
+    assert result.credentials_block["data"]["aws_access_key_id"]
+    assert result.registry_namespace == f"123456789012.dkr.ecr.{REGION}.amazonaws.com/pushpool/etl"
+    iam = aws.client("iam")
+    policy = json.loads(json.dumps(iam.get_user_policy(UserName="pushpool-etl-control-plane",
+                                                       PolicyName="pushpool-etl-dispatch")["PolicyDocument"]))
+    pass_role = next(s for s in policy["Statement"] if s.get("Sid") == "PassOnlyThePoolRoles")
+    assert sorted(pass_role["Resource"]) == sorted([defaults["execution_role_arn"], defaults["task_role_arn"]])
+    assert aws.client("logs").describe_log_groups(logGroupNamePrefix="/pushpool/etl")["logGroups"][0][
+        "retentionInDays"] == 30
+    assert aws.client("ecr").get_lifecycle_policy(repositoryName="pushpool/etl")["lifecyclePolicyText"]
+
+    after_first = snapshot(aws)
+    again = AwsProvisioner().plan("etl", {"region": REGION, "has_credentials": True})
+    assert not [s for s in again.steps if s.action is StepAction.CREATE and s.key != "policy"]
+    second = AwsProvisioner().apply(again, lambda *a: None)
+    assert second.created == {} and second.credentials_block is None
+    assert snapshot(aws) == after_first  # nothing new, no second access key
+
+    AwsProvisioner().destroy("etl", {"region": REGION, "created": result.created}, lambda *a: None)
+    assert snapshot(aws) == before
+
+
+def test_assume_role_mode_creates_no_long_lived_key(aws):
+    before = snapshot(aws)
+    plan = AwsProvisioner().plan("ops", {"region": REGION, "assume_role": True})
+    result = AwsProvisioner().apply(plan, lambda *a: None)
+    block = result.credentials_block["data"]
+    assert block["role_arn"].endswith(":role/pushpool-ops-control-plane") and block["external_id"]
+    assert "aws_access_key_id" not in block and snapshot(aws)["keys"] == before["keys"]
+    trust = aws.client("iam").get_role(RoleName="pushpool-ops-control-plane")["Role"]["AssumeRolePolicyDocument"]
+    assert json.dumps(trust).count(block["external_id"]) == 1
+    AwsProvisioner().destroy("ops", {"region": REGION, "created": result.created}, lambda *a: None)
+    assert snapshot(aws) == before
+
+
+def test_without_a_default_vpc_one_is_created_and_removed(aws):
+    ec2 = aws.client("ec2")
+    default = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    for subnet in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [default]}])["Subnets"]:
+        ec2.delete_subnet(SubnetId=subnet["SubnetId"])
+    for gw in ec2.describe_internet_gateways()["InternetGateways"]:
+        ec2.detach_internet_gateway(InternetGatewayId=gw["InternetGatewayId"], VpcId=default)
+        ec2.delete_internet_gateway(InternetGatewayId=gw["InternetGatewayId"])
+    ec2.delete_vpc(VpcId=default)
+    before = snapshot(aws)
+    plan = AwsProvisioner().plan("novpc", {"region": REGION})
+    assert {s.key: s.action for s in plan.steps}["vpc"] is StepAction.CREATE
+    result = AwsProvisioner().apply(plan, lambda *a: None)
+    vpc = ec2.describe_vpcs(VpcIds=[result.job_variable_defaults["vpc_id"]])["Vpcs"][0]
+    assert vpc["CidrBlock"] == "172.31.0.0/16"
+    assert len(result.job_variable_defaults["subnets"]) == 3
+    AwsProvisioner().destroy("novpc", {"region": REGION, "created": result.created}, lambda *a: None)
+    assert snapshot(aws) == before
+
+
+def test_a_missing_permission_names_the_iam_action(aws, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    provisioner = AwsProvisioner()
+    plan = provisioner.plan("denied", {"region": REGION})
+    real_client = provisioner.client
+
+    def client(options, service):
+        c = real_client(options, service)
+        if service == "iam":
+            def create_role(**kwargs):
+                raise ClientError({"Error": {"Code": "AccessDenied", "Message": "User: arn:aws:iam::1:user/me is "
+                                             "not authorized to perform: iam:CreateRole"}}, "CreateRole")
+            c.create_role = create_role
+        return c
+
+    monkeypatch.setattr(provisioner, "client", client)
+    with pytest.raises(ProvisioningError, match="missing permission iam:CreateRole"):
+        provisioner.apply(plan, lambda *a: None)
+
+
+def test_no_region_is_a_clear_error(aws, monkeypatch):
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    with pytest.raises(ProvisioningError, match="no AWS region: pass --region"):
+        AwsProvisioner().plan("x", {})
