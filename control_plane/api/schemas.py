@@ -131,6 +131,7 @@ class WorkPoolUpdate(Body):
     paused: bool | None = None
     prefetch_seconds: int | None = Field(default=None, ge=0, le=3600)
     late_run_policy: LateRunPolicy | None = None
+    provisioning: dict[str, Any] | None = Field(default=None, description="What a provisioner created.")
 
 
 class WorkQueueCreate(Body):

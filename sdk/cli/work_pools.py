@@ -10,8 +10,9 @@ from typing import Any
 import typer
 
 from control_plane.errors import InvalidInput
-from provisioners.base import NOTHING_TO_PROVISION, provisioner_for
+from provisioners.base import NOTHING_TO_PROVISION
 from sdk.cli.common import Output, OutputOption, YesOption, confirm, console, emit, get_client, short_time, table
+from sdk.cli.provision import deprovision, plan_for, provision, show_plan
 
 pool_app = typer.Typer(help="Create and manage work pools.", no_args_is_help=True)
 queue_app = typer.Typer(help="Create and manage the work queues of a pool.", no_args_is_help=True)
@@ -34,20 +35,11 @@ def _pool_row(p: dict) -> tuple:
             p["late_run_policy"]["mode"], p["id"])
 
 
-def _provision(pool: dict, yes: bool) -> None:
-    pool_type = pool["type"]
-    if pool_type in NOTHING_TO_PROVISION:
-        console.print(f"Work pool type {pool_type} runs on this machine; there is no infrastructure to provision.")
-        return
-    provisioner = provisioner_for(pool_type)
-    if provisioner is None:
-        raise InvalidInput(f"--provision-infra: no provisioner for {pool_type!r} in this release yet; "
-                           "create the infrastructure yourself and set it in the pool's job template")
-    plan = provisioner.plan(pool["name"], {})
-    console.print(table(f"Plan for {pool['name']}", ["resource", "action", "detail"],
-                        [(s.resource, s.action.value, s.detail) for s in plan.steps]))
-    confirm("Apply this plan?", yes)
-    provisioner.apply(plan, lambda step, i, n: console.print(f"[{i}/{n}] {step.resource}: {step.action.value}"))
+RegionOption = typer.Option(None, "--region", help="Cloud region (default: your cloud login's).")
+ProfileOption = typer.Option(None, "--profile", help="Cloud CLI profile to provision with.")
+AssumeRoleOption = typer.Option(False, "--assume-role", help="AWS: the control plane assumes a role with an external "
+                                                             "ID instead of holding an access key.")
+DryRunOption = typer.Option(False, "--dry-run", help="Show the plan and change nothing.")
 
 
 @pool_app.command("create")
@@ -59,10 +51,22 @@ def create(
     prefetch_seconds: int = typer.Option(0, "--prefetch-seconds", min=0, help="Submit runs this early."),
     paused: bool = typer.Option(False, "--paused"),
     provision_infra: bool = typer.Option(False, "--provision-infra", help="Create the cloud side of the pool."),
+    region: str = RegionOption,
+    profile: str = ProfileOption,
+    assume_role: bool = AssumeRoleOption,
+    dry_run: bool = DryRunOption,
     yes: bool = YesOption,
     output: Output = OutputOption,
 ) -> None:
-    """Create a work pool (with its 'default' queue)."""
+    """Create a work pool (with its 'default' queue), and with --provision-infra its cloud side."""
+    options = {"region": region, "profile": profile, "assume_role": assume_role}
+    if dry_run:
+        if not provision_infra:
+            raise InvalidInput("--dry-run: only meaningful with --provision-infra")
+        if type not in NOTHING_TO_PROVISION:
+            show_plan(plan_for(name, type, options))
+        console.print("Dry run: no pool was created and nothing was changed.")
+        return
     body: dict[str, Any] = {"name": name, "type": type, "paused": paused, "prefetch_seconds": prefetch_seconds}
     if concurrency_limit is not None:
         body["concurrency_limit"] = concurrency_limit
@@ -75,7 +79,8 @@ def create(
     else:
         console.print(f"Created work pool {name!r} of type {type}")
     if provision_infra:
-        _provision(pool, yes)
+        with get_client() as client:
+            provision(client, pool, options, yes=yes, dry_run=False)
 
 
 @pool_app.command("ls")
@@ -184,11 +189,19 @@ def preview(name: str, hours: float = typer.Option(1.0, "--hours", min=0), outpu
 
 
 @pool_app.command("provision-infra")
-def provision_infra(name: str, yes: bool = YesOption) -> None:
-    """Create the cloud side of an existing pool (IAM, network, registry, credentials)."""
+def provision_infra(name: str, region: str = RegionOption, profile: str = ProfileOption,
+                    assume_role: bool = AssumeRoleOption, dry_run: bool = DryRunOption, yes: bool = YesOption) -> None:
+    """Create the cloud side of an existing pool (IAM, network, registry, credentials); safe to run again."""
     with get_client() as client:
-        pool = client.read_work_pool(name)
-    _provision(pool, yes)
+        provision(client, client.read_work_pool(name),
+                  {"region": region, "profile": profile, "assume_role": assume_role}, yes=yes, dry_run=dry_run)
+
+
+@pool_app.command("deprovision")
+def deprovision_infra(name: str, yes: bool = YesOption) -> None:
+    """Remove exactly what provision-infra created for the pool (never what existed before)."""
+    with get_client() as client:
+        deprovision(client, client.read_work_pool(name), yes=yes)
 
 
 # --------------------------------------------------------------------------- queues

@@ -9,25 +9,7 @@ import pytest
 from provisioners.aws import AwsProvisioner
 from provisioners.base import ProvisioningError, StepAction
 from tests.fakes.aws import REGION
-
-
-def snapshot(aws) -> dict:
-    """What an account holds, by kind: to prove a step created nothing, or teardown removed everything."""
-    iam, ec2, ecs, ecr, logs = (aws.client(s) for s in ("iam", "ec2", "ecs", "ecr", "logs"))
-    return {
-        "roles": sorted(r["RoleName"] for r in iam.list_roles()["Roles"]),
-        "users": sorted(u["UserName"] for u in iam.list_users()["Users"]),
-        "keys": sorted(k["AccessKeyId"] for u in iam.list_users()["Users"]
-                       for k in iam.list_access_keys(UserName=u["UserName"])["AccessKeyMetadata"]),
-        "clusters": sorted(c["clusterArn"] for c in ecs.describe_clusters(clusters=ecs.list_clusters()["clusterArns"])[
-            "clusters"] if c["status"] == "ACTIVE"),  # a deleted cluster stays listed as INACTIVE
-        "vpcs": sorted(v["VpcId"] for v in ec2.describe_vpcs()["Vpcs"]),
-        "subnets": sorted(s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]),
-        "groups": sorted(g["GroupId"] for g in ec2.describe_security_groups()["SecurityGroups"]),
-        "gateways": sorted(g["InternetGatewayId"] for g in ec2.describe_internet_gateways()["InternetGateways"]),
-        "repositories": sorted(r["repositoryName"] for r in ecr.describe_repositories()["repositories"]),
-        "log_groups": sorted(g["logGroupName"] for g in logs.describe_log_groups()["logGroups"]),
-    }
+from tests.fakes.aws import account_snapshot as snapshot
 
 
 def progress_log() -> tuple[list, object]:
