@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from control_plane.api.schemas import ScheduleIn
 from control_plane.errors import InvalidInput
 from sdk.deployments import RunnerDeployment
 from sdk.flows import Flow
@@ -36,17 +37,6 @@ class WorkPoolSpec(Spec):
     job_variables: dict[str, Any] = Field(default_factory=dict)
 
 
-class ScheduleSpec(Spec):
-    cron: str | None = None
-    interval: float | None = None
-    rrule: str | None = None
-    anchor_date: str | None = None
-    timezone: str = "UTC"
-    parameters: dict[str, Any] = Field(default_factory=dict)
-    active: bool = True
-    slug: str | None = None
-
-
 class DeploymentSpec(Spec):
     name: str
     entrypoint: str
@@ -55,7 +45,7 @@ class DeploymentSpec(Spec):
     version: str | None = None
     tags: list[str] = Field(default_factory=list)
     parameters: dict[str, Any] = Field(default_factory=dict)
-    schedules: list[ScheduleSpec] = Field(default_factory=list)
+    schedules: list[ScheduleIn] = Field(default_factory=list)  # the API's own schedule schema
     concurrency_limit: int | None = None
     image: str | None = None
     paused: bool = False
@@ -128,7 +118,7 @@ def to_runner_deployment(spec: DeploymentSpec, root: Path) -> RunnerDeployment:
     except EntrypointError as exc:
         raise InvalidInput(f"deployments[{spec.name}].entrypoint: {exc}") from None
     flow = target if isinstance(target, Flow) else Flow(target)
-    schedules = [s.model_dump(exclude_none=True) for s in spec.schedules]
+    schedules = [s.model_dump(mode="json", exclude_none=True) for s in spec.schedules]
     return RunnerDeployment(
         flow_name=flow.name, name=spec.name, entrypoint=spec.entrypoint, project_root=root,
         parameter_schema=flow.parameter_schema(), work_pool_name=spec.work_pool.name,

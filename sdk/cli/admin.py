@@ -28,6 +28,15 @@ api_key_app = typer.Typer(help="Your own API keys.", no_args_is_help=True)
 service_account_app = typer.Typer(help="Service accounts (ppb_ keys) of the workspace.", no_args_is_help=True)
 
 
+def show_issued_key(issued: dict, output: Output, heading: str) -> None:
+    """A freshly minted key: the whole answer as JSON, or a heading and the key alone on its own line."""
+    if output is Output.json:
+        emit(issued, output, str)
+        return
+    console.print(heading)
+    typer.echo(issued["key"])
+
+
 def _expiry_seconds(expires_in: str | None) -> int | None:
     return int(parse_duration(expires_in, "--expires-in").total_seconds()) if expires_in else None
 
@@ -92,11 +101,7 @@ def api_key_create(name: str = typer.Option("cli", "--name"),
     with get_client() as client:
         issued = client.request("POST", "/api/api_keys", json={"name": name,
                                                                "expires_in_seconds": _expiry_seconds(expires_in)})
-    if output is Output.json:
-        emit(issued, output, str)
-        return
-    console.print(f"API key {name!r} (shown once, store it now):")
-    typer.echo(issued["key"])
+    show_issued_key(issued, output, f"API key {name!r} (shown once, store it now):")
 
 
 @api_key_app.command("ls")
@@ -133,11 +138,7 @@ def service_account_create(name: str, role: str = typer.Option("runner", "--role
     with get_client() as client:
         issued = client.request("POST", client.ws("/service_accounts"), json={
             "name": name, "role": role, "expires_in_seconds": _expiry_seconds(expires_in)})
-    if output is Output.json:
-        emit(issued, output, str)
-        return
-    console.print(f"Service account {name!r} ({role}); its key, shown once:")
-    typer.echo(issued["key"])
+    show_issued_key(issued, output, f"Service account {name!r} ({role}); its key, shown once:")
 
 
 @service_account_app.command("ls")
@@ -156,11 +157,7 @@ def service_account_rotate(name: str, yes: bool = YesOption, output: Output = Ou
     confirm(f"Rotate the key of {name!r}? Its current keys stop working at once.", yes)
     with get_client() as client:
         issued = client.request("POST", client.ws(f"/service_accounts/{_account_id(client, name)}/rotate"))
-    if output is Output.json:
-        emit(issued, output, str)
-        return
-    console.print(f"New key of {name!r} (shown once):")
-    typer.echo(issued["key"])
+    show_issued_key(issued, output, f"New key of {name!r} (shown once):")
 
 
 @service_account_app.command("delete")
