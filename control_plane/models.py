@@ -17,6 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from control_plane.clock import utc
 from control_plane.errors import InvalidInput
 
+#: Bound on client-given durations, keeping every derived time inside what datetimes can hold.
+TEN_YEARS_SECONDS = 10 * 366 * 86400
+
 
 def new_id() -> str:
     return str(uuid.uuid4())
@@ -115,7 +118,7 @@ class LateRunPolicy(Record):
 
     mode: LateRunMode = LateRunMode.RUN_ALL
     #: For ``skip_late``: runs later than this many seconds are skipped (CANCELLED, "Skipped").
-    skip_after_seconds: int = Field(default=300, ge=0, le=10 * 366 * 86400)
+    skip_after_seconds: int = Field(default=300, ge=0, le=TEN_YEARS_SECONDS)
 
 
 class WorkPool(Record):

@@ -103,33 +103,28 @@ class AwsProvisioner:
                         clusters=[n["cluster"]])["clusters"]
         step("cluster", f"ECS cluster {n['cluster']}", not any(c["status"] == "ACTIVE" for c in clusters),
              "FARGATE and FARGATE_SPOT")
+        vpc = default_vpc[0]["VpcId"] if default_vpc else self._pool_vpc(ec2, pool_name)
         if default_vpc:
-            steps.append(PlanStep("VPC", StepAction.SKIP, f"the default VPC {default_vpc[0]['VpcId']} is used", "vpc"))
+            steps.append(PlanStep("VPC", StepAction.SKIP, f"the default VPC {vpc} is used", "vpc"))
         else:
-            step("vpc", "VPC with public subnets", self._pool_vpc(ec2, pool_name) is None, "no default VPC here")
-        step("security_group", f"security group {n['security_group']}", True, "egress only")
+            step("vpc", "VPC with public subnets", vpc is None, "no default VPC here")
+        group = self._security_group(ec2, pool_name, vpc) if vpc else None
+        # An existing group's id travels in the step's detail: apply reuses it.
+        step("security_group", f"security group {n['security_group']}", group is None, group or "egress only")
         step("repository", f"ECR repository {n['repository']}",
              _missing(self.client(options, "ecr").describe_repositories, ("RepositoryNotFoundException",),
                       repositoryNames=[n["repository"]]), "with a lifecycle policy")
-        plan = Plan(pool_name=pool_name, steps=steps, options={
+        return Plan(pool_name=pool_name, steps=steps, options={
             **options, "region": region, "account": account,
             "default_vpc": default_vpc[0]["VpcId"] if default_vpc else None})
-        sg = self._security_group(ec2, plan)
-        if sg:
-            plan.steps[[s.key for s in plan.steps].index("security_group")] = PlanStep(
-                f"security group {n['security_group']}", StepAction.EXISTS, sg, "security_group")
-        return plan
 
     def _pool_vpc(self, ec2: Any, pool_name: str) -> str | None:
         vpcs = call("ec2:DescribeVpcs", ec2.describe_vpcs,
                     Filters=[{"Name": f"tag:{TAG}", "Values": [pool_name]}])["Vpcs"]
         return vpcs[0]["VpcId"] if vpcs else None
 
-    def _security_group(self, ec2: Any, plan: Plan) -> str | None:
-        vpc = plan.options.get("default_vpc") or self._pool_vpc(ec2, plan.pool_name)
-        if vpc is None:
-            return None
-        group_name = names(plan.pool_name)["security_group"]
+    def _security_group(self, ec2: Any, pool_name: str, vpc: str) -> str | None:
+        group_name = names(pool_name)["security_group"]
         groups = call("ec2:DescribeSecurityGroups", ec2.describe_security_groups, Filters=[
             {"Name": "vpc-id", "Values": [vpc]}, {"Name": "group-name", "Values": [group_name]}])
         return groups["SecurityGroups"][0]["GroupId"] if groups["SecurityGroups"] else None

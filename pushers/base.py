@@ -18,6 +18,9 @@ from typing import Any, Protocol
 
 from control_plane.errors import InvalidInput, PushpoolError
 
+#: The longest runtime limit a job may ask for (``max_runtime_seconds``).
+MAX_RUNTIME_SECONDS = 366 * 86400
+
 
 class PusherError(PushpoolError):
     """A pusher could not do what it was asked."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pushers.base import MAX_RUNTIME_SECONDS
+
 BLOCK_REF = {"type": "string", "pattern": r"^\{\{\s*pushpool\.blocks\.[A-Za-z0-9_-]+\s*\}\}$"}
 
 VARIABLES: dict[str, dict[str, Any]] = {
@@ -39,7 +41,7 @@ VARIABLES: dict[str, dict[str, Any]] = {
                                                              "be named container_name)."},
     "family": {"type": "string", "description": "Task definition family (default pushpool_<pool>)."},
     "labels": {"type": "object", "additionalProperties": {"type": "string"}, "description": "Task tags."},
-    "max_runtime_seconds": {"type": "integer", "minimum": 1, "maximum": 366 * 86400, "default": 86400},
+    "max_runtime_seconds": {"type": "integer", "minimum": 1, "maximum": MAX_RUNTIME_SECONDS, "default": 86400},
 }
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import psutil
 
 from pushers.base import (
+    MAX_RUNTIME_SECONDS,
     InfraState,
     InfraStatus,
     Job,
@@ -69,8 +70,8 @@ class LocalPusher:
                     "working_dir": {"type": "string",
                                     "description": "Directory the run starts in; entrypoints are relative to it."},
                     "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-                    "max_runtime_seconds": {"type": "integer", "minimum": 1, "maximum": 366 * 86400, "default": 86400,
-                                            "description": "Stop the run after this long."},
+                    "max_runtime_seconds": {"type": "integer", "minimum": 1, "maximum": MAX_RUNTIME_SECONDS,
+                                            "default": 86400, "description": "Stop the run after this long."},
                 },
             },
         }

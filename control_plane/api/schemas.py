@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from control_plane.models import (
+    TEN_YEARS_SECONDS,
     ActorKind,
     CollisionStrategy,
     LateRunPolicy,
@@ -18,7 +19,7 @@ from control_plane.models import (
 NAME = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 #: Bounds that keep client numbers inside what datetimes and SQLite integers can hold.
-TEN_YEARS = 10 * 366 * 86400
+TEN_YEARS = TEN_YEARS_SECONDS
 MAX_LIMIT = 1_000_000
 MAX_PRIORITY = 1_000_000
 

@@ -47,11 +47,8 @@ def get_default_base_job_template(pool_type: str, _: Caller = Depends(require_ac
 def create_work_pool(body: WorkPoolCreate, access: Access = Depends(workspace_access),
                      ctx: ServiceContext = Depends(get_ctx)):
     access.require(Permission.WRITE)
-    template = validate_base_job_template(
-        body.base_job_template if body.base_job_template is not None else default_job_template(body.type)
-    )
-    if body.base_job_template is not None:
-        default_job_template(body.type)  # the type must exist even with a custom template
+    default = default_job_template(body.type)  # also checks the type exists, custom template or not
+    template = validate_base_job_template(body.base_job_template if body.base_job_template is not None else default)
     now = ctx.clock.now()
     pool = WorkPool(
         workspace_id=access.workspace_id, name=body.name, type=body.type, description=body.description,

@@ -23,11 +23,9 @@ from control_plane.services.context import ServiceContext
 from control_plane.services.flow_runs import try_set_state
 from control_plane.services.pool_pushers import block_resolver, pusher_for
 from control_plane.services.templating import render_job_configuration
-from pushers.base import Job, PermanentPusherError, TransientPusherError
+from pushers.base import MAX_RUNTIME_SECONDS, Job, PermanentPusherError, TransientPusherError
 
 log = logging.getLogger("pushpool.dispatcher")
-
-MAX_RUNTIME_SECONDS = 366 * 86400
 
 
 # --------------------------------------------------------------------------- late runs

@@ -26,7 +26,7 @@ from croniter import croniter
 from dateutil.rrule import rrulestr
 
 from control_plane.errors import InvalidInput
-from control_plane.models import Schedule
+from control_plane.models import TEN_YEARS_SECONDS, Schedule
 
 DEFAULT_ANCHOR = datetime(2020, 1, 1, tzinfo=UTC)
 REORDER_WINDOW = timedelta(hours=2)
@@ -46,7 +46,7 @@ def validate_schedule(schedule: Schedule, field: str = "schedule") -> None:
     zone(schedule.timezone)
     if schedule.cron is not None and not croniter.is_valid(schedule.cron):
         raise InvalidInput(f"{field}.cron: {schedule.cron!r} is not a valid cron expression")
-    if schedule.interval_seconds is not None and not 1 <= schedule.interval_seconds <= 10 * 366 * 86400:
+    if schedule.interval_seconds is not None and not 1 <= schedule.interval_seconds <= TEN_YEARS_SECONDS:
         raise InvalidInput(f"{field}.interval_seconds: must be between 1 second and 10 years")
     if schedule.rrule is not None:
         try:

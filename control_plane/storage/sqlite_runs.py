@@ -78,13 +78,17 @@ class SqliteRunsMixin:
             (run_id, run_id, state.model_dump_json()),
         )
 
+    @staticmethod
+    def _delete_runs(conn: sqlite3.Connection, where: str, params: tuple) -> int:
+        """Delete the runs matching ``where`` together with their state histories; return how many."""
+        ids = [(r[0],) for r in conn.execute(f"SELECT id FROM flow_runs WHERE {where}", params)]
+        conn.executemany("DELETE FROM flow_run_states WHERE run_id = ?", ids)
+        conn.executemany("DELETE FROM flow_runs WHERE id = ?", ids)
+        return len(ids)
+
     def _delete_unstarted_runs(self, conn: sqlite3.Connection, column: str, value: str, workspace_id: str) -> None:
-        ids = [r[0] for r in conn.execute(
-            f"SELECT id FROM flow_runs WHERE {column} = ? AND workspace_id = ? AND state_type = 'SCHEDULED'",
-            (value, workspace_id),
-        )]
-        conn.executemany("DELETE FROM flow_run_states WHERE run_id = ?", [(i,) for i in ids])
-        conn.executemany("DELETE FROM flow_runs WHERE id = ?", [(i,) for i in ids])
+        self._delete_runs(conn, f"{column} = ? AND workspace_id = ? AND state_type = 'SCHEDULED'",
+                          (value, workspace_id))
 
     # ------------------------------------------------------------------ create and read
     def create_flow_run(self, run: FlowRun) -> FlowRun:
@@ -148,14 +152,8 @@ class SqliteRunsMixin:
 
     def delete_scheduled_auto_runs(self, deployment_id: str, after: datetime) -> int:
         with self._write() as conn:
-            ids = [r[0] for r in conn.execute(
-                "SELECT id FROM flow_runs WHERE deployment_id = ? AND auto_scheduled = 1 "
-                "AND state_type = 'SCHEDULED' AND scheduled_time >= ?",
-                (deployment_id, ts(after)),
-            )]
-            conn.executemany("DELETE FROM flow_run_states WHERE run_id = ?", [(i,) for i in ids])
-            conn.executemany("DELETE FROM flow_runs WHERE id = ?", [(i,) for i in ids])
-        return len(ids)
+            return self._delete_runs(conn, "deployment_id = ? AND auto_scheduled = 1 AND state_type = 'SCHEDULED' "
+                                           "AND scheduled_time >= ?", (deployment_id, ts(after)))
 
     def get_state_history(self, run_id: str) -> list[State]:
         rows = self._conn().execute("SELECT doc FROM flow_run_states WHERE run_id = ? ORDER BY seq", (run_id,))
