@@ -3,7 +3,6 @@ local pusher. The ``live`` fixture (registered in tests/conftest.py) starts one 
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from pathlib import Path
@@ -16,12 +15,7 @@ from control_plane.services.ticker import Ticker
 from control_plane.settings import Settings
 from control_plane.storage.sqlite import SqliteStore
 from sdk.client import PushpoolClient
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.fakes.net import free_port
 
 
 class LiveServer:

@@ -14,6 +14,7 @@ from control_plane.services.dispatcher import Dispatcher
 from control_plane.services.reconciler import Reconciler
 from pushers.ecs import EcsPusher
 from tests.fakes.aws import REGION, ContainerSimulator
+from tests.fakes.crashes import die_after_first_submit, dispatch_crash_then_restart
 from tests.live_server import wait_for_state
 
 IMAGE = "registry.example/flows:1"
@@ -189,25 +190,8 @@ def test_a_dispatcher_killed_between_claim_and_submit_submits_once_after_restart
 def test_a_crash_between_run_task_and_recording_it_never_starts_a_second_task(api, ctx, clock, aws, ecs_services,
                                                                              monkeypatch):
     run_id = api.run(ecs_services["id"])["id"]
-    real_submit = EcsPusher.submit
-    died = []
-
-    def submit_then_die(self, job):
-        submission = real_submit(self, job)
-        if not died:
-            died.append(job)
-            raise SystemExit("control plane killed after RunTask")
-        return submission
-
-    monkeypatch.setattr(EcsPusher, "submit", submit_then_die)
-    first = Dispatcher(ctx)
-    with pytest.raises(SystemExit):
-        first.run_once()
-    first.close()
-    clock.advance(ctx.settings.submission_lease_seconds + 1)
-    second = Dispatcher(ctx)
-    second.run_once()
-    second.close()
+    monkeypatch.setattr(EcsPusher, "submit", die_after_first_submit(EcsPusher.submit))
+    dispatch_crash_then_restart(ctx, clock)
     assert tasks_per_run(aws) == {run_id: 1}  # moto does not enforce clientToken: our ListTasks guard did
     assert api.ok("GET", api.ws(f"/flow_runs/{run_id}"))["infra_id"]
 

@@ -9,7 +9,6 @@ failure such as an image pull error.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -18,15 +17,11 @@ from typing import Any
 
 import httpx
 
+from tests.fakes.net import free_port
+
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -78,7 +73,7 @@ class Moto:
 def start_moto() -> tuple[Moto, Any]:
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     moto = Moto(f"http://127.0.0.1:{port}")

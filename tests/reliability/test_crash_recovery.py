@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import httpx
 import pytest
 
 from sdk.client import PushpoolClient
+from tests.fakes.net import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 RUNS = int(os.environ.get("PUSHPOOL_CRASH_RUNS", "24"))
@@ -35,12 +35,6 @@ def once():
     with open(os.environ["RECORD_FILE"], "a") as fh:
         fh.write(os.environ["PUSHPOOL_FLOW_RUN_ID"] + "\\n")
 '''
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:

@@ -11,6 +11,7 @@ import pytest
 from control_plane.services.dispatcher import Dispatcher, apply_late_policies
 from control_plane.services.reconciler import Reconciler
 from control_plane.storage.sqlite import SqliteStore
+from tests.fakes.crashes import die_after_first_submit, dispatch_crash_then_restart
 
 
 @pytest.fixture
@@ -194,25 +195,8 @@ def test_dispatcher_dying_between_claim_and_submit_is_recovered_once(api, ctx, f
 def test_resubmission_after_a_crash_mid_submit_carries_the_same_run_token(api, ctx, fake_pusher, clock):
     api.pool()
     run = api.run(api.deployment()["id"])
-    original_submit = fake_pusher.submit
-    crashed = []
-
-    def submit_then_die(job):
-        submission = original_submit(job)  # the container is running ...
-        if not crashed:
-            crashed.append(job)
-            raise SystemExit("dispatcher killed")  # ... but the infra id is never recorded
-        return submission
-
-    fake_pusher.submit = submit_then_die
-    first = Dispatcher(ctx)
-    with pytest.raises(SystemExit):
-        first.run_once()
-    first.close()
-    clock.advance(ctx.settings.submission_lease_seconds + 1)
-    second = Dispatcher(ctx)
-    second.run_once()
-    second.close()
+    fake_pusher.submit = die_after_first_submit(fake_pusher.submit)
+    dispatch_crash_then_restart(ctx, clock)
     tokens = {job.env["PUSHPOOL_RUN_TOKEN"] for job in fake_pusher.jobs}
     assert len(fake_pusher.jobs) == 2 and len(tokens) == 1
     container = api.as_key(tokens.pop())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.fakes.net import free_port
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -54,18 +55,12 @@ class Cli:
         return lines[0]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """``pushpool server start`` in a fresh home; yields a Cli bound to it."""
     base = tmp_path_factory.mktemp("cli")
     cli = Cli(home=base / "home", cwd=base)
-    port = _free_port()
+    port = free_port()
     log = open(base / "server.log", "w")  # noqa: SIM115 - open for the server's lifetime
     process = subprocess.Popen([sys.executable, "-m", "sdk.cli.main", "server", "start", "--port", str(port)],
                                env=cli.env(PUSHPOOL_SCHEDULER_INTERVAL_SECONDS="1"), cwd=base, stdout=log,
