@@ -1,6 +1,6 @@
 """The Store protocol: everything the API and services need from storage.
 
-Two backends implement it (``sqlite`` now, ``dynamodb`` in its own issue) and one
+Two backends implement it (``sqlite`` and ``dynamodb``) and one
 contract test suite (``tests/control_plane/storage/contract.py``) runs against
 each. Methods are deliberately specific (``claim_flow_runs``, ``acquire_submission``)
 rather than a general query language, so a key-value backend can implement each
@@ -195,5 +195,12 @@ class Store(Protocol):
 
     def set_run_token(self, run_id: str, token_hash: str, expires_at: datetime) -> None: ...
     def get_run_token(self, run_id: str) -> tuple[str, datetime] | None: ...
+
+    # ------------------------------------------------------------------ meta
+    def get_meta(self, name: str) -> str | None:
+        """A small named value kept by the control plane itself (e.g. ``last_tick``)."""
+        ...
+
+    def set_meta(self, name: str, value: str) -> None: ...
 
     def close(self) -> None: ...

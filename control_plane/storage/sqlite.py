@@ -103,6 +103,15 @@ class SqliteStore(SqliteRunsMixin):
             self._connections.clear()
         self._local = threading.local()
 
+    # ------------------------------------------------------------------ meta
+    def get_meta(self, name: str) -> str | None:
+        row = self._conn().execute("SELECT value FROM meta WHERE key = ?", (f"app:{name}",)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, name: str, value: str) -> None:
+        with self._write() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (f"app:{name}", value))
+
     # ------------------------------------------------------------------ tenancy
     def create_workspace(self, workspace: Workspace) -> Workspace:
         self._insert(

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 from control_plane.errors import AlreadyExists
 from control_plane.models import (
-    FINAL_STATES,
     CollisionStrategy,
     FlowRun,
     FlowRunFilter,
@@ -17,7 +16,7 @@ from control_plane.models import (
     WorkPool,
 )
 from control_plane.storage.base import ClaimResult
-from control_plane.storage.sqlite_schema import from_ts, ts
+from control_plane.storage.records import from_ts, run_with_state, ts
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -41,18 +40,6 @@ def _run_row(run: FlowRun) -> tuple:
 
 _INSERT_RUN = f"INSERT INTO flow_runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' * len(_RUN_COLUMNS))})"
 _UPDATE_RUN = f"UPDATE flow_runs SET {', '.join(f'{c} = ?' for c in _RUN_COLUMNS[1:])} WHERE id = ?"
-
-
-def _with_state(run: FlowRun, state: State, changes: dict[str, Any] | None) -> FlowRun:
-    """The run after entering ``state``: timestamps follow the state, changes are applied."""
-    update: dict[str, Any] = {"state": state, "updated": state.timestamp}
-    if state.type is StateType.RUNNING and run.start_time is None:
-        update["start_time"] = state.timestamp
-    if state.type in FINAL_STATES:
-        update["end_time"] = state.timestamp
-        update["lease_until"] = None
-    update.update(changes or {})
-    return run.model_copy(update=update)
 
 
 class SqliteRunsMixin:
@@ -172,7 +159,7 @@ class SqliteRunsMixin:
             run = self._load_run(conn, run_id)
             if run is None or (expect is not None and run.state.type not in expect):
                 return None
-            updated = _with_state(run, state, changes)
+            updated = run_with_state(run, state, changes)
             self._save_run(conn, updated)
             self._append_state(conn, run_id, state)
         return updated
@@ -228,13 +215,13 @@ class SqliteRunsMixin:
                     if strategy == CollisionStrategy.CANCEL_NEW.value:
                         state = State(type=StateType.CANCELLED, name="Cancelled", timestamp=now,
                                       message="Deployment concurrency limit reached (CANCEL_NEW)")
-                        cancelled = _with_state(run, state, None)
+                        cancelled = run_with_state(run, state, None)
                         self._save_run(conn, cancelled)
                         self._append_state(conn, run.id, state)
                         result.cancelled.append(cancelled)
                     continue
                 state = State(type=StateType.PENDING, name="Pending", timestamp=now)
-                claimed = _with_state(run, state, {
+                claimed = run_with_state(run, state, {
                     "lease_until": lease_until, "submission_attempts": run.submission_attempts + 1,
                 })
                 self._save_run(conn, claimed)

@@ -1,4 +1,4 @@
-"""SQLite schema and row helpers for :mod:`control_plane.storage.sqlite`.
+"""SQLite schema for :mod:`control_plane.storage.sqlite`.
 
 Each table keeps the whole record as JSON in ``doc`` plus the columns that queries
 filter or sort on. Timestamps are fixed-width UTC strings so they compare correctly
@@ -6,10 +6,6 @@ as text.
 """
 
 from __future__ import annotations
-
-from datetime import UTC, datetime
-
-from control_plane.clock import utc
 
 SCHEMA_VERSION = 1
 
@@ -57,16 +53,3 @@ CREATE INDEX IF NOT EXISTS runs_by_workspace ON flow_runs (workspace_id, schedul
 CREATE TABLE IF NOT EXISTS flow_run_states (
     run_id TEXT NOT NULL, seq INTEGER NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (run_id, seq));
 """
-
-
-def ts(value: datetime | None) -> str | None:
-    """A datetime as a fixed-width UTC string that sorts like the time it names."""
-    if value is None:
-        return None
-    return utc(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def from_ts(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)

@@ -70,9 +70,38 @@ class Moto:
             container.reason = container_reason
 
 
+def serialise_dynamodb() -> None:
+    """Make moto's DynamoDB apply one request at a time, as DynamoDB does per item.
+
+    moto's server handles requests in threads without a lock around the backend, so a
+    transaction's condition check and its writes can interleave with another
+    request's; real DynamoDB never lets that happen. One lock around every backend
+    call gives the tests DynamoDB's serialisability (and nothing more).
+    """
+    import functools
+    import threading
+
+    from moto.dynamodb.models import DynamoDBBackend
+
+    if getattr(DynamoDBBackend, "_pushpool_serialised", False):
+        return
+    lock = threading.RLock()
+    for name in ("put_item", "update_item", "delete_item", "get_item", "query", "transact_write_items",
+                 "batch_write_item", "batch_get_item"):
+        original = getattr(DynamoDBBackend, name)
+
+        def locked(self, *args, __original=original, **kwargs):
+            with lock:
+                return __original(self, *args, **kwargs)
+
+        setattr(DynamoDBBackend, name, functools.wraps(original)(locked))
+    DynamoDBBackend._pushpool_serialised = True
+
+
 def start_moto() -> tuple[Moto, Any]:
     from moto.server import ThreadedMotoServer
 
+    serialise_dynamodb()
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

@@ -321,3 +321,10 @@ class StoreContract:
         assert [r.id for r in store.list_runs_to_reconcile(10)] == [active.id]
         assert unsubmitted.id not in {r.id for r in store.list_overdue_scheduled_runs(T0, 10)}
         assert [r.id for r in store.list_overdue_scheduled_runs(T0 + timedelta(seconds=1), 10)] == [unsubmitted.id]
+
+    # ------------------------------------------------------------------ meta
+    def test_meta_values(self, contract_store):
+        assert contract_store.get_meta("last_tick") is None
+        contract_store.set_meta("last_tick", "a")
+        contract_store.set_meta("last_tick", "b")
+        assert contract_store.get_meta("last_tick") == "b"

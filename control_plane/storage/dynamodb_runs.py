@@ -1,0 +1,427 @@
+"""Flow-run storage for the DynamoDB backend, including the dispatcher's atomic claim.
+
+Each run item carries a ``ver`` counter; every write is conditional on the version it
+read (optimistic concurrency), so two Lambda invocations never both move one run.
+Concurrency slots are counters (``SLOTS#pool|queue|deployment#id``); claiming a run
+is ONE ``TransactWriteItems``: the run SCHEDULED → PENDING (if still at the version
+read), its state-history item, and the three counters incremented on the condition
+that each stays under its limit. A run leaving PENDING/RUNNING/CANCELLING gives its
+slots back in the same transaction that records its state.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from control_plane.errors import AlreadyExists
+from control_plane.models import (
+    ACTIVE_STATES,
+    FINAL_STATES,
+    CollisionStrategy,
+    FlowRun,
+    FlowRunFilter,
+    State,
+    StateType,
+    WorkPool,
+)
+from control_plane.storage.base import ClaimResult
+from control_plane.storage.dynamodb_schema import HIGH, to_attrs
+from control_plane.storage.dynamodb_table import Item, Table, TransactionFailed
+from control_plane.storage.records import from_ts, run_with_state, ts
+
+if TYPE_CHECKING:
+    from control_plane.models import WorkQueue
+
+#: Optimistic-concurrency retries before a conditional run write gives up.
+_RETRIES = 25
+#: How many due runs one claim looks at (in scheduled-time order) per pool.
+_CLAIM_WINDOW = 500
+_LOWEST = "0"
+
+
+def _sort_key(run: FlowRun) -> str:
+    return f"{ts(run.scheduled_time)}#{run.id}"
+
+
+def run_item(run: FlowRun, version: int) -> Item:
+    """The stored item of ``run``: the document plus the sparse index keys its state puts it in."""
+    kind = run.state.type
+    sk = _sort_key(run)
+    plain: dict[str, Any] = {
+        "PK": f"RUN#{run.id}", "SK": "RUN", "doc": run.model_dump_json(), "ver": version, "st": kind.value,
+        "G2PK": f"WSRUNS#{run.workspace_id}", "G2SK": sk, "G3PK": f"DEPRUNS#{run.deployment_id}", "G3SK": sk,
+    }
+    if kind is StateType.SCHEDULED:
+        plain.update(G1PK=f"DUE#{run.pool_id}", G1SK=sk)
+    if run.auto_scheduled:
+        plain.update(G4PK=f"DEPAUTO#{run.deployment_id}", G4SK=sk)
+    if kind is StateType.PENDING and run.infra_id is None:
+        waits = [t for t in (run.lease_until, run.next_attempt_at) if t is not None]
+        plain.update(G5PK="SUBMIT", G5SK=f"{ts(max(waits)) if waits else _LOWEST}#{run.id}")
+    elif run.infra_id is not None and (kind in ACTIVE_STATES or (kind in FINAL_STATES and not run.cleaned_up)):
+        plain.update(G5PK="RECONCILE", G5SK=sk)
+    return to_attrs(plain)
+
+
+def _run(item: Item) -> FlowRun:
+    return FlowRun.model_validate_json(item["doc"]["S"])
+
+
+def _version(item: Item) -> int:
+    return int(item["ver"]["N"])
+
+
+def _put_run(run: FlowRun, version: int, expected_version: int | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"Item": run_item(run, version)}
+    if expected_version is None:
+        body["ConditionExpression"] = "attribute_not_exists(PK)"
+    else:
+        body["ConditionExpression"] = "ver = :v"
+        body["ExpressionAttributeValues"] = {":v": {"N": str(expected_version)}}
+    return {"Put": body}
+
+
+def _put_state(run_id: str, version: int, state: State) -> dict[str, Any]:
+    return {"Put": {"Item": to_attrs({"PK": f"RUN#{run_id}", "SK": f"STATE#{version:010d}",
+                                      "doc": state.model_dump_json()})}}
+
+
+def _slot(kind: str, ident: str, delta: int, limit: int | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "Key": {"PK": {"S": f"SLOTS#{kind}#{ident}"}, "SK": {"S": "SLOTS"}},
+        "UpdateExpression": "ADD active :d",
+        "ExpressionAttributeValues": {":d": {"N": str(delta)}},
+    }
+    if limit is not None and delta > 0:
+        body["ConditionExpression"] = "attribute_not_exists(active) OR active < :limit"
+        body["ExpressionAttributeValues"][":limit"] = {"N": str(limit)}
+    return {"Update": body}
+
+
+def _slots(run: FlowRun, delta: int) -> list[dict[str, Any]]:
+    return [_slot("pool", run.pool_id, delta), _slot("queue", run.queue_id, delta),
+            _slot("deployment", run.deployment_id, delta)]
+
+
+def _slot_delta(before: StateType | None, after: StateType) -> int:
+    return int(after in ACTIVE_STATES) - int(before in ACTIVE_STATES)
+
+
+class DynamoRunsMixin:
+    """Flow-run half of :class:`~control_plane.storage.dynamodb.DynamoDbStore`."""
+
+    table: Table
+
+    if TYPE_CHECKING:
+        def _deployment_limits(self, deployment_id: str) -> tuple[int | None, str]: ...
+        def list_all_work_pools(self) -> list[WorkPool]: ...
+        def _list(self, model: Any, pk: str, prefix: str | None = None, *, index: str | None = None) -> list: ...
+
+    # ------------------------------------------------------------------ helpers
+    def _read(self, run_id: str) -> tuple[Item, FlowRun] | None:
+        item = self.table.get(f"RUN#{run_id}", "RUN")
+        return (item, _run(item)) if item else None
+
+    def _index(self, index: str, pk: str, low: str = _LOWEST, high: str = HIGH, *, forward: bool = True,
+               page_size: int | None = None):
+        pk_name, sk_name = {"due": ("G1PK", "G1SK"), "workspace": ("G2PK", "G2SK"), "deployment": ("G3PK", "G3SK"),
+                            "auto": ("G4PK", "G4SK"), "lists": ("G5PK", "G5SK")}[index]
+        return self.table.query(pk, index=index, sk_between=(low, high), forward=forward, page_size=page_size,
+                                pk_name=pk_name, sk_name=sk_name)
+
+    def _active(self, kind: str, ident: str) -> int:
+        item = self.table.get(f"SLOTS#{kind}#{ident}", "SLOTS")
+        return int(item["active"]["N"]) if item and "active" in item else 0
+
+    def _free(self, kind: str, ident: str, limit: int | None) -> float:
+        return float("inf") if limit is None else limit - self._active(kind, ident)
+
+    def _delete_run(self, item: Item) -> bool:
+        """Delete a run that is still SCHEDULED, with its guard, history and token."""
+        run = _run(item)
+        actions: list[dict[str, Any]] = [{"Delete": {
+            "Key": {"PK": {"S": f"RUN#{run.id}"}, "SK": {"S": "RUN"}},
+            "ConditionExpression": "st = :s", "ExpressionAttributeValues": {":s": {"S": "SCHEDULED"}}}}]
+        if run.idempotency_key is not None:
+            actions.append({"Delete": {"Key": {"PK": {"S": f"DEPRUNKEY#{run.deployment_id}"},
+                                               "SK": {"S": run.idempotency_key}}}})
+        try:
+            self.table.transact(actions)
+        except TransactionFailed:
+            return False
+        self.table.delete_many([(i["PK"]["S"], i["SK"]["S"]) for i in self.table.query(f"RUN#{run.id}")])
+        return True
+
+    def _delete_unstarted_runs(self, *, pool_id: str | None = None, queue_id: str | None = None,
+                               deployment_id: str | None = None) -> int:
+        if deployment_id is not None:
+            items = [i for i in self._index("deployment", f"DEPRUNS#{deployment_id}") if i["st"]["S"] == "SCHEDULED"]
+        else:
+            items = list(self._index("due", f"DUE#{pool_id}"))
+        if queue_id is not None:
+            items = [i for i in items if _run(i).queue_id == queue_id]
+        return sum(self._delete_run(i) for i in items)
+
+    # ------------------------------------------------------------------ create and read
+    def _create_actions(self, run: FlowRun) -> list[dict[str, Any]]:
+        actions = [_put_run(run, 1, None), _put_state(run.id, 1, run.state)]
+        if run.idempotency_key is not None:
+            guard = to_attrs({"PK": f"DEPRUNKEY#{run.deployment_id}", "SK": run.idempotency_key, "run_id": run.id})
+            actions.append({"Put": {"Item": guard, "ConditionExpression": "attribute_not_exists(PK)"}})
+        if run.state.type in ACTIVE_STATES:
+            actions += _slots(run, 1)
+        return actions
+
+    def create_flow_run(self, run: FlowRun) -> FlowRun:
+        try:
+            self.table.transact(self._create_actions(run))
+        except TransactionFailed as exc:
+            raise AlreadyExists(f"Flow run with idempotency key {run.idempotency_key!r} already exists") from exc
+        return run
+
+    def create_flow_runs_if_absent(self, runs: list[FlowRun]) -> int:
+        keyed = [(f"DEPRUNKEY#{r.deployment_id}", r.idempotency_key) for r in runs if r.idempotency_key is not None]
+        taken = {(i["PK"]["S"], i["SK"]["S"]) for i in self.table.batch_get(keyed)} if keyed else set()
+        created = 0
+        for run in runs:
+            if (f"DEPRUNKEY#{run.deployment_id}", run.idempotency_key) in taken:
+                continue
+            try:
+                self.create_flow_run(run)
+                created += 1
+            except AlreadyExists:
+                pass
+        return created
+
+    def get_flow_run(self, workspace_id: str | None, run_id: str) -> FlowRun | None:
+        found = self._read(run_id)
+        if found is None or (workspace_id is not None and found[1].workspace_id != workspace_id):
+            return None
+        return found[1]
+
+    def list_flow_runs(
+        self, workspace_id: str, flt: FlowRunFilter, limit: int = 200, offset: int = 0
+    ) -> list[FlowRun]:
+        index, pk = ("deployment", f"DEPRUNS#{flt.deployment_id}") if flt.deployment_id else \
+            ("workspace", f"WSRUNS#{workspace_id}")
+        low = ts(flt.scheduled_after) if flt.scheduled_after else _LOWEST
+        high = ts(flt.scheduled_before) + HIGH if flt.scheduled_before else HIGH
+        states = set(flt.states or [])
+        found: list[FlowRun] = []
+        for item in self._index(index, pk, low, high, forward=flt.sort == "scheduled_asc",
+                                page_size=min(1000, max(50, limit + offset))):
+            run = _run(item)
+            if (run.workspace_id != workspace_id or (states and run.state.type not in states)
+                    or (flt.pool_id and run.pool_id != flt.pool_id) or (flt.queue_id and run.queue_id != flt.queue_id)
+                    or (flt.auto_scheduled is not None and run.auto_scheduled != flt.auto_scheduled)):
+                continue
+            found.append(run)
+            if len(found) >= offset + limit:
+                break
+        return found[offset:offset + limit]
+
+    def latest_auto_scheduled_time(self, deployment_id: str, now: datetime) -> tuple[int, datetime | None]:
+        latest = next(iter(self._index("auto", f"DEPAUTO#{deployment_id}", forward=False, page_size=1)), None)
+        upcoming = sum(i["st"]["S"] == "SCHEDULED"
+                       for i in self._index("auto", f"DEPAUTO#{deployment_id}", ts(now) + HIGH))
+        return upcoming, (_run(latest).scheduled_time if latest else None)
+
+    def delete_scheduled_auto_runs(self, deployment_id: str, after: datetime) -> int:
+        items = [i for i in self._index("auto", f"DEPAUTO#{deployment_id}", ts(after)) if i["st"]["S"] == "SCHEDULED"]
+        return sum(self._delete_run(i) for i in items)
+
+    def get_state_history(self, run_id: str) -> list[State]:
+        return [State.model_validate_json(i["doc"]["S"]) for i in self.table.query(f"RUN#{run_id}", sk_prefix="STATE#")]
+
+    # ------------------------------------------------------------------ conditional writes
+    def set_flow_run_state(
+        self,
+        run_id: str,
+        state: State,
+        *,
+        expect: frozenset[StateType] | set[StateType] | None = None,
+        changes: dict[str, Any] | None = None,
+    ) -> FlowRun | None:
+        for _ in range(_RETRIES):
+            found = self._read(run_id)
+            if found is None or (expect is not None and found[1].state.type not in expect):
+                return None
+            item, run = found
+            updated = run_with_state(run, state, changes)
+            version = _version(item)
+            actions = [_put_run(updated, version + 1, version), _put_state(run_id, version + 1, state)]
+            delta = _slot_delta(run.state.type, state.type)
+            if delta:
+                actions += _slots(run, delta)
+            try:
+                self.table.transact(actions)
+                return updated
+            except TransactionFailed:
+                continue
+        return None
+
+    def update_flow_run(
+        self, run_id: str, changes: dict[str, Any], *, expect: dict[str, Any] | None = None
+    ) -> FlowRun | None:
+        for _ in range(_RETRIES):
+            found = self._read(run_id)
+            if found is None:
+                return None
+            item, run = found
+            for field, value in (expect or {}).items():
+                current = run.state.type if field == "state_type" else getattr(run, field)
+                if current != value:
+                    return None
+            updated = run.model_copy(update=changes)
+            if self._replace(item, updated):
+                return updated
+        return None
+
+    def _replace(self, item: Item, run: FlowRun) -> bool:
+        version = _version(item)
+        return self.table.put(run_item(run, version + 1), condition="ver = :v",
+                              values={":v": {"N": str(version)}})
+
+    # ------------------------------------------------------------------ dispatch
+    def claim_flow_runs(self, pool_id: str, now: datetime, lease_until: datetime, limit: int) -> ClaimResult:
+        result = ClaimResult()
+        pool_item = self.table.get(f"POOL#{pool_id}", "POOL")
+        if pool_item is None:
+            return result
+        pool = WorkPool.model_validate_json(pool_item["doc"]["S"])
+        if pool.paused:
+            return result
+        queues: dict[str, WorkQueue] = {q.id: q for q in self._list_pool_queues(pool_id)}
+        cutoff = ts(now + timedelta(seconds=pool.prefetch_seconds)) + HIGH
+        candidates = []
+        for item in self._index("due", f"DUE#{pool_id}", _LOWEST, cutoff, page_size=_CLAIM_WINDOW):
+            run = _run(item)
+            queue = queues.get(run.queue_id)
+            if queue is not None and not queue.paused:
+                candidates.append((queue.priority, run.scheduled_time, run.id, item))
+            if len(candidates) >= _CLAIM_WINDOW:
+                break
+        candidates.sort(key=lambda c: c[:3])
+        pool_free = self._free("pool", pool_id, pool.concurrency_limit)
+        queue_free = {q.id: self._free("queue", q.id, q.concurrency_limit) for q in queues.values()}
+        deployments: dict[str, tuple[int | None, str]] = {}
+        deployment_free: dict[str, float] = {}
+        for *_, item in candidates:
+            if len(result.claimed) >= limit or pool_free <= 0:
+                break
+            run = _run(item)
+            queue = queues[run.queue_id]
+            if queue_free[queue.id] <= 0:
+                continue
+            if run.deployment_id not in deployments:
+                deployments[run.deployment_id] = self._deployment_limits(run.deployment_id)
+                deployment_free[run.deployment_id] = self._free(
+                    "deployment", run.deployment_id, deployments[run.deployment_id][0])
+            dep_limit, strategy = deployments[run.deployment_id]
+            if deployment_free[run.deployment_id] <= 0:
+                if strategy == CollisionStrategy.CANCEL_NEW.value:
+                    cancelled = self._cancel_new(item, now)
+                    if cancelled is not None:
+                        result.cancelled.append(cancelled)
+                continue
+            state = State(type=StateType.PENDING, name="Pending", timestamp=now)
+            claimed = run_with_state(run, state, {
+                "lease_until": lease_until, "submission_attempts": run.submission_attempts + 1,
+            })
+            version = _version(item)
+            try:
+                self.table.transact([
+                    _put_run(claimed, version + 1, version), _put_state(run.id, version + 1, state),
+                    _slot("pool", pool_id, 1, pool.concurrency_limit),
+                    _slot("queue", queue.id, 1, queue.concurrency_limit),
+                    _slot("deployment", run.deployment_id, 1, dep_limit),
+                ])
+            except TransactionFailed as exc:
+                # Someone else moved the run, or took the last slot: re-read what was contended.
+                if exc.failed(2):
+                    pool_free = self._free("pool", pool_id, pool.concurrency_limit)
+                if exc.failed(3):
+                    queue_free[queue.id] = self._free("queue", queue.id, queue.concurrency_limit)
+                if exc.failed(4):
+                    deployment_free[run.deployment_id] = self._free("deployment", run.deployment_id, dep_limit)
+                continue
+            result.claimed.append(claimed)
+            pool_free -= 1
+            queue_free[queue.id] -= 1
+            deployment_free[run.deployment_id] -= 1
+        return result
+
+    def _list_pool_queues(self, pool_id: str) -> list[WorkQueue]:
+        from control_plane.models import WorkQueue
+
+        return self._list(WorkQueue, f"POOL#{pool_id}", "QUEUE#")
+
+    def _cancel_new(self, item: Item, now: datetime) -> FlowRun | None:
+        run = _run(item)
+        state = State(type=StateType.CANCELLED, name="Cancelled", timestamp=now,
+                      message="Deployment concurrency limit reached (CANCEL_NEW)")
+        cancelled = run_with_state(run, state, None)
+        version = _version(item)
+        try:
+            self.table.transact([_put_run(cancelled, version + 1, version), _put_state(run.id, version + 1, state)])
+        except TransactionFailed:
+            return None
+        return cancelled
+
+    def list_submittable_runs(self, now: datetime, limit: int) -> list[FlowRun]:
+        found = []
+        for item in self._index("lists", "SUBMIT", _LOWEST, ts(now) + HIGH, page_size=limit):
+            found.append(_run(item))
+            if len(found) >= limit:
+                break
+        return found
+
+    def acquire_submission(self, run_id: str, now: datetime, lease_until: datetime) -> FlowRun | None:
+        for _ in range(_RETRIES):
+            found = self._read(run_id)
+            if found is None:
+                return None
+            item, run = found
+            if (
+                run.state.type is not StateType.PENDING
+                or run.infra_id is not None
+                or (run.lease_until is not None and run.lease_until > now)
+                or (run.next_attempt_at is not None and run.next_attempt_at > now)
+            ):
+                return None
+            updated = run.model_copy(update={
+                "lease_until": lease_until, "submission_attempts": run.submission_attempts + 1,
+                "next_attempt_at": None,
+            })
+            if self._replace(item, updated):
+                return updated
+        return None
+
+    def list_runs_to_reconcile(self, limit: int) -> list[FlowRun]:
+        found = []
+        for item in self._index("lists", "RECONCILE", page_size=limit):
+            found.append(_run(item))
+            if len(found) >= limit:
+                break
+        return found
+
+    def list_overdue_scheduled_runs(self, before: datetime, limit: int) -> list[FlowRun]:
+        found: list[FlowRun] = []
+        for pool in self.list_all_work_pools():
+            for count, item in enumerate(self._index("due", f"DUE#{pool.id}", _LOWEST, ts(before), page_size=limit)):
+                if count >= limit:
+                    break
+                found.append(_run(item))
+        return sorted(found, key=lambda r: (r.scheduled_time, r.id))[:limit]
+
+    # ------------------------------------------------------------------ run tokens
+    def set_run_token(self, run_id: str, token_hash: str, expires_at: datetime) -> None:
+        self.table.put(to_attrs({"PK": f"RUN#{run_id}", "SK": "TOKEN", "hash": token_hash,
+                                 "expires": ts(expires_at)}))
+
+    def get_run_token(self, run_id: str) -> tuple[str, datetime] | None:
+        item = self.table.get(f"RUN#{run_id}", "TOKEN")
+        if item is None:
+            return None
+        return item["hash"]["S"], from_ts(item["expires"]["S"])

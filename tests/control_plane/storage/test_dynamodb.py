@@ -1,0 +1,120 @@
+"""The store contract against DynamoDB on moto_server (127.0.0.1), plus DynamoDB specifics."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from control_plane.models import StateType
+from control_plane.storage.dynamodb import DynamoDbStore
+from control_plane.storage.dynamodb_schema import table_definition
+from tests.control_plane.storage.contract import T0, StoreContract, World, state
+from tests.fakes.aws import REGION
+
+
+@pytest.fixture
+def table_name(aws) -> str:
+    return f"pushpool-{uuid.uuid4().hex[:8]}"
+
+
+def make_store(aws, table_name: str, create: bool = False) -> DynamoDbStore:
+    return DynamoDbStore(table_name, region=REGION, endpoint_url=aws.url, create_table=create)
+
+
+class TestDynamoDbStore(StoreContract):
+    @pytest.fixture
+    def contract_store(self, aws, table_name):
+        store = make_store(aws, table_name, create=True)
+        yield store
+        store.close()
+
+    @pytest.fixture
+    def store_factory(self, aws, table_name, contract_store):
+        made: list[DynamoDbStore] = []
+
+        def make() -> DynamoDbStore:
+            made.append(make_store(aws, table_name))
+            return made[-1]
+
+        yield make
+        for store in made:
+            store.close()
+
+
+def test_no_scan_is_ever_issued(aws, table_name, monkeypatch):
+    """Every read is a GetItem, a Query or a BatchGetItem: a Scan would grow with the whole table."""
+    store = make_store(aws, table_name, create=True)
+    calls: list[str] = []
+    original = store.table.client._make_api_call
+
+    def record(operation, params):
+        calls.append(operation)
+        return original(operation, params)
+
+    monkeypatch.setattr(store.table.client, "_make_api_call", record)
+    world = World(store)
+    pool, queue = world.pool(concurrency_limit=2)
+    dep = world.deployment(pool, queue)
+    run = world.run(dep)
+    claim = store.claim_flow_runs(pool.id, T0 + timedelta(minutes=1), T0 + timedelta(minutes=5), 10)
+    store.set_flow_run_state(run.id, state(StateType.RUNNING))
+    store.list_runs_to_reconcile(10)
+    store.list_submittable_runs(T0, 10)
+    store.list_overdue_scheduled_runs(T0, 10)
+    store.list_scheduled_deployments()
+    assert [r.id for r in claim.claimed] == [run.id]
+    assert "Scan" not in calls and "Query" in calls and "TransactWriteItems" in calls
+
+
+def test_claim_is_one_transaction_with_slot_conditions(aws, table_name, monkeypatch):
+    store = make_store(aws, table_name, create=True)
+    world = World(store)
+    pool, queue = world.pool(concurrency_limit=1)
+    dep = world.deployment(pool, queue)
+    world.run(dep)
+    transactions: list[dict] = []
+    original = store.table.client._make_api_call
+
+    def record(operation, params):
+        if operation == "TransactWriteItems":
+            transactions.append(params)
+        return original(operation, params)
+
+    monkeypatch.setattr(store.table.client, "_make_api_call", record)
+    store.claim_flow_runs(pool.id, T0 + timedelta(minutes=1), T0 + timedelta(minutes=5), 10)
+    [claim] = transactions
+    actions = claim["TransactItems"]
+    assert actions[0]["Put"]["ConditionExpression"] == "ver = :v"
+    pool_slot = actions[2]["Update"]
+    assert pool_slot["Key"]["PK"]["S"] == f"SLOTS#pool#{pool.id}"
+    assert pool_slot["ExpressionAttributeValues"][":limit"] == {"N": "1"}
+
+
+def test_table_definition_is_on_demand_with_the_indexes_the_queries_use():
+    definition = table_definition("t")
+    assert definition["BillingMode"] == "PAY_PER_REQUEST"
+    assert {g["IndexName"] for g in definition["GlobalSecondaryIndexes"]} == {
+        "due", "workspace", "deployment", "auto", "lists"}
+
+
+def test_a_missing_table_is_a_clear_configuration_error(aws):
+    from control_plane.errors import ConfigurationError
+
+    store = make_store(aws, "does-not-exist")
+    with pytest.raises(ConfigurationError, match="does-not-exist.*control-plane deploy"):
+        store.get_workspace("default")
+
+
+def test_missing_aws_credentials_are_a_clear_configuration_error(aws, monkeypatch):
+    from control_plane.errors import ConfigurationError
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    store = make_store(aws, "t")
+    with pytest.raises(ConfigurationError, match="cannot be reached: Unable to locate credentials"):
+        store.get_workspace("default")
