@@ -1,4 +1,5 @@
-"""The embedded server: SQLite in ``$PUSHPOOL_HOME``, the API on uvicorn, the tick loop in a thread."""
+"""The embedded server: SQLite in ``$PUSHPOOL_HOME`` (or the configured store), the API on uvicorn, the tick loop
+in a thread."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from control_plane.app import build_context, create_app
 from control_plane.bootstrap import bootstrap
 from control_plane.services.ticker import Ticker
 from control_plane.settings import Settings
-from control_plane.storage.sqlite import SqliteStore
+from control_plane.storage import open_store
 
 
 def serve(settings: Settings, on_bootstrap: Callable[[str, str], None] | None = None,
@@ -19,7 +20,7 @@ def serve(settings: Settings, on_bootstrap: Callable[[str, str], None] | None = 
     """Run until interrupted. ``on_bootstrap(workspace, key)`` is called when a first key was created."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings.home.mkdir(parents=True, exist_ok=True)
-    store = SqliteStore(settings.sqlite_path)
+    store = open_store(settings)
     ctx = build_context(settings, store)
     created = bootstrap(ctx)
     if created and on_bootstrap:

@@ -8,6 +8,7 @@ profiles, so two servers with two homes never share state.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,7 +26,14 @@ class Settings(BaseSettings):
     port: int = 4200
     #: The URL containers use to reach this control plane (defaults to http://host:port).
     public_api_url: str | None = None
+    #: ``sqlite`` (embedded, one machine) or ``dynamodb`` (the serverless stack).
+    store: Literal["sqlite", "dynamodb"] = "sqlite"
     database_path: Path | None = None
+    dynamodb_table: str | None = None
+    #: Encrypt blocks with this KMS key (envelope encryption) instead of a Fernet key.
+    kms_key_id: str | None = None
+    #: On Lambda: the tick function the API invokes asynchronously when a run is due now.
+    tick_function_name: str | None = None
     #: Fernet key (urlsafe base64). When unset it is generated into ``home/encryption.key``.
     encryption_key: str | None = None
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from fastapi import APIRouter, Depends, Query, status
 
@@ -19,6 +19,8 @@ router = APIRouter(prefix="/api/workspaces/{workspace}", tags=["flow runs"])
 
 #: What a run token may report about its own run.
 RUNNER_STATES = frozenset({StateType.RUNNING, StateType.COMPLETED, StateType.FAILED})
+#: A new run due this soon wakes the ticker at once instead of waiting for its next round (Lambda: a minute).
+WAKE_WITHIN_SECONDS = 60
 
 
 def load_run(ctx: ServiceContext, access: Access, run_id: str, permission: Permission = Permission.READ) -> FlowRun:
@@ -43,7 +45,10 @@ def create_flow_run(deployment_id: str, body: FlowRunCreate, access: Access = De
         ctx, deployment, pool, scheduled_time=body.scheduled_time or ctx.clock.now(), parameters=body.parameters,
         job_variables=body.job_variables, tags=body.tags, name=body.name,
     )
-    return ctx.store.create_flow_run(run)
+    created = ctx.store.create_flow_run(run)
+    if created.scheduled_time <= ctx.clock.now() + timedelta(seconds=WAKE_WITHIN_SECONDS + pool.prefetch_seconds):
+        ctx.request_tick("flow run created")
+    return created
 
 
 @router.get("/flow_runs", response_model=list[FlowRun])

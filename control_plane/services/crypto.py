@@ -1,7 +1,9 @@
 """Encryption at rest for block data (Fernet: AES-128-CBC + HMAC-SHA256).
 
 The key comes from settings (``PUSHPOOL_ENCRYPTION_KEY``) or is generated once into
-``$PUSHPOOL_HOME/encryption.key`` with mode 0600.
+``$PUSHPOOL_HOME/encryption.key`` with mode 0600. With a KMS key configured the
+control plane uses :class:`control_plane.services.kms_crypto.KmsBlockCipher`
+instead; both satisfy :class:`Cipher`.
 """
 
 from __future__ import annotations
@@ -11,11 +13,19 @@ import hmac
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.fernet import Fernet, InvalidToken
 
 from control_plane.errors import ConfigurationError
+
+
+class Cipher(Protocol):
+    def encrypt(self, data: dict[str, Any]) -> str: ...
+    def decrypt(self, token: str) -> dict[str, Any]: ...
+    def derive_key(self, purpose: str) -> bytes:
+        """A stable secret for another purpose (e.g. signing run tokens)."""
+        ...
 
 
 def load_or_create_key(home: Path) -> str:

@@ -118,6 +118,8 @@ def cancel(ctx: ServiceContext, run: FlowRun) -> FlowRun:
         updated = try_set_state(ctx, run, StateType.CANCELLED, "Cancelled by request")
     else:
         updated = try_set_state(ctx, run, StateType.CANCELLING, "Cancellation requested")
+        if updated is not None:
+            ctx.request_tick("cancellation requested")  # the reconciler stops the infrastructure
     if updated is None:  # it moved meanwhile; try once more from where it is now
         fresh = ctx.store.get_flow_run(None, run.id)
         if fresh is None:

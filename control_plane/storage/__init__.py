@@ -1,5 +1,27 @@
 """Storage backends behind one :class:`~control_plane.storage.base.Store` protocol."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from control_plane.errors import ConfigurationError
 from control_plane.storage.base import ClaimResult, Store
 
-__all__ = ["ClaimResult", "Store"]
+if TYPE_CHECKING:
+    from control_plane.settings import Settings
+
+__all__ = ["ClaimResult", "Store", "open_store"]
+
+
+def open_store(settings: Settings) -> Store:
+    """The backend the settings name (each imported only when chosen)."""
+    if settings.store == "dynamodb":
+        if not settings.dynamodb_table:
+            raise ConfigurationError("PUSHPOOL_STORE=dynamodb needs PUSHPOOL_DYNAMODB_TABLE (the table name)")
+        from control_plane.storage.dynamodb import DynamoDbStore
+
+        return DynamoDbStore(settings.dynamodb_table)
+    from control_plane.storage.sqlite import SqliteStore
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    return SqliteStore(settings.sqlite_path)

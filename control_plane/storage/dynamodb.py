@@ -96,6 +96,10 @@ class DynamoDbStore(DynamoRunsMixin):
     def set_meta(self, name: str, value: str) -> None:
         self.table.put(to_attrs({"PK": f"META#{name}", "SK": "META", "value": value}))
 
+    def set_meta_once(self, name: str, value: str) -> str:
+        self.table.put(to_attrs({"PK": f"META#{name}", "SK": "META", "value": value}), condition=_NEW)
+        return self.get_meta(name) or value
+
     # ------------------------------------------------------------------ tenancy
     def create_workspace(self, workspace: Workspace) -> Workspace:
         self._create_pair(

@@ -416,6 +416,11 @@ class DynamoRunsMixin:
         return sorted(found, key=lambda r: (r.scheduled_time, r.id))[:limit]
 
     # ------------------------------------------------------------------ run tokens
+    def earliest_scheduled_time(self, pool_id: str, after: datetime, before: datetime) -> datetime | None:
+        first = next(iter(self._index("due", f"DUE#{pool_id}", ts(after) + HIGH, ts(before) + HIGH, page_size=1)),
+                     None)
+        return _run(first).scheduled_time if first else None
+
     def set_run_token(self, run_id: str, token_hash: str, expires_at: datetime) -> None:
         self.table.put(to_attrs({"PK": f"RUN#{run_id}", "SK": "TOKEN", "hash": token_hash,
                                  "expires": ts(expires_at)}))

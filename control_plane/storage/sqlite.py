@@ -112,6 +112,11 @@ class SqliteStore(SqliteRunsMixin):
         with self._write() as conn:
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (f"app:{name}", value))
 
+    def set_meta_once(self, name: str, value: str) -> str:
+        with self._write() as conn:
+            conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (f"app:{name}", value))
+            return conn.execute("SELECT value FROM meta WHERE key = ?", (f"app:{name}",)).fetchone()[0]
+
     # ------------------------------------------------------------------ tenancy
     def create_workspace(self, workspace: Workspace) -> Workspace:
         self._insert(

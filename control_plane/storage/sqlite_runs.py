@@ -294,6 +294,14 @@ class SqliteRunsMixin:
         return [FlowRun.model_validate_json(r["doc"]) for r in rows]
 
     # ------------------------------------------------------------------ run tokens
+    def earliest_scheduled_time(self, pool_id: str, after: datetime, before: datetime) -> datetime | None:
+        row = self._conn().execute(
+            "SELECT MIN(scheduled_time) FROM flow_runs WHERE pool_id = ? AND state_type = 'SCHEDULED' "
+            "AND scheduled_time > ? AND scheduled_time <= ?",
+            (pool_id, ts(after), ts(before)),
+        ).fetchone()
+        return from_ts(row[0])
+
     def set_run_token(self, run_id: str, token_hash: str, expires_at: datetime) -> None:
         with self._write() as conn:
             conn.execute(

@@ -328,3 +328,16 @@ class StoreContract:
         contract_store.set_meta("last_tick", "a")
         contract_store.set_meta("last_tick", "b")
         assert contract_store.get_meta("last_tick") == "b"
+        assert contract_store.set_meta_once("secret", "first") == "first"
+        assert contract_store.set_meta_once("secret", "second") == "first"
+
+    def test_earliest_scheduled_time_in_a_window(self, world):
+        pool, queue = world.pool()
+        dep = world.deployment(pool, queue)
+        world.run(dep, T0)
+        world.run(dep, T0 + timedelta(seconds=40))
+        world.run(dep, T0 + timedelta(seconds=20))
+        store = world.store
+        assert store.earliest_scheduled_time(pool.id, T0, T0 + timedelta(minutes=1)) == T0 + timedelta(seconds=20)
+        assert store.earliest_scheduled_time(pool.id, T0 - timedelta(seconds=1), T0) == T0
+        assert store.earliest_scheduled_time(pool.id, T0 + timedelta(seconds=40), T0 + timedelta(hours=1)) is None

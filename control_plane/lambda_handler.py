@@ -1,0 +1,168 @@
+"""AWS Lambda entry points of the serverless control plane.
+
+* :func:`api_handler` — the FastAPI app behind mangum, for a Lambda Function URL
+  (or an HTTP API, payload format 2.0).
+* :func:`tick_handler` — the EventBridge Scheduler tick (``rate(1 minute)``):
+  scheduler, dispatcher and reconciler; then, while the invocation has time left,
+  it sleeps until the next run falls due before the following tick and dispatches it,
+  so a run scheduled at :30 does not wait for the next minute. The API wakes it at
+  once (asynchronous invoke) when a run is created that is due now, or a running
+  run is to be cancelled.
+
+Configuration comes from environment variables (see ``infra/pushpool.yaml``):
+``PUSHPOOL_STORE=dynamodb``, ``PUSHPOOL_DYNAMODB_TABLE``, ``PUSHPOOL_KMS_KEY_ID``,
+``PUSHPOOL_PUBLIC_API_URL``, ``PUSHPOOL_TICK_FUNCTION_NAME``. The store, context and
+app are built once per container, on its first invocation.
+
+Importing this module imports no cloud SDK: boto3 comes with the store's first
+client; google, azure and modal only when a pool of their type is dispatched (a test
+enforces this).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from mangum import Mangum
+
+from control_plane.app import build_context, create_app
+from control_plane.clock import Clock
+from control_plane.errors import ConfigurationError
+from control_plane.services.context import ServiceContext
+from control_plane.services.dispatcher import Dispatcher
+from control_plane.services.reconciler import Reconciler
+from control_plane.services.scheduler import run_scheduler
+from control_plane.settings import Settings
+from control_plane.storage import open_store
+from pushers.base import PusherRegistry
+
+log = logging.getLogger("pushpool.lambda")
+logging.getLogger().setLevel(logging.INFO)
+
+#: The EventBridge schedule's period: the tick serves runs falling due before the next one.
+TICK_PERIOD_SECONDS = 60
+#: Stop waiting for due runs this long before the invocation would time out.
+SAFETY_MARGIN_SECONDS = 10.0
+WAKE_SOURCE = "pushpool.wake"
+
+
+@dataclass
+class Runtime:
+    """What one Lambda container keeps between invocations."""
+
+    ctx: ServiceContext
+    asgi: Mangum
+    dispatcher: Dispatcher
+    reconciler: Reconciler
+    sleep: Callable[[float], None] = time.sleep
+
+
+_runtime: Runtime | None = None
+
+
+def build_runtime(settings: Settings, *, clock: Clock | None = None, pushers: PusherRegistry | None = None,
+                  sleep: Callable[[float], None] = time.sleep) -> Runtime:
+    if not (settings.kms_key_id or settings.encryption_key):
+        raise ConfigurationError("Set PUSHPOOL_KMS_KEY_ID (or PUSHPOOL_ENCRYPTION_KEY): a Lambda container cannot "
+                                 "keep a generated encryption key")
+    store = open_store(settings)
+    ctx = build_context(settings, store, clock, pushers)
+    if settings.tick_function_name:
+        ctx.wake_ticker = lambda_waker(settings.tick_function_name)
+    app = create_app(settings, store, ctx=ctx)
+    return Runtime(ctx=ctx, asgi=Mangum(app, lifespan="off"), dispatcher=Dispatcher(ctx), reconciler=Reconciler(ctx),
+                   sleep=sleep)
+
+
+def runtime() -> Runtime:
+    global _runtime
+    if _runtime is None:
+        _runtime = build_runtime(Settings())
+    return _runtime
+
+
+def lambda_waker(function_name: str) -> Callable[[str], None]:
+    """Wakes the tick function with an asynchronous invoke (the caller does not wait for the tick)."""
+    client: Any = None
+
+    def wake(reason: str) -> None:
+        nonlocal client
+        if client is None:
+            import boto3
+
+            client = boto3.session.Session().client("lambda")
+        client.invoke(FunctionName=function_name, InvocationType="Event",
+                      Payload=json.dumps({"source": WAKE_SOURCE, "reason": reason}).encode())
+
+    return wake
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+def api_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return runtime().asgi(event, context)
+
+
+def tick_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    remaining = context.get_remaining_time_in_millis if context is not None else (lambda: 60_000)
+    return run_tick(runtime(), remaining_ms=remaining, wake=(event or {}).get("source") == WAKE_SOURCE)
+
+
+def run_tick(rt: Runtime, *, remaining_ms: Callable[[], int], wake: bool = False) -> dict[str, Any]:
+    """One tick; returns (and records as the ``last_tick`` meta value) what it did."""
+    ctx = rt.ctx
+    started = ctx.clock.now()
+    summary: dict[str, Any] = {"started": started.isoformat(), "kind": "wake" if wake else "schedule",
+                               "scheduled": 0, "dispatched": 0, "reconciled": 0, "errors": []}
+    steps: list[tuple[str, Callable[[], int]]] = [
+        ("dispatched", lambda: len(rt.dispatcher.run_once())),
+        ("reconciled", rt.reconciler.run_once),
+    ]
+    if not wake:
+        steps.insert(0, ("scheduled", lambda: run_scheduler(ctx)))
+    for name, step in steps:
+        try:
+            summary[name] += step()
+        except Exception as exc:  # one failing step must not stop the others
+            log.exception("%s step failed", name)
+            summary["errors"].append(f"{name}: {exc}")
+    try:
+        summary["dispatched"] += _serve_until_next_tick(rt, remaining_ms)
+    except Exception as exc:
+        log.exception("dispatching runs due before the next tick failed")
+        summary["errors"].append(f"dispatched: {exc}")
+    summary["finished"] = ctx.clock.now().isoformat()
+    if not wake:
+        ctx.store.set_meta("last_tick", json.dumps(summary))
+    log.info("tick %s", json.dumps(summary))
+    return summary
+
+
+def _serve_until_next_tick(rt: Runtime, remaining_ms: Callable[[], int]) -> int:
+    """Sleep until each run due before the next tick becomes claimable, and dispatch it then."""
+    ctx, dispatched = rt.ctx, 0
+    horizon_end = ctx.clock.now() + timedelta(seconds=TICK_PERIOD_SECONDS)
+    while True:
+        now = ctx.clock.now()
+        wake_at = None
+        for pool in ctx.store.list_all_work_pools():
+            if pool.paused:
+                continue
+            lead = timedelta(seconds=pool.prefetch_seconds)
+            due = ctx.store.earliest_scheduled_time(pool.id, now + lead, horizon_end + lead)
+            if due is not None and (wake_at is None or due - lead < wake_at):
+                wake_at = due - lead
+        if wake_at is None:
+            return dispatched
+        wait = max(0.0, (wake_at - now).total_seconds())
+        if remaining_ms() / 1000 - wait < SAFETY_MARGIN_SECONDS:
+            return dispatched  # the next tick will take it
+        rt.sleep(wait)
+        dispatched += len(rt.dispatcher.run_once())
