@@ -6,6 +6,8 @@ Lambda handler imports it on every cold start (a test enforces this).
 
 from __future__ import annotations
 
+import json
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -57,7 +59,12 @@ def create_app(settings: Settings, store: Store, *, clock: Clock | None = None,
 
     @app.get("/api/health", tags=["health"])
     def health() -> dict:
-        return {"status": "ok", "version": VERSION}
+        body: dict = {"status": "ok", "version": VERSION, "store": settings.store}
+        last_tick = app.state.ctx.store.get_meta("last_tick")  # recorded by the Lambda tick
+        if last_tick:
+            tick = json.loads(last_tick)
+            body["last_tick"] = {"finished": tick.get("finished"), "errors": len(tick.get("errors", []))}
+        return body
 
     for module in (identity, work_pools, blocks, deployments, flow_runs):
         app.include_router(module.router)

@@ -58,8 +58,8 @@ class DynamoDbStore(DynamoRunsMixin):
     """``Store`` on DynamoDB. ``create_table=True`` creates the table when missing (tests, local use)."""
 
     def __init__(self, table_name: str, *, region: str | None = None, endpoint_url: str | None = None,
-                 create_table: bool = False) -> None:
-        self.table = Table(table_name, region=region, endpoint_url=endpoint_url)
+                 create_table: bool = False, session: Any = None) -> None:
+        self.table = Table(table_name, region=region, endpoint_url=endpoint_url, session=session)
         if create_table:
             self.table.create_if_missing()
 

@@ -33,12 +33,13 @@ class TransactionFailed(Exception):
 
 
 class Table:
-    def __init__(self, table_name: str, *, region: str | None = None, endpoint_url: str | None = None) -> None:
+    def __init__(self, table_name: str, *, region: str | None = None, endpoint_url: str | None = None,
+                 session: Any = None) -> None:
         import boto3
         from botocore.config import Config
 
         self.name = table_name
-        self.client = boto3.session.Session().client(
+        self.client = (session or boto3.session.Session()).client(
             "dynamodb", region_name=region, endpoint_url=endpoint_url,
             config=Config(retries={"mode": "standard", "max_attempts": 8}, max_pool_connections=32),
         )

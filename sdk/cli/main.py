@@ -8,11 +8,12 @@ import sys
 import typer
 
 from control_plane.errors import PushpoolError
-from sdk.cli import admin, config, deploy, deployments, flow_runs, server, work_pools
+from sdk.cli import admin, config, control_plane, deploy, deployments, flow_runs, server, work_pools
 
 app = typer.Typer(name="pushpool", help="pushpool: push work pools, open source.", no_args_is_help=True,
                   pretty_exceptions_enable=False, rich_markup_mode="rich")
 app.add_typer(server.app, name="server")
+app.add_typer(control_plane.control_plane_app, name="control-plane")
 app.command("login")(config.login)
 app.add_typer(config.workspace_app, name="workspace")
 app.add_typer(config.config_app, name="config")

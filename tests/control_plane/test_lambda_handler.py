@@ -1,0 +1,183 @@
+"""The serverless control plane end to end on moto: the stack from ``infra/pushpool.yaml`` deploys into
+moto's CloudFormation; the real handlers, invoked with Function URL and EventBridge Scheduler events,
+serve the API on DynamoDB (blocks encrypted with the stack's KMS key) and tick a run through the ECS
+pusher, whose task a container simulator runs until the flow reports COMPLETED."""
+
+from __future__ import annotations
+
+import io
+import json
+import textwrap
+import zipfile
+from datetime import timedelta
+
+import pytest
+
+from control_plane import lambda_handler
+from control_plane.clock import FakeClock
+from control_plane.errors import ConfigurationError
+from control_plane.settings import Settings
+from control_plane.storage.dynamodb import DynamoDbStore
+from control_plane.storage.dynamodb_schema import table_definition
+from provisioners.lambda_package import LambdaPackage
+from provisioners.lambda_stack import LambdaStack, bootstrap_owner
+from pushers.base import PusherContext, PusherRegistry
+from sdk.client import PushpoolClient
+from tests.e2e.test_ecs_loop import IMAGE, ecs_template, wait_for_infra
+from tests.fakes.aws import REGION, ContainerSimulator
+from tests.fakes.function_url import FunctionUrl, LambdaContext
+from tests.fakes.moto_cfn import register
+from tests.fakes.pushers import RecordingPusher
+from tests.live_server import wait_for_state
+
+STACK = "pp"
+SCHEDULE_EVENT = {"source": "pushpool.schedule"}
+
+
+def tiny_package(tmp_path) -> LambdaPackage:
+    """The stack only needs some zip in S3 (moto never runs the functions; the tests call the handlers)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("control_plane/__init__.py", "")
+    path = tmp_path / "pushpool-lambda-test.zip"
+    path.write_bytes(buffer.getvalue())
+    return LambdaPackage(path, "0" * 64, path.stat().st_size, 0, "3.13")
+
+
+def recording_registry(pusher: RecordingPusher, home, api_url: str) -> PusherRegistry:
+    return PusherRegistry(PusherContext(state_dir=home, api_url=api_url), overrides={"local:push": pusher})
+
+
+@pytest.fixture
+def stack(aws, tmp_path):
+    register()
+    events: list[str] = []
+    info = LambdaStack(STACK, REGION, poll_seconds=0.05).deploy(tiny_package(tmp_path), events.append)
+    info.events = events  # type: ignore[attr-defined]
+    return info
+
+
+@pytest.fixture
+def lambda_env(stack, aws, tmp_path, monkeypatch):
+    """The environment the template gives the functions, pointed at a Function URL on 127.0.0.1."""
+    monkeypatch.setattr(lambda_handler, "_runtime", None)
+    with FunctionUrl(lambda_handler.api_handler) as url:
+        for name, value in {
+            "PUSHPOOL_STORE": "dynamodb", "PUSHPOOL_DYNAMODB_TABLE": stack.outputs["TableName"],
+            "PUSHPOOL_KMS_KEY_ID": stack.outputs["KmsKeyArn"], "PUSHPOOL_PUBLIC_API_URL": url.url,
+            "PUSHPOOL_TICK_FUNCTION_NAME": f"{STACK}-tick", "PUSHPOOL_HOME": str(tmp_path / "lambda-home"),
+        }.items():
+            monkeypatch.setenv(name, value)
+        yield url
+    if lambda_handler._runtime is not None:
+        lambda_handler._runtime.dispatcher.close()
+
+
+def test_the_stack_has_what_the_template_promises(stack, aws):
+    assert stack.status == "CREATE_COMPLETE"
+    assert stack.api_url.startswith("https://") and ".lambda-url." in stack.api_url
+    assert f"{STACK}: CREATE_COMPLETE" in stack.events  # progress is reported as the stack goes
+    dynamodb = aws.client("dynamodb")
+    table = dynamodb.describe_table(TableName=stack.outputs["TableName"])["Table"]
+    expected = table_definition(table["TableName"])
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["KeySchema"] == expected["KeySchema"]
+    assert sorted((g["IndexName"], json.dumps(g["KeySchema"])) for g in table["GlobalSecondaryIndexes"]) == sorted(
+        (g["IndexName"], json.dumps(g["KeySchema"])) for g in expected["GlobalSecondaryIndexes"])
+    [schedule] = aws.client("scheduler").list_schedules()["Schedules"]
+    detail = aws.client("scheduler").get_schedule(Name=schedule["Name"])
+    assert detail["ScheduleExpression"] == "rate(1 minute)"
+    assert detail["Target"]["Arn"].endswith(f":function:{STACK}-tick")
+    assert json.loads(detail["Target"]["Input"]) == SCHEDULE_EVENT
+    tick = aws.client("lambda").get_function(FunctionName=f"{STACK}-tick")["Configuration"]
+    assert tick["Handler"] == "control_plane.lambda_handler.tick_handler"
+    assert tick["Environment"]["Variables"]["PUSHPOOL_PUBLIC_API_URL"] == stack.outputs["ApiUrl"]
+    logs = aws.client("logs").describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{STACK}-")["logGroups"]
+    assert {g["logGroupName"]: g.get("retentionInDays") for g in logs} == {
+        f"/aws/lambda/{STACK}-api": 30, f"/aws/lambda/{STACK}-tick": 30}
+
+
+def test_bootstrap_happens_once(stack):
+    first = bootstrap_owner(stack)
+    assert first is not None and first[1].startswith("ppu_")
+    assert bootstrap_owner(stack) is None
+
+
+def test_handlers_serve_the_api_and_tick_a_run_to_completion_through_ecs(stack, lambda_env, aws, tmp_path):
+    workspace, key = bootstrap_owner(stack)
+    (tmp_path / "flows.py").write_text(textwrap.dedent('''
+        from sdk import flow
+
+        @flow
+        def etl(rows: int = 3):
+            print(f"loaded {rows} rows")
+    '''))
+    client = PushpoolClient(api_url=lambda_env.url, api_key=key, workspace=workspace)
+    client.request("POST", client.ws("/blocks"), json={"name": "aws", "type": "aws-credentials", "data": {
+        "aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": REGION}})
+    client.create_work_pool("ecs", "ecs:push", base_job_template=ecs_template())
+    dep = client.apply_deployment(flow_name="etl", name="nightly", entrypoint="flows.py:etl", work_pool_name="ecs",
+                                  image=IMAGE, parameters={"rows": 5})
+    woken: list[str] = []
+    lambda_handler.runtime().ctx.wake_ticker = woken.append
+    run = client.create_flow_run(dep["id"])
+    assert woken == ["flow run created"]  # the API asks for a tick at once instead of waiting a minute
+
+    summary = lambda_handler.tick_handler(SCHEDULE_EVENT, LambdaContext(f"{STACK}-tick", timeout_seconds=20))
+    assert summary["dispatched"] == 1 and summary["errors"] == []
+    submitted = wait_for_infra(client, run["id"])
+    assert submitted["console_url"].startswith(f"https://{REGION}.console.aws.amazon.com/ecs/")
+    simulator = ContainerSimulator(aws, tmp_path)
+    _, env = simulator.recorded(submitted["infra_id"])
+    assert env["PUSHPOOL_API_URL"] == lambda_env.url and env["PUSHPOOL_RUN_TOKEN"].startswith("ppr_")
+    assert simulator.run(submitted["infra_id"]) == 0, simulator.output
+    assert "loaded 5 rows" in simulator.output
+    assert wait_for_state(client, run["id"], {"COMPLETED", "FAILED", "CRASHED"})["state"]["type"] == "COMPLETED"
+
+    second = lambda_handler.tick_handler(SCHEDULE_EVENT, LambdaContext(f"{STACK}-tick", timeout_seconds=20))
+    assert second["reconciled"] >= 1
+    assert client.read_flow_run(run["id"])["cleaned_up"] is True
+    health = client.request("GET", "/api/health")
+    assert health["store"] == "dynamodb" and health["last_tick"]["finished"] == second["finished"]
+    assert any(e["requestContext"]["http"]["method"] == "POST" for e in lambda_env.events)
+    store = DynamoDbStore(stack.outputs["TableName"], region=REGION)
+    assert store.get_block(store.get_workspace(workspace).id, "aws").ciphertext.startswith("kms1:")
+
+
+def test_a_tick_dispatches_runs_due_before_the_next_tick(stack, lambda_env, tmp_path):
+    """A run due 20 s after the tick starts is dispatched by that tick (it waits), not a minute later."""
+    workspace, key = bootstrap_owner(stack)
+    clock = FakeClock()
+    pusher = RecordingPusher()
+    lambda_handler._runtime = lambda_handler.build_runtime(
+        Settings(), clock=clock, pushers=recording_registry(pusher, tmp_path, lambda_env.url),
+        sleep=lambda seconds: clock.advance(seconds))
+    client = PushpoolClient(api_url=lambda_env.url, api_key=key, workspace=workspace)
+    client.create_work_pool("fast", "local:push")
+    dep = client.apply_deployment(flow_name="f", name="d", entrypoint="f.py:f", work_pool_name="fast")
+    due = clock.now() + timedelta(seconds=20)
+    run = client.create_flow_run(dep["id"], scheduled_time=due.isoformat())
+    summary = lambda_handler.tick_handler(SCHEDULE_EVENT, LambdaContext(f"{STACK}-tick", timeout_seconds=75))
+    assert summary["dispatched"] == 1
+    assert clock.now() == due  # it slept until the run was due, then claimed it
+    assert [job.flow_run_id for job in pusher.jobs] == [run["id"]]
+
+
+def test_a_tick_does_not_wait_past_its_invocation_time(stack, lambda_env, tmp_path):
+    workspace, key = bootstrap_owner(stack)
+    clock = FakeClock()
+    slept: list[float] = []
+    lambda_handler._runtime = lambda_handler.build_runtime(
+        Settings(), clock=clock, pushers=recording_registry(RecordingPusher(), tmp_path, lambda_env.url),
+        sleep=slept.append)
+    client = PushpoolClient(api_url=lambda_env.url, api_key=key, workspace=workspace)
+    client.create_work_pool("fast", "local:push")
+    dep = client.apply_deployment(flow_name="f", name="d", entrypoint="f.py:f", work_pool_name="fast")
+    client.create_flow_run(dep["id"], scheduled_time=(clock.now() + timedelta(seconds=50)).isoformat())
+    summary = lambda_handler.tick_handler(SCHEDULE_EVENT, LambdaContext(f"{STACK}-tick", timeout_seconds=30))
+    assert summary["dispatched"] == 0 and slept == []  # 50 s away, 30 s left: the next tick takes it
+
+
+def test_the_runtime_refuses_to_start_without_an_encryption_key(monkeypatch, tmp_path):
+    with pytest.raises(ConfigurationError, match="PUSHPOOL_KMS_KEY_ID"):
+        lambda_handler.build_runtime(Settings(store="dynamodb", dynamodb_table="t", home=tmp_path))
