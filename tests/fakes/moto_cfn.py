@@ -11,6 +11,7 @@ models as subclasses of ``CloudFormationModel``.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from moto.cloudformation import parsing
@@ -52,9 +53,11 @@ class FunctionUrl(CloudFormationModel):
         return cls(props["TargetFunctionArn"], config.url + "/")
 
     def delete(self, account_id: str, region_name: str) -> None:
+        from moto.awslambda.exceptions import UnknownFunctionException
         from moto.awslambda.models import lambda_backends
 
-        lambda_backends[account_id][region_name].delete_function_url_config(self.function_arn)
+        with contextlib.suppress(UnknownFunctionException):  # the function went first; its URL went with it
+            lambda_backends[account_id][region_name].delete_function_url_config(self.function_arn)
 
 
 class Schedule(CloudFormationModel):
