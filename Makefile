@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint docs install clean
+.PHONY: demo test test-slow lint docs install clean bench-lambda
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ test-slow: $(STAMP)
 	PUSHPOOL_EXACTLY_ONCE_RUNS=5000 PUSHPOOL_LOAD_CLIENTS=100 PUSHPOOL_LOAD_SECONDS=60 \
 	PUSHPOOL_FUZZ_EXAMPLES=200 PUSHPOOL_CRASH_RUNS=60 PUSHPOOL_CRASH_KILLS=12 \
 	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout 1800 tests/reliability tests/security
+
+# Cold start of the Lambda control plane: handler import time, first-invocation build time, package size.
+bench-lambda: $(STAMP)
+	$(BIN)/python -m tests.benchmarks.lambda_cold_start
 
 docs: $(STAMP)
 	$(BIN)/typer sdk.cli.main utils docs --name pushpool --output docs/cli.md

@@ -1,0 +1,73 @@
+"""Cold start of the Lambda control plane: handler import time, runtime build time, package size.
+
+Run with ``make bench-lambda`` (or ``python -m tests.benchmarks.lambda_cold_start``). Prints a
+markdown table. Import time is measured with ``python -X importtime`` in fresh interpreters
+(median of 10); "runtime build" is what the first invocation adds (settings, DynamoDB and KMS
+clients, the FastAPI app), measured in-process with no network call.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RUNS = 10
+MODULE = "control_plane.lambda_handler"
+
+
+def import_time_ms() -> tuple[float, float]:
+    """(median cumulative import time of the handler module per -X importtime, median wall time) in ms."""
+    cumulative, wall = [], []
+    for _ in range(RUNS):
+        started = time.perf_counter()
+        out = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import {MODULE}"], capture_output=True,
+                             text=True, check=True)
+        wall.append((time.perf_counter() - started) * 1000)
+        for line in out.stderr.splitlines():
+            parts = [p.strip() for p in line.removeprefix("import time:").split("|")]
+            if len(parts) == 3 and parts[2] == MODULE:
+                cumulative.append(int(parts[1]) / 1000)
+    return statistics.median(cumulative), statistics.median(wall)
+
+
+def runtime_build_ms() -> float:
+    code = (
+        "import time, os\n"
+        "from control_plane.lambda_handler import build_runtime\n"
+        "from control_plane.settings import Settings\n"
+        "t = time.perf_counter()\n"
+        "build_runtime(Settings(store='dynamodb', dynamodb_table='t', kms_key_id='k', home='/tmp/pp-bench'))\n"
+        "print((time.perf_counter() - t) * 1000)\n"
+    )
+    env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}
+    samples = [float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                    env=env).stdout) for _ in range(5)]
+    return statistics.median(samples)
+
+
+def main() -> None:
+    from provisioners.lambda_package import build_package
+
+    cumulative, wall = import_time_ms()
+    build = runtime_build_ms()
+    with tempfile.TemporaryDirectory() as tmp:
+        package = build_package(Path(tmp))
+    print(f"Lambda cold start on {platform.python_implementation()} {platform.python_version()}, "
+          f"{os.cpu_count()} cores\n")
+    print("| measure | value |")
+    print("|---|---|")
+    print(f"| `import {MODULE}` (-X importtime, cumulative, median of {RUNS}) | {cumulative:.0f} ms |")
+    print(f"| interpreter start + import (wall, median of {RUNS}) | {wall:.0f} ms |")
+    print(f"| first invocation's runtime build (store, KMS, app; median of 5) | {build:.0f} ms |")
+    print(f"| package zipped (Lambda limit 50 MB) | {package.zipped_bytes / 2**20:.1f} MB |")
+    print(f"| package unzipped (Lambda limit 250 MB) | {package.unzipped_bytes / 2**20:.1f} MB |")
+
+
+if __name__ == "__main__":
+    main()
