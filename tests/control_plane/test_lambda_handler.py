@@ -181,3 +181,48 @@ def test_a_tick_does_not_wait_past_its_invocation_time(stack, lambda_env, tmp_pa
 def test_the_runtime_refuses_to_start_without_an_encryption_key(monkeypatch, tmp_path):
     with pytest.raises(ConfigurationError, match="PUSHPOOL_KMS_KEY_ID"):
         lambda_handler.build_runtime(Settings(store="dynamodb", dynamodb_table="t", home=tmp_path))
+
+
+@pytest.fixture
+def lambda_without_docker(aws):
+    """moto answers Invoke without running a container (the setting outlives a reset: put it back)."""
+    import httpx
+
+    httpx.post(f"{aws.url}/moto-api/config", json={"lambda": {"use_docker": False}})
+    yield
+    httpx.post(f"{aws.url}/moto-api/config", json={"lambda": {"use_docker": True}})
+
+
+def test_the_api_wakes_the_tick_with_an_asynchronous_invoke(stack, lambda_without_docker, monkeypatch):
+    import boto3
+
+    calls: list[dict] = []
+    make_client = boto3.session.Session.client
+
+    def recording_client(self, service, *args, **kwargs):
+        client = make_client(self, service, *args, **kwargs)
+        client.meta.events.register("before-call.lambda.Invoke", lambda params, **_: calls.append(params))
+        return client
+
+    monkeypatch.setattr(boto3.session.Session, "client", recording_client)
+    lambda_handler.lambda_waker(f"{STACK}-tick")("flow run created")
+    [call] = calls
+    assert call["url_path"].startswith(f"/2015-03-31/functions/{STACK}-tick/invocations")
+    assert call["headers"]["X-Amz-Invocation-Type"] == "Event"
+    assert json.loads(call["body"]) == {"source": lambda_handler.WAKE_SOURCE, "reason": "flow run created"}
+
+
+def test_a_wake_up_tick_dispatches_without_scheduling_or_recording(stack, lambda_env, tmp_path):
+    workspace, key = bootstrap_owner(stack)
+    pusher = RecordingPusher()
+    lambda_handler._runtime = lambda_handler.build_runtime(
+        Settings(), pushers=recording_registry(pusher, tmp_path, lambda_env.url))
+    client = PushpoolClient(api_url=lambda_env.url, api_key=key, workspace=workspace)
+    client.create_work_pool("fast", "local:push")
+    dep = client.apply_deployment(flow_name="f", name="d", entrypoint="f.py:f", work_pool_name="fast")
+    run = client.create_flow_run(dep["id"])
+    summary = lambda_handler.tick_handler({"source": lambda_handler.WAKE_SOURCE, "reason": "flow run created"},
+                                          LambdaContext(f"{STACK}-tick"))
+    assert summary["kind"] == "wake" and summary["dispatched"] == 1
+    assert [job.flow_run_id for job in pusher.jobs] == [run["id"]]
+    assert "last_tick" not in client.request("GET", "/api/health")
