@@ -21,8 +21,10 @@ enforces this).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +52,9 @@ TICK_PERIOD_SECONDS = 60
 #: Stop waiting for due runs this long before the invocation would time out.
 SAFETY_MARGIN_SECONDS = 10.0
 WAKE_SOURCE = "pushpool.wake"
+#: A wake-up may arrive before DynamoDB's indexes show the new run (they are eventually
+#: consistent, usually within a second): look again this many times, a second apart.
+WAKE_RETRIES = 3
 
 
 @dataclass
@@ -106,7 +111,15 @@ def lambda_waker(function_name: str) -> Callable[[str], None]:
 # --------------------------------------------------------------------------- handlers
 
 
+_thread_state = threading.local()
+
+
 def api_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    if getattr(_thread_state, "loop", None) is None:
+        # mangum runs the app on the thread's event loop; make one rather than rely on asyncio creating
+        # it implicitly (deprecated since Python 3.12, an error from 3.14).
+        _thread_state.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(_thread_state.loop)
     return runtime().asgi(event, context)
 
 
@@ -133,6 +146,12 @@ def run_tick(rt: Runtime, *, remaining_ms: Callable[[], int], wake: bool = False
         except Exception as exc:  # one failing step must not stop the others
             log.exception("%s step failed", name)
             summary["errors"].append(f"{name}: {exc}")
+    for _ in range(WAKE_RETRIES if wake and summary["dispatched"] == 0 and not summary["errors"] else 0):
+        rt.sleep(1.0)
+        dispatched = len(rt.dispatcher.run_once())
+        summary["dispatched"] += dispatched
+        if dispatched:
+            break
     try:
         summary["dispatched"] += _serve_until_next_tick(rt, remaining_ms)
     except Exception as exc:

@@ -59,7 +59,7 @@ class Settings(BaseSettings):
 
     @property
     def api_url(self) -> str:
-        return self.public_api_url or f"http://{self.host}:{self.port}"
+        return (self.public_api_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
     def sqlite_path(self) -> Path:

@@ -26,7 +26,7 @@ from control_plane.models import (
     Workspace,
 )
 from control_plane.storage.dynamodb_runs import DynamoRunsMixin
-from control_plane.storage.dynamodb_schema import deployment_sort_key, from_attrs, to_attrs
+from control_plane.storage.dynamodb_schema import INDEXES, deployment_sort_key, from_attrs, to_attrs
 from control_plane.storage.dynamodb_table import Item, Table, TransactionFailed
 
 M = TypeVar("M", bound=BaseModel)
@@ -71,8 +71,9 @@ class DynamoDbStore(DynamoRunsMixin):
         return _load(model, self.table.get(pk, sk))
 
     def _list(self, model: type[M], pk: str, prefix: str | None = None, *, index: str | None = None) -> list[M]:
-        if index == "lists":
-            items = self.table.query(pk, index="lists", pk_name="G5PK", sk_name="G5SK")
+        if index is not None:
+            pk_name, sk_name = INDEXES[index]
+            items = self.table.query(pk, index=index, pk_name=pk_name, sk_name=sk_name)
         else:
             items = self.table.query(pk, sk_prefix=prefix)
         return [model.model_validate_json(i["doc"]["S"]) for i in items]

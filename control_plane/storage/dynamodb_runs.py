@@ -26,7 +26,7 @@ from control_plane.models import (
     WorkPool,
 )
 from control_plane.storage.base import ClaimResult
-from control_plane.storage.dynamodb_schema import HIGH, to_attrs
+from control_plane.storage.dynamodb_schema import HIGH, INDEXES, to_attrs
 from control_plane.storage.dynamodb_table import Item, Table, TransactionFailed
 from control_plane.storage.records import from_ts, run_with_state, ts
 
@@ -125,8 +125,7 @@ class DynamoRunsMixin:
 
     def _index(self, index: str, pk: str, low: str = _LOWEST, high: str = HIGH, *, forward: bool = True,
                page_size: int | None = None):
-        pk_name, sk_name = {"due": ("G1PK", "G1SK"), "workspace": ("G2PK", "G2SK"), "deployment": ("G3PK", "G3SK"),
-                            "auto": ("G4PK", "G4SK"), "lists": ("G5PK", "G5SK")}[index]
+        pk_name, sk_name = INDEXES[index]
         return self.table.query(pk, index=index, sk_between=(low, high), forward=forward, page_size=page_size,
                                 pk_name=pk_name, sk_name=sk_name)
 

@@ -86,7 +86,8 @@ def deploy(
     if output is Output.table:
         console.print(f"Package {built.path.name}: {built.zipped_bytes / 2**20:.1f} MB zipped, "
                       f"{built.unzipped_bytes / 2**20:.1f} MB unzipped (limits 50 / 250 MB)")
-    info = stack.deploy(built, _say(output))
+    with console.status(f"Deploying stack {stack_name} (CloudFormation; a first creation takes a few minutes) ..."):
+        info = stack.deploy(built, _say(output))
     created = bootstrap_owner(info, stack.session)
     name = profile_name or stack_name
     values: dict[str, Any] = {"PUSHPOOL_API_URL": info.api_url}
@@ -151,7 +152,8 @@ def destroy(
     stack = _stack(stack_name, region, aws_profile)
     what = "WITHOUT a backup" if no_backup else "after an on-demand backup of its table"
     confirm(f"Delete stack {stack_name!r} in {stack.region} and all its data, {what}?", yes)
-    backup = stack.destroy(_say(output), backup=not no_backup)
+    with console.status(f"Deleting stack {stack_name} ..."):
+        backup = stack.destroy(_say(output), backup=not no_backup)
     if output is Output.json:
         emit({"stack": stack_name, "region": stack.region, "deleted": True, "backup_arn": backup}, output, str)
         return

@@ -5,10 +5,8 @@ pusher, whose task a container simulator runs until the flow reports COMPLETED."
 
 from __future__ import annotations
 
-import io
 import json
 import textwrap
-import zipfile
 from datetime import timedelta
 
 import pytest
@@ -19,29 +17,18 @@ from control_plane.errors import ConfigurationError
 from control_plane.settings import Settings
 from control_plane.storage.dynamodb import DynamoDbStore
 from control_plane.storage.dynamodb_schema import table_definition
-from provisioners.lambda_package import LambdaPackage
 from provisioners.lambda_stack import LambdaStack, bootstrap_owner
 from pushers.base import PusherContext, PusherRegistry
 from sdk.client import PushpoolClient
 from tests.e2e.test_ecs_loop import IMAGE, ecs_template, wait_for_infra
 from tests.fakes.aws import REGION, ContainerSimulator
 from tests.fakes.function_url import FunctionUrl, LambdaContext
-from tests.fakes.moto_cfn import register
+from tests.fakes.moto_cfn import placeholder_package, register
 from tests.fakes.pushers import RecordingPusher
 from tests.live_server import wait_for_state
 
 STACK = "pp"
 SCHEDULE_EVENT = {"source": "pushpool.schedule"}
-
-
-def tiny_package(tmp_path) -> LambdaPackage:
-    """The stack only needs some zip in S3 (moto never runs the functions; the tests call the handlers)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("control_plane/__init__.py", "")
-    path = tmp_path / "pushpool-lambda-test.zip"
-    path.write_bytes(buffer.getvalue())
-    return LambdaPackage(path, "0" * 64, path.stat().st_size, 0, "3.13")
 
 
 def recording_registry(pusher: RecordingPusher, home, api_url: str) -> PusherRegistry:
@@ -52,7 +39,7 @@ def recording_registry(pusher: RecordingPusher, home, api_url: str) -> PusherReg
 def stack(aws, tmp_path):
     register()
     events: list[str] = []
-    info = LambdaStack(STACK, REGION, poll_seconds=0.05).deploy(tiny_package(tmp_path), events.append)
+    info = LambdaStack(STACK, REGION, poll_seconds=0.05).deploy(placeholder_package(tmp_path), events.append)
     info.events = events  # type: ignore[attr-defined]
     return info
 
@@ -226,3 +213,16 @@ def test_a_wake_up_tick_dispatches_without_scheduling_or_recording(stack, lambda
     assert summary["kind"] == "wake" and summary["dispatched"] == 1
     assert [job.flow_run_id for job in pusher.jobs] == [run["id"]]
     assert "last_tick" not in client.request("GET", "/api/health")
+
+
+def test_a_wake_up_looks_again_while_the_index_catches_up(stack, lambda_env, tmp_path, monkeypatch):
+    """DynamoDB's indexes are eventually consistent: a wake-up that finds nothing tries again a second later."""
+    pusher = RecordingPusher()
+    slept: list[float] = []
+    rt = lambda_handler.build_runtime(Settings(), pushers=recording_registry(pusher, tmp_path, lambda_env.url),
+                                      sleep=slept.append)
+    passes = iter([[], [], ["run"]])
+    monkeypatch.setattr(rt.dispatcher, "run_once", lambda: next(passes, []))
+    lambda_handler._runtime = rt
+    summary = lambda_handler.tick_handler({"source": lambda_handler.WAKE_SOURCE}, LambdaContext(f"{STACK}-tick"))
+    assert summary["dispatched"] == 1 and slept == [1.0, 1.0]

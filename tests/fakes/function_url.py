@@ -7,7 +7,6 @@ in tests, in-process.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import threading
 import time
@@ -67,9 +66,8 @@ class FunctionUrl:
     def __init__(self, handler: Handler, function_name: str = "pushpool-api") -> None:
         self.handler, self.function_name = handler, function_name
         self.events: list[dict[str, Any]] = []
-        #: One Lambda container: invocations run one at a time, on a thread with an event loop (as on Lambda).
-        self.container = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lambda-container",
-                                            initializer=lambda: asyncio.set_event_loop(asyncio.new_event_loop()))
+        #: One Lambda container: invocations run one at a time, on one thread.
+        self.container = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lambda-container")
         bridge = self
 
         class Request(BaseHTTPRequestHandler):

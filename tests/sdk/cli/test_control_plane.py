@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import zipfile
 
 import pytest
 
 from sdk import profiles
 from tests.fakes.aws import REGION
-from tests.fakes.moto_cfn import register
+from tests.fakes.moto_cfn import placeholder_package, register
 from tests.sdk.cli.conftest import Cli
 
 STACK = "ppcli"
@@ -24,12 +23,7 @@ def cli(aws, tmp_path, monkeypatch) -> Cli:
 
 @pytest.fixture
 def package(tmp_path):
-    path = tmp_path / "pushpool-lambda-test.zip"
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("control_plane/__init__.py", "")
-    path.write_bytes(buffer.getvalue())
-    return path
+    return placeholder_package(tmp_path).path
 
 
 def deploy(cli: Cli, package, *extra: str) -> dict:
