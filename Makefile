@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint docs install clean bench-lambda
+.PHONY: demo test test-slow lint docs install clean bench bench-lambda
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ test-slow: $(STAMP)
 	PUSHPOOL_EXACTLY_ONCE_RUNS=5000 PUSHPOOL_LOAD_CLIENTS=100 PUSHPOOL_LOAD_SECONDS=60 \
 	PUSHPOOL_FUZZ_EXAMPLES=200 PUSHPOOL_CRASH_RUNS=60 PUSHPOOL_CRASH_KILLS=12 \
 	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout 1800 tests/reliability tests/security
+
+# pushpool vs Prefect 3.8 on this machine, side by side (Prefect goes into .bench/prefect-venv); prints one
+# markdown table and writes it into docs/benchmarks.md. About 20 minutes on 2 cores.
+bench: $(STAMP)
+	$(BIN)/python -m tests.benchmarks.run --update-docs
 
 # Cold start of the Lambda control plane: handler import time, first-invocation build time, package size.
 bench-lambda: $(STAMP)

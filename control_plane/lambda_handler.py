@@ -37,7 +37,7 @@ from control_plane.app import build_context, create_app
 from control_plane.clock import Clock
 from control_plane.errors import ConfigurationError
 from control_plane.services.context import ServiceContext
-from control_plane.services.dispatcher import Dispatcher
+from control_plane.services.dispatcher import Dispatcher, next_claimable_time
 from control_plane.services.reconciler import Reconciler
 from control_plane.services.scheduler import run_scheduler
 from control_plane.settings import Settings
@@ -170,14 +170,7 @@ def _serve_until_next_tick(rt: Runtime, remaining_ms: Callable[[], int]) -> int:
     horizon_end = ctx.clock.now() + timedelta(seconds=TICK_PERIOD_SECONDS)
     while True:
         now = ctx.clock.now()
-        wake_at = None
-        for pool in ctx.store.list_all_work_pools():
-            if pool.paused:
-                continue
-            lead = timedelta(seconds=pool.prefetch_seconds)
-            due = ctx.store.earliest_scheduled_time(pool.id, now + lead, horizon_end + lead)
-            if due is not None and (wake_at is None or due - lead < wake_at):
-                wake_at = due - lead
+        wake_at = next_claimable_time(ctx, now, horizon_end)
         if wake_at is None:
             return dispatched
         wait = max(0.0, (wake_at - now).total_seconds())

@@ -13,15 +13,18 @@ from control_plane.bootstrap import bootstrap
 from control_plane.services.ticker import Ticker
 from control_plane.settings import Settings
 from control_plane.storage import open_store
+from pushers.base import PusherRegistry
 
 
 def serve(settings: Settings, on_bootstrap: Callable[[str, str], None] | None = None,
-          log_level: str = "info") -> None:
-    """Run until interrupted. ``on_bootstrap(workspace, key)`` is called when a first key was created."""
+          log_level: str = "info", pushers: PusherRegistry | None = None) -> None:
+    """Run until interrupted. ``on_bootstrap(workspace, key)`` is called when a first key was created.
+
+    ``pushers`` replaces the pusher registry (benchmarks use a recording pusher)."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings.home.mkdir(parents=True, exist_ok=True)
     store = open_store(settings)
-    ctx = build_context(settings, store)
+    ctx = build_context(settings, store, pushers=pushers)
     created = bootstrap(ctx)
     if created and on_bootstrap:
         on_bootstrap(*created)

@@ -13,17 +13,20 @@ from __future__ import annotations
 import logging
 import random
 import shlex
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
+from typing import Any
 
 from control_plane.errors import InvalidInput, NotFound, PushpoolError
-from control_plane.models import FlowRun, FlowRunFilter, LateRunMode, StateType, WorkPool
+from control_plane.models import Deployment, FlowRun, FlowRunFilter, LateRunMode, StateType, WorkPool
 from control_plane.services import keys
 from control_plane.services.context import ServiceContext
 from control_plane.services.flow_runs import try_set_state
 from control_plane.services.pool_pushers import block_resolver, pusher_for
 from control_plane.services.templating import render_job_configuration
-from pushers.base import MAX_RUNTIME_SECONDS, Job, PermanentPusherError, TransientPusherError
+from pushers.base import MAX_RUNTIME_SECONDS, Job, PermanentPusherError, Pusher, TransientPusherError
 
 log = logging.getLogger("pushpool.dispatcher")
 
@@ -81,9 +84,43 @@ def _backoff(ctx: ServiceContext, attempts: int) -> float:
     return min(ctx.settings.submission_backoff_max_seconds, base) * random.uniform(0.5, 1.0)
 
 
-def build_job(ctx: ServiceContext, run: FlowRun, pool: WorkPool, token: str) -> tuple[Job, int]:
+class TickCache:
+    """What one dispatch pass reads once and shares between its runs: pools, deployments, bound pushers.
+
+    A pass lasts a second or two; a change to a pool or deployment is seen by the next pass.
+    """
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+        self._pools: dict[str, WorkPool | None] = {}
+        self._deployments: dict[str, Deployment | None] = {}
+        self._pushers: dict[str, Pusher] = {}
+        self._lock = threading.Lock()
+
+    def _get(self, table: dict, key: str, load: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in table:
+                return table[key]
+        value = load()  # outside the lock: two threads may both load once, harmlessly
+        with self._lock:
+            return table.setdefault(key, value)
+
+    def pool(self, run: FlowRun) -> WorkPool | None:
+        return self._get(self._pools, run.pool_id,
+                         lambda: self.ctx.store.get_work_pool_by_id(run.workspace_id, run.pool_id))
+
+    def deployment(self, run: FlowRun) -> Deployment | None:
+        return self._get(self._deployments, run.deployment_id,
+                         lambda: self.ctx.store.get_deployment(run.workspace_id, run.deployment_id))
+
+    def pusher(self, pool: WorkPool) -> Pusher:
+        return self._get(self._pushers, pool.id, lambda: pusher_for(self.ctx, pool))
+
+
+def build_job(ctx: ServiceContext, run: FlowRun, pool: WorkPool, token: str,
+              cache: TickCache | None = None) -> tuple[Job, int]:
     """Render the run's job; returns it and the runtime limit in seconds."""
-    deployment = ctx.store.get_deployment(run.workspace_id, run.deployment_id)
+    deployment = (cache or TickCache(ctx)).deployment(run)
     if deployment is None:
         raise PermanentPusherError("the run's deployment was deleted")
     properties = pool.base_job_template.get("variables", {}).get("properties", {})
@@ -118,19 +155,20 @@ def build_job(ctx: ServiceContext, run: FlowRun, pool: WorkPool, token: str) -> 
     return job, max_runtime
 
 
-def submit_run(ctx: ServiceContext, run: FlowRun) -> FlowRun | None:
+def submit_run(ctx: ServiceContext, run: FlowRun, cache: TickCache | None = None) -> FlowRun | None:
     """Submit one claimed run (this dispatcher holds its lease). Returns the run as recorded."""
-    pool = ctx.store.get_work_pool_by_id(run.workspace_id, run.pool_id)
+    cache = cache or TickCache(ctx)
+    pool = cache.pool(run)
     if pool is None:
         return try_set_state(ctx, run, StateType.CRASHED, "The run's work pool was deleted")
     now = ctx.clock.now()
     token = keys.mint_run_token(run.id, ctx.cipher.derive_key("run-tokens"))
     try:
-        job, max_runtime = build_job(ctx, run, pool, token)
+        job, max_runtime = build_job(ctx, run, pool, token, cache)
         deadline = max(now, run.scheduled_time) + timedelta(seconds=max_runtime)
         ctx.store.set_run_token(run.id, keys.hash_secret(token),
                                 deadline + timedelta(seconds=ctx.settings.run_token_grace_seconds))
-        submission = pusher_for(ctx, pool).submit(job)
+        submission = cache.pusher(pool).submit(job)
     except TransientPusherError as exc:
         return _defer(ctx, run, str(exc))
     except (PermanentPusherError, InvalidInput, NotFound) as exc:
@@ -148,7 +186,7 @@ def submit_run(ctx: ServiceContext, run: FlowRun) -> FlowRun | None:
         # Cancelled while we were submitting: stop what we started and let the reconciler clean up.
         ctx.store.update_flow_run(run.id, {"infra_id": submission.infra_id, "console_url": submission.console_url})
         try:
-            pusher_for(ctx, pool).cancel(submission.infra_id)
+            cache.pusher(pool).cancel(submission.infra_id)
         except PushpoolError as exc:
             log.warning("could not stop infrastructure of cancelled run %s: %s", run.id, exc)
     return recorded
@@ -169,6 +207,24 @@ def _defer(ctx: ServiceContext, run: FlowRun, error: str) -> FlowRun | None:
 # --------------------------------------------------------------------------- the tick step
 
 
+def next_claimable_time(ctx: ServiceContext, now: datetime, until: datetime) -> datetime | None:
+    """The first moment in ``(now, until]`` at which a SCHEDULED run becomes claimable (its scheduled
+    time less its pool's prefetch): when a ticker should wake to dispatch it on the dot."""
+    wake_at = None
+    for pool in ctx.store.list_all_work_pools():
+        if pool.paused:
+            continue
+        lead = timedelta(seconds=pool.prefetch_seconds)
+        due = ctx.store.earliest_scheduled_time(pool.id, now + lead, until + lead)
+        if due is not None and (wake_at is None or due - lead < wake_at):
+            wake_at = due - lead
+    return wake_at
+
+
+#: Claims of one pool in one pass, each of ``dispatch_batch_size`` runs.
+MAX_CLAIMS_PER_POOL = 20
+
+
 class Dispatcher:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
@@ -179,23 +235,41 @@ class Dispatcher:
         return self.ctx.clock.now() + timedelta(seconds=self.ctx.settings.submission_lease_seconds)
 
     def run_once(self) -> list[FlowRun]:
-        """One dispatch pass; returns the runs handed to pushers."""
+        """One dispatch pass; returns the runs handed to pushers.
+
+        A pool with more due runs than one claim takes is claimed again at once (up to
+        ``MAX_CLAIMS_PER_POOL`` batches), each batch handed to the submitting threads
+        while the next is claimed, so a thousand runs due at the same second leave
+        within the pass instead of a batch per tick.
+        """
         ctx = self.ctx
         apply_late_policies(ctx)
-        batch: list[FlowRun] = []
+        cache = TickCache(ctx)
+        handed: list[FlowRun] = []
+        pending: list[Future] = []
+        batch_size = ctx.settings.dispatch_batch_size
+
+        def hand_over(runs: list[FlowRun]) -> None:
+            handed.extend(runs)
+            pending.extend(self._executor.submit(submit_run, ctx, run, cache) for run in runs)
+
         for pool in ctx.store.list_all_work_pools():
             if pool.paused:
                 continue
-            claim = ctx.store.claim_flow_runs(pool.id, ctx.clock.now(), self._lease_until(),
-                                              ctx.settings.dispatch_batch_size)
-            batch += claim.claimed
-        for run in ctx.store.list_submittable_runs(ctx.clock.now(), ctx.settings.dispatch_batch_size):
+            for _ in range(MAX_CLAIMS_PER_POOL):
+                claim = ctx.store.claim_flow_runs(pool.id, ctx.clock.now(), self._lease_until(), batch_size)
+                hand_over(claim.claimed)
+                if len(claim.claimed) < batch_size:
+                    break
+        retries = []
+        for run in ctx.store.list_submittable_runs(ctx.clock.now(), batch_size):
             acquired = ctx.store.acquire_submission(run.id, ctx.clock.now(), self._lease_until())
             if acquired is not None:
-                batch.append(acquired)
-        if batch:
-            list(self._executor.map(lambda r: submit_run(ctx, r), batch))
-        return batch
+                retries.append(acquired)
+        hand_over(retries)
+        for future in pending:
+            future.result()
+        return handed
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import timedelta
 
 from control_plane.services.context import ServiceContext
-from control_plane.services.dispatcher import Dispatcher
+from control_plane.services.dispatcher import Dispatcher, next_claimable_time
 from control_plane.services.reconciler import Reconciler
 from control_plane.services.scheduler import run_scheduler
 
@@ -54,7 +55,17 @@ class Ticker:
         while not self._stop.is_set():
             started = time.monotonic()
             self.tick()
-            self._stop.wait(max(0.0, interval - (time.monotonic() - started)))
+            self._stop.wait(self._wait_seconds(max(0.0, interval - (time.monotonic() - started))))
+
+    def _wait_seconds(self, until_next_tick: float) -> float:
+        """Until the next tick, or sooner when a run becomes claimable before it (so it leaves on the dot)."""
+        now = self.ctx.clock.now()
+        try:
+            wake_at = next_claimable_time(self.ctx, now, now + timedelta(seconds=until_next_tick))
+        except Exception:
+            log.exception("looking for the next due run failed")
+            return until_next_tick
+        return until_next_tick if wake_at is None else max(0.0, (wake_at - now).total_seconds())
 
     def stop(self) -> None:
         self._stop.set()

@@ -1,0 +1,144 @@
+"""Workloads that need something to start runs: Prefect's process worker (defaults), and pushpool's
+own dispatcher with the local pusher, for dispatch lateness (4) and on-time start with slow
+infrastructure (5)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from tests.benchmarks.systems import PREFECT_VENV, PrefectApi, PrefectServer, PushpoolApi, PushpoolServer
+from tests.benchmarks.workloads import Lateness, create_due_runs, due_at
+
+PREFECT_FLOW = "from prefect import flow\n\n\n@flow\ndef bench():\n    return 1\n"
+PUSHPOOL_FLOW = "from sdk import flow\n\n\n@flow\ndef bench():\n    return 1\n"
+#: What "infrastructure that takes 60 s to start" means here: the container's command sleeps first.
+INFRA_START_SECONDS = 60
+
+
+def _project(source: str) -> Path:
+    project = Path(tempfile.mkdtemp(prefix="pushpool-bench-flow-"))
+    (project / "flow.py").write_text(source)
+    return project
+
+
+def _prefect_deployment(api: PrefectApi, client: Any, project: Path, **fields: Any) -> str:
+    api.create_pool(client, "proc")
+    return api.create_deployment(
+        client, "due", "proc", entrypoint="flow.py:bench", path=str(project),
+        pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": str(project)}}], **fields)
+
+
+def _start_worker(server: PrefectServer) -> subprocess.Popen:
+    log = open(server.home / "worker.log", "w")  # noqa: SIM115 - the worker's lifetime
+    return subprocess.Popen([str(PREFECT_VENV / "bin" / "prefect"), "worker", "start", "--pool", "proc",
+                             "--type", "process"], env=server.env, cwd=server.home, stdout=log,
+                            stderr=subprocess.STDOUT)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def _prefect_runs(api: PrefectApi, client: Any, ids: list[str]) -> list[dict]:
+    answer = client.post("/flow_runs/filter", json={"flow_runs": {"id": {"any_": ids}}, "limit": len(ids)})
+    answer.raise_for_status()
+    return answer.json()
+
+
+def _seconds(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def dispatch_lateness(count: int) -> Lateness:
+    """Prefect: ``count`` runs due at the same second; a process worker with default settings picks them
+    up. Lateness is each run's PENDING time (the worker taking it) after its scheduled time."""
+    server = PrefectServer(services=True)
+    worker = None
+    try:
+        api = PrefectApi(server)
+        with api.client() as client:
+            deployment = _prefect_deployment(api, client, _project(PREFECT_FLOW))
+            at = due_at(20)
+            ids = create_due_runs(api, deployment, count, at)
+            worker = _start_worker(server)
+            deadline = at.timestamp() + 90
+            while time.time() < deadline:
+                if all(r["state"]["type"] != "SCHEDULED" for r in _prefect_runs(api, client, ids)):
+                    break
+                time.sleep(1)
+            seen = []
+            for run_id in ids:
+                states = client.get("/flow_run_states/", params={"flow_run_id": run_id}).json()
+                pending = [s for s in states if s["type"] == "PENDING"]
+                if pending:
+                    seen.append(min(_seconds(s["timestamp"]) for s in pending) - at.timestamp())
+        return Lateness(count, seen)
+    finally:
+        if worker is not None:
+            _stop(worker)
+        server.stop()
+
+
+def prefect_slow_start(count: int) -> Lateness:
+    """Prefect: the process worker's command sleeps 60 s before the engine starts (a slow container)."""
+    server = PrefectServer(services=True)
+    worker = None
+    try:
+        api = PrefectApi(server)
+        command = f"sh -c 'sleep {INFRA_START_SECONDS}; exec {PREFECT_VENV / 'bin' / 'python'} -m prefect.engine'"
+        with api.client() as client:
+            deployment = _prefect_deployment(api, client, _project(PREFECT_FLOW),
+                                             job_variables={"command": command})
+            at = due_at(30)
+            ids = create_due_runs(api, deployment, count, at)
+            worker = _start_worker(server)
+            deadline = at.timestamp() + INFRA_START_SECONDS + 120
+            runs: list[dict] = []
+            while time.time() < deadline:
+                runs = _prefect_runs(api, client, ids)
+                if all(r.get("start_time") for r in runs):
+                    break
+                time.sleep(2)
+        return Lateness(count, [_seconds(r["start_time"]) - _seconds(r["expected_start_time"])
+                                for r in runs if r.get("start_time")])
+    finally:
+        if worker is not None:
+            _stop(worker)
+        server.stop()
+
+
+def pushpool_slow_start(count: int) -> Lateness:
+    """pushpool: the local pusher's command sleeps 60 s before the runner starts; the pool's prefetch
+    (90 s) submits early, and the runner waits for the scheduled time."""
+    server = PushpoolServer()
+    try:
+        api = PushpoolApi(server)
+        project = _project(PUSHPOOL_FLOW)
+        command = ["sh", "-c", f"sleep {INFRA_START_SECONDS}; exec {sys.executable} -m sdk.runner"]
+        with api.client() as client:
+            api.create_pool(client, "slow", prefetch_seconds=INFRA_START_SECONDS + 30)
+            deployment = api.create_deployment(client, "slow", "slow",
+                                               job_variables={"working_dir": str(project), "command": command})
+            at = due_at(INFRA_START_SECONDS + 35)
+            ids = create_due_runs(api, deployment, count, at)
+            deadline = at.timestamp() + 120
+            runs: list[dict] = []
+            while time.time() < deadline:
+                runs = [client.get(f"/flow_runs/{run_id}").json() for run_id in ids]
+                if all(r.get("start_time") for r in runs):
+                    break
+                time.sleep(2)
+        return Lateness(count, [_seconds(r["start_time"]) - _seconds(r["scheduled_time"])
+                                for r in runs if r.get("start_time")])
+    finally:
+        server.stop()
