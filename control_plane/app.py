@@ -13,32 +13,16 @@ from fastapi.responses import JSONResponse
 
 from control_plane import __doc__ as _doc
 from control_plane.api import blocks, deployments, flow_runs, identity, work_pools
-from control_plane.clock import Clock, SystemClock
+from control_plane.clock import Clock
 from control_plane.errors import PushpoolError, Unauthorized
-from control_plane.services.context import ServiceContext
-from control_plane.services.crypto import BlockCipher, Cipher, load_or_create_key
+from control_plane.services.context import ServiceContext, build_context
 from control_plane.settings import Settings
 from control_plane.storage.base import Store
-from pushers.base import PusherContext, PusherRegistry
+from pushers.base import PusherRegistry
+
+__all__ = ["VERSION", "build_context", "create_app"]
 
 VERSION = "0.1.0"
-
-
-def build_cipher(settings: Settings, store: Store) -> Cipher:
-    """KMS envelope encryption when a KMS key is configured, else Fernet with the local or given key."""
-    if settings.kms_key_id:
-        from control_plane.services.kms_crypto import KmsBlockCipher
-
-        return KmsBlockCipher(settings.kms_key_id, store)
-    return BlockCipher(settings.encryption_key or load_or_create_key(settings.home))
-
-
-def build_context(settings: Settings, store: Store, clock: Clock | None = None,
-                  pushers: PusherRegistry | None = None) -> ServiceContext:
-    return ServiceContext(
-        store=store, settings=settings, clock=clock or SystemClock(), cipher=build_cipher(settings, store),
-        pushers=pushers or PusherRegistry(PusherContext(state_dir=settings.home, api_url=settings.api_url)),
-    )
 
 
 def create_app(settings: Settings, store: Store, *, clock: Clock | None = None,

@@ -16,7 +16,8 @@ app are built once per container, on its first invocation.
 
 Importing this module imports no cloud SDK: boto3 comes with the store's first
 client; google, azure and modal only when a pool of their type is dispatched (a test
-enforces this).
+enforces this). Nor does it import FastAPI: the app is built on the API function's first
+invocation, so the tick function's cold start does not include the web framework.
 """
 
 from __future__ import annotations
@@ -31,12 +32,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from mangum import Mangum
-
-from control_plane.app import build_context, create_app
 from control_plane.clock import Clock
 from control_plane.errors import ConfigurationError
-from control_plane.services.context import ServiceContext
+from control_plane.services.context import ServiceContext, build_context
 from control_plane.services.dispatcher import Dispatcher, next_claimable_time
 from control_plane.services.reconciler import Reconciler
 from control_plane.services.scheduler import run_scheduler
@@ -62,10 +60,25 @@ class Runtime:
     """What one Lambda container keeps between invocations."""
 
     ctx: ServiceContext
-    asgi: Mangum
     dispatcher: Dispatcher
     reconciler: Reconciler
     sleep: Callable[[float], None] = time.sleep
+    _asgi: Any = None
+
+    @property
+    def asgi(self) -> Any:
+        """The FastAPI app behind mangum, built on the API function's first invocation.
+
+        FastAPI and the routes are imported here, not with this module: the tick function
+        never serves HTTP and should not pay for them on its cold start.
+        """
+        if self._asgi is None:
+            from mangum import Mangum
+
+            from control_plane.app import create_app
+
+            self._asgi = Mangum(create_app(self.ctx.settings, self.ctx.store, ctx=self.ctx), lifespan="off")
+        return self._asgi
 
 
 _runtime: Runtime | None = None
@@ -80,9 +93,7 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None, pushers: Pu
     ctx = build_context(settings, store, clock, pushers)
     if settings.tick_function_name:
         ctx.wake_ticker = lambda_waker(settings.tick_function_name)
-    app = create_app(settings, store, ctx=ctx)
-    return Runtime(ctx=ctx, asgi=Mangum(app, lifespan="off"), dispatcher=Dispatcher(ctx), reconciler=Reconciler(ctx),
-                   sleep=sleep)
+    return Runtime(ctx=ctx, dispatcher=Dispatcher(ctx), reconciler=Reconciler(ctx), sleep=sleep)
 
 
 def runtime() -> Runtime:

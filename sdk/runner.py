@@ -16,9 +16,11 @@ import importlib
 import importlib.util
 import inspect
 import os
+import socket
 import sys
 import time
 import traceback
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -100,21 +102,39 @@ def run(client: PushpoolClient, run_id: str) -> int:
         return 0
     deployment = client.read_deployment(flow_run["deployment_id"])
     wait_until(datetime.fromisoformat(flow_run["scheduled_time"]))
-    try:
-        client.set_flow_run_state(run_id, "RUNNING")
-    except Conflict as exc:
-        print(f"pushpool: not starting flow run {run_id}: {exc}")
+    # The message names this runner, so a report whose answer was lost (the control plane went
+    # down after recording it) is recognised as ours when the retry is refused.
+    started = f"Started by runner {uuid.uuid4().hex[:12]} (pid {os.getpid()} on {socket.gethostname()})"
+    if not report(client, run_id, "RUNNING", started):
+        print(f"pushpool: not starting flow run {run_id}: it is {client.read_flow_run(run_id)['state']['type']}")
         return 0
     try:
         fn = load_entrypoint(deployment["entrypoint"])
         call_flow(fn, flow_run["parameters"])
     except Exception as exc:
         traceback.print_exc()
-        message = f"{type(exc).__name__}: {exc}"[:5000]
-        client.set_flow_run_state(run_id, "FAILED", message=message)
+        report(client, run_id, "FAILED", f"{type(exc).__name__}: {exc}"[:5000])
         return 1
-    client.set_flow_run_state(run_id, "COMPLETED")
+    report(client, run_id, "COMPLETED", None)
     return 0
+
+
+def report(client: PushpoolClient, run_id: str, state: str, message: str | None) -> bool:
+    """Report a state; ``True`` once it is recorded, also when an earlier attempt was (its answer lost).
+
+    ``False`` when the run is elsewhere (cancelled, or started by someone else); a final report
+    refused because the run ended otherwise (e.g. cancelled meanwhile) raises the Conflict.
+    """
+    try:
+        client.set_flow_run_state(run_id, state, message=message)
+        return True
+    except Conflict:
+        current = client.read_flow_run(run_id)["state"]
+        if current["type"] == state and (message is None or current.get("message") == message):
+            return True
+        if state == "RUNNING":
+            return False
+        raise
 
 
 def main() -> int:

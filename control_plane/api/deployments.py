@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Response, status
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 
 from control_plane.api.deps import Access, get_ctx, workspace_access
 from control_plane.api.schemas import DeploymentCreate, DeploymentUpdate, ScheduleIn
@@ -14,6 +12,7 @@ from control_plane.errors import InvalidInput, NotFound
 from control_plane.models import Deployment, Schedule, WorkPool, with_changes
 from control_plane.services.context import ServiceContext
 from control_plane.services.flow_runs import validate_parameters
+from control_plane.services.json_schema import schema_problem
 from control_plane.services.keys import Permission
 from control_plane.services.scheduler import replace_future_runs
 from control_plane.services.schedules import validate_schedule
@@ -60,10 +59,9 @@ def _schedules(items: list[ScheduleIn], previous: list[Schedule]) -> list[Schedu
 def _check(ctx: ServiceContext, deployment: Deployment, pool: WorkPool) -> None:
     validate_job_variables(pool.base_job_template.get("variables", {}), deployment.job_variables)
     if deployment.parameter_schema is not None:
-        try:
-            Draft202012Validator.check_schema(deployment.parameter_schema)
-        except SchemaError as exc:
-            raise InvalidInput(f"parameter_schema: not a valid JSON schema: {exc.message}") from None
+        problem = schema_problem(deployment.parameter_schema)
+        if problem is not None:
+            raise InvalidInput(f"parameter_schema: not a valid JSON schema: {problem}")
     validate_parameters(deployment, deployment.parameters)
     for i, schedule in enumerate(deployment.schedules):
         try:

@@ -1,4 +1,4 @@
-"""The bundle of collaborators every service uses: store, settings, clock, cipher, pushers."""
+"""The bundle of collaborators every service uses (store, settings, clock, cipher, pushers), and how it is built."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from control_plane.clock import Clock
-from control_plane.services.crypto import Cipher
+from control_plane.clock import Clock, SystemClock
+from control_plane.services.crypto import BlockCipher, Cipher, load_or_create_key
 from control_plane.settings import Settings
 from control_plane.storage.base import Store
-from pushers.base import PusherRegistry
+from pushers.base import PusherContext, PusherRegistry
 
 
 @dataclass
@@ -32,3 +32,20 @@ class ServiceContext:
             self.wake_ticker(reason)
         except Exception:
             logging.getLogger("pushpool.tick").warning("Could not wake the ticker (%s)", reason, exc_info=True)
+
+
+def build_cipher(settings: Settings, store: Store) -> Cipher:
+    """KMS envelope encryption when a KMS key is configured, else Fernet with the local or given key."""
+    if settings.kms_key_id:
+        from control_plane.services.kms_crypto import KmsBlockCipher
+
+        return KmsBlockCipher(settings.kms_key_id, store)
+    return BlockCipher(settings.encryption_key or load_or_create_key(settings.home))
+
+
+def build_context(settings: Settings, store: Store, clock: Clock | None = None,
+                  pushers: PusherRegistry | None = None) -> ServiceContext:
+    return ServiceContext(
+        store=store, settings=settings, clock=clock or SystemClock(), cipher=build_cipher(settings, store),
+        pushers=pushers or PusherRegistry(PusherContext(state_dir=settings.home, api_url=settings.api_url)),
+    )

@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
 from control_plane.errors import Conflict, InvalidInput, NotFound
 from control_plane.models import Deployment, FlowRun, StateType, WorkPool
 from control_plane.services import states
 from control_plane.services.context import ServiceContext
+from control_plane.services.json_schema import validation_errors
 from control_plane.services.templating import merge_job_variables, validate_job_variables
 
 #: Runs are scheduled at most this far from now (keeps every derived time in range).
@@ -30,8 +29,7 @@ def generate_run_name(run_id: str) -> str:
 def validate_parameters(deployment: Deployment, parameters: dict[str, Any]) -> None:
     if deployment.parameter_schema is None:
         return
-    schema = dict(deployment.parameter_schema)
-    errors = sorted(Draft202012Validator(schema).iter_errors(parameters), key=lambda e: list(e.path))
+    errors = validation_errors(deployment.parameter_schema, parameters)
     if errors:
         first = errors[0]
         path = ".".join(["parameters", *(str(p) for p in first.path)])

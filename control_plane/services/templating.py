@@ -25,10 +25,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
-
 from control_plane.errors import InvalidInput
+from control_plane.services.json_schema import schema_problem, validation_errors
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]+)*)\s*\}\}")
 BLOCK_PREFIX = "pushpool.blocks."
@@ -123,10 +121,9 @@ def validate_base_job_template(template: Any) -> dict[str, Any]:
         raise InvalidInput("base_job_template.job_configuration: must be an object")
     if not isinstance(variables, dict) or variables.get("type", "object") != "object":
         raise InvalidInput("base_job_template.variables: must be a JSON schema of type 'object'")
-    try:
-        Draft202012Validator.check_schema(variables)
-    except SchemaError as exc:
-        raise InvalidInput(f"base_job_template.variables: not a valid JSON schema: {exc.message}") from None
+    problem = schema_problem(variables)
+    if problem is not None:
+        raise InvalidInput(f"base_job_template.variables: not a valid JSON schema: {problem}")
     properties = variables.get("properties", {})
     for name in sorted(placeholders_in(config)):
         if not _is_block_ref(name) and name.split(".")[0] not in properties:
@@ -175,7 +172,7 @@ def validate_job_variables(
     schema = {"type": "object", "properties": properties}
     if require:
         schema["required"] = variables_schema.get("required", [])
-    errors = sorted(Draft202012Validator(schema).iter_errors(job_variables), key=lambda e: list(e.path))
+    errors = validation_errors(schema, job_variables)
     if errors:
         first = errors[0]
         path = ".".join([field, *(str(p) for p in first.path)])

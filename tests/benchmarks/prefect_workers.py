@@ -68,9 +68,10 @@ def dispatch_lateness(count: int) -> Lateness:
         api = PrefectApi(server)
         with api.client() as client:
             deployment = _prefect_deployment(api, client, _project(PREFECT_FLOW))
-            at = due_at(20)
+            worker = _start_worker(server)  # polling before the runs exist: their due time falls anywhere in its cycle
+            time.sleep(15)
+            at = due_at(30)
             ids = create_due_runs(api, deployment, count, at)
-            worker = _start_worker(server)
             deadline = at.timestamp() + 90
             while time.time() < deadline:
                 if all(r["state"]["type"] != "SCHEDULED" for r in _prefect_runs(api, client, ids)):
@@ -99,9 +100,10 @@ def prefect_slow_start(count: int) -> Lateness:
         with api.client() as client:
             deployment = _prefect_deployment(api, client, _project(PREFECT_FLOW),
                                              job_variables={"command": command})
+            worker = _start_worker(server)
+            time.sleep(15)
             at = due_at(30)
             ids = create_due_runs(api, deployment, count, at)
-            worker = _start_worker(server)
             deadline = at.timestamp() + INFRA_START_SECONDS + 120
             runs: list[dict] = []
             while time.time() < deadline:

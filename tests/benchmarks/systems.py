@@ -191,7 +191,7 @@ class PushpoolApi:
         return int(client.get("/flow_runs/count").json()["count"])
 
 
-def _with_retries(call: Any, attempts: int = 10) -> httpx.Response:
+def with_retries(call: Any, attempts: int = 10) -> httpx.Response:
     """Set-up steps retry 503 (Prefect's "database is locked") the way Prefect's own client does."""
     for attempt in range(attempts):
         answer = call()
@@ -222,7 +222,7 @@ class PrefectApi:
         body = {"name": name, "flow_id": self._flow_id, **fields}
         if pool:
             body["work_pool_name"] = pool
-        answer = _with_retries(lambda: client.post("/deployments/", json=body))
+        answer = with_retries(lambda: client.post("/deployments/", json=body))
         answer.raise_for_status()
         return answer.json()["id"]
 

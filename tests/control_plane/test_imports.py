@@ -21,9 +21,14 @@ def test_app_import_pulls_in_no_cloud_sdk():
         "import control_plane.app, control_plane.server, pushers.base, pushers.local, sdk.runner") == []
 
 
-def test_lambda_handler_import_pulls_in_no_cloud_sdk():
-    """The cold start: google, azure and modal never; boto3 only when the store makes its first client."""
+def test_lambda_handler_import_pulls_in_no_cloud_sdk_and_no_web_framework():
+    """The cold start: google, azure and modal never; boto3 only when the store makes its first client;
+    FastAPI only when the API function serves its first request (the tick function never does)."""
     assert cloud_sdks_loaded_by("import control_plane.lambda_handler") == []
+    out = subprocess.run([sys.executable, "-c", "import sys, control_plane.lambda_handler; "
+                          "print(sorted({'fastapi', 'starlette', 'mangum', 'jsonschema'} & set(sys.modules)))"],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_building_the_lambda_runtime_imports_boto3_but_no_other_cloud_sdk(tmp_path):

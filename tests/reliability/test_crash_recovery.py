@@ -88,16 +88,17 @@ def test_kill_9_during_dispatch_loses_no_run_and_runs_none_twice(tmp_path, monke
         for _ in range(max(1, RUNS // KILLS)):
             ids.append(client.create_flow_run(dep["id"])["id"])
     deadline = time.monotonic() + 120
-    states: dict[str, str] = {}
+    runs: dict[str, dict] = {}
     while time.monotonic() < deadline:
-        states = {i: client.read_flow_run(i)["state"]["type"] for i in ids}
-        if set(states.values()) <= FINAL:
+        runs = {i: client.read_flow_run(i) for i in ids}
+        if {r["state"]["type"] for r in runs.values()} <= FINAL:
             break
         time.sleep(0.5)
     server.kill()
+    states = {i: r["state"]["type"] for i, r in runs.items()}
     assert set(states.values()) <= FINAL, Counter(states.values())
     executions = Counter(record.read_text().split()) if record.exists() else Counter()
     assert max(executions.values()) == 1, [r for r, n in executions.items() if n > 1]
     assert Counter(states.values()) == Counter({"COMPLETED": len(ids)}), {
-        i: client.read_flow_run(i)["state"] for i, s in states.items() if s != "COMPLETED"}
+        i: runs[i]["state"] for i, s in states.items() if s != "COMPLETED"}
     assert set(executions) == set(ids)

@@ -69,3 +69,57 @@ def test_runner_without_its_environment_exits_2_with_a_message():
     out = subprocess.run([sys.executable, "-m", "sdk.runner"], capture_output=True, text=True, env=env)
     assert out.returncode == 2
     assert "missing environment variable(s) PUSHPOOL_API_URL, PUSHPOOL_FLOW_RUN_ID, PUSHPOOL_RUN_TOKEN" in out.stderr
+
+
+class LostAnswerClient:
+    """A control plane that records the first report of each state, then "loses" the answer: the
+    client's retry is refused with a Conflict, as after a control-plane crash mid-request."""
+
+    def __init__(self, project) -> None:
+        self.state = {"type": "PENDING", "message": None}
+        self.run = {"id": "r1", "deployment_id": "d1", "scheduled_time": "2020-01-01T00:00:00+00:00",
+                    "parameters": {"fail_times": 0}}
+        self.deployment = {"entrypoint": "flows/main.py:flaky"}
+        self.reports: list[str] = []
+
+    def me(self) -> dict:
+        return {"workspace_id": "w"}
+
+    def read_flow_run(self, run_id: str) -> dict:
+        return {**self.run, "state": dict(self.state)}
+
+    def read_deployment(self, deployment_id: str) -> dict:
+        return self.deployment
+
+    def set_flow_run_state(self, run_id: str, type: str, message: str | None = None) -> dict:
+        from control_plane.errors import Conflict
+
+        self.reports.append(type)
+        self.state = {"type": type, "message": message}
+        raise Conflict(f"Cannot move a flow run from {type} to {type}")
+
+
+def test_a_report_whose_answer_was_lost_counts_as_made(project, monkeypatch):
+    from sdk.runner import run
+
+    monkeypatch.chdir(project)
+    client = LostAnswerClient(project)
+    assert run(client, "r1") == 0
+    assert client.reports == ["RUNNING", "COMPLETED"]  # the flow ran once and its end was reported
+    assert client.state["type"] == "COMPLETED"
+
+
+def test_a_run_started_by_another_runner_is_not_run_again(project, monkeypatch):
+    from control_plane.errors import Conflict
+    from sdk.runner import run
+
+    monkeypatch.chdir(project)
+    client = LostAnswerClient(project)
+
+    def someone_else_started_it(run_id, type, message=None):
+        client.state = {"type": "RUNNING", "message": "Started by runner other"}
+        raise Conflict("Cannot move a flow run from RUNNING to RUNNING")
+
+    client.set_flow_run_state = someone_else_started_it
+    assert run(client, "r1") == 0
+    assert client.state["message"] == "Started by runner other"
