@@ -12,6 +12,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from tests.benchmarks.systems import PREFECT_VENV, PrefectApi, PrefectServer, PushpoolApi, PushpoolServer
 from tests.benchmarks.workloads import Lateness, create_due_runs, due_at
 
@@ -107,7 +109,10 @@ def prefect_slow_start(count: int) -> Lateness:
             deadline = at.timestamp() + INFRA_START_SECONDS + 120
             runs: list[dict] = []
             while time.time() < deadline:
-                runs = _prefect_runs(api, client, ids)
+                try:
+                    runs = _prefect_runs(api, client, ids)
+                except httpx.HTTPError:  # busy starting ten flow processes: ask again
+                    continue
                 if all(r.get("start_time") for r in runs):
                     break
                 time.sleep(2)
@@ -136,7 +141,10 @@ def pushpool_slow_start(count: int) -> Lateness:
             deadline = at.timestamp() + 120
             runs: list[dict] = []
             while time.time() < deadline:
-                runs = [client.get(f"/flow_runs/{run_id}").json() for run_id in ids]
+                try:
+                    runs = [client.get(f"/flow_runs/{run_id}").json() for run_id in ids]
+                except httpx.HTTPError:
+                    continue
                 if all(r.get("start_time") for r in runs):
                     break
                 time.sleep(2)
