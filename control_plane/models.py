@@ -7,6 +7,8 @@ ciphertext.
 
 from __future__ import annotations
 
+import os
+import time
 import uuid
 from datetime import datetime
 from enum import StrEnum
@@ -22,7 +24,15 @@ TEN_YEARS_SECONDS = 10 * 366 * 86400
 
 
 def new_id() -> str:
-    return str(uuid.uuid4())
+    """A version 7 UUID (RFC 9562): 48 bits of Unix milliseconds, then 74 random bits.
+
+    Ids made later sort later, so new rows go to the end of every index keyed by id
+    instead of landing on a random page (the scheduler writes thousands of runs at once).
+    """
+    millis = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")  # 80 bits; 74 are used
+    value = (millis << 80) | (0x7 << 76) | ((rand >> 62) & 0xFFF) << 64 | (0b10 << 62) | (rand & ((1 << 62) - 1))
+    return str(uuid.UUID(int=value))
 
 
 R = TypeVar("R", bound=BaseModel)

@@ -30,6 +30,7 @@ def serve(settings: Settings, on_bootstrap: Callable[[str, str], None] | None = 
         on_bootstrap(*created)
     app = create_app(settings, store, ctx=ctx)
     ticker = Ticker(ctx)
+    ctx.wake_scheduler = ticker.wake_scheduler
     ticker.start()
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)

@@ -16,6 +16,7 @@ from control_plane.app import build_context, create_app
 from control_plane.bootstrap import bootstrap
 from control_plane.clock import FakeClock
 from control_plane.services.context import ServiceContext
+from control_plane.services.scheduler import run_scheduler
 from control_plane.settings import Settings
 from control_plane.storage.sqlite import SqliteStore
 from pushers.base import PusherContext, PusherRegistry
@@ -67,7 +68,11 @@ def fake_pusher() -> RecordingPusher:
 def ctx(settings: Settings, store: SqliteStore, clock: FakeClock, fake_pusher: RecordingPusher) -> ServiceContext:
     registry = PusherRegistry(PusherContext(state_dir=settings.home, api_url=settings.api_url),
                               overrides={"local:push": fake_pusher})
-    return build_context(settings, store, clock, registry)
+    context = build_context(settings, store, clock, registry)
+    # As the embedded server's ticker does within a second: a schedule change gets a scheduler pass
+    # (here at once, so tests see the whole horizon; tests of the split set their own).
+    context.wake_scheduler = lambda: run_scheduler(context)
+    return context
 
 
 class Api:

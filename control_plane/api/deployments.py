@@ -105,7 +105,7 @@ def create_or_update_deployment(body: DeploymentCreate, response: Response, acce
         _check(ctx, deployment, pool)
         ctx.store.update_deployment(deployment)
     if existing is None or _schedule_changed(existing, deployment):
-        replace_future_runs(ctx, deployment)
+        replace_future_runs(ctx, deployment, pool)
     return deployment
 
 
@@ -165,7 +165,7 @@ def update_deployment(deployment_id: str, body: DeploymentUpdate, access: Access
     _check(ctx, deployment, pool)
     ctx.store.update_deployment(deployment)
     if _schedule_changed(existing, deployment):
-        replace_future_runs(ctx, deployment)
+        replace_future_runs(ctx, deployment, pool)
     return deployment
 
 

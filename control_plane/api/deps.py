@@ -20,7 +20,8 @@ from control_plane.services.context import ServiceContext
 from control_plane.services.keys import Permission
 
 
-def get_ctx(request: Request) -> ServiceContext:
+async def get_ctx(request: Request) -> ServiceContext:
+    # async: no I/O here, and FastAPI runs a sync dependency in its thread pool (a hop per dependency)
     return request.app.state.ctx
 
 
@@ -69,14 +70,14 @@ def authenticate(request: Request, ctx: ServiceContext = Depends(get_ctx)) -> Ca
     return Caller(actor=actor, key=key)
 
 
-def require_actor(caller: Caller = Depends(authenticate)) -> Caller:
+async def require_actor(caller: Caller = Depends(authenticate)) -> Caller:
     """Routes that only a person or service account may call (never a run token)."""
     if caller.actor is None:
         raise Forbidden("A run token cannot call this endpoint")
     return caller
 
 
-def require_admin(caller: Caller = Depends(require_actor)) -> Caller:
+async def require_admin(caller: Caller = Depends(require_actor)) -> Caller:
     if not caller.actor or not caller.actor.is_admin:
         raise Forbidden("Only an instance administrator can do this")
     return caller
@@ -113,10 +114,13 @@ class Access:
 
 
 def workspace_access(
+    request: Request,
     workspace: str = Path(description="Workspace name or id"),
-    caller: Caller = Depends(authenticate),
     ctx: ServiceContext = Depends(get_ctx),
 ) -> Access:
+    # authenticate() is called here rather than declared as a dependency: one thread-pool hop for
+    # the caller and the workspace instead of one each.
+    caller = authenticate(request, ctx)
     ws = ctx.store.get_workspace(workspace)
     if ws is None:
         raise NotFound(f"Workspace {workspace!r} not found")

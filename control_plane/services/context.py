@@ -23,6 +23,9 @@ class ServiceContext:
     #: Asks for a tick soon (on Lambda: an asynchronous invoke of the tick function). ``None`` where
     #: the ticker loops continuously (the embedded server), so nothing needs waking.
     wake_ticker: Callable[[str], None] | None = None
+    #: Asks for a scheduler pass soon (the embedded ticker's next loop). ``None`` on Lambda, where the
+    #: minute tick fills the horizon (a deployment's own request writes the next minutes' runs itself).
+    wake_scheduler: Callable[[], None] | None = None
 
     def request_tick(self, reason: str) -> None:
         """Best effort: a failed wake-up only means the next scheduled tick does the work."""
@@ -32,6 +35,11 @@ class ServiceContext:
             self.wake_ticker(reason)
         except Exception:
             logging.getLogger("pushpool.tick").warning("Could not wake the ticker (%s)", reason, exc_info=True)
+
+
+    def request_scheduling(self) -> None:
+        if self.wake_scheduler is not None:
+            self.wake_scheduler()
 
 
 def build_cipher(settings: Settings, store: Store) -> Cipher:

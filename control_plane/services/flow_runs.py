@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from control_plane.errors import Conflict, InvalidInput, NotFound
-from control_plane.models import Deployment, FlowRun, StateType, WorkPool
+from control_plane.models import Deployment, FlowRun, StateType, WorkPool, new_id
 from control_plane.services import states
 from control_plane.services.context import ServiceContext
 from control_plane.services.json_schema import validation_errors
@@ -22,7 +22,7 @@ _ANIMALS = ("otter", "heron", "lynx", "marten", "gecko", "ibis", "koala", "lemur
 
 
 def generate_run_name(run_id: str) -> str:
-    n = int(run_id.replace("-", "")[:8], 16)
+    n = int(run_id.replace("-", "")[-8:], 16)  # the random end of the id (a v7 id starts with its time)
     return f"{_ADJECTIVES[n % len(_ADJECTIVES)]}-{_ANIMALS[(n // 20) % len(_ANIMALS)]}"
 
 
@@ -63,16 +63,16 @@ def build_flow_run(
         variables = pool.base_job_template.get("variables", {})
         validate_job_variables(variables, job_variables)
         validate_job_variables(variables, merge_job_variables(deployment.job_variables, job_variables))
-    run = FlowRun(
-        workspace_id=deployment.workspace_id, deployment_id=deployment.id, flow_name=deployment.flow_name,
-        deployment_name=deployment.name, name="pending", pool_id=deployment.pool_id,
+    run_id = new_id()
+    return FlowRun(
+        id=run_id, workspace_id=deployment.workspace_id, deployment_id=deployment.id, flow_name=deployment.flow_name,
+        deployment_name=deployment.name, name=name or generate_run_name(run_id), pool_id=deployment.pool_id,
         queue_id=deployment.queue_id, parameters=merged_params, job_variables=job_variables or {},
         tags=sorted(set(deployment.tags) | set(tags or [])),
         state=states.make_state(StateType.SCHEDULED, now), scheduled_time=scheduled_time,
         auto_scheduled=auto_scheduled, schedule_id=schedule_id, idempotency_key=idempotency_key,
         created=now, updated=now,
     )
-    return run.model_copy(update={"name": name or generate_run_name(run.id)})
 
 
 def set_state(

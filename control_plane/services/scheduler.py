@@ -6,10 +6,10 @@ per deployment in the store, so a repeated or concurrent tick inserts nothing tw
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from control_plane.errors import PushpoolError
-from control_plane.models import Deployment, FlowRun
+from control_plane.models import Deployment, FlowRun, WorkPool
 from control_plane.services.context import ServiceContext
 from control_plane.services.flow_runs import build_flow_run
 from control_plane.services.schedules import occurrences
@@ -19,19 +19,30 @@ def idempotency_key(schedule_id: str, when_iso: str) -> str:
     return f"auto:{schedule_id}:{when_iso}"
 
 
-def runs_due_for(ctx: ServiceContext, deployment: Deployment) -> list[FlowRun]:
-    """The runs ``deployment``'s active schedules call for that are not materialised yet."""
+#: How far ahead a deployment's own request (create, update, resume) writes runs itself; the
+#: scheduler's next pass fills the rest of the horizon. Longer than the Lambda tick period, so a
+#: run due before the next tick always exists when that tick looks.
+IMMEDIATE_SECONDS = 180
+#: Runs the scheduler writes per transaction: large enough that runs of many deployments sharing
+#: a scheduled time land on the same index pages, small enough to hold the write lock only briefly.
+BATCH_RUNS = 5000
+
+
+def runs_due_for(ctx: ServiceContext, deployment: Deployment, pool: WorkPool | None = None,
+                 until: datetime | None = None) -> list[FlowRun]:
+    """The runs ``deployment``'s active schedules call for up to ``until`` (default: the scheduler's
+    horizon) that are not materialised yet; at least ``scheduler_min_runs`` when they are sparser."""
     settings, now = ctx.settings, ctx.clock.now()
     if deployment.paused:
         return []
-    pool = ctx.store.get_work_pool_by_id(deployment.workspace_id, deployment.pool_id)
+    pool = pool or ctx.store.get_work_pool_by_id(deployment.workspace_id, deployment.pool_id)
     if pool is None:
         return []
     scheduled_count, latest = ctx.store.latest_auto_scheduled_time(deployment.id, now)
     if scheduled_count >= settings.scheduler_max_runs:
         return []
     after = max(now, latest) if latest else now
-    horizon = now + timedelta(seconds=settings.scheduler_horizon_seconds)
+    horizon = until or now + timedelta(seconds=settings.scheduler_horizon_seconds)
     wanted = settings.scheduler_max_runs - scheduled_count
     candidates: list[tuple] = []
     for schedule in deployment.schedules:
@@ -53,24 +64,38 @@ def runs_due_for(ctx: ServiceContext, deployment: Deployment) -> list[FlowRun]:
     return runs
 
 
-def materialize_deployment(ctx: ServiceContext, deployment: Deployment) -> int:
-    runs = runs_due_for(ctx, deployment)
-    return ctx.store.create_flow_runs_if_absent(runs) if runs else 0
-
-
-def replace_future_runs(ctx: ServiceContext, deployment: Deployment) -> int:
-    """After a schedule change: drop future auto runs still waiting and materialise anew."""
-    ctx.store.delete_scheduled_auto_runs(deployment.id, ctx.clock.now())
-    return materialize_deployment(ctx, deployment)
+def replace_future_runs(ctx: ServiceContext, deployment: Deployment, pool: WorkPool | None = None) -> int:
+    """After a schedule change: drop future auto runs still waiting, write the next few minutes' runs
+    at once (at least ``scheduler_min_runs``), and ask the scheduler to fill the rest of the horizon."""
+    now = ctx.clock.now()
+    ctx.store.delete_scheduled_auto_runs(deployment.id, now)
+    pool = pool or ctx.store.get_work_pool_by_id(deployment.workspace_id, deployment.pool_id)
+    prefetch = pool.prefetch_seconds if pool else 0
+    runs = runs_due_for(ctx, deployment, pool, until=now + timedelta(seconds=IMMEDIATE_SECONDS + prefetch))
+    created = ctx.store.create_flow_runs_if_absent(runs) if runs else 0
+    ctx.request_scheduling()
+    return created
 
 
 def run_scheduler(ctx: ServiceContext) -> int:
-    """One scheduler pass over every scheduled deployment of every workspace."""
+    """One scheduler pass over every scheduled deployment of every workspace, written in batches."""
     created = 0
+    pending: list[FlowRun] = []
+    pools: dict[str, WorkPool | None] = {}
     for deployment in ctx.store.list_scheduled_deployments():
+        if deployment.pool_id not in pools:
+            pools[deployment.pool_id] = ctx.store.get_work_pool_by_id(deployment.workspace_id, deployment.pool_id)
+        pool = pools[deployment.pool_id]
+        if pool is None:
+            continue
         try:
-            created += materialize_deployment(ctx, deployment)
+            pending += runs_due_for(ctx, deployment, pool)
         except PushpoolError:
             # A deployment whose parameters no longer validate is skipped, not fatal to the tick.
             continue
+        if len(pending) >= BATCH_RUNS:
+            created += ctx.store.create_flow_runs_if_absent(pending)
+            pending = []
+    if pending:
+        created += ctx.store.create_flow_runs_if_absent(pending)
     return created

@@ -26,11 +26,20 @@ class Ticker:
         self.reconciler = Reconciler(ctx)
         self._last_schedule: float | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by stop() and wake_scheduler(): cuts the loop's wait short
+        self._schedule_requested = False
         self._thread: threading.Thread | None = None
+
+    def wake_scheduler(self) -> None:
+        """A schedule changed: run a scheduler pass on the next loop, now rather than at its interval."""
+        self._schedule_requested = True
+        self._wake.set()
 
     def tick(self, *, force_schedule: bool = False) -> None:
         """One pass of every service; each is isolated so one failing does not stop the others."""
         mono = time.monotonic()
+        if self._schedule_requested:
+            self._schedule_requested, force_schedule = False, True
         due = self._last_schedule is None or mono - self._last_schedule >= self.ctx.settings.scheduler_interval_seconds
         for name, step in (
             ("scheduler", run_scheduler if (due or force_schedule) else None),
@@ -55,7 +64,9 @@ class Ticker:
         while not self._stop.is_set():
             started = time.monotonic()
             self.tick()
-            self._stop.wait(self._wait_seconds(max(0.0, interval - (time.monotonic() - started))))
+            if not self._schedule_requested:
+                self._wake.wait(self._wait_seconds(max(0.0, interval - (time.monotonic() - started))))
+            self._wake.clear()
 
     def _wait_seconds(self, until_next_tick: float) -> float:
         """Until the next tick, or sooner when a run becomes claimable before it (so it leaves on the dot)."""
@@ -69,6 +80,7 @@ class Ticker:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
         self.dispatcher.close()

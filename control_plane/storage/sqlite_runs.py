@@ -39,6 +39,8 @@ def _run_row(run: FlowRun) -> tuple:
 
 
 _INSERT_RUN = f"INSERT INTO flow_runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' * len(_RUN_COLUMNS))})"
+_INSERT_RUN_IF_ABSENT = _INSERT_RUN.replace("INSERT", "INSERT OR IGNORE", 1)
+_INSERT_FIRST_STATE = "INSERT INTO flow_run_states (run_id, seq, doc) VALUES (?, 1, ?)"
 _UPDATE_RUN = f"UPDATE flow_runs SET {', '.join(f'{c} = ?' for c in _RUN_COLUMNS[1:])} WHERE id = ?"
 
 
@@ -91,10 +93,10 @@ class SqliteRunsMixin:
         created = 0
         with self._write() as conn:
             for run in runs:
-                cur = conn.execute(_INSERT_RUN.replace("INSERT", "INSERT OR IGNORE", 1), _run_row(run))
+                cur = conn.execute(_INSERT_RUN_IF_ABSENT, _run_row(run))
                 if cur.rowcount:
                     created += 1
-                    self._append_state(conn, run.id, run.state)
+                    conn.execute(_INSERT_FIRST_STATE, (run.id, run.state.model_dump_json()))
         return created
 
     def get_flow_run(self, workspace_id: str | None, run_id: str) -> FlowRun | None:

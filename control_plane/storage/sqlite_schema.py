@@ -48,7 +48,8 @@ CREATE TABLE IF NOT EXISTS flow_runs (
     UNIQUE (deployment_id, idempotency_key));
 CREATE INDEX IF NOT EXISTS runs_due ON flow_runs (pool_id, state_type, scheduled_time);
 CREATE INDEX IF NOT EXISTS runs_by_state ON flow_runs (state_type, scheduled_time);
-CREATE INDEX IF NOT EXISTS runs_by_deployment ON flow_runs (deployment_id, state_type);
+DROP INDEX IF EXISTS runs_by_deployment;
+CREATE INDEX IF NOT EXISTS runs_by_deployment_time ON flow_runs (deployment_id, state_type, scheduled_time);
 CREATE INDEX IF NOT EXISTS runs_by_workspace ON flow_runs (workspace_id, scheduled_time);
 CREATE TABLE IF NOT EXISTS flow_run_states (
     run_id TEXT NOT NULL, seq INTEGER NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (run_id, seq));

@@ -20,14 +20,52 @@ def gaps(runs) -> set[timedelta]:
     return {b.scheduled_time - a.scheduled_time for a, b in zip(runs, runs[1:], strict=False)}
 
 
-def test_deploying_materialises_runs_at_once(api, ctx, clock):
+def test_deploying_writes_the_next_runs_at_once_and_the_scheduler_fills_the_horizon(api, ctx, clock):
+    wakes: list[str] = []
+    ctx.wake_scheduler = lambda: wakes.append("schedule")
     api.pool()
     dep = api.deployment(schedules=[{"interval": 600}])
+    # The request itself writes the next few minutes' runs, at least scheduler_min_runs (3) of them ...
+    first = auto_runs(ctx, api, dep["id"])
+    assert len(first) == 3 and wakes == ["schedule"]
+    # ... and the pass it asked for fills the 1 h horizon: 6 runs, all in the future, 10 min apart.
+    assert run_scheduler(ctx) == 3
     runs = auto_runs(ctx, api, dep["id"])
-    # Horizon 1 h at one run per 10 min: 6 runs, all in the future, 10 min apart.
     assert len(runs) == 6
+    assert {r.id for r in first} <= {r.id for r in runs}
     assert all(r.scheduled_time > clock.now() for r in runs)
     assert gaps(runs) == {timedelta(minutes=10)}
+
+
+def test_a_deployments_own_request_writes_every_run_due_in_the_next_minutes(api, ctx, clock):
+    ctx.wake_scheduler = None  # as on Lambda: the minute tick fills the horizon
+    api.pool()
+    dep = api.deployment(schedules=[{"interval": 5}])
+    runs = auto_runs(ctx, api, dep["id"])
+    # Every 5 s for IMMEDIATE_SECONDS (180 s): a tick that comes a minute later finds them all.
+    assert len(runs) == 36
+    assert runs[-1].scheduled_time - clock.now() == timedelta(seconds=180)
+
+
+def test_one_pass_writes_many_deployments_in_few_transactions(api, ctx, clock, monkeypatch):
+    import control_plane.services.scheduler as scheduler
+
+    ctx.wake_scheduler = None
+    api.pool()
+    for i in range(5):
+        api.deployment(name=f"d{i}", schedules=[{"interval": 60}])
+    monkeypatch.setattr(scheduler, "BATCH_RUNS", 100)
+    batches: list[int] = []
+    original = ctx.store.create_flow_runs_if_absent
+
+    def counting(runs):
+        batches.append(len(runs))
+        return original(runs)
+
+    monkeypatch.setattr(ctx.store, "create_flow_runs_if_absent", counting)
+    # 5 deployments × (60 runs in the hour − 3 written at deploy): 285 runs in batches of ≥ 100.
+    assert run_scheduler(ctx) == 285
+    assert len(batches) == 3 and sum(batches) == 285
 
 
 def test_repeated_ticks_create_nothing_new_until_time_moves(api, ctx, clock):
