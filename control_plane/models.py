@@ -12,9 +12,9 @@ import time
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from control_plane.clock import utc
 from control_plane.errors import InvalidInput
@@ -34,6 +34,9 @@ def new_id() -> str:
     value = (millis << 80) | (0x7 << 76) | ((rand >> 62) & 0xFFF) << 64 | (0b10 << 62) | (rand & ((1 << 62) - 1))
     return str(uuid.UUID(int=value))
 
+
+#: Every datetime in a record: timezone-aware UTC (naive values are taken to be UTC).
+UtcDatetime = Annotated[datetime, AfterValidator(utc)]
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -56,11 +59,6 @@ def with_changes(record: R, changes: dict[str, Any]) -> R:
 class Record(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=False)
 
-    @field_validator("*", mode="after")
-    @classmethod
-    def _aware_utc(cls, value: Any) -> Any:
-        return utc(value) if isinstance(value, datetime) else value
-
 
 # --------------------------------------------------------------------------- tenancy
 
@@ -80,7 +78,7 @@ class ActorKind(StrEnum):
 class Workspace(Record):
     id: str = Field(default_factory=new_id)
     name: str
-    created: datetime
+    created: UtcDatetime
 
 
 class Actor(Record):
@@ -93,7 +91,7 @@ class Actor(Record):
     is_admin: bool = False
     #: Service accounts belong to one workspace.
     workspace_id: str | None = None
-    created: datetime
+    created: UtcDatetime
 
 
 class Membership(Record):
@@ -109,9 +107,9 @@ class ApiKey(Record):
     key_hash: str
     #: The first characters of the key, enough for a person to recognise it.
     prefix: str
-    created: datetime
-    expires_at: datetime | None = None
-    revoked_at: datetime | None = None
+    created: UtcDatetime
+    expires_at: UtcDatetime | None = None
+    revoked_at: UtcDatetime | None = None
 
 
 # --------------------------------------------------------------------------- pools and queues
@@ -144,8 +142,8 @@ class WorkPool(Record):
     late_run_policy: LateRunPolicy = Field(default_factory=LateRunPolicy)
     #: Resources a provisioner created for this pool (filled by provisioners).
     provisioning: dict[str, Any] = Field(default_factory=dict)
-    created: datetime
-    updated: datetime
+    created: UtcDatetime
+    updated: UtcDatetime
 
 
 class WorkQueue(Record):
@@ -158,7 +156,7 @@ class WorkQueue(Record):
     priority: int = 1
     concurrency_limit: int | None = None
     paused: bool = False
-    created: datetime
+    created: UtcDatetime
 
 
 # --------------------------------------------------------------------------- blocks
@@ -171,8 +169,8 @@ class Block(Record):
     type: str
     #: Fernet token of the JSON data.
     ciphertext: str
-    created: datetime
-    updated: datetime
+    created: UtcDatetime
+    updated: UtcDatetime
 
 
 # --------------------------------------------------------------------------- deployments
@@ -188,7 +186,7 @@ class Schedule(Record):
     slug: str | None = None
     cron: str | None = None
     interval_seconds: float | None = None
-    anchor_date: datetime | None = None
+    anchor_date: UtcDatetime | None = None
     rrule: str | None = None
     timezone: str = "UTC"
     parameters: dict[str, Any] = Field(default_factory=dict)
@@ -214,8 +212,8 @@ class Deployment(Record):
     version: str | None = None
     description: str | None = None
     paused: bool = False
-    created: datetime
-    updated: datetime
+    created: UtcDatetime
+    updated: UtcDatetime
 
     @property
     def full_name(self) -> str:
@@ -252,7 +250,7 @@ class State(Record):
     type: StateType
     name: str
     message: str | None = None
-    timestamp: datetime
+    timestamp: UtcDatetime
 
 
 class FlowRun(Record):
@@ -268,28 +266,28 @@ class FlowRun(Record):
     job_variables: dict[str, Any] = Field(default_factory=dict)
     tags: list[str] = Field(default_factory=list)
     state: State
-    scheduled_time: datetime
+    scheduled_time: UtcDatetime
     auto_scheduled: bool = False
     schedule_id: str | None = None
     #: Unique per deployment; makes schedule materialisation idempotent.
     idempotency_key: str | None = None
-    start_time: datetime | None = None
-    end_time: datetime | None = None
+    start_time: UtcDatetime | None = None
+    end_time: UtcDatetime | None = None
     #: What the pusher returned: its handle on the infrastructure, and a link for people.
     infra_id: str | None = None
     console_url: str | None = None
     logs_url: str | None = None
-    submitted_at: datetime | None = None
+    submitted_at: UtcDatetime | None = None
     submission_attempts: int = 0
     #: A claimed run's submission is owned by one dispatcher until this time.
-    lease_until: datetime | None = None
+    lease_until: UtcDatetime | None = None
     #: After a transient error, the next submission attempt waits until this time.
-    next_attempt_at: datetime | None = None
+    next_attempt_at: UtcDatetime | None = None
     #: Runtime limit: past this time the reconciler stops the infrastructure.
-    deadline: datetime | None = None
+    deadline: UtcDatetime | None = None
     cleaned_up: bool = False
-    created: datetime
-    updated: datetime
+    created: UtcDatetime
+    updated: UtcDatetime
 
 
 class FlowRunFilter(BaseModel):
@@ -299,7 +297,7 @@ class FlowRunFilter(BaseModel):
     deployment_id: str | None = None
     pool_id: str | None = None
     queue_id: str | None = None
-    scheduled_after: datetime | None = None
-    scheduled_before: datetime | None = None
+    scheduled_after: UtcDatetime | None = None
+    scheduled_before: UtcDatetime | None = None
     auto_scheduled: bool | None = None
     sort: Literal["scheduled_asc", "scheduled_desc"] = "scheduled_desc"

@@ -113,13 +113,15 @@ class Access:
         self.require(permission)
 
 
-def workspace_access(
+async def workspace_access(
     request: Request,
     workspace: str = Path(description="Workspace name or id"),
     ctx: ServiceContext = Depends(get_ctx),
 ) -> Access:
-    # authenticate() is called here rather than declared as a dependency: one thread-pool hop for
-    # the caller and the workspace instead of one each.
+    # Runs on the event loop, not in the thread pool: four indexed reads by primary key (about
+    # 25 µs on SQLite, where readers never wait for writers) cost less than the hop to a worker
+    # thread and back that a sync dependency costs on every request. On Lambda (DynamoDB) an
+    # invocation serves one request, so nothing else waits. Writes never happen here.
     caller = authenticate(request, ctx)
     ws = ctx.store.get_workspace(workspace)
     if ws is None:

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from fastapi import APIRouter, Depends, Query, status
 
 from control_plane.api.deps import Access, get_ctx, workspace_access
+from control_plane.api.responses import record_json, records_json
 from control_plane.api.schemas import FlowRunCreate, StateUpdate
 from control_plane.errors import Forbidden, NotFound
 from control_plane.models import FlowRun, FlowRunFilter, State, StateType
@@ -48,7 +49,7 @@ def create_flow_run(deployment_id: str, body: FlowRunCreate, access: Access = De
     created = ctx.store.create_flow_run(run)
     if created.scheduled_time <= ctx.clock.now() + timedelta(seconds=WAKE_WITHIN_SECONDS + pool.prefetch_seconds):
         ctx.request_tick("flow run created")
-    return created
+    return record_json(FlowRun, created, status.HTTP_201_CREATED)
 
 
 @router.get("/flow_runs", response_model=list[FlowRun])
@@ -73,12 +74,12 @@ def list_flow_runs(
         pool_id = pool.id
     flt = FlowRunFilter(states=state, deployment_id=deployment_id, pool_id=pool_id,
                         scheduled_after=scheduled_after, scheduled_before=scheduled_before, sort=sort)
-    return ctx.store.list_flow_runs(access.workspace_id, flt, limit=limit, offset=offset)
+    return records_json(FlowRun, ctx.store.list_flow_runs(access.workspace_id, flt, limit=limit, offset=offset))
 
 
 @router.get("/flow_runs/{run_id}", response_model=FlowRun)
 def read_flow_run(run_id: str, access: Access = Depends(workspace_access), ctx: ServiceContext = Depends(get_ctx)):
-    return load_run(ctx, access, run_id)
+    return record_json(FlowRun, load_run(ctx, access, run_id))
 
 
 @router.get("/flow_runs/{run_id}/states", response_model=list[State])
@@ -112,11 +113,11 @@ def set_flow_run_state(run_id: str, body: StateUpdate, access: Access = Depends(
     if access.caller.is_run_token and body.type not in RUNNER_STATES:
         raise Forbidden("A run token may only report RUNNING, COMPLETED or FAILED")
     if body.type is StateType.CANCELLED and not run.state.type.is_final:
-        return flow_runs.cancel(ctx, run)
-    return flow_runs.set_state(ctx, run, body.type, body.message, body.name)
+        return record_json(FlowRun, flow_runs.cancel(ctx, run))
+    return record_json(FlowRun, flow_runs.set_state(ctx, run, body.type, body.message, body.name))
 
 
 @router.post("/flow_runs/{run_id}/cancel", response_model=FlowRun)
 def cancel_flow_run(run_id: str, access: Access = Depends(workspace_access), ctx: ServiceContext = Depends(get_ctx)):
     access.require(Permission.RUN)
-    return flow_runs.cancel(ctx, load_run(ctx, access, run_id, Permission.RUN))
+    return record_json(FlowRun, flow_runs.cancel(ctx, load_run(ctx, access, run_id, Permission.RUN)))
