@@ -57,6 +57,20 @@ def _prefect_runs(api: PrefectApi, client: Any, ids: list[str]) -> list[dict]:
     return answer.json()
 
 
+def _patiently(call: Any, seconds: float = 300) -> Any:
+    """``call()`` again after a timeout or a dropped connection: a server busy with a hundred flow
+    processes starting at once can leave a read unanswered for a minute. What is measured comes from
+    the server's own state timestamps, so a late answer changes no figure."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return call()
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+
+
 def _seconds(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
@@ -76,12 +90,14 @@ def dispatch_lateness(count: int) -> Lateness:
             ids = create_due_runs(api, deployment, count, at)
             deadline = at.timestamp() + 90
             while time.time() < deadline:
-                if all(r["state"]["type"] != "SCHEDULED" for r in _prefect_runs(api, client, ids)):
+                runs = _patiently(lambda: _prefect_runs(api, client, ids))
+                if all(r["state"]["type"] != "SCHEDULED" for r in runs):
                     break
                 time.sleep(1)
             seen = []
             for run_id in ids:
-                states = client.get("/flow_run_states/", params={"flow_run_id": run_id}).json()
+                states = _patiently(lambda run_id=run_id: client.get(
+                    "/flow_run_states/", params={"flow_run_id": run_id}).json())
                 pending = [s for s in states if s["type"] == "PENDING"]
                 if pending:
                     seen.append(min(_seconds(s["timestamp"]) for s in pending) - at.timestamp())
@@ -109,10 +125,7 @@ def prefect_slow_start(count: int) -> Lateness:
             deadline = at.timestamp() + INFRA_START_SECONDS + 120
             runs: list[dict] = []
             while time.time() < deadline:
-                try:
-                    runs = _prefect_runs(api, client, ids)
-                except httpx.HTTPError:  # busy starting ten flow processes: ask again
-                    continue
+                runs = _patiently(lambda: _prefect_runs(api, client, ids))
                 if all(r.get("start_time") for r in runs):
                     break
                 time.sleep(2)
