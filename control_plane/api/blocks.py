@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, status
 
-from control_plane.api.deps import Access, get_ctx, workspace_access
+from control_plane.api.deps import Access, workspace_access
 from control_plane.api.schemas import BlockCreate, BlockOut, BlockUpdate
 from control_plane.errors import NotFound
 from control_plane.models import Block
@@ -35,7 +35,8 @@ def list_block_types(access: Access = Depends(workspace_access)) -> dict[str, li
 
 
 @router.post("/blocks", response_model=BlockOut, status_code=status.HTTP_201_CREATED)
-def create_block(body: BlockCreate, access: Access = Depends(workspace_access), ctx: ServiceContext = Depends(get_ctx)):
+def create_block(body: BlockCreate, access: Access = Depends(workspace_access)):
+    ctx = access.ctx
     access.require(Permission.WRITE)
     validate_block_data(body.type, body.data)
     now = ctx.clock.now()
@@ -45,20 +46,22 @@ def create_block(body: BlockCreate, access: Access = Depends(workspace_access), 
 
 
 @router.get("/blocks", response_model=list[BlockOut])
-def list_blocks(access: Access = Depends(workspace_access), ctx: ServiceContext = Depends(get_ctx)):
+def list_blocks(access: Access = Depends(workspace_access)):
+    ctx = access.ctx
     access.require(Permission.READ)
     return [block_out(ctx, b) for b in ctx.store.list_blocks(access.workspace_id)]
 
 
 @router.get("/blocks/{name}", response_model=BlockOut)
-def read_block(name: str, access: Access = Depends(workspace_access), ctx: ServiceContext = Depends(get_ctx)):
+def read_block(name: str, access: Access = Depends(workspace_access)):
+    ctx = access.ctx
     access.require(Permission.READ)
     return block_out(ctx, load_block(ctx, access, name))
 
 
 @router.put("/blocks/{name}", response_model=BlockOut)
-def update_block(name: str, body: BlockUpdate, access: Access = Depends(workspace_access),
-                 ctx: ServiceContext = Depends(get_ctx)):
+def update_block(name: str, body: BlockUpdate, access: Access = Depends(workspace_access)):
+    ctx = access.ctx
     access.require(Permission.WRITE)
     block = load_block(ctx, access, name)
     validate_block_data(block.type, body.data)
@@ -68,6 +71,7 @@ def update_block(name: str, body: BlockUpdate, access: Access = Depends(workspac
 
 
 @router.delete("/blocks/{name}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_block(name: str, access: Access = Depends(workspace_access), ctx: ServiceContext = Depends(get_ctx)) -> None:
+def delete_block(name: str, access: Access = Depends(workspace_access)) -> None:
+    ctx = access.ctx
     access.require(Permission.WRITE)
     ctx.store.delete_block(access.workspace_id, load_block(ctx, access, name).id)

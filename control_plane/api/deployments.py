@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Response, status
 
-from control_plane.api.deps import Access, get_ctx, workspace_access
+from control_plane.api.deps import Access, workspace_access
 from control_plane.api.schemas import DeploymentCreate, DeploymentUpdate, ScheduleIn
 from control_plane.errors import InvalidInput, NotFound
 from control_plane.models import Deployment, Schedule, WorkPool, with_changes
@@ -78,9 +78,9 @@ def _resolve_queue(ctx: ServiceContext, access: Access, pool: WorkPool, queue_na
 
 
 @router.post("/deployments", response_model=Deployment, status_code=status.HTTP_201_CREATED)
-def create_or_update_deployment(body: DeploymentCreate, response: Response, access: Access = Depends(workspace_access),
-                                ctx: ServiceContext = Depends(get_ctx)):
+def create_or_update_deployment(body: DeploymentCreate, response: Response, access: Access = Depends(workspace_access)):
     """Create the deployment, or update it when ``flow_name/name`` exists (deploying again never duplicates)."""
+    ctx = access.ctx
     access.require(Permission.WRITE)
     pool = ctx.store.get_work_pool(access.workspace_id, body.work_pool_name)
     if pool is None:
@@ -115,8 +115,8 @@ def _schedule_changed(old: Deployment, new: Deployment) -> bool:
 
 
 @router.get("/deployments", response_model=list[Deployment])
-def list_deployments(work_pool: str | None = None, access: Access = Depends(workspace_access),
-                     ctx: ServiceContext = Depends(get_ctx)):
+def list_deployments(work_pool: str | None = None, access: Access = Depends(workspace_access)):
+    ctx = access.ctx
     access.require(Permission.READ)
     pool_id = None
     if work_pool is not None:
@@ -128,8 +128,8 @@ def list_deployments(work_pool: str | None = None, access: Access = Depends(work
 
 
 @router.get("/deployments/name/{flow_name}/{name}", response_model=Deployment)
-def read_deployment_by_name(flow_name: str, name: str, access: Access = Depends(workspace_access),
-                            ctx: ServiceContext = Depends(get_ctx)):
+def read_deployment_by_name(flow_name: str, name: str, access: Access = Depends(workspace_access)):
+    ctx = access.ctx
     access.require(Permission.READ)
     deployment = ctx.store.get_deployment_by_name(access.workspace_id, flow_name, name)
     if deployment is None:
@@ -138,8 +138,8 @@ def read_deployment_by_name(flow_name: str, name: str, access: Access = Depends(
 
 
 @router.get("/deployments/{deployment_id}", response_model=Deployment)
-def read_deployment(deployment_id: str, access: Access = Depends(workspace_access),
-                    ctx: ServiceContext = Depends(get_ctx)):
+def read_deployment(deployment_id: str, access: Access = Depends(workspace_access)):
+    ctx = access.ctx
     if access.caller.run is not None:  # a run token may read its own run's deployment
         if access.caller.run.deployment_id != deployment_id:
             raise NotFound("Deployment not found")
@@ -149,8 +149,8 @@ def read_deployment(deployment_id: str, access: Access = Depends(workspace_acces
 
 
 @router.patch("/deployments/{deployment_id}", response_model=Deployment)
-def update_deployment(deployment_id: str, body: DeploymentUpdate, access: Access = Depends(workspace_access),
-                      ctx: ServiceContext = Depends(get_ctx)):
+def update_deployment(deployment_id: str, body: DeploymentUpdate, access: Access = Depends(workspace_access)):
+    ctx = access.ctx
     access.require(Permission.WRITE)
     existing = load_deployment(ctx, access, deployment_id)
     pool = ctx.store.get_work_pool_by_id(access.workspace_id, existing.pool_id)
@@ -170,7 +170,7 @@ def update_deployment(deployment_id: str, body: DeploymentUpdate, access: Access
 
 
 @router.delete("/deployments/{deployment_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_deployment(deployment_id: str, access: Access = Depends(workspace_access),
-                      ctx: ServiceContext = Depends(get_ctx)) -> None:
+def delete_deployment(deployment_id: str, access: Access = Depends(workspace_access)) -> None:
+    ctx = access.ctx
     access.require(Permission.WRITE)
     ctx.store.delete_deployment(access.workspace_id, load_deployment(ctx, access, deployment_id).id)

@@ -91,6 +91,8 @@ class Access:
     workspace: Workspace
     role: Role | None
     permissions: frozenset[Permission]
+    #: The services, so a route needs no second dependency for them (each one costs FastAPI work).
+    ctx: ServiceContext
 
     @property
     def workspace_id(self) -> str:
@@ -113,15 +115,12 @@ class Access:
         self.require(permission)
 
 
-async def workspace_access(
-    request: Request,
-    workspace: str = Path(description="Workspace name or id"),
-    ctx: ServiceContext = Depends(get_ctx),
-) -> Access:
+async def workspace_access(request: Request, workspace: str = Path(description="Workspace name or id")) -> Access:
     # Runs on the event loop, not in the thread pool: four indexed reads by primary key (about
     # 25 µs on SQLite, where readers never wait for writers) cost less than the hop to a worker
     # thread and back that a sync dependency costs on every request. On Lambda (DynamoDB) an
     # invocation serves one request, so nothing else waits. Writes never happen here.
+    ctx: ServiceContext = request.app.state.ctx
     caller = authenticate(request, ctx)
     ws = ctx.store.get_workspace(workspace)
     if ws is None:
@@ -129,9 +128,9 @@ async def workspace_access(
     if caller.run is not None:
         if caller.run.workspace_id != ws.id:
             raise NotFound(f"Workspace {workspace!r} not found")
-        return Access(caller, ws, None, frozenset())
+        return Access(caller, ws, None, frozenset(), ctx)
     assert caller.actor is not None
     membership = ctx.store.get_membership(ws.id, caller.actor.id)
     if membership is None:
         raise NotFound(f"Workspace {workspace!r} not found")
-    return Access(caller, ws, membership.role, keys.ROLE_PERMISSIONS[membership.role])
+    return Access(caller, ws, membership.role, keys.ROLE_PERMISSIONS[membership.role], ctx)

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from fastapi import APIRouter, Depends, Query, status
 
-from control_plane.api.deps import Access, get_ctx, workspace_access
+from control_plane.api.deps import Access, workspace_access
 from control_plane.api.responses import record_json, records_json
 from control_plane.api.schemas import FlowRunCreate, StateUpdate
 from control_plane.errors import Forbidden, NotFound
@@ -33,8 +33,8 @@ def load_run(ctx: ServiceContext, access: Access, run_id: str, permission: Permi
 
 
 @router.post("/deployments/{deployment_id}/runs", response_model=FlowRun, status_code=status.HTTP_201_CREATED)
-def create_flow_run(deployment_id: str, body: FlowRunCreate, access: Access = Depends(workspace_access),
-                    ctx: ServiceContext = Depends(get_ctx)):
+def create_flow_run(deployment_id: str, body: FlowRunCreate, access: Access = Depends(workspace_access)):
+    ctx = access.ctx
     access.require(Permission.RUN)
     deployment = ctx.store.get_deployment(access.workspace_id, deployment_id)
     if deployment is None:
@@ -63,8 +63,8 @@ def list_flow_runs(
     limit: int = Query(default=200, ge=1, le=1000),
     offset: int = Query(default=0, ge=0, le=10**9),
     access: Access = Depends(workspace_access),
-    ctx: ServiceContext = Depends(get_ctx),
 ):
+    ctx = access.ctx
     access.require(Permission.READ)
     pool_id = None
     if work_pool is not None:
@@ -78,20 +78,23 @@ def list_flow_runs(
 
 
 @router.get("/flow_runs/{run_id}", response_model=FlowRun)
-def read_flow_run(run_id: str, access: Access = Depends(workspace_access), ctx: ServiceContext = Depends(get_ctx)):
+def read_flow_run(run_id: str, access: Access = Depends(workspace_access)):
+    ctx = access.ctx
     return record_json(FlowRun, load_run(ctx, access, run_id))
 
 
 @router.get("/flow_runs/{run_id}/states", response_model=list[State])
-def read_state_history(run_id: str, access: Access = Depends(workspace_access), ctx: ServiceContext = Depends(get_ctx)):
+def read_state_history(run_id: str, access: Access = Depends(workspace_access)):
+    ctx = access.ctx
     return ctx.store.get_state_history(load_run(ctx, access, run_id).id)
 
 
 @router.get("/flow_runs/{run_id}/logs")
 def read_flow_run_logs(run_id: str, tail: int | None = Query(default=None, ge=1, le=10_000),
                        cursor: str | None = Query(default=None, max_length=2048),
-                       access: Access = Depends(workspace_access), ctx: ServiceContext = Depends(get_ctx)) -> dict:
+                       access: Access = Depends(workspace_access)) -> dict:
     """The run's log lines, read by its pusher with the pool's credentials (when the pusher can)."""
+    ctx = access.ctx
     access.require(Permission.READ)  # not for run tokens
     run = load_run(ctx, access, run_id)
     out = {"supported": False, "lines": [], "cursor": None, "console_url": run.console_url, "logs_url": run.logs_url}
@@ -106,9 +109,9 @@ def read_flow_run_logs(run_id: str, tail: int | None = Query(default=None, ge=1,
 
 
 @router.post("/flow_runs/{run_id}/set_state", response_model=FlowRun)
-def set_flow_run_state(run_id: str, body: StateUpdate, access: Access = Depends(workspace_access),
-                       ctx: ServiceContext = Depends(get_ctx)):
+def set_flow_run_state(run_id: str, body: StateUpdate, access: Access = Depends(workspace_access)):
     """Move a run along the state machine; an illegal transition is a 409."""
+    ctx = access.ctx
     run = load_run(ctx, access, run_id, Permission.WRITE)
     if access.caller.is_run_token and body.type not in RUNNER_STATES:
         raise Forbidden("A run token may only report RUNNING, COMPLETED or FAILED")
@@ -118,6 +121,7 @@ def set_flow_run_state(run_id: str, body: StateUpdate, access: Access = Depends(
 
 
 @router.post("/flow_runs/{run_id}/cancel", response_model=FlowRun)
-def cancel_flow_run(run_id: str, access: Access = Depends(workspace_access), ctx: ServiceContext = Depends(get_ctx)):
+def cancel_flow_run(run_id: str, access: Access = Depends(workspace_access)):
+    ctx = access.ctx
     access.require(Permission.RUN)
     return record_json(FlowRun, flow_runs.cancel(ctx, load_run(ctx, access, run_id, Permission.RUN)))

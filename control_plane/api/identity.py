@@ -96,8 +96,8 @@ def create_user(body: UserCreate, _: Caller = Depends(require_admin), ctx: Servi
 
 
 @router.put("/workspaces/{workspace}/members/{actor_id}", status_code=status.HTTP_204_NO_CONTENT)
-def set_member(actor_id: str, body: MembershipSet, access: Access = Depends(workspace_access),
-               ctx: ServiceContext = Depends(get_ctx)) -> None:
+def set_member(actor_id: str, body: MembershipSet, access: Access = Depends(workspace_access)) -> None:
+    ctx = access.ctx
     access.require(Permission.ADMIN)
     actor = ctx.store.get_actor(actor_id)
     if actor is None or (actor.workspace_id is not None and actor.workspace_id != access.workspace_id):
@@ -146,8 +146,8 @@ def _service_account(ctx: ServiceContext, access: Access, account_id: str) -> Ac
 
 @router.post("/workspaces/{workspace}/service_accounts", response_model=ServiceAccountIssued,
              status_code=status.HTTP_201_CREATED, tags=["service accounts"])
-def create_service_account(body: ServiceAccountCreate, access: Access = Depends(workspace_access),
-                           ctx: ServiceContext = Depends(get_ctx)):
+def create_service_account(body: ServiceAccountCreate, access: Access = Depends(workspace_access)):
+    ctx = access.ctx
     access.require(Permission.ADMIN)
     if any(a.name == body.name for a in ctx.store.list_service_accounts(access.workspace_id)):
         raise AlreadyExists(f"Service account {body.name!r} already exists")
@@ -160,7 +160,8 @@ def create_service_account(body: ServiceAccountCreate, access: Access = Depends(
 
 @router.get("/workspaces/{workspace}/service_accounts", response_model=list[ServiceAccountOut],
             tags=["service accounts"])
-def list_service_accounts(access: Access = Depends(workspace_access), ctx: ServiceContext = Depends(get_ctx)):
+def list_service_accounts(access: Access = Depends(workspace_access)):
+    ctx = access.ctx
     access.require(Permission.ADMIN)
     out = []
     for account in ctx.store.list_service_accounts(access.workspace_id):
@@ -173,8 +174,9 @@ def list_service_accounts(access: Access = Depends(workspace_access), ctx: Servi
 @router.post("/workspaces/{workspace}/service_accounts/{account_id}/rotate", response_model=ServiceAccountIssued,
              tags=["service accounts"])
 def rotate_service_account(account_id: str, expires_in_seconds: int | None = Query(default=None, gt=0, le=TEN_YEARS),
-                           access: Access = Depends(workspace_access), ctx: ServiceContext = Depends(get_ctx)):
+                           access: Access = Depends(workspace_access)):
     """Issue a new key and revoke every older one."""
+    ctx = access.ctx
     access.require(Permission.ADMIN)
     account = _service_account(ctx, access, account_id)
     now = ctx.clock.now()
@@ -190,7 +192,7 @@ def rotate_service_account(account_id: str, expires_in_seconds: int | None = Que
 
 @router.delete("/workspaces/{workspace}/service_accounts/{account_id}", status_code=status.HTTP_204_NO_CONTENT,
                tags=["service accounts"])
-def delete_service_account(account_id: str, access: Access = Depends(workspace_access),
-                           ctx: ServiceContext = Depends(get_ctx)) -> None:
+def delete_service_account(account_id: str, access: Access = Depends(workspace_access)) -> None:
+    ctx = access.ctx
     access.require(Permission.ADMIN)
     ctx.store.delete_actor(_service_account(ctx, access, account_id).id)

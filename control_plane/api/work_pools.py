@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, status
 
-from control_plane.api.deps import Access, Caller, get_ctx, require_actor, workspace_access
+from control_plane.api.deps import Access, Caller, require_actor, workspace_access
 from control_plane.api.schemas import WorkPoolCreate, WorkPoolUpdate, WorkQueueCreate, WorkQueueUpdate
 from control_plane.errors import Conflict, InvalidInput, NotFound
 from control_plane.models import ACTIVE_STATES, FlowRunFilter, LateRunPolicy, WorkPool, WorkQueue, with_changes
@@ -44,8 +44,8 @@ def get_default_base_job_template(pool_type: str, _: Caller = Depends(require_ac
 
 
 @ws_router.post("/work_pools", response_model=WorkPool, status_code=status.HTTP_201_CREATED)
-def create_work_pool(body: WorkPoolCreate, access: Access = Depends(workspace_access),
-                     ctx: ServiceContext = Depends(get_ctx)):
+def create_work_pool(body: WorkPoolCreate, access: Access = Depends(workspace_access)):
+    ctx = access.ctx
     access.require(Permission.WRITE)
     default = default_job_template(body.type)  # also checks the type exists, custom template or not
     template = validate_base_job_template(body.base_job_template if body.base_job_template is not None else default)
@@ -61,20 +61,22 @@ def create_work_pool(body: WorkPoolCreate, access: Access = Depends(workspace_ac
 
 
 @ws_router.get("/work_pools", response_model=list[WorkPool])
-def list_work_pools(access: Access = Depends(workspace_access), ctx: ServiceContext = Depends(get_ctx)):
+def list_work_pools(access: Access = Depends(workspace_access)):
+    ctx = access.ctx
     access.require(Permission.READ)
     return ctx.store.list_work_pools(access.workspace_id)
 
 
 @ws_router.get("/work_pools/{name}", response_model=WorkPool)
-def read_work_pool(name: str, access: Access = Depends(workspace_access), ctx: ServiceContext = Depends(get_ctx)):
+def read_work_pool(name: str, access: Access = Depends(workspace_access)):
+    ctx = access.ctx
     access.require(Permission.READ)
     return load_pool(ctx, access, name)
 
 
 @ws_router.patch("/work_pools/{name}", response_model=WorkPool)
-def update_work_pool(name: str, body: WorkPoolUpdate, access: Access = Depends(workspace_access),
-                     ctx: ServiceContext = Depends(get_ctx)):
+def update_work_pool(name: str, body: WorkPoolUpdate, access: Access = Depends(workspace_access)):
+    ctx = access.ctx
     access.require(Permission.WRITE)
     pool = load_pool(ctx, access, name)
     changes = body.model_dump(exclude_unset=True, exclude={"clear_concurrency_limit"})
@@ -88,8 +90,8 @@ def update_work_pool(name: str, body: WorkPoolUpdate, access: Access = Depends(w
 
 
 @ws_router.delete("/work_pools/{name}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_work_pool(name: str, access: Access = Depends(workspace_access),
-                     ctx: ServiceContext = Depends(get_ctx)) -> None:
+def delete_work_pool(name: str, access: Access = Depends(workspace_access)) -> None:
+    ctx = access.ctx
     access.require(Permission.WRITE)
     pool = load_pool(ctx, access, name)
     users = ctx.store.list_deployments(access.workspace_id, pool_id=pool.id)
@@ -109,8 +111,8 @@ def delete_work_pool(name: str, access: Access = Depends(workspace_access),
 
 
 @ws_router.post("/work_pools/{pool_name}/queues", response_model=WorkQueue, status_code=status.HTTP_201_CREATED)
-def create_work_queue(pool_name: str, body: WorkQueueCreate, access: Access = Depends(workspace_access),
-                      ctx: ServiceContext = Depends(get_ctx)):
+def create_work_queue(pool_name: str, body: WorkQueueCreate, access: Access = Depends(workspace_access)):
+    ctx = access.ctx
     access.require(Permission.WRITE)
     pool = load_pool(ctx, access, pool_name)
     queue = WorkQueue(workspace_id=access.workspace_id, pool_id=pool.id, created=ctx.clock.now(),
@@ -119,22 +121,22 @@ def create_work_queue(pool_name: str, body: WorkQueueCreate, access: Access = De
 
 
 @ws_router.get("/work_pools/{pool_name}/queues", response_model=list[WorkQueue])
-def list_work_queues(pool_name: str, access: Access = Depends(workspace_access),
-                     ctx: ServiceContext = Depends(get_ctx)):
+def list_work_queues(pool_name: str, access: Access = Depends(workspace_access)):
+    ctx = access.ctx
     access.require(Permission.READ)
     return ctx.store.list_work_queues(access.workspace_id, load_pool(ctx, access, pool_name).id)
 
 
 @ws_router.get("/work_pools/{pool_name}/queues/{name}", response_model=WorkQueue)
-def read_work_queue(pool_name: str, name: str, access: Access = Depends(workspace_access),
-                    ctx: ServiceContext = Depends(get_ctx)):
+def read_work_queue(pool_name: str, name: str, access: Access = Depends(workspace_access)):
+    ctx = access.ctx
     access.require(Permission.READ)
     return load_queue(ctx, access, load_pool(ctx, access, pool_name), name)
 
 
 @ws_router.patch("/work_pools/{pool_name}/queues/{name}", response_model=WorkQueue)
-def update_work_queue(pool_name: str, name: str, body: WorkQueueUpdate, access: Access = Depends(workspace_access),
-                      ctx: ServiceContext = Depends(get_ctx)):
+def update_work_queue(pool_name: str, name: str, body: WorkQueueUpdate, access: Access = Depends(workspace_access)):
+    ctx = access.ctx
     access.require(Permission.WRITE)
     queue = load_queue(ctx, access, load_pool(ctx, access, pool_name), name)
     changes = body.model_dump(exclude_unset=True, exclude={"clear_concurrency_limit"})
@@ -146,8 +148,8 @@ def update_work_queue(pool_name: str, name: str, body: WorkQueueUpdate, access: 
 
 
 @ws_router.delete("/work_pools/{pool_name}/queues/{name}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_work_queue(pool_name: str, name: str, access: Access = Depends(workspace_access),
-                      ctx: ServiceContext = Depends(get_ctx)) -> None:
+def delete_work_queue(pool_name: str, name: str, access: Access = Depends(workspace_access)) -> None:
+    ctx = access.ctx
     access.require(Permission.WRITE)
     pool = load_pool(ctx, access, pool_name)
     queue = load_queue(ctx, access, pool, name)

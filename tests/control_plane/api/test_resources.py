@@ -11,6 +11,24 @@ def test_health_and_openapi_docs(api):
     assert "/api/workspaces/{workspace}/work_pools" in api.client.get("/openapi.json").json()["paths"]
 
 
+def test_no_two_routes_answer_the_same_method_and_path(api):
+    """The app lists its busiest routes first; that is safe only while no route shadows another."""
+    import re
+
+    from starlette.routing import compile_path
+
+    routes = [(r.path, set(getattr(r, "methods", None) or ())) for r in api.client.app.router.routes]
+    assert len(routes) > 30
+    clashes = []
+    for path, methods in routes:
+        pattern = compile_path(path)[0]
+        for other, other_methods in routes:
+            sample = re.sub(r"\{[^}]+\}", "x-1", other)
+            if other != path and methods & other_methods and pattern.match(sample):
+                clashes.append((path, other))
+    assert clashes == []
+
+
 def test_pool_gets_the_pusher_default_template_and_a_default_queue(api):
     pool = api.pool(prefetch_seconds=10, concurrency_limit=3)
     assert "working_dir" in pool["base_job_template"]["variables"]["properties"]
