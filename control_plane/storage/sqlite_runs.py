@@ -84,7 +84,7 @@ class SqliteRunsMixin:
         try:
             with self._write() as conn:
                 conn.execute(_INSERT_RUN, _run_row(run))
-                self._append_state(conn, run.id, run.state)
+                conn.execute(_INSERT_FIRST_STATE, (run.id, run.state.model_dump_json()))
         except sqlite3.IntegrityError as exc:
             raise AlreadyExists(f"Flow run with idempotency key {run.idempotency_key!r} already exists") from exc
         return run
