@@ -30,6 +30,7 @@ class LiveServer:
                                                     log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.ticker = Ticker(self.ctx)
+        self.ctx.wake_scheduler = self.ticker.wake_scheduler  # as control_plane.server does
 
     def start(self) -> None:
         self.thread.start()
