@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Query, Response, status
 
 from control_plane.api.deps import Access, workspace_access
+from control_plane.api.offload import on_loop_unless_busy
 from control_plane.api.responses import record_json, records_json
 from control_plane.api.schemas import FlowRunCreate, StateUpdate
 from control_plane.errors import Forbidden, NotFound
@@ -33,7 +34,11 @@ def load_run(ctx: ServiceContext, access: Access, run_id: str, permission: Permi
 
 
 @router.post("/deployments/{deployment_id}/runs", response_model=FlowRun, status_code=status.HTTP_201_CREATED)
-def create_flow_run(deployment_id: str, body: FlowRunCreate, access: Access = Depends(workspace_access)):
+async def create_flow_run(deployment_id: str, body: FlowRunCreate, access: Access = Depends(workspace_access)):
+    return await on_loop_unless_busy(access.ctx, _create_flow_run, deployment_id, body, access)
+
+
+def _create_flow_run(deployment_id: str, body: FlowRunCreate, access: Access) -> Response:
     ctx = access.ctx
     access.require(Permission.RUN)
     deployment = ctx.store.get_deployment(access.workspace_id, deployment_id)
@@ -78,9 +83,9 @@ def list_flow_runs(
 
 
 @router.get("/flow_runs/{run_id}", response_model=FlowRun)
-def read_flow_run(run_id: str, access: Access = Depends(workspace_access)):
-    ctx = access.ctx
-    return record_json(FlowRun, load_run(ctx, access, run_id))
+async def read_flow_run(run_id: str, access: Access = Depends(workspace_access)):
+    return await on_loop_unless_busy(
+        access.ctx, lambda: record_json(FlowRun, load_run(access.ctx, access, run_id)))
 
 
 @router.get("/flow_runs/{run_id}/states", response_model=list[State])
@@ -109,8 +114,12 @@ def read_flow_run_logs(run_id: str, tail: int | None = Query(default=None, ge=1,
 
 
 @router.post("/flow_runs/{run_id}/set_state", response_model=FlowRun)
-def set_flow_run_state(run_id: str, body: StateUpdate, access: Access = Depends(workspace_access)):
+async def set_flow_run_state(run_id: str, body: StateUpdate, access: Access = Depends(workspace_access)):
     """Move a run along the state machine; an illegal transition is a 409."""
+    return await on_loop_unless_busy(access.ctx, _set_flow_run_state, run_id, body, access)
+
+
+def _set_flow_run_state(run_id: str, body: StateUpdate, access: Access) -> Response:
     ctx = access.ctx
     run = load_run(ctx, access, run_id, Permission.WRITE)
     if access.caller.is_run_token and body.type not in RUNNER_STATES:

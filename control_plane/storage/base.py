@@ -37,6 +37,12 @@ from control_plane.models import (
 )
 
 
+class WouldWait(Exception):  # noqa: N818 - a signal, not an error a caller reports
+    """Raised inside ``SqliteStore.without_waiting()`` by a write that would have to wait for the
+    database. Nothing was written: the caller runs the same work again where waiting is fine. Not a
+    :class:`~control_plane.errors.PushpoolError`, so no error handler turns it into an answer."""
+
+
 @dataclass
 class ClaimResult:
     """What one atomic claim did."""

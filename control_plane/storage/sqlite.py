@@ -29,10 +29,12 @@ from control_plane.models import (
     WorkQueue,
     Workspace,
 )
+from control_plane.storage.base import WouldWait
 from control_plane.storage.sqlite_runs import SqliteRunsMixin
 from control_plane.storage.sqlite_schema import SCHEMA, SCHEMA_VERSION
 
 M = TypeVar("M", bound=BaseModel)
+BUSY_TIMEOUT_MS = 30_000
 
 
 class SqliteStore(SqliteRunsMixin):
@@ -57,7 +59,7 @@ class SqliteStore(SqliteRunsMixin):
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA foreign_keys=OFF")
             self._local.conn = conn
             with self._connections_lock:
@@ -72,11 +74,26 @@ class SqliteStore(SqliteRunsMixin):
         )
 
     @contextmanager
+    def without_waiting(self) -> Iterator[None]:
+        """Until its first write begins, this thread's work raises :class:`WouldWait` instead of waiting
+        for another writer (of this process or another). The API's event loop runs a short route this
+        way and hands it to the thread pool only when the database is busy."""
+        self._local.nowait = True
+        try:
+            yield
+        finally:
+            self._local.nowait = False
+
+    @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One writer transaction; rolled back whole on any error."""
         conn = self._conn()
-        with self._write_lock:
-            conn.execute("BEGIN IMMEDIATE")
+        nowait = getattr(self._local, "nowait", False)
+        if not self._write_lock.acquire(blocking=not nowait):
+            raise WouldWait
+        try:
+            self._begin(conn, nowait)
+            self._local.nowait = False  # a later write of the same work waits: never redo a committed one
             try:
                 yield conn
             except BaseException:
@@ -84,6 +101,23 @@ class SqliteStore(SqliteRunsMixin):
                 raise
             else:
                 conn.execute("COMMIT")
+        finally:
+            self._write_lock.release()
+
+    @staticmethod
+    def _begin(conn: sqlite3.Connection, nowait: bool) -> None:
+        if not nowait:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        conn.execute("PRAGMA busy_timeout=0")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise WouldWait from exc  # another process is writing
+            raise
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     def _one(self, model: type[M], sql: str, params: tuple = ()) -> M | None:
         row = self._conn().execute(sql, params).fetchone()

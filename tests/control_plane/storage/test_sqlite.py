@@ -36,3 +36,83 @@ def test_wal_mode_is_on(tmp_path):
     store = SqliteStore(tmp_path / "x.db")
     assert store._conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     store.close()
+
+
+def _meta_writes(store: SqliteStore) -> tuple:
+    return tuple(store._conn().execute("SELECT key FROM meta ORDER BY key").fetchall())
+
+
+def test_a_write_that_must_not_wait_gives_way_to_a_writer_of_this_process(tmp_path):
+    import threading
+
+    from control_plane.storage.base import WouldWait
+
+    store = SqliteStore(tmp_path / "x.db")
+    holding, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with store._write():
+            holding.set()
+            release.wait(5)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    holding.wait(5)
+    try:
+        before = _meta_writes(store)
+        with pytest.raises(WouldWait), store.without_waiting():
+            store.set_meta("k", "v")
+        assert _meta_writes(store) == before  # nothing written
+    finally:
+        release.set()
+        thread.join()
+    with store.without_waiting():
+        store.set_meta("k", "v")  # free again: done at once
+    assert store.get_meta("k") == "v"
+    store.close()
+
+
+def test_a_write_that_must_not_wait_gives_way_to_another_process(tmp_path):
+    from control_plane.storage.base import WouldWait
+
+    ours, theirs = SqliteStore(tmp_path / "x.db"), SqliteStore(tmp_path / "x.db")  # two processes' views
+    other = theirs._conn()
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(WouldWait), ours.without_waiting():
+            ours.set_meta("k", "v")
+    finally:
+        other.execute("ROLLBACK")
+    assert ours.get_meta("k") is None
+    # The busy timeout is back for ordinary writes after the attempt.
+    assert ours._conn().execute("PRAGMA busy_timeout").fetchone()[0] == 30_000
+    ours.close()
+    theirs.close()
+
+
+def test_only_the_first_write_of_a_piece_of_work_may_give_way(tmp_path):
+    """Work that already committed a write is never handed over to be redone: later writes wait."""
+    import threading
+    import time
+
+    store = SqliteStore(tmp_path / "x.db")
+    waited: list[float] = []
+
+    with store.without_waiting():
+        store.set_meta("first", "1")
+        holder_started = threading.Event()
+
+        def hold() -> None:
+            with store._write():
+                holder_started.set()
+                time.sleep(0.2)
+
+        thread = threading.Thread(target=hold)
+        thread.start()
+        holder_started.wait(5)
+        started = time.monotonic()
+        store.set_meta("second", "2")  # waits for the holder instead of raising
+        waited.append(time.monotonic() - started)
+        thread.join()
+    assert store.get_meta("second") == "2" and waited[0] >= 0.1
+    store.close()
