@@ -36,6 +36,8 @@ class Applier:
         self.result.job_variable_defaults = self.defaults
         self.result.created = self.created
         self.result.registry_namespace = f"{self.account}.dkr.ecr.{self.region}.amazonaws.com/{self.n['repository']}"
+        self.result.summary = ("its job template now defaults to the provisioned cluster, roles, network and logs; "
+                               f"images go to {self.result.registry_namespace}.")
         return self.result
 
     # ------------------------------------------------------------------ steps

@@ -55,6 +55,8 @@ class ProvisionResult:
     registry_namespace: str | None = None
     #: What was created, kept in the pool's provisioning record so destroy removes exactly that.
     created: dict[str, Any] = field(default_factory=dict)
+    #: One sentence for the user on what the pool's job template now points at.
+    summary: str = ""
 
 
 #: Called once per step as it completes: (step, index, total).
@@ -74,6 +76,21 @@ PROVISIONER_TYPES: dict[str, str] = {
     "azure-container-instance:push": "provisioners.azure:AzureProvisioner",
     "modal:push": "provisioners.modal:ModalProvisioner",
 }
+
+#: Pool type → (suffix of the credentials block's name, the job variable that references the block).
+CREDENTIALS: dict[str, tuple[str, str]] = {
+    "ecs:push": ("aws", "aws_credentials"),
+    "cloud-run:push": ("gcp", "credentials"),
+    "azure-container-instance:push": ("azure", "aci_credentials"),
+    "modal:push": ("modal", "modal_credentials"),
+}
+
+
+def credentials_block_name(pool_name: str, pool_type: str) -> str:
+    """The credentials block a provisioner writes for a pool, e.g. ``etl-aws``."""
+    suffix = CREDENTIALS.get(pool_type, ("credentials",))[0]
+    return f"{pool_name}-{suffix}"
+
 
 #: Pool types whose infrastructure needs nothing created.
 NOTHING_TO_PROVISION = {"local:push"}

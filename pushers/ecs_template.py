@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from pushers.base import MAX_RUNTIME_SECONDS
@@ -46,7 +47,8 @@ VARIABLES: dict[str, dict[str, Any]] = {
 
 
 def ecs_job_template() -> dict[str, Any]:
+    """A fresh copy each time: callers set defaults in it."""
     return {
         "job_configuration": {name: f"{{{{ {name} }}}}" for name in VARIABLES},
-        "variables": {"type": "object", "properties": VARIABLES},
+        "variables": {"type": "object", "properties": copy.deepcopy(VARIABLES)},
     }

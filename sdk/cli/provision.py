@@ -10,7 +10,15 @@ from typing import Any
 from rich.progress import BarColumn, Progress, TextColumn
 
 from control_plane.errors import InvalidInput, NotFound
-from provisioners.base import NOTHING_TO_PROVISION, Plan, PlanStep, StepAction, provisioner_for
+from provisioners.base import (
+    CREDENTIALS,
+    NOTHING_TO_PROVISION,
+    Plan,
+    PlanStep,
+    StepAction,
+    credentials_block_name,
+    provisioner_for,
+)
 from sdk import profiles
 from sdk.cli.common import confirm, console, table
 from sdk.client import PushpoolClient
@@ -25,13 +33,10 @@ def _provisioner(pool_type: str) -> Any:
     return provisioner
 
 
-def block_name(pool_name: str) -> str:
-    return f"{pool_name}-aws"
-
-
 def show_plan(plan: Plan) -> None:
     colours = {StepAction.CREATE: "green", StepAction.EXISTS: "cyan", StepAction.SKIP: "dim"}
-    console.print(table(f"Plan for work pool {plan.pool_name!r} in {plan.options.get('region')}",
+    where = f" in {plan.options['region']}" if plan.options.get("region") else ""
+    console.print(table(f"Plan for work pool {plan.pool_name!r}{where}",
                         ["resource", "action", "detail"],
                         [(s.resource, f"[{colours[s.action]}]{s.action.value}[/]", s.detail) for s in plan.steps]))
 
@@ -59,7 +64,7 @@ def provision(client: PushpoolClient, pool: dict[str, Any], options: dict[str, A
         console.print(f"Work pool type {pool['type']} runs on this machine; there is no infrastructure to provision.")
         return
     record = pool.get("provisioning") or {}
-    name = block_name(pool["name"])
+    name = credentials_block_name(pool["name"], pool["type"])
     try:
         client.request("GET", client.ws(f"/blocks/{name}"))
         has_block = True
@@ -87,14 +92,14 @@ def provision(client: PushpoolClient, pool: dict[str, Any], options: dict[str, A
         has_block = True
     defaults = dict(result.job_variable_defaults)
     if has_block:
-        defaults["aws_credentials"] = f"{{{{ pushpool.blocks.{name} }}}}"
+        defaults[CREDENTIALS[pool["type"]][1]] = f"{{{{ pushpool.blocks.{name} }}}}"
     template = copy.deepcopy(pool["base_job_template"])
     properties = template["variables"].setdefault("properties", {})
     for key, value in defaults.items():
         if key in properties:
             properties[key]["default"] = value
     created = _merge(record.get("created") or {}, result.created)
-    new_record = {**record, "region": plan.options["region"], "account": plan.options.get("account"),
+    new_record = {**record, "region": plan.options.get("region"), "account": plan.options.get("account"),
                   "profile": plan.options.get("profile"), "created": created,
                   "credentials_block": name if has_block else None}
     client.request("PATCH", client.ws(f"/work_pools/{pool['name']}"),
@@ -102,8 +107,8 @@ def provision(client: PushpoolClient, pool: dict[str, Any], options: dict[str, A
     if result.registry_namespace:
         profiles.update_profile(selected_profile_name(), {"PUSHPOOL_BUILD_NAMESPACE": result.registry_namespace},
                                 activate=False)
-    console.print(f"Work pool {pool['name']!r} is ready: its job template now defaults to the provisioned cluster, "
-                  f"roles, network and logs; images go to {result.registry_namespace}.", highlight=False)
+    summary = result.summary or "its job template now uses what was provisioned."
+    console.print(f"Work pool {pool['name']!r} is ready: {summary}", highlight=False)
 
 
 def _merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
