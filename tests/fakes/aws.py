@@ -8,20 +8,18 @@ failure such as an image pull error.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from tests.fakes.containers import run_as_container
 from tests.fakes.net import free_port
 
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
-REPO = Path(__file__).resolve().parents[2]
+
 
 
 @dataclass
@@ -123,16 +121,9 @@ class ContainerSimulator:
 
     def run(self, arn: str, timeout: float = 60) -> int:
         command, env = self.recorded(arn)
-        if command == ["pushpool-runner"]:  # the image's entry point, here from this checkout
-            command = [sys.executable, "-m", "sdk.runner"]
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("PUSHPOOL_", "AWS_"))}
-        full_env.update(env)
-        full_env["PYTHONPATH"] = str(REPO)
-        result = subprocess.run(command, env=full_env, cwd=self.workdir, capture_output=True, text=True,
-                                timeout=timeout)
-        self.output = result.stdout + result.stderr
-        self.moto.stop(arn, exit_code=result.returncode)
-        return result.returncode
+        code, self.output = run_as_container(command, env, self.workdir, timeout)
+        self.moto.stop(arn, exit_code=code)
+        return code
 
 
 def account_snapshot(aws: Moto) -> dict:
