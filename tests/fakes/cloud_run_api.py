@@ -1,0 +1,318 @@
+"""A fake Cloud Run Admin API v2 (jobs, executions, operations) over HTTP on 127.0.0.1.
+
+The official ``google-cloud-run`` client talks to it with the REST transport
+(``client_options={"api_endpoint": url}``). Paths and JSON follow the real API: a create or run
+answers a long-running operation, errors are ``{"error": {"code", "message", "status"}}``. It also
+checks every call's bearer token: a service account's self-signed JWT (what google-auth sends for a key,
+verified against the keys the test trusts) or a token from its OAuth token endpoint. ``inject``
+queues HTTP errors per call (a run can fail *after* starting its execution, as a lost answer would);
+:class:`CloudRunSimulator` runs what an execution's container would run.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+
+from tests.fakes.containers import run_as_container
+
+TOKEN = "ya29.fake-cloud-run-token"
+JOB_TYPE = "type.googleapis.com/google.cloud.run.v2.Job"
+EXECUTION_TYPE = "type.googleapis.com/google.cloud.run.v2.Execution"
+STATUS_NAMES = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND", 409: "ALREADY_EXISTS",
+                429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE"}
+SUCCEEDED, FAILED = 4, 3  # Condition.State
+
+
+def _b64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class Injected:
+    status: int
+    message: str
+    after: bool = False  # do the work, then answer the error
+
+
+@dataclass
+class CloudRunState:
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    executions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    operations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    deleted_jobs: list[str] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)
+    injected: dict[str, list[Injected]] = field(default_factory=dict)
+    tokens_issued: int = 0
+    #: Who made each call: a service account's email (self-signed JWT) or "token".
+    callers: list[str] = field(default_factory=list)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+class FakeCloudRunApi:
+    def __init__(self) -> None:
+        self.state = CloudRunState()
+        self.trusted_keys: dict[str, Any] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                fake._serve(self, "GET")
+
+            def do_POST(self) -> None:
+                fake._serve(self, "POST")
+
+            def do_DELETE(self) -> None:
+                fake._serve(self, "DELETE")
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+
+    def start(self) -> FakeCloudRunApi:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    # ------------------------------------------------------------------ HTTP
+    def _serve(self, request: BaseHTTPRequestHandler, method: str) -> None:
+        url = urlparse(request.path)
+        length = int(request.headers.get("Content-Length") or 0)
+        raw = request.rfile.read(length) if length else b""
+        try:
+            if url.path == "/token":
+                self.state.tokens_issued += 1
+                self._send(request, 200, {"access_token": TOKEN, "expires_in": 3600, "token_type": "Bearer"})
+                return
+            caller = self._caller(request.headers.get("Authorization") or "")
+            if caller is None:
+                raise ApiError(401, "Request is missing required authentication credential.")
+            self.state.callers.append(caller)
+            body = json.loads(raw) if raw else {}
+            with self._lock:
+                status, answer = self._route(method, url.path, parse_qs(url.query), body)
+        except ApiError as exc:
+            status, answer = exc.status, {"error": {"code": exc.status, "message": exc.message,
+                                                    "status": STATUS_NAMES.get(exc.status, "UNKNOWN")}}
+        self._send(request, status, answer)
+
+    def _caller(self, authorization: str) -> str | None:
+        """Who is calling: an exchanged token, or a service account's self-signed JWT (RS256, checked)."""
+        token = authorization.removeprefix("Bearer ")
+        if token == TOKEN:
+            return "token"
+        try:
+            header, payload, signature = token.split(".")
+            claims = json.loads(_b64(payload))
+            key = self.trusted_keys[claims["iss"]]
+            key.verify(_b64(signature), f"{header}.{payload}".encode(), padding.PKCS1v15(), hashes.SHA256())
+        except (ValueError, KeyError, InvalidSignature):
+            return None
+        return str(claims["iss"])
+
+    def trust(self, service_account_info: dict[str, str]) -> None:
+        """Accept JWTs signed by this service account key, as Google does for its own keys."""
+        private = serialization.load_pem_private_key(service_account_info["private_key"].encode(), None)
+        self.trusted_keys[service_account_info["client_email"]] = private.public_key()
+
+    @staticmethod
+    def _send(request: BaseHTTPRequestHandler, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        request.send_response(status)
+        request.send_header("Content-Type", "application/json")
+        request.send_header("Content-Length", str(len(data)))
+        request.end_headers()
+        request.wfile.write(data)
+
+    ROUTES = [
+        ("POST", r"/v2/(projects/[^/]+/locations/[^/]+)/jobs", "create_job"),
+        ("GET", r"/v2/(projects/[^/]+/locations/[^/]+/operations/[^/]+)", "get_operation"),
+        ("POST", r"/v2/(projects/[^/]+/locations/[^/]+/jobs/[^/:]+):run", "run_job"),
+        ("GET", r"/v2/(projects/[^/]+/locations/[^/]+/jobs/[^/]+)/executions", "list_executions"),
+        ("GET", r"/v2/(projects/[^/]+/locations/[^/]+/jobs/[^/]+/executions/[^/]+)/tasks", "list_tasks"),
+        ("GET", r"/v2/(projects/[^/]+/locations/[^/]+/jobs/[^/]+/executions/[^/]+)", "get_execution"),
+        ("POST", r"/v2/(projects/[^/]+/locations/[^/]+/jobs/[^/]+/executions/[^/:]+):cancel", "cancel_execution"),
+        ("GET", r"/v2/(projects/[^/]+/locations/[^/]+/jobs/[^/]+)", "get_job"),
+        ("DELETE", r"/v2/(projects/[^/]+/locations/[^/]+/jobs/[^/]+)", "delete_job"),
+    ]
+
+    def _route(self, method: str, path: str, query: dict[str, list[str]], body: dict[str, Any]
+               ) -> tuple[int, dict[str, Any]]:
+        for verb, pattern, name in self.ROUTES:
+            match = re.fullmatch(pattern, path)
+            if verb == method and match:
+                self.state.calls.append(name)
+                queued = self.state.injected.get(name)
+                injected = queued.pop(0) if queued else None
+                if injected and not injected.after:
+                    raise ApiError(injected.status, injected.message)
+                answer = getattr(self, name)(match.group(1), query, body)
+                if injected:
+                    raise ApiError(injected.status, injected.message)
+                return 200, answer
+        raise ApiError(404, f"no route for {method} {path}")
+
+    def _operation(self, parent: str, *, done: bool, response: dict | None = None,
+                   metadata: dict | None = None) -> dict[str, Any]:
+        name = f"{parent}/operations/op-{next(self._ids)}"
+        op: dict[str, Any] = {"name": name, "done": done}
+        if response is not None:
+            op["response"] = response
+        if metadata is not None:
+            op["metadata"] = metadata
+        self.state.operations[name] = op
+        return op
+
+    @staticmethod
+    def _location(name: str) -> str:
+        return "/".join(name.split("/")[:4])
+
+    # ------------------------------------------------------------------ the API
+    def create_job(self, parent: str, query: dict[str, list[str]], body: dict[str, Any]) -> dict[str, Any]:
+        job_id = (query.get("jobId") or [""])[0]
+        if not re.fullmatch(r"[a-z]([a-z0-9-]{0,61}[a-z0-9])?", job_id):
+            raise ApiError(400, f"Invalid job id {job_id!r}")
+        name = f"{parent}/jobs/{job_id}"
+        if name in self.state.jobs:
+            raise ApiError(409, f"Resource '{job_id}' already exists.")
+        image = body.get("template", {}).get("template", {}).get("containers", [{}])[0].get("image", "")
+        if image.endswith(":arm64-only"):
+            raise ApiError(400, f"Container manifest type for '{image}' must support amd64/linux.")
+        job = {**body, "name": name, "uid": f"uid-{next(self._ids)}", "createTime": now(), "executionCount": 0}
+        self.state.jobs[name] = job
+        return self._operation(parent, done=True, response={"@type": JOB_TYPE, **job})
+
+    def get_operation(self, name: str, *_: Any) -> dict[str, Any]:
+        if name not in self.state.operations:
+            raise ApiError(404, f"Operation {name} not found")
+        return self.state.operations[name]
+
+    def get_job(self, name: str, *_: Any) -> dict[str, Any]:
+        if name not in self.state.jobs:
+            raise ApiError(404, f"Resource '{name}' was not found")
+        return self.state.jobs[name]
+
+    def run_job(self, name: str, _: Any, body: dict[str, Any]) -> dict[str, Any]:
+        job = self.get_job(name)
+        job["executionCount"] += 1
+        execution_name = f"{name}/executions/{name.rsplit('/', 1)[1]}-{next(self._ids):05d}"
+        execution = {"name": execution_name, "job": name.rsplit("/", 1)[1], "createTime": now(), "taskCount": 1,
+                     "runningCount": 0, "succeededCount": 0, "failedCount": 0, "cancelledCount": 0,
+                     "template": json.loads(json.dumps(job.get("template", {}).get("template", {}))),
+                     "overrides": body.get("overrides") or {}, "conditions": []}
+        self.state.executions[execution_name] = execution
+        return self._operation(self._location(name), done=False, metadata={"@type": EXECUTION_TYPE, **execution})
+
+    def list_executions(self, parent: str, *_: Any) -> dict[str, Any]:
+        self.get_job(parent)
+        found = [e for n, e in self.state.executions.items() if n.startswith(parent + "/executions/")]
+        return {"executions": sorted(found, key=lambda e: e["createTime"], reverse=True)}
+
+    def get_execution(self, name: str, *_: Any) -> dict[str, Any]:
+        if name not in self.state.executions:
+            raise ApiError(404, f"Resource '{name}' was not found")
+        return self.state.executions[name]
+
+    def list_tasks(self, parent: str, *_: Any) -> dict[str, Any]:
+        execution = self.get_execution(parent)
+        task: dict[str, Any] = {"name": f"{parent}/tasks/{parent.rsplit('/', 1)[1]}-task0", "index": 0}
+        if "exitCode" in execution:
+            task["lastAttemptResult"] = {"exitCode": execution["exitCode"],
+                                         "status": {"code": 2, "message": execution.get("taskMessage", "")}}
+        return {"tasks": [task]}
+
+    def cancel_execution(self, name: str, *_: Any) -> dict[str, Any]:
+        execution = self.get_execution(name)
+        if not execution.get("completionTime"):
+            self._complete(execution, cancelled=True, message="Execution was cancelled.")
+        return self._operation(self._location(name), done=True, response={"@type": EXECUTION_TYPE, **execution})
+
+    def delete_job(self, name: str, *_: Any) -> dict[str, Any]:
+        job = self.state.jobs.pop(self.get_job(name)["name"])
+        self.state.deleted_jobs.append(name)
+        return self._operation(self._location(name), done=True, response={"@type": JOB_TYPE, **job})
+
+    # ------------------------------------------------------------------ test controls
+    def inject(self, call: str, status: int, message: str, *, after: bool = False, count: int = 1) -> None:
+        """Queue ``count`` HTTP errors for ``call`` (a route name, e.g. "run_job"); ``after``: do the work first."""
+        self.state.injected.setdefault(call, []).extend(Injected(status, message, after) for _ in range(count))
+
+    @staticmethod
+    def _complete(execution: dict[str, Any], *, succeeded: bool = False, cancelled: bool = False,
+                  message: str = "") -> None:
+        execution["completionTime"] = now()
+        execution["runningCount"] = 0
+        key = "succeededCount" if succeeded else "cancelledCount" if cancelled else "failedCount"
+        execution[key] = 1
+        execution["conditions"] = [{"type": "Completed", "state": SUCCEEDED if succeeded else FAILED,
+                                    "message": message, "lastTransitionTime": now()}]
+
+    def running(self, execution_name: str) -> None:
+        execution = self.state.executions[execution_name]
+        execution.update(startTime=now(), runningCount=1)
+
+    def finish(self, execution_name: str, exit_code: int = 0, message: str = "") -> None:
+        """End the execution as Cloud Run does: the task's exit code on the task, a summary on the execution."""
+        execution = self.state.executions[execution_name]
+        if exit_code:
+            execution["exitCode"] = exit_code
+            execution["taskMessage"] = message or "The container exited with an error."
+        summary = f"Task {execution_name.rsplit('/', 1)[1]}-task0 failed: {execution.get('taskMessage')}"
+        self._complete(execution, succeeded=exit_code == 0, message=summary if exit_code else "")
+
+    def executions_of_job(self, job_name: str) -> list[dict[str, Any]]:
+        return [e for n, e in self.state.executions.items() if n.startswith(job_name + "/executions/")]
+
+
+class CloudRunSimulator:
+    """Runs what an execution's container would run: the job's command, args and env, as the fake recorded them."""
+
+    def __init__(self, api: FakeCloudRunApi, workdir: Path) -> None:
+        self.api, self.workdir = api, workdir
+        self.output = ""
+
+    def recorded(self, execution_name: str) -> tuple[list[str], dict[str, str]]:
+        container = self.api.state.executions[execution_name]["template"]["containers"][0]
+        env = {e["name"]: e.get("value", "") for e in container.get("env", []) if "value" in e}
+        return list(container.get("command") or []) + list(container.get("args") or []), env
+
+    def run(self, execution_name: str, timeout: float = 60) -> int:
+        command, env = self.recorded(execution_name)
+        self.api.running(execution_name)
+        code, self.output = run_as_container(command, env, self.workdir, timeout)
+        self.api.finish(execution_name, code)
+        return code
