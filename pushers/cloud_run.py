@@ -9,7 +9,8 @@
   after Cloud Run started it, a crash before recording it) is adopted, never started twice.
 * ``status`` reads the execution; ``cancel`` cancels it; ``cleanup`` deletes the job (Cloud Run
   allows 1,000 jobs per region) unless ``keep_job``.
-* ``PUSHPOOL_CLOUD_RUN_ENDPOINT`` points the clients at another endpoint (an emulator, the tests' fake).
+* ``logs`` reads the execution's lines through the Cloud Logging API (``google-cloud-logging``, JSON API).
+* ``PUSHPOOL_GCP_ENDPOINT`` points every Google API client at another endpoint (an emulator, the tests' fake).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pushers.base import (
     InfraState,
     InfraStatus,
     Job,
+    LogPage,
     PermanentPusherError,
     PusherContext,
     PusherError,
@@ -40,7 +42,14 @@ RUNNER_COMMAND = ["pushpool-runner"]
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 CREATE_TIMEOUT_SECONDS = 120
 TRANSIENT_CODES = {408, 429, 500, 502, 503, 504}
-ENDPOINT_ENV = "PUSHPOOL_CLOUD_RUN_ENDPOINT"
+ENDPOINT_ENV = "PUSHPOOL_GCP_ENDPOINT"
+LOG_PAGE_LINES = 1000
+
+
+def _log_text(payload: Any) -> str:
+    if isinstance(payload, dict):
+        return str(payload.get("message") or json.dumps(payload, sort_keys=True))
+    return str(payload if payload is not None else "")
 
 
 def job_id(run_id: str) -> str:
@@ -100,12 +109,15 @@ class GcpClients:
     tasks: Any
     #: The credentials' own project (the pool's 'project' variable wins).
     project: str | None
+    credentials: Any = None
+    endpoint: str | None = None
 
 
 class CloudRunPusher:
     def __init__(self, context: PusherContext) -> None:
         self.context = context
         self._clients: dict[str, GcpClients] = {}
+        self._logging_clients: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -154,7 +166,8 @@ class CloudRunPusher:
         def make(kind: Any) -> Any:
             return kind(credentials=credentials, transport="rest", client_options=options)
 
-        return GcpClients(make(run_v2.JobsClient), make(run_v2.ExecutionsClient), make(run_v2.TasksClient), project)
+        return GcpClients(make(run_v2.JobsClient), make(run_v2.ExecutionsClient), make(run_v2.TasksClient), project,
+                          credentials, endpoint)
 
     # ------------------------------------------------------------------ submit
     def submit(self, job: Job) -> Submission:
@@ -249,6 +262,38 @@ class CloudRunPusher:
             return  # gone, or already finished
         except Exception as exc:  # noqa: BLE001
             raise translate(exc, "CancelExecution") from exc
+
+    def logs(self, infra_id: str, tail: int | None = None, cursor: str | None = None) -> LogPage:
+        """The execution's log lines (Cloud Logging); ``cursor`` is the last line's timestamp."""
+        project, _, job, execution = parse_execution_name(infra_id)
+        query = (f'resource.type="cloud_run_job" AND resource.labels.job_name="{job}" AND '
+                 f'labels."run.googleapis.com/execution_name"="{execution}"')
+        if cursor:
+            query += f' AND timestamp>"{cursor}"'
+        newest_first = bool(tail) and not cursor
+        try:
+            entries = list(self._logging(project).list_entries(
+                resource_names=[f"projects/{project}"], filter_=query, max_results=tail or LOG_PAGE_LINES,
+                order_by="timestamp desc" if newest_first else "timestamp asc"))
+        except Exception as exc:  # noqa: BLE001
+            raise translate(exc, "logging entries.list") from exc
+        if newest_first:
+            entries.reverse()
+        lines = [_log_text(e.payload) for e in entries]
+        last = entries[-1].timestamp if entries else None
+        return LogPage(lines=lines, cursor=last.isoformat().replace("+00:00", "Z") if last else cursor)
+
+    def _logging(self, project: str) -> Any:
+        clients = self.clients(self.context.pool_config)
+        key = f"logging:{project}:{id(clients)}"
+        with self._lock:
+            if key not in self._logging_clients:
+                from google.cloud import logging as cloud_logging
+
+                options = {"api_endpoint": clients.endpoint} if clients.endpoint else None
+                self._logging_clients[key] = cloud_logging.Client(project=project, credentials=clients.credentials,
+                                                                  _use_grpc=False, client_options=options)
+            return self._logging_clients[key]
 
     def cleanup(self, infra_id: str) -> None:
         from google.api_core import exceptions

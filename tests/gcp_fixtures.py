@@ -38,10 +38,28 @@ def cloud_run_api(monkeypatch) -> Any:
     from tests.fakes.cloud_run_api import FakeCloudRunApi
 
     api = FakeCloudRunApi().start()
-    monkeypatch.setenv("PUSHPOOL_CLOUD_RUN_ENDPOINT", api.url)
+    monkeypatch.setenv("PUSHPOOL_GCP_ENDPOINT", api.url)
     monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
     info = service_account_info(f"{api.url}/token")
     api.trust(info)
     api.key = json.dumps(info)
+    yield api
+    api.stop()
+
+
+@pytest.fixture
+def gcp_api(monkeypatch, tmp_path) -> Any:
+    """The Cloud Run fake plus Service Usage, IAM, Resource Manager and Artifact Registry; the user's login
+    (application default credentials) is a key of an owner account the fake trusts."""
+    pytest.importorskip("googleapiclient", reason="the 'gcp' extra is not installed")
+    from tests.fakes.gcp_api import FakeGcpApi
+
+    api = FakeGcpApi().start()
+    owner = {**service_account_info(f"{api.url}/token"), "client_email": f"owner@{PROJECT}.iam.gserviceaccount.com"}
+    api.trust(owner)
+    (tmp_path / "adc.json").write_text(json.dumps(owner))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "adc.json"))
+    monkeypatch.setenv("PUSHPOOL_GCP_ENDPOINT", api.url)
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
     yield api
     api.stop()

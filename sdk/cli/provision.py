@@ -70,7 +70,8 @@ def provision(client: PushpoolClient, pool: dict[str, Any], options: dict[str, A
         has_block = True
     except NotFound:
         has_block = False
-    options = {"region": record.get("region"), "profile": record.get("profile"), **{k: v for k, v in options.items()
+    options = {"region": record.get("region"), "profile": record.get("profile"), "project": record.get("project"),
+               **{k: v for k, v in options.items()
                                                                                      if v is not None},
                "has_credentials": has_block}
     provisioner = _provisioner(pool["type"])
@@ -100,6 +101,7 @@ def provision(client: PushpoolClient, pool: dict[str, Any], options: dict[str, A
             properties[key]["default"] = value
     created = _merge(record.get("created") or {}, result.created)
     new_record = {**record, "region": plan.options.get("region"), "account": plan.options.get("account"),
+                  "project": plan.options.get("project"),
                   "profile": plan.options.get("profile"), "created": created,
                   "credentials_block": name if has_block else None}
     client.request("PATCH", client.ws(f"/work_pools/{pool['name']}"),

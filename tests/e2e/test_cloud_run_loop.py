@@ -92,3 +92,24 @@ def test_a_503_on_run_does_not_start_a_second_execution(cloud_run, cloud_run_api
     assert cloud_run_api.state.calls.count("run_job") == 1
     assert simulator.run(run["infra_id"]) == 0, simulator.output
     assert wait_for_state(client, run["id"], FINAL)["state"]["type"] == "COMPLETED"
+
+
+def test_flow_run_logs_come_from_cloud_logging_through_the_api(cloud_run, cloud_run_api, live):
+    client, dep, _ = cloud_run
+    run = wait_for_infra(client, client.create_flow_run(dep["id"])["id"])
+    for second, text in enumerate(["starting", "loaded 7 rows", "done"]):
+        cloud_run_api.add_log(run["infra_id"], text, f"2026-12-01T10:00:0{second}.000000Z")
+    page = client.request("GET", client.ws(f"/flow_runs/{run['id']}/logs"))
+    assert page["supported"] and page["lines"] == ["starting", "loaded 7 rows", "done"]
+    tail = client.request("GET", client.ws(f"/flow_runs/{run['id']}/logs"), params={"tail": 2})
+    assert tail["lines"] == ["loaded 7 rows", "done"]
+    cloud_run_api.add_log(run["infra_id"], "one more", "2026-12-01T10:00:09.000000Z")
+    more = client.request("GET", client.ws(f"/flow_runs/{run['id']}/logs"), params={"cursor": page["cursor"]})
+    assert more["lines"] == ["one more"]
+    from typer.testing import CliRunner
+
+    from sdk.cli.main import app
+
+    result = CliRunner().invoke(app, ["flow-run", "logs", run["id"], "--tail", "5"],
+                                env={"PUSHPOOL_API_URL": live.settings.api_url, "PUSHPOOL_API_KEY": live.key})
+    assert result.exit_code == 0 and "loaded 7 rows" in result.output  # no Google credentials on this side

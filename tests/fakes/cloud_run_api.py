@@ -59,6 +59,7 @@ class CloudRunState:
     operations: dict[str, dict[str, Any]] = field(default_factory=dict)
     deleted_jobs: list[str] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
+    log_entries: list[dict[str, Any]] = field(default_factory=list)
     injected: dict[str, list[Injected]] = field(default_factory=dict)
     tokens_issued: int = 0
     #: Who made each call: a service account's email (self-signed JWT) or "token".
@@ -159,6 +160,7 @@ class FakeCloudRunApi:
         request.wfile.write(data)
 
     ROUTES = [
+        ("POST", r"/v2/(entries):list", "list_log_entries"),
         ("POST", r"/v2/(projects/[^/]+/locations/[^/]+)/jobs", "create_job"),
         ("GET", r"/v2/(projects/[^/]+/locations/[^/]+/operations/[^/]+)", "get_operation"),
         ("POST", r"/v2/(projects/[^/]+/locations/[^/]+/jobs/[^/:]+):run", "run_job"),
@@ -265,6 +267,25 @@ class FakeCloudRunApi:
         job = self.state.jobs.pop(self.get_job(name)["name"])
         self.state.deleted_jobs.append(name)
         return self._operation(self._location(name), done=True, response={"@type": JOB_TYPE, **job})
+
+    def list_log_entries(self, _: str, __: Any, body: dict[str, Any]) -> dict[str, Any]:
+        """Cloud Logging's entries.list, for the filters the pusher writes (execution name, timestamp >)."""
+        query = body.get("filter", "")
+        execution = re.search(r'execution_name"="([^"]+)"', query)
+        after = re.search(r'timestamp>"([^"]+)"', query)
+        found = [e for e in self.state.log_entries
+                 if execution and e["labels"]["run.googleapis.com/execution_name"] == execution.group(1)
+                 and (not after or e["timestamp"] > after.group(1))]
+        found.sort(key=lambda e: e["timestamp"], reverse="desc" in body.get("orderBy", ""))
+        return {"entries": found[:int(body.get("pageSize") or 1000)]}
+
+    def add_log(self, execution_name: str, text: str, timestamp: str) -> None:
+        job, execution = execution_name.split("/")[5], execution_name.split("/")[7]
+        self.state.log_entries.append({
+            "logName": f"projects/{execution_name.split('/')[1]}/logs/run.googleapis.com%2Fstdout",
+            "resource": {"type": "cloud_run_job", "labels": {"job_name": job}}, "textPayload": text,
+            "timestamp": timestamp, "labels": {"run.googleapis.com/execution_name": execution},
+            "insertId": f"{len(self.state.log_entries)}"})
 
     # ------------------------------------------------------------------ test controls
     def inject(self, call: str, status: int, message: str, *, after: bool = False, count: int = 1) -> None:
