@@ -15,19 +15,17 @@ import base64
 import itertools
 import json
 import re
-import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from tests.fakes.containers import run_as_container
+from tests.fakes.json_api import ApiError, JsonApi, Reply
 
 TOKEN = "ya29.fake-cloud-run-token"
 JOB_TYPE = "type.googleapis.com/google.cloud.run.v2.Job"
@@ -46,90 +44,40 @@ def now() -> str:
 
 
 @dataclass
-class Injected:
-    status: int
-    message: str
-    after: bool = False  # do the work, then answer the error
-
-
-@dataclass
 class CloudRunState:
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     executions: dict[str, dict[str, Any]] = field(default_factory=dict)
     operations: dict[str, dict[str, Any]] = field(default_factory=dict)
     deleted_jobs: list[str] = field(default_factory=list)
-    calls: list[str] = field(default_factory=list)
     log_entries: list[dict[str, Any]] = field(default_factory=list)
-    injected: dict[str, list[Injected]] = field(default_factory=dict)
     tokens_issued: int = 0
     #: Who made each call: a service account's email (self-signed JWT) or "token".
     callers: list[str] = field(default_factory=list)
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
-
-
-class FakeCloudRunApi:
+class FakeCloudRunApi(JsonApi):
     def __init__(self) -> None:
+        super().__init__()
         self.state = CloudRunState()
+        self.state.calls = self.calls
+        self.state.injected = self.injected
         self.trusted_keys: dict[str, Any] = {}
         self._ids = itertools.count(1)
-        self._lock = threading.Lock()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                fake._serve(self, "GET")
-
-            def do_POST(self) -> None:
-                fake._serve(self, "POST")
-
-            def do_DELETE(self) -> None:
-                fake._serve(self, "DELETE")
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
-
-    def start(self) -> FakeCloudRunApi:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     # ------------------------------------------------------------------ HTTP
-    def _serve(self, request: BaseHTTPRequestHandler, method: str) -> None:
-        url = urlparse(request.path)
-        length = int(request.headers.get("Content-Length") or 0)
-        raw = request.rfile.read(length) if length else b""
-        try:
-            if url.path == "/token":
-                self.state.tokens_issued += 1
-                self._send(request, 200, {"access_token": TOKEN, "expires_in": 3600, "token_type": "Bearer"})
-                return
-            caller = self._caller(request.headers.get("Authorization") or "")
-            if caller is None:
-                raise ApiError(401, "Request is missing required authentication credential.")
-            self.state.callers.append(caller)
-            body = json.loads(raw) if raw else {}
-            with self._lock:
-                status, answer = self._route(method, url.path, parse_qs(url.query), body)
-        except ApiError as exc:
-            status, answer = exc.status, {"error": {"code": exc.status, "message": exc.message,
-                                                    "status": STATUS_NAMES.get(exc.status, "UNKNOWN")}}
-        self._send(request, status, answer)
+    def authenticate(self, path: str, headers: Any) -> Reply | None:
+        if path == "/token":
+            self.state.tokens_issued += 1
+            return Reply({"access_token": TOKEN, "expires_in": 3600, "token_type": "Bearer"})
+        caller = self._caller(headers.get("Authorization") or "")
+        if caller is None:
+            raise ApiError(401, "Request is missing required authentication credential.")
+        self.state.callers.append(caller)
+        return None
+
+    def error_body(self, error: ApiError) -> dict[str, Any]:
+        return {"error": {"code": error.status, "message": error.message,
+                          "status": STATUS_NAMES.get(error.status, "UNKNOWN")}}
 
     def _caller(self, authorization: str) -> str | None:
         """Who is calling: an exchanged token, or a service account's self-signed JWT (RS256, checked)."""
@@ -150,15 +98,6 @@ class FakeCloudRunApi:
         private = serialization.load_pem_private_key(service_account_info["private_key"].encode(), None)
         self.trusted_keys[service_account_info["client_email"]] = private.public_key()
 
-    @staticmethod
-    def _send(request: BaseHTTPRequestHandler, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        request.send_response(status)
-        request.send_header("Content-Type", "application/json")
-        request.send_header("Content-Length", str(len(data)))
-        request.end_headers()
-        request.wfile.write(data)
-
     ROUTES = [
         ("POST", r"/v2/(entries):list", "list_log_entries"),
         ("POST", r"/v2/(projects/[^/]+/locations/[^/]+)/jobs", "create_job"),
@@ -172,25 +111,9 @@ class FakeCloudRunApi:
         ("DELETE", r"/v2/(projects/[^/]+/locations/[^/]+/jobs/[^/]+)", "delete_job"),
     ]
 
-    def _route(self, method: str, path: str, query: dict[str, list[str]], body: dict[str, Any]
-               ) -> tuple[int, dict[str, Any]]:
-        for verb, pattern, name in self.ROUTES:
-            match = re.fullmatch(pattern, path)
-            if verb == method and match:
-                self.state.calls.append(name)
-                queued = self.state.injected.get(name)
-                injected = queued.pop(0) if queued else None
-                if injected and not injected.after:
-                    raise ApiError(injected.status, injected.message)
-                answer = getattr(self, name)(match.group(1), query, body)
-                if injected:
-                    raise ApiError(injected.status, injected.message)
-                return 200, answer
-        raise ApiError(404, f"no route for {method} {path}")
-
     def _operation(self, parent: str, *, done: bool, response: dict | None = None,
                    metadata: dict | None = None) -> dict[str, Any]:
-        name = f"{parent}/operations/op-{next(self._ids)}"
+        name = f"{parent}/operations/op-{next(self._ids)}" if parent else f"operations/op-{next(self._ids)}"
         op: dict[str, Any] = {"name": name, "done": done}
         if response is not None:
             op["response"] = response
@@ -288,10 +211,6 @@ class FakeCloudRunApi:
             "insertId": f"{len(self.state.log_entries)}"})
 
     # ------------------------------------------------------------------ test controls
-    def inject(self, call: str, status: int, message: str, *, after: bool = False, count: int = 1) -> None:
-        """Queue ``count`` HTTP errors for ``call`` (a route name, e.g. "run_job"); ``after``: do the work first."""
-        self.state.injected.setdefault(call, []).extend(Injected(status, message, after) for _ in range(count))
-
     @staticmethod
     def _complete(execution: dict[str, Any], *, succeeded: bool = False, cancelled: bool = False,
                   message: str = "") -> None:

@@ -11,7 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.fakes.cloud_run_api import ApiError, FakeCloudRunApi
+from tests.fakes.cloud_run_api import FakeCloudRunApi
+from tests.fakes.json_api import ApiError
 
 
 @dataclass
@@ -50,7 +51,9 @@ class FakeGcpApi(FakeCloudRunApi):
         return self._operation(parent, done=True, response=response)
 
     def get_plain_operation(self, name: str, *_: Any) -> dict[str, Any]:
-        return self.get_operation(name)
+        operation = self.get_operation(name)
+        operation["done"] = True
+        return operation
 
     # ------------------------------------------------------------------ Service Usage
     def get_service(self, name: str, *_: Any) -> dict[str, Any]:
@@ -61,10 +64,9 @@ class FakeGcpApi(FakeCloudRunApi):
     def batch_enable(self, parent: str, _: Any, body: dict[str, Any]) -> dict[str, Any]:
         project = parent.split("/")[1]
         self.gcp.enabled.update(f"{project}/{s}" for s in body.get("serviceIds", []))
-        op = self._done("", {"@type": "type.googleapis.com/google.api.serviceusage.v1.BatchEnableServicesResponse"})
-        self.state.operations[op["name"].lstrip("/")] = op
-        op["name"] = op["name"].lstrip("/")
-        return op
+        # Enabling takes a while at Google: the operation is done when first polled.
+        return self._operation("", done=False, response={
+            "@type": "type.googleapis.com/google.api.serviceusage.v1.BatchEnableServicesResponse"})
 
     # ------------------------------------------------------------------ IAM
     def _account(self, name: str) -> dict[str, Any]:
