@@ -22,7 +22,6 @@ invocation, so the tick function's cold start does not include the web framework
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import threading
@@ -127,6 +126,8 @@ _thread_state = threading.local()
 
 def api_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if getattr(_thread_state, "loop", None) is None:
+        import asyncio  # here, not at import: the tick function never needs it (~60 ms of a cold start)
+
         # mangum runs the app on the thread's event loop; make one rather than rely on asyncio creating
         # it implicitly (deprecated since Python 3.12, an error from 3.14).
         _thread_state.loop = asyncio.new_event_loop()
