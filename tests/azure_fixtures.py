@@ -24,3 +24,23 @@ def arm_api(monkeypatch) -> Any:
     monkeypatch.setattr(pushers.aci, "credential_for", lambda block: StaticCredential())
     yield api
     api.stop()
+
+
+@pytest.fixture
+def azure_api(monkeypatch) -> Any:
+    """Resource Manager and Microsoft Graph for --provision-infra (and the pusher) on one fake; the user's
+    login and the pusher's credential both hold the fake's token."""
+    pytest.importorskip("msgraph", reason="the 'azure' extra is not installed")
+    import provisioners.azure
+    import pushers.aci
+    from tests.fakes.azure_api import FakeAzureApi, StaticCredential
+
+    api = FakeAzureApi().start()
+    monkeypatch.setenv("PUSHPOOL_AZURE_ENDPOINT", api.url)
+    monkeypatch.setenv("PUSHPOOL_GRAPH_ENDPOINT", api.url)
+    monkeypatch.setenv("AZURE_TENANT_ID", "tenant")
+    monkeypatch.delenv("AZURE_SUBSCRIPTION_ID", raising=False)
+    monkeypatch.setattr(pushers.aci, "credential_for", lambda block: StaticCredential())
+    monkeypatch.setattr(provisioners.azure, "user_credential", StaticCredential)
+    yield api
+    api.stop()

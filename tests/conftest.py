@@ -21,7 +21,7 @@ from control_plane.settings import Settings
 from control_plane.storage.sqlite import SqliteStore
 from pushers.base import PusherContext, PusherRegistry
 from tests.aws_fixtures import aws, moto_server  # noqa: F401 - fixtures
-from tests.azure_fixtures import arm_api  # noqa: F401 - fixture
+from tests.azure_fixtures import arm_api, azure_api  # noqa: F401 - fixtures
 from tests.fakes.pushers import RecordingPusher
 from tests.gcp_fixtures import cloud_run_api, gcp_api  # noqa: F401 - fixtures
 from tests.modal_fixtures import modal_api  # noqa: F401 - fixture

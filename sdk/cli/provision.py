@@ -71,6 +71,7 @@ def provision(client: PushpoolClient, pool: dict[str, Any], options: dict[str, A
     except NotFound:
         has_block = False
     options = {"region": record.get("region"), "profile": record.get("profile"), "project": record.get("project"),
+               "subscription": record.get("subscription"),
                **{k: v for k, v in options.items()
                                                                                      if v is not None},
                "has_credentials": has_block}
@@ -101,7 +102,7 @@ def provision(client: PushpoolClient, pool: dict[str, Any], options: dict[str, A
             properties[key]["default"] = value
     created = _merge(record.get("created") or {}, result.created)
     new_record = {**record, "region": plan.options.get("region"), "account": plan.options.get("account"),
-                  "project": plan.options.get("project"),
+                  "project": plan.options.get("project"), "subscription": plan.options.get("subscription"),
                   "profile": plan.options.get("profile"), "created": created,
                   "credentials_block": name if has_block else None}
     client.request("PATCH", client.ws(f"/work_pools/{pool['name']}"),

@@ -40,6 +40,9 @@ ProfileOption = typer.Option(None, "--profile", help="Cloud CLI profile to provi
 AssumeRoleOption = typer.Option(False, "--assume-role", help="AWS: the control plane assumes a role with an external "
                                                              "ID instead of holding an access key.")
 DryRunOption = typer.Option(False, "--dry-run", help="Show the plan and change nothing.")
+SubscriptionOption = typer.Option(None, "--subscription", help="Azure subscription id "
+                                                               "(azure-container-instance:push; default: "
+                                                               "AZURE_SUBSCRIPTION_ID).")
 ProjectOption = typer.Option(None, "--project", help="Google Cloud project (cloud-run:push; default: "
                                                      "GOOGLE_CLOUD_PROJECT or your login's).")
 
@@ -57,12 +60,14 @@ def create(
     profile: str = ProfileOption,
     assume_role: bool = AssumeRoleOption,
     project: str = ProjectOption,
+    subscription: str = SubscriptionOption,
     dry_run: bool = DryRunOption,
     yes: bool = YesOption,
     output: Output = OutputOption,
 ) -> None:
     """Create a work pool (with its 'default' queue), and with --provision-infra its cloud side."""
-    options = {"region": region, "profile": profile, "assume_role": assume_role, "project": project}
+    options = {"region": region, "profile": profile, "assume_role": assume_role, "project": project,
+               "subscription": subscription}
     if dry_run:
         if not provision_infra:
             raise InvalidInput("--dry-run: only meaningful with --provision-infra")
@@ -193,13 +198,14 @@ def preview(name: str, hours: float = typer.Option(1.0, "--hours", min=0), outpu
 
 @pool_app.command("provision-infra")
 def provision_infra(name: str, region: str = RegionOption, profile: str = ProfileOption,
-                    assume_role: bool = AssumeRoleOption, project: str = ProjectOption, dry_run: bool = DryRunOption,
+                    assume_role: bool = AssumeRoleOption, project: str = ProjectOption,
+                    subscription: str = SubscriptionOption, dry_run: bool = DryRunOption,
                     yes: bool = YesOption) -> None:
     """Create the cloud side of an existing pool (IAM, network, registry, credentials); safe to run again."""
+    options = {"region": region, "profile": profile, "assume_role": assume_role, "project": project,
+               "subscription": subscription}
     with get_client() as client:
-        provision(client, client.read_work_pool(name),
-                  {"region": region, "profile": profile, "assume_role": assume_role, "project": project},
-                  yes=yes, dry_run=dry_run)
+        provision(client, client.read_work_pool(name), options, yes=yes, dry_run=dry_run)
 
 
 @pool_app.command("deprovision")

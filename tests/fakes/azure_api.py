@@ -9,6 +9,7 @@ bearer token the test's credential issues. :class:`AciSimulator` runs what a gro
 from __future__ import annotations
 
 import itertools
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,3 +147,136 @@ class AciSimulator:
         self.api.state.logs[resource_id.lower()] = self.output
         self.api.set_state(resource_id, "Terminated", code, "Completed" if code == 0 else "Error")
         return code
+
+
+SUB = r"/subscriptions/[^/]+"
+RG = rf"{SUB}/resourcegroups/[^/]+"
+RG_PROVIDERS = rf"{SUB}/resourceGroups/[^/]+/providers"
+
+
+class FakeAzureApi(FakeArmApi):
+    """Resource Manager for what ``--provision-infra`` creates (resource groups, registries, identities,
+    role assignments) and Microsoft Graph (applications, service principals, secrets) on one port."""
+
+    ROUTES = FakeArmApi.ROUTES + [
+        ("HEAD", rf"({RG})", "head_resource_group"),
+        ("GET", rf"({RG})", "get_resource_group"),
+        ("PUT", rf"({RG})", "put_resource_group"),
+        ("DELETE", rf"({RG})", "delete_resource_group"),
+        ("PUT", rf"({RG_PROVIDERS}/Microsoft\.ContainerRegistry/registries/[^/]+)", "put_registry"),
+        ("GET", rf"({RG_PROVIDERS}/Microsoft\.ContainerRegistry/registries/[^/]+)", "get_resource"),
+        ("PUT", rf"({RG_PROVIDERS}/Microsoft\.ManagedIdentity/userAssignedIdentities/[^/]+)", "put_identity"),
+        ("GET", rf"({RG_PROVIDERS}/Microsoft\.ManagedIdentity/userAssignedIdentities/[^/]+)", "get_resource"),
+        ("PUT", rf"({SUB}/.*/providers/Microsoft\.Authorization/roleAssignments/[^/]+)", "put_role_assignment"),
+        ("GET", rf"({SUB}/.*/providers/Microsoft\.Authorization/roleAssignments/[^/]+)", "get_resource"),
+        ("GET", r"/v1\.0/(applications)", "list_graph"),
+        ("POST", r"/v1\.0/(applications)", "post_application"),
+        ("POST", r"/v1\.0/applications/([^/]+)/addPassword", "add_password"),
+        ("DELETE", r"/v1\.0/applications/([^/]+)", "delete_application"),
+        ("GET", r"/v1\.0/(servicePrincipals)", "list_graph"),
+        ("POST", r"/v1\.0/(servicePrincipals)", "post_service_principal"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.resources: dict[str, dict[str, Any]] = {}   # resource id (lower case) → resource
+        self.graph: dict[str, dict[str, dict[str, Any]]] = {"applications": {}, "servicePrincipals": {}}
+        self.secrets: list[str] = []
+
+    def _get(self, resource_id: str) -> dict[str, Any]:
+        found = self.resources.get(resource_id.lower())
+        if found is None:
+            raise ApiError(404, f"Resource {resource_id} not found", "ResourceNotFound")
+        return found
+
+    def get_resource(self, resource_id: str, *_: Any) -> dict[str, Any]:
+        return self._get(resource_id)
+
+    def _put(self, resource_id: str, body: dict[str, Any], **extra: Any) -> Reply:
+        existing = resource_id.lower() in self.resources
+        resource = {**self.resources.get(resource_id.lower(), {}), **body, "id": resource_id,
+                    "name": resource_id.rsplit("/", 1)[1], **extra}
+        self.resources[resource_id.lower()] = resource
+        return Reply(resource, 200 if existing else 201)
+
+    # ------------------------------------------------------------------ Resource Manager
+    def head_resource_group(self, resource_id: str, *_: Any) -> Reply:
+        return Reply({}, 204 if resource_id.lower() in self.resources else 404)
+
+    def get_resource_group(self, resource_id: str, *_: Any) -> dict[str, Any]:
+        return self._get(resource_id)
+
+    def put_resource_group(self, resource_id: str, _: Any, body: dict[str, Any]) -> Reply:
+        return self._put(resource_id, body, properties={"provisioningState": "Succeeded"})
+
+    def delete_resource_group(self, resource_id: str, *_: Any) -> Reply:
+        """Deletes the group and everything in it (its registries, identities, role assignments)."""
+        self._get(resource_id)
+        prefix = resource_id.lower()
+        for key in [k for k in self.resources if k == prefix or k.startswith(prefix + "/")]:
+            del self.resources[key]
+        return Reply({}, 200)
+
+    def put_registry(self, resource_id: str, _: Any, body: dict[str, Any]) -> Reply:
+        name = resource_id.rsplit("/", 1)[1]
+        reply = self._put(resource_id, body, properties={"loginServer": f"{name.lower()}.azurecr.io",
+                                                         "provisioningState": "Succeeded",
+                                                         "adminUserEnabled": False})
+        reply.headers = {"Azure-AsyncOperation": f"{self.url}/operations/reg-{name}?api-version=x",
+                         "Retry-After": "0"}
+        return reply
+
+    def put_identity(self, resource_id: str, _: Any, body: dict[str, Any]) -> Reply:
+        existing = self.resources.get(resource_id.lower())
+        principal = existing["properties"]["principalId"] if existing else f"pr-{len(self.resources) + 1:04d}"
+        return self._put(resource_id, body, properties={"principalId": principal, "clientId": f"cl-{principal}",
+                                                        "tenantId": "tenant"})
+
+    def put_role_assignment(self, resource_id: str, _: Any, body: dict[str, Any]) -> Reply:
+        return self._put(resource_id, body, type="Microsoft.Authorization/roleAssignments")
+
+    def role_assignments(self) -> list[tuple[str, str]]:
+        """(role definition guid, principal id) of every assignment."""
+        return sorted((r["properties"]["roleDefinitionId"].rsplit("/", 1)[1], r["properties"]["principalId"])
+                      for r in self.resources.values() if r.get("type") == "Microsoft.Authorization/roleAssignments")
+
+    # ------------------------------------------------------------------ Microsoft Graph
+    def list_graph(self, kind: str, query: dict[str, list[str]], _: Any) -> dict[str, Any]:
+        wanted = (query.get("$filter") or [""])[0]
+        field_name, _, value = wanted.partition(" eq ")
+        items = [o for o in self.graph[kind].values()
+                 if not wanted or str(o.get(field_name.strip())) == value.strip().strip("'")]
+        return {"value": items}
+
+    def post_application(self, _: str, __: Any, body: dict[str, Any]) -> Reply:
+        object_id = str(uuid.uuid4())
+        app = {"id": object_id, "appId": str(uuid.uuid4()),
+               "displayName": body.get("displayName")}
+        self.graph["applications"][object_id] = app
+        return Reply(app, 201)
+
+    def add_password(self, object_id: str, _: Any, body: dict[str, Any]) -> dict[str, Any]:
+        if object_id not in self.graph["applications"]:
+            raise ApiError(404, f"Resource '{object_id}' does not exist", "Request_ResourceNotFound")
+        secret = f"secret-{len(self.secrets) + 1}"
+        self.secrets.append(secret)
+        return {"keyId": str(uuid.uuid4()), "secretText": secret,
+                "displayName": body.get("passwordCredential", {}).get("displayName")}
+
+    def delete_application(self, object_id: str, *_: Any) -> Reply:
+        app = self.graph["applications"].pop(object_id, None)
+        if app is None:
+            raise ApiError(404, f"Resource '{object_id}' does not exist", "Request_ResourceNotFound")
+        for key in [k for k, sp in self.graph["servicePrincipals"].items() if sp["appId"] == app["appId"]]:
+            del self.graph["servicePrincipals"][key]
+        return Reply({}, 204)
+
+    def post_service_principal(self, _: str, __: Any, body: dict[str, Any]) -> Reply:
+        object_id = str(uuid.uuid4())
+        sp = {"id": object_id, "appId": body.get("appId")}
+        self.graph["servicePrincipals"][object_id] = sp
+        return Reply(sp, 201)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"resources": sorted(self.resources), "applications": sorted(self.graph["applications"]),
+                "servicePrincipals": sorted(self.graph["servicePrincipals"]), "secrets": list(self.secrets)}

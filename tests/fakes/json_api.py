@@ -62,6 +62,12 @@ class JsonApi:
             def do_DELETE(self) -> None:
                 fake._serve(self, "DELETE")
 
+            def do_HEAD(self) -> None:
+                fake._serve(self, "HEAD")
+
+            def do_PATCH(self) -> None:
+                fake._serve(self, "PATCH")
+
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)
@@ -104,7 +110,7 @@ class JsonApi:
             headers = getattr(answer, "headers", {})
         except ApiError as exc:
             status, answer, headers = exc.status, self.error_body(exc), exc.headers
-        data = json.dumps(answer).encode() if status != 204 else b""
+        data = json.dumps(answer).encode() if status != 204 and method != "HEAD" else b""
         request.send_response(status)
         request.send_header("Content-Type", "application/json")
         request.send_header("Content-Length", str(len(data)))
