@@ -283,6 +283,8 @@ class FlowRun(Record):
     lease_until: UtcDatetime | None = None
     #: After a transient error, the next submission attempt waits until this time.
     next_attempt_at: UtcDatetime | None = None
+    #: While a submission waits to be retried: the last transient error (throttling, quota, capacity).
+    submission_error: str | None = None
     #: Runtime limit: past this time the reconciler stops the infrastructure.
     deadline: UtcDatetime | None = None
     cleaned_up: bool = False

@@ -179,7 +179,7 @@ def submit_run(ctx: ServiceContext, run: FlowRun, cache: TickCache | None = None
     recorded = ctx.store.update_flow_run(
         run.id,
         {"infra_id": submission.infra_id, "console_url": submission.console_url, "logs_url": submission.logs_url,
-         "submitted_at": now, "lease_until": None, "deadline": deadline},
+         "submitted_at": now, "lease_until": None, "deadline": deadline, "submission_error": None},
         expect={"state_type": StateType.PENDING, "infra_id": None},
     )
     if recorded is None:
@@ -199,7 +199,7 @@ def _defer(ctx: ServiceContext, run: FlowRun, error: str) -> FlowRun | None:
     retry_at = ctx.clock.now() + timedelta(seconds=_backoff(ctx, run.submission_attempts))
     log.info("flow run %s: transient submission error, retrying at %s: %s", run.id, retry_at, error)
     return ctx.store.update_flow_run(
-        run.id, {"lease_until": None, "next_attempt_at": retry_at},
+        run.id, {"lease_until": None, "next_attempt_at": retry_at, "submission_error": error[:1000]},
         expect={"state_type": StateType.PENDING, "infra_id": None},
     )
 

@@ -100,3 +100,23 @@ def test_a_resubmit_after_a_crash_mid_submit_creates_no_second_group(api, ctx, c
     dispatch_crash_then_restart(ctx, clock)
     assert len(arm_api.groups_of_run(run_id)) == 1 and len(arm_api.state.created) == 1
     assert api.ok("GET", api.ws(f"/flow_runs/{run_id}"))["infra_id"] == arm_api.groups_of_run(run_id)[0]
+
+
+def test_a_quota_error_is_retried_and_shown_on_the_run_while_it_waits(api, ctx, clock, arm_api):
+    from control_plane.services.dispatcher import Dispatcher
+
+    add_block(lambda body: api.ok("POST", api.ws("/blocks"), json=body))
+    api.pool("aci", type="azure-container-instance:push", base_job_template=aci_template())
+    dep = api.deployment("nightly", flow_name="etl", pool="aci", image=IMAGE)
+    run_id = api.run(dep["id"])["id"]
+    arm_api.inject("put_group", 409, "The container group quota was reached.", code="ContainerGroupQuotaReached")
+    dispatcher = Dispatcher(ctx)
+    dispatcher.run_once()
+    waiting = api.ok("GET", api.ws(f"/flow_runs/{run_id}"))
+    assert waiting["state"]["type"] == "PENDING" and waiting["infra_id"] is None
+    assert "about 100 creates per 5 minutes" in waiting["submission_error"]
+    clock.advance(600)
+    dispatcher.run_once()
+    dispatcher.close()
+    submitted = api.ok("GET", api.ws(f"/flow_runs/{run_id}"))
+    assert submitted["infra_id"] == arm_api.groups_of_run(run_id)[0] and submitted["submission_error"] is None
