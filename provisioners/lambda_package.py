@@ -44,7 +44,7 @@ EXTRAS = {
     "aws": ["boto3>=1.34"],
     "gcp": ["google-cloud-run>=0.10", "google-cloud-logging>=3.10"],
     "azure": ["azure-mgmt-containerinstance>=10.1", "azure-identity>=1.16"],
-    "modal": ["modal>=1.0,<2"],
+    "modal": ["modal>=1.6,<1.7"],  # the range pushers.modal is tested with (MODAL_TESTED)
 }
 #: Our own packages in the zip (the SDK, CLI and provisioners stay on users' machines).
 SOURCE_PACKAGES = ("control_plane", "pushers")
