@@ -25,6 +25,7 @@ from tests.azure_fixtures import arm_api, azure_api  # noqa: F401 - fixtures
 from tests.fakes.pushers import RecordingPusher
 from tests.gcp_fixtures import cloud_run_api, gcp_api  # noqa: F401 - fixtures
 from tests.modal_fixtures import modal_api  # noqa: F401 - fixture
+from tests.registry_fixtures import oci_registries  # noqa: F401 - fixture
 
 START = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 

@@ -1,8 +1,11 @@
 """``DockerImage``: the image a deployment runs.
 
-Building and pushing images (Docker or daemonless, linux/amd64) is its own
-milestone; today a ``DockerImage`` names an existing image, which is recorded on
-the deployment and handed to the pusher. ``flow.deploy(image=DockerImage(...))``
+Building and pushing images (Docker or daemonless, linux/amd64) is in progress:
+``sdk.images.layers`` (deterministic layers, OCI config and manifest) and
+``sdk.images.registry`` (the distribution API with its auth, pushing only missing
+blobs) are the daemonless backend's parts, tested against a real registry. Until
+the build itself lands, a ``DockerImage`` names an existing image, which is recorded
+on the deployment and handed to the pusher; ``flow.deploy(image=DockerImage(...))``
 with ``build=True`` says so clearly instead of pretending to build.
 """
 
