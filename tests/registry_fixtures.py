@@ -25,8 +25,11 @@ def _binary() -> str | None:
         return found
     if shutil.which("apt-get") is None:
         return None
-    subprocess.run(["apt-get", "install", "-y", "-q", "docker-registry"], capture_output=True, timeout=600,
-                   env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "docker-registry"]
+    if subprocess.run(install, capture_output=True, timeout=600, env=env).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], capture_output=True, timeout=600, env=env)  # no package lists yet
+        subprocess.run(install, capture_output=True, timeout=600, env=env)
     return shutil.which("docker-registry")
 
 

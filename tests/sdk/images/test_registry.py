@@ -84,3 +84,40 @@ def test_a_registry_with_basic_auth_needs_and_takes_the_credentials(oci_registri
     registry = Registry(oci_registries["locked"], credentials=(USER, PASSWORD))
     base_image(registry, "private/base", "1")
     assert registry.platform_manifest("private/base", "1")[1]
+
+
+def test_a_bearer_challenge_is_answered_with_a_token_for_the_scope():
+    """The token flow of Docker Hub, GHCR and the clouds' registries, against a small fake of it."""
+    from tests.fakes.json_api import ApiError, JsonApi, Reply
+
+    class TokenRegistry(JsonApi):
+        ROUTES = [("GET", r"/(token)", "token"), ("HEAD", r"/v2/(.+)/blobs/.+", "blob")]
+        scopes: list[str] = []
+
+        def authenticate(self, path, headers):
+            if path == "/token":
+                if headers.get("Authorization") != "Basic cHVzaGVyOnMzY3JldC1wdw==":  # pusher:s3cret-pw
+                    raise ApiError(401, "bad credentials")
+                return None
+            if headers.get("Authorization") != "Bearer tok-123":
+                raise ApiError(401, "token required", headers={"WWW-Authenticate": (
+                    f'Bearer realm="{self.url}/token",service="fake-registry",scope="repository:x:pull"')})
+            return None
+
+        def token(self, _, query, __):
+            self.scopes.append(query["scope"][0])
+            return {"token": "tok-123"}
+
+        def blob(self, *_):
+            return Reply({}, 200)
+
+    fake = TokenRegistry().start()
+    try:
+        registry = Registry(fake.url.removeprefix("http://"), credentials=(USER, PASSWORD))
+        assert registry.has_blob("team/flows", "sha256:" + "0" * 64)
+        assert registry.has_blob("team/flows", "sha256:" + "1" * 64)
+        assert fake.scopes == ["repository:team/flows:pull"]  # one token, kept for its scope
+        with pytest.raises(RegistryError, match="token service refused"):
+            Registry(fake.url.removeprefix("http://"), credentials=(USER, "nope")).has_blob("a/b", "sha256:" + "0" * 64)
+    finally:
+        fake.stop()
