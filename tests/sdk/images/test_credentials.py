@@ -1,0 +1,60 @@
+"""Registry credentials as docker finds them (config auths, credential helpers) and the clouds' tokens."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import stat
+
+import pytest
+
+from sdk.images.credentials import CredentialsError, credentials_for, from_docker_config, from_ecr, from_google
+from tests.fakes.aws import REGION
+
+
+@pytest.fixture
+def docker_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
+    (tmp_path / "docker").mkdir()
+
+    def write(config: dict) -> None:
+        (tmp_path / "docker" / "config.json").write_text(json.dumps(config))
+    return write
+
+
+def test_auths_entries_are_read(docker_config):
+    assert from_docker_config("ghcr.io") is None  # no config at all
+    docker_config({"auths": {"ghcr.io": {"auth": base64.b64encode(b"me:tok:en").decode()},
+                             "https://index.docker.io/v1/": {"username": "hub", "password": "pw"}}})
+    assert credentials_for("ghcr.io") == ("me", "tok:en")
+    assert credentials_for("registry-1.docker.io") == ("hub", "pw")
+    assert credentials_for("quay.io") is None
+
+
+def test_a_credential_helper_gets_the_host_on_stdin_never_in_its_arguments(docker_config, tmp_path, monkeypatch):
+    helper = tmp_path / "bin" / "docker-credential-fake"
+    helper.parent.mkdir()
+    helper.write_text("#!/bin/sh\nread host\necho \"$@|$host\" > \"$(dirname \"$0\")/asked\"\n"
+                      "echo '{\"ServerURL\": \"'$host'\", \"Username\": \"robot\", \"Secret\": \"s3\"}'\n")
+    helper.chmod(helper.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{helper.parent}{os.pathsep}{os.environ['PATH']}")
+    docker_config({"credHelpers": {"registry.acme.dev": "fake"}})
+    assert credentials_for("registry.acme.dev") == ("robot", "s3")
+    assert (helper.parent / "asked").read_text().strip() == "get|registry.acme.dev"
+    docker_config({"credsStore": "missing"})
+    with pytest.raises(CredentialsError, match="docker-credential-missing is not installed"):
+        credentials_for("registry.acme.dev")
+
+
+def test_ecr_hosts_get_a_token_from_aws(aws):
+    user, password = from_ecr(f"123456789012.dkr.ecr.{REGION}.amazonaws.com")
+    assert user == "AWS" and password
+    assert from_ecr("ghcr.io") is None
+
+
+def test_artifact_registry_hosts_get_an_access_token(gcp_api):
+    from tests.fakes.cloud_run_api import TOKEN
+
+    assert from_google("europe-west1-docker.pkg.dev") == ("oauth2accesstoken", TOKEN)
+    assert from_google("ghcr.io") is None
