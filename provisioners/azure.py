@@ -82,16 +82,11 @@ class AzureProvisioner:
             from azure.mgmt.msi import ManagedServiceIdentityClient
             from azure.mgmt.resource.resources import ResourceManagementClient
 
-            from pushers.aci import ENDPOINT_ENV, _loopback_bearer_policy
+            from pushers.aci import ENDPOINT_ENV, arm_client_options
 
             classes = {"resource": ResourceManagementClient, "registry": ContainerRegistryManagementClient,
                        "authorization": AuthorizationManagementClient, "msi": ManagedServiceIdentityClient}
-            endpoint = os.environ.get(ENDPOINT_ENV)
-            options: dict[str, Any] = {}
-            if endpoint:
-                options["base_url"] = endpoint
-                if urlparse(endpoint).hostname in ("127.0.0.1", "localhost", "::1"):
-                    options["authentication_policy"] = _loopback_bearer_policy(self.credential())
+            options = arm_client_options(self.credential(), os.environ.get(ENDPOINT_ENV))
             self._clients[kind] = classes[kind](self.credential(), subscription, **options)
         return self._clients[kind]
 

@@ -12,16 +12,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import threading
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
-from pushers.aci_template import aci_job_template
+from pushers.aci_template import VARIABLES
 from pushers.base import (
+    ClientCache,
     InfraState,
     InfraStatus,
     Job,
@@ -32,7 +30,9 @@ from pushers.base import (
     Submission,
     TransientPusherError,
     classify_exit_code,
+    job_image,
 )
+from pushers.templates import job_template
 
 RUNNER_COMMAND = ["pushpool-runner"]
 CONTAINER = "pushpool"
@@ -107,12 +107,11 @@ def translate(exc: BaseException, action: str) -> PusherError:
 class AciPusher:
     def __init__(self, context: PusherContext) -> None:
         self.context = context
-        self._clients: dict[str, Any] = {}
-        self._lock = threading.Lock()
+        self._clients = ClientCache()
 
     @classmethod
     def default_job_template(cls) -> dict[str, Any]:
-        return aci_job_template()
+        return job_template(VARIABLES)
 
     # ------------------------------------------------------------------ clients
     def client(self, config: dict[str, Any], subscription: str | None = None) -> Any:
@@ -124,11 +123,8 @@ class AciPusher:
         if not subscription:
             raise PermanentPusherError("no Azure subscription: set the pool's 'subscription_id' variable")
         endpoint = os.environ.get(ENDPOINT_ENV)
-        key = hashlib.sha256(json.dumps([block, subscription, endpoint], sort_keys=True).encode()).hexdigest()
-        with self._lock:
-            if key not in self._clients:
-                self._clients[key] = self._make_client(block, subscription, endpoint)
-            return self._clients[key]
+        return self._clients.get([block, subscription, endpoint],
+                                 lambda: self._make_client(block, subscription, endpoint))
 
     @staticmethod
     def _make_client(block: dict[str, Any] | None, subscription: str, endpoint: str | None) -> Any:
@@ -138,21 +134,14 @@ class AciPusher:
             raise PermanentPusherError("azure-container-instance:push needs the 'azure' extra: "
                                        "pip install 'pushpool[azure]'") from exc
         credential = credential_for(block)
-        options: dict[str, Any] = {}
-        if endpoint:
-            options["base_url"] = endpoint
-            if urlparse(endpoint).hostname in ("127.0.0.1", "localhost", "::1"):
-                options["authentication_policy"] = _loopback_bearer_policy(credential)
-        return ContainerInstanceManagementClient(credential, subscription, **options)
+        return ContainerInstanceManagementClient(credential, subscription, **arm_client_options(credential, endpoint))
 
     # ------------------------------------------------------------------ submit
     def submit(self, job: Job) -> Submission:
         from azure.core.exceptions import ResourceNotFoundError
 
         config = job.configuration
-        image = job.image or config.get("image")
-        if not image:
-            raise PermanentPusherError("no image: give the deployment an image or set the pool's 'image' variable")
+        image = job_image(job)
         resource_group = config.get("resource_group_name")
         if not resource_group:
             raise PermanentPusherError("no resource group: set the pool's 'resource_group_name' variable")
@@ -294,6 +283,17 @@ def classify(group: Any) -> InfraStatus:
     detail = current.detail_status or ""
     reason = classify_exit_code(code)
     return InfraStatus(InfraState.EXITED, code, f"{reason} ({detail})" if detail else reason)
+
+
+def arm_client_options(credential: Any, endpoint: str | None) -> dict[str, Any]:
+    """Keyword arguments for an Azure management client: another endpoint when one is set (an emulator, the
+    tests' fake), and for a loopback endpoint only, a bearer policy that allows plain HTTP."""
+    if not endpoint:
+        return {}
+    options: dict[str, Any] = {"base_url": endpoint}
+    if urlparse(endpoint).hostname in ("127.0.0.1", "localhost", "::1"):
+        options["authentication_policy"] = _loopback_bearer_policy(credential)
+    return options
 
 
 def _loopback_bearer_policy(credential: Any) -> Any:

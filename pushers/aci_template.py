@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from pushers.base import MAX_RUNTIME_SECONDS
-from pushers.ecs_template import BLOCK_REF
+from pushers.templates import block_variable
 
 VARIABLES: dict[str, dict[str, Any]] = {
-    "aci_credentials": {"anyOf": [BLOCK_REF, {"type": "object"}],
-                        "description": "An azure-credentials block (tenant, client id and secret), as "
-                                       "\"{{ pushpool.blocks.NAME }}\"; empty: the control plane's managed identity."},
+    "aci_credentials": block_variable("An azure-credentials block (tenant, client id and secret), as "
+                                      "\"{{ pushpool.blocks.NAME }}\"; empty: the control plane's managed identity."),
     "subscription_id": {"type": "string", "description": "Azure subscription id (default: the block's)."},
     "resource_group_name": {"type": "string", "description": "Resource group the container groups go in."},
     "location": {"type": "string", "default": "eastus", "description": "Azure region, e.g. westeurope."},
@@ -35,10 +33,3 @@ VARIABLES: dict[str, dict[str, Any]] = {
     "max_runtime_seconds": {"type": "integer", "minimum": 1, "maximum": MAX_RUNTIME_SECONDS, "default": 86400},
 }
 
-
-def aci_job_template() -> dict[str, Any]:
-    """A fresh copy each time: callers set defaults in it."""
-    return {
-        "job_configuration": {name: f"{{{{ {name} }}}}" for name in VARIABLES},
-        "variables": {"type": "object", "properties": copy.deepcopy(VARIABLES)},
-    }

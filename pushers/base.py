@@ -8,13 +8,15 @@ module that needs them, never here.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from control_plane.errors import InvalidInput, PushpoolError
 
@@ -141,6 +143,33 @@ def pusher_class(pool_type: str) -> type:
             f"type: work pool type {pool_type!r} needs the '{extra}' extra: pip install 'pushpool[{extra}]'"
         ) from exc
     return getattr(module, class_name)
+
+
+def job_image(job: Job) -> str:
+    """The image a job runs (the deployment's, else the pool's 'image' variable); none is a permanent error."""
+    image = job.image or job.configuration.get("image")
+    if not image:
+        raise PermanentPusherError("no image: give the deployment an image or set the pool's 'image' variable")
+    return str(image)
+
+
+T = TypeVar("T")
+
+
+class ClientCache:
+    """Cloud SDK clients made once per set of credentials and kept; keyed by a hash, so no secret is a key."""
+
+    def __init__(self) -> None:
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, identity: Any, make: Callable[[], T]) -> T:
+        """The client for ``identity`` (anything JSON-able: credentials, endpoint, ...), made by ``make`` once."""
+        key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+        with self._lock:
+            if key not in self._clients:
+                self._clients[key] = make()
+            return self._clients[key]
 
 
 class PusherRegistry:

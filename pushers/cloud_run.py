@@ -15,16 +15,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-import threading
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from pushers.base import (
+    ClientCache,
     InfraState,
     InfraStatus,
     Job,
@@ -35,8 +34,10 @@ from pushers.base import (
     Submission,
     TransientPusherError,
     classify_exit_code,
+    job_image,
 )
-from pushers.cloud_run_template import cloud_run_job_template
+from pushers.cloud_run_template import VARIABLES
+from pushers.templates import job_template
 
 RUNNER_COMMAND = ["pushpool-runner"]
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
@@ -116,13 +117,11 @@ class GcpClients:
 class CloudRunPusher:
     def __init__(self, context: PusherContext) -> None:
         self.context = context
-        self._clients: dict[str, GcpClients] = {}
-        self._logging_clients: dict[str, Any] = {}
-        self._lock = threading.Lock()
+        self._clients = ClientCache()
 
     @classmethod
     def default_job_template(cls) -> dict[str, Any]:
-        return cloud_run_job_template()
+        return job_template(VARIABLES)
 
     # ------------------------------------------------------------------ clients
     def clients(self, config: dict[str, Any]) -> GcpClients:
@@ -132,11 +131,7 @@ class CloudRunPusher:
             raise PermanentPusherError("credentials must reference a gcp-credentials block, "
                                        "e.g. \"{{ pushpool.blocks.my-gcp }}\"")
         endpoint = os.environ.get(ENDPOINT_ENV)
-        key = hashlib.sha256(json.dumps([block, endpoint], sort_keys=True, default=str).encode()).hexdigest()
-        with self._lock:
-            if key not in self._clients:
-                self._clients[key] = self._make_clients(block or {}, endpoint)
-            return self._clients[key]
+        return self._clients.get(["run", block, endpoint], lambda: self._make_clients(block or {}, endpoint))
 
     @staticmethod
     def _make_clients(block: dict[str, Any], endpoint: str | None) -> GcpClients:
@@ -172,9 +167,7 @@ class CloudRunPusher:
     # ------------------------------------------------------------------ submit
     def submit(self, job: Job) -> Submission:
         config = job.configuration
-        image = job.image or config.get("image")
-        if not image:
-            raise PermanentPusherError("no image: give the deployment an image or set the pool's 'image' variable")
+        image = job_image(job)
         clients = self.clients(config)
         project = config.get("project") or clients.project
         if not project:
@@ -285,15 +278,15 @@ class CloudRunPusher:
 
     def _logging(self, project: str) -> Any:
         clients = self.clients(self.context.pool_config)
-        key = f"logging:{project}:{id(clients)}"
-        with self._lock:
-            if key not in self._logging_clients:
-                from google.cloud import logging as cloud_logging
 
-                options = {"api_endpoint": clients.endpoint} if clients.endpoint else None
-                self._logging_clients[key] = cloud_logging.Client(project=project, credentials=clients.credentials,
-                                                                  _use_grpc=False, client_options=options)
-            return self._logging_clients[key]
+        def make() -> Any:
+            from google.cloud import logging as cloud_logging
+
+            options = {"api_endpoint": clients.endpoint} if clients.endpoint else None
+            return cloud_logging.Client(project=project, credentials=clients.credentials, _use_grpc=False,
+                                        client_options=options)
+
+        return self._clients.get(["logging", project, id(clients)], make)
 
     def cleanup(self, infra_id: str) -> None:
         from google.api_core import exceptions

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from pushers.base import MAX_RUNTIME_SECONDS
-from pushers.ecs_template import BLOCK_REF
+from pushers.templates import block_variable
 
 #: Cloud Run's own limit on a task's timeout: 168 hours.
 CLOUD_RUN_MAX_TIMEOUT_SECONDS = 168 * 3600
 
 VARIABLES: dict[str, dict[str, Any]] = {
-    "credentials": {"anyOf": [BLOCK_REF, {"type": "object"}],
-                    "description": "A gcp-credentials block (service account key), as \"{{ pushpool.blocks.NAME }}\"; "
-                                   "empty: the control plane's application default credentials."},
+    "credentials": block_variable("A gcp-credentials block (service account key), as \"{{ pushpool.blocks.NAME }}\"; "
+                                  "empty: the control plane's application default credentials."),
     "project": {"type": "string", "description": "Google Cloud project id (default: the credentials' project)."},
     "region": {"type": "string", "default": "us-central1", "description": "Cloud Run region."},
     "image": {"type": "string", "description": "Image to run (linux/amd64 only); defaults to the deployment's."},
@@ -39,10 +37,3 @@ VARIABLES: dict[str, dict[str, Any]] = {
     "max_runtime_seconds": {"type": "integer", "minimum": 1, "maximum": MAX_RUNTIME_SECONDS, "default": 86400},
 }
 
-
-def cloud_run_job_template() -> dict[str, Any]:
-    """A fresh copy each time: callers set defaults in it."""
-    return {
-        "job_configuration": {name: f"{{{{ {name} }}}}" for name in VARIABLES},
-        "variables": {"type": "object", "properties": copy.deepcopy(VARIABLES)},
-    }

@@ -29,7 +29,8 @@ from pushers.base import (
     classify_exit_code,
 )
 from pushers.ecs_taskdef import TaskDefinitions, log_settings, render
-from pushers.ecs_template import ecs_job_template
+from pushers.ecs_template import VARIABLES
+from pushers.templates import job_template
 
 RUNNER_COMMAND = ["pushpool-runner"]
 STARTING = {"PROVISIONING", "PENDING", "ACTIVATING"}
@@ -67,7 +68,7 @@ class EcsPusher:
 
     @classmethod
     def default_job_template(cls) -> dict[str, Any]:
-        return ecs_job_template()
+        return job_template(VARIABLES)
 
     # ------------------------------------------------------------------ clients
     def client(self, service: str, config: dict[str, Any], region: str | None = None) -> Any:

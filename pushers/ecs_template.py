@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from pushers.base import MAX_RUNTIME_SECONDS
-
-BLOCK_REF = {"type": "string", "pattern": r"^\{\{\s*pushpool\.blocks\.[A-Za-z0-9_-]+\s*\}\}$"}
+from pushers.templates import block_variable
 
 VARIABLES: dict[str, dict[str, Any]] = {
-    "aws_credentials": {"anyOf": [BLOCK_REF, {"type": "object"}],
-                        "description": "An aws-credentials block, as \"{{ pushpool.blocks.NAME }}\"; empty: the "
-                                       "control plane's own AWS identity."},
+    "aws_credentials": block_variable("An aws-credentials block, as \"{{ pushpool.blocks.NAME }}\"; empty: the "
+                                      "control plane's own AWS identity."),
     "region": {"type": "string", "description": "AWS region, e.g. eu-west-1."},
     "cluster": {"type": "string", "default": "default", "description": "ECS cluster name or ARN."},
     "launch_type": {"enum": ["FARGATE", "FARGATE_SPOT", "EC2"], "default": "FARGATE"},
@@ -45,10 +42,3 @@ VARIABLES: dict[str, dict[str, Any]] = {
     "max_runtime_seconds": {"type": "integer", "minimum": 1, "maximum": MAX_RUNTIME_SECONDS, "default": 86400},
 }
 
-
-def ecs_job_template() -> dict[str, Any]:
-    """A fresh copy each time: callers set defaults in it."""
-    return {
-        "job_configuration": {name: f"{{{{ {name} }}}}" for name in VARIABLES},
-        "variables": {"type": "object", "properties": copy.deepcopy(VARIABLES)},
-    }

@@ -14,11 +14,10 @@
 
 from __future__ import annotations
 
-import hashlib
-import threading
 from typing import Any
 
 from pushers.base import (
+    ClientCache,
     InfraState,
     InfraStatus,
     Job,
@@ -28,8 +27,10 @@ from pushers.base import (
     Submission,
     TransientPusherError,
     classify_exit_code,
+    job_image,
 )
-from pushers.modal_template import modal_job_template
+from pushers.modal_template import VARIABLES
+from pushers.templates import job_template
 
 RUNNER_COMMAND = ["pushpool-runner"]
 #: The ``modal`` releases this pusher is tested with (pyproject pins the same range).
@@ -78,12 +79,11 @@ def translate(exc: BaseException, action: str) -> PusherError:
 class ModalPusher:
     def __init__(self, context: PusherContext) -> None:
         self.context = context
-        self._clients: dict[str, Any] = {}
-        self._lock = threading.Lock()
+        self._clients = ClientCache()
 
     @classmethod
     def default_job_template(cls) -> dict[str, Any]:
-        return modal_job_template()
+        return job_template(VARIABLES)
 
     # ------------------------------------------------------------------ clients
     def client(self, config: dict[str, Any]) -> Any:
@@ -94,14 +94,14 @@ class ModalPusher:
                                        "modal-credentials block, e.g. \"{{ pushpool.blocks.NAME }}\" "
                                        "(`pushpool work-pool provision-infra POOL` creates one)")
         token_id, token_secret = str(credentials["token_id"]), str(credentials["token_secret"])
-        key = hashlib.sha256(f"{token_id}\0{token_secret}".encode()).hexdigest()
-        with self._lock:
-            if key not in self._clients:
-                try:
-                    self._clients[key] = _modal().Client.from_credentials(token_id, token_secret)
-                except Exception as exc:  # noqa: BLE001
-                    raise translate(exc, "client set-up") from exc
-            return self._clients[key]
+
+        def make() -> Any:
+            try:
+                return _modal().Client.from_credentials(token_id, token_secret)
+            except Exception as exc:  # noqa: BLE001
+                raise translate(exc, "client set-up") from exc
+
+        return self._clients.get([token_id, token_secret], make)
 
     def _app(self, modal: Any, config: dict[str, Any], client: Any) -> Any:
         return modal.App.lookup(config.get("app_name") or "pushpool", create_if_missing=True, client=client,
@@ -110,9 +110,7 @@ class ModalPusher:
     # ------------------------------------------------------------------ submit
     def submit(self, job: Job) -> Submission:
         config = job.configuration
-        image = job.image or config.get("image")
-        if not image:
-            raise PermanentPusherError("no image: give the deployment an image or set the pool's 'image' variable")
+        image = job_image(job)
         modal, client = _modal(), self.client(config)
         try:
             app = self._app(modal, config, client)

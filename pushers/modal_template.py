@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from pushers.base import MAX_RUNTIME_SECONDS
-from pushers.ecs_template import BLOCK_REF
+from pushers.templates import block_variable
 
 #: Modal's own limit on a sandbox's lifetime.
 MODAL_MAX_TIMEOUT_SECONDS = 24 * 3600
 
 VARIABLES: dict[str, dict[str, Any]] = {
-    "modal_credentials": {"anyOf": [BLOCK_REF, {"type": "object"}],
-                          "description": "A modal-credentials block (token id and secret), as "
-                                         "\"{{ pushpool.blocks.NAME }}\"; provision-infra creates it."},
+    "modal_credentials": block_variable("A modal-credentials block (token id and secret), as "
+                                        "\"{{ pushpool.blocks.NAME }}\"; provision-infra creates it."),
     "app_name": {"type": "string", "default": "pushpool", "pattern": r"^[A-Za-z0-9._-]{1,64}$",
                  "description": "The Modal app the run's sandboxes belong to (created when missing)."},
     "environment": {"type": "string", "description": "Modal environment; empty: the workspace's default."},
@@ -37,10 +35,3 @@ VARIABLES: dict[str, dict[str, Any]] = {
     "max_runtime_seconds": {"type": "integer", "minimum": 1, "maximum": MAX_RUNTIME_SECONDS, "default": 86400},
 }
 
-
-def modal_job_template() -> dict[str, Any]:
-    """A fresh copy each time: callers set defaults in it."""
-    return {
-        "job_configuration": {name: f"{{{{ {name} }}}}" for name in VARIABLES},
-        "variables": {"type": "object", "properties": copy.deepcopy(VARIABLES)},
-    }

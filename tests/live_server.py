@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -60,3 +62,11 @@ def wait_for_state(client: PushpoolClient, run_id: str, states: set[str], timeou
             return run
         time.sleep(0.1)
     raise AssertionError(f"run {run_id} stuck in {run['state']} (wanted {states})")
+
+
+def wait_until(check: Callable[[], Any], what: str, timeout: float = 15) -> None:
+    """Poll ``check`` until it is true; fail naming ``what`` did not happen."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting: {what}"
+        time.sleep(0.05)

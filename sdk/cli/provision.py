@@ -24,6 +24,9 @@ from sdk.cli.common import confirm, console, table
 from sdk.client import PushpoolClient
 from sdk.settings import selected_profile_name
 
+#: Options a provisioning run records in the pool, so the next run (and deprovision) uses them again.
+REMEMBERED_OPTIONS = ("region", "profile", "project", "subscription")
+
 
 def _provisioner(pool_type: str) -> Any:
     provisioner = provisioner_for(pool_type)
@@ -70,10 +73,7 @@ def provision(client: PushpoolClient, pool: dict[str, Any], options: dict[str, A
         has_block = True
     except NotFound:
         has_block = False
-    options = {"region": record.get("region"), "profile": record.get("profile"), "project": record.get("project"),
-               "subscription": record.get("subscription"),
-               **{k: v for k, v in options.items()
-                                                                                     if v is not None},
+    options = {**{k: record.get(k) for k in REMEMBERED_OPTIONS}, **{k: v for k, v in options.items() if v is not None},
                "has_credentials": has_block}
     provisioner = _provisioner(pool["type"])
     plan = plan_for(pool["name"], pool["type"], options)
@@ -101,9 +101,8 @@ def provision(client: PushpoolClient, pool: dict[str, Any], options: dict[str, A
         if key in properties:
             properties[key]["default"] = value
     created = _merge(record.get("created") or {}, result.created)
-    new_record = {**record, "region": plan.options.get("region"), "account": plan.options.get("account"),
-                  "project": plan.options.get("project"), "subscription": plan.options.get("subscription"),
-                  "profile": plan.options.get("profile"), "created": created,
+    new_record = {**record, **{k: plan.options.get(k) for k in REMEMBERED_OPTIONS},
+                  "account": plan.options.get("account"), "created": created,
                   "credentials_block": name if has_block else None}
     client.request("PATCH", client.ws(f"/work_pools/{pool['name']}"),
                    json={"base_job_template": template, "provisioning": new_record})

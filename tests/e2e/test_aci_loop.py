@@ -6,7 +6,6 @@ and a control plane that dies mid-submit never leaves a second group."""
 from __future__ import annotations
 
 import textwrap
-import time
 
 import pytest
 
@@ -14,7 +13,7 @@ from pushers.aci import AciPusher
 from tests.azure_fixtures import RESOURCE_GROUP, SUBSCRIPTION
 from tests.e2e.test_ecs_loop import wait_for_infra
 from tests.fakes.crashes import die_after_first_submit, dispatch_crash_then_restart
-from tests.live_server import wait_for_state
+from tests.live_server import wait_for_state, wait_until
 
 pytest.importorskip("azure.mgmt.containerinstance")
 from tests.fakes.azure_api import AciSimulator  # noqa: E402
@@ -59,10 +58,7 @@ def test_a_run_completes_on_aci_with_its_logs_and_the_group_is_deleted(aci, arm_
     page = client.request("GET", client.ws(f"/flow_runs/{run['id']}/logs"))
     assert page["supported"] and any("loaded 7 rows" in line for line in page["lines"])
     assert wait_for_state(client, run["id"], FINAL)["state"]["type"] == "COMPLETED"
-    deadline = time.monotonic() + 15
-    while run["infra_id"] not in arm_api.state.deleted:
-        assert time.monotonic() < deadline, "the group was never deleted"
-        time.sleep(0.05)
+    wait_until(lambda: run["infra_id"] in arm_api.state.deleted, "the group deleted")
 
 
 def test_a_non_zero_exit_ends_the_run_crashed(aci, arm_api):

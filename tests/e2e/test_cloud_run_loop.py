@@ -6,14 +6,13 @@ deleted after their runs, and a 503 on run never starts a second execution."""
 from __future__ import annotations
 
 import textwrap
-import time
 
 import pytest
 
 from pushers.cloud_run import CloudRunPusher, job_id
 from tests.e2e.test_ecs_loop import wait_for_infra
 from tests.gcp_fixtures import PROJECT, REGION
-from tests.live_server import wait_for_state
+from tests.live_server import wait_for_state, wait_until
 
 pytest.importorskip("google.cloud.run_v2")
 from tests.fakes.cloud_run_api import CloudRunSimulator  # noqa: E402
@@ -46,13 +45,6 @@ def cloud_run(live, cloud_run_api, tmp_path):
     return client, dep, CloudRunSimulator(cloud_run_api, tmp_path)
 
 
-def wait_until(check, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def test_a_run_completes_on_cloud_run_and_its_job_is_deleted(cloud_run, cloud_run_api):
     client, dep, simulator = cloud_run
     run = wait_for_infra(client, client.create_flow_run(dep["id"])["id"])
@@ -62,7 +54,7 @@ def test_a_run_completes_on_cloud_run_and_its_job_is_deleted(cloud_run, cloud_ru
     assert "loaded 7 rows" in simulator.output
     assert wait_for_state(client, run["id"], FINAL)["state"]["type"] == "COMPLETED"
     job_name = f"projects/{PROJECT}/locations/{REGION}/jobs/{job_id(run['id'])}"
-    wait_until(lambda: job_name in cloud_run_api.state.deleted_jobs)
+    wait_until(lambda: job_name in cloud_run_api.state.deleted_jobs, "the job deleted")
 
 
 def test_a_failed_execution_ends_the_run_crashed_with_its_message(cloud_run, cloud_run_api):
@@ -89,7 +81,7 @@ def test_a_503_on_run_does_not_start_a_second_execution(cloud_run, cloud_run_api
     run = wait_for_infra(client, client.create_flow_run(dep["id"])["id"])
     job_name = f"projects/{PROJECT}/locations/{REGION}/jobs/{job_id(run['id'])}"
     assert [e["name"] for e in cloud_run_api.executions_of_job(job_name)] == [run["infra_id"]]
-    assert cloud_run_api.state.calls.count("run_job") == 1
+    assert cloud_run_api.calls.count("run_job") == 1
     assert simulator.run(run["infra_id"]) == 0, simulator.output
     assert wait_for_state(client, run["id"], FINAL)["state"]["type"] == "COMPLETED"
 

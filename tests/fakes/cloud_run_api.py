@@ -59,8 +59,6 @@ class FakeCloudRunApi(JsonApi):
     def __init__(self) -> None:
         super().__init__()
         self.state = CloudRunState()
-        self.state.calls = self.calls
-        self.state.injected = self.injected
         self.trusted_keys: dict[str, Any] = {}
         self._ids = itertools.count(1)
 

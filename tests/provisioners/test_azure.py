@@ -5,33 +5,11 @@ from __future__ import annotations
 
 import textwrap
 
-import pytest
-from typer.testing import CliRunner
-
-from control_plane.errors import PushpoolError
 from provisioners.azure import ACR_PULL, CONTRIBUTOR, names
 from sdk import profiles
-from sdk.cli.main import app
 from tests.azure_fixtures import SUBSCRIPTION
 from tests.e2e.test_ecs_loop import wait_for_infra
 from tests.live_server import wait_for_state
-
-
-@pytest.fixture
-def cli(live, monkeypatch):
-    monkeypatch.setenv("PUSHPOOL_API_URL", live.settings.api_url)
-    monkeypatch.setenv("PUSHPOOL_API_KEY", live.key)
-    runner = CliRunner()
-
-    def invoke(*args: str, ok: bool = True) -> str:
-        result = runner.invoke(app, list(args), env={"COLUMNS": "200"})
-        if ok:
-            assert result.exit_code == 0, f"{args}: {result.output}\n{result.exception!r}"
-            return result.output
-        assert isinstance(result.exception, PushpoolError), f"{args}: {result.output}\n{result.exception!r}"
-        return str(result.exception)
-
-    return invoke
 
 
 def test_provision_run_and_deprovision_an_aci_pool(cli, live, azure_api, tmp_path):

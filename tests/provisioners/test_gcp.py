@@ -5,35 +5,13 @@ from __future__ import annotations
 
 import textwrap
 
-import pytest
-from typer.testing import CliRunner
-
-from control_plane.errors import PushpoolError
 from provisioners.gcp import ROLES, account_id
 from sdk import profiles
-from sdk.cli.main import app
 from tests.e2e.test_ecs_loop import wait_for_infra
 from tests.gcp_fixtures import PROJECT
 from tests.live_server import wait_for_state
 
 REGION = "europe-west1"
-
-
-@pytest.fixture
-def cli(live, monkeypatch):
-    monkeypatch.setenv("PUSHPOOL_API_URL", live.settings.api_url)
-    monkeypatch.setenv("PUSHPOOL_API_KEY", live.key)
-    runner = CliRunner()
-
-    def invoke(*args: str, ok: bool = True) -> str:
-        result = runner.invoke(app, list(args), env={"COLUMNS": "200"})
-        if ok:
-            assert result.exit_code == 0, f"{args}: {result.output}\n{result.exception!r}"
-            return result.output
-        assert isinstance(result.exception, PushpoolError), f"{args}: {result.output}\n{result.exception!r}"
-        return str(result.exception)
-
-    return invoke
 
 
 def test_account_ids_fit_google_limits():

@@ -6,12 +6,9 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-from typer.testing import CliRunner
 
-from control_plane.errors import PushpoolError
 from provisioners.base import ProvisioningError
 from provisioners.modal import read_token
-from sdk.cli.main import app
 from tests.e2e.test_ecs_loop import wait_for_infra
 from tests.live_server import wait_for_state
 from tests.modal_fixtures import TOKEN
@@ -42,24 +39,6 @@ def test_the_token_is_read_like_the_modal_cli_reads_it(tmp_path, monkeypatch):
     monkeypatch.setenv("MODAL_TOKEN_ID", "ak-env")
     monkeypatch.setenv("MODAL_TOKEN_SECRET", "as-env")
     assert read_token().token_id == "ak-env" and read_token("work").token_id == "ak-work"
-
-
-@pytest.fixture
-def cli(live, monkeypatch):
-    monkeypatch.setenv("PUSHPOOL_API_URL", live.settings.api_url)
-    monkeypatch.setenv("PUSHPOOL_API_KEY", live.key)
-    runner = CliRunner()
-
-    def invoke(*args: str, ok: bool = True) -> str:
-        result = runner.invoke(app, list(args), env={"COLUMNS": "200"})
-        if ok:
-            assert result.exit_code == 0, f"{args}: {result.output}\n{result.exception!r}"
-            return result.output
-        # main() prints a pushpool error as one line on stderr and exits 1: here it is the exception
-        assert isinstance(result.exception, PushpoolError), f"{args}: {result.output}\n{result.exception!r}"
-        return str(result.exception)
-
-    return invoke
 
 
 def test_provision_run_and_deprovision_a_modal_pool(cli, live, modal_api, tmp_path):
