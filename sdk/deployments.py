@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from control_plane.errors import InvalidInput
 from sdk.client import PushpoolClient
-from sdk.images import DockerImage, image_reference
+from sdk.images import DockerImage, resolve_images
 from sdk.schedules import Schedule, schedules_to_api
 
 if TYPE_CHECKING:
@@ -80,21 +80,20 @@ class RunnerDeployment:
             "concurrency_limit": self.concurrency_limit, "paused": self.paused,
         }
 
-    def apply(self, client: PushpoolClient | None = None, *, build: bool = True) -> dict[str, Any]:
-        """Create or update this deployment; returns it as the API does."""
+    def pool_type(self, client: PushpoolClient) -> str:
+        """The type of this deployment's work pool; a clear error when it has none or it does not exist."""
         if not self.work_pool_name:
             raise InvalidInput(f"work_pool_name: deployment {self.full_name!r} needs a work pool")
-        owned = client is None
-        client = client or PushpoolClient()
-        try:
-            pool = client.read_work_pool_or_none(self.work_pool_name)
-            if pool is None:
-                raise InvalidInput(f"work_pool_name: work pool {self.work_pool_name!r} does not exist; create it "
-                                   f"with 'pushpool work-pool create {self.work_pool_name} --type local:push'")
-            return client.apply_deployment(**self.body(image_reference(self.image, build), pool["type"]))
-        finally:
-            if owned:
-                client.close()
+        pool = client.read_work_pool_or_none(self.work_pool_name)
+        if pool is None:
+            raise InvalidInput(f"work_pool_name: work pool {self.work_pool_name!r} does not exist; create it "
+                               f"with 'pushpool work-pool create {self.work_pool_name} --type local:push'")
+        return pool["type"]
+
+    def apply(self, client: PushpoolClient | None = None, *, build: bool = True, push: bool = True) -> dict[str, Any]:
+        """Create or update this deployment (building and pushing its DockerImage first); returns it as the
+        API does."""
+        return deploy(self, build=build, push=push, client=client)[0]
 
 
 def to_deployment(flow: Flow, name: str, *, work_pool_name: str | None = None, work_queue_name: str | None = None,
@@ -117,18 +116,21 @@ def to_deployment(flow: Flow, name: str, *, work_pool_name: str | None = None, w
 
 def deploy(*deployments: RunnerDeployment, work_pool_name: str | None = None,
            image: str | DockerImage | None = None, build: bool = True, push: bool = True,
-           client: PushpoolClient | None = None) -> list[dict[str, Any]]:
-    """Apply several deployments, sharing one work pool and one image when given."""
+           client: PushpoolClient | None = None, quiet: bool = False) -> list[dict[str, Any]]:
+    """Apply several deployments, sharing one work pool and one image when given. Every work pool is
+    checked before anything is built; each distinct image is built and pushed once, then recorded on
+    its deployments by digest."""
     if not deployments:
         raise InvalidInput("deployments: give at least one deployment (flow.to_deployment(...))")
     owned = client is None
     client = client or PushpoolClient()
     try:
-        out = []
-        for d in deployments:
-            d = replace(d, work_pool_name=d.work_pool_name or work_pool_name, image=d.image or image)
-            out.append(d.apply(client, build=build))
-        return out
+        ready = [replace(d, work_pool_name=d.work_pool_name or work_pool_name, image=d.image or image)
+                 for d in deployments]
+        pool_types = [d.pool_type(client) for d in ready]
+        images = resolve_images([(d.image, d.project_root) for d in ready], build, push, quiet=quiet)
+        return [client.apply_deployment(**d.body(reference, pool_type))
+                for d, reference, pool_type in zip(ready, images, pool_types, strict=True)]
     finally:
         if owned:
             client.close()

@@ -56,7 +56,7 @@ class Flow:
             job_variables=job_variables, tags=tags, description=description, version=version,
             concurrency_limit=concurrency_limit, paused=paused,
         )
-        return deployment.apply(build=build)
+        return deployment.apply(build=build, push=push)
 
     def parameter_schema(self) -> dict[str, Any]:
         """A JSON schema of the function's parameters (from its signature and type hints)."""

@@ -21,6 +21,7 @@ from control_plane.api.schemas import ScheduleIn
 from control_plane.errors import InvalidInput
 from sdk.deployments import RunnerDeployment
 from sdk.flows import Flow
+from sdk.images import DockerImage
 from sdk.runner import EntrypointError, load_entrypoint
 
 DEFAULT_FILE = "pushpool.yaml"
@@ -37,6 +38,23 @@ class WorkPoolSpec(Spec):
     job_variables: dict[str, Any] = Field(default_factory=dict)
 
 
+class ImageSpec(Spec):
+    """An image built by ``pushpool deploy`` (the fields of :class:`sdk.images.DockerImage`)."""
+
+    name: str
+    tag: str | None = None
+    platform: str = "linux/amd64"
+    dockerfile: str = "auto"
+    base_image: str | None = None
+    backend: str = "auto"
+    build_args: dict[str, str] = Field(default_factory=dict)
+
+    def to_image(self) -> DockerImage:
+        extra = {"buildargs": self.build_args} if self.build_args else {}
+        return DockerImage(self.name, tag=self.tag, platform=self.platform, dockerfile=self.dockerfile,
+                           base_image=self.base_image, backend=self.backend, **extra)
+
+
 class DeploymentSpec(Spec):
     name: str
     entrypoint: str
@@ -47,7 +65,8 @@ class DeploymentSpec(Spec):
     parameters: dict[str, Any] = Field(default_factory=dict)
     schedules: list[ScheduleIn] = Field(default_factory=list)  # the API's own schedule schema
     concurrency_limit: int | None = None
-    image: str | None = None
+    #: An existing image (a string), or one to build and push (a mapping).
+    image: str | ImageSpec | None = None
     paused: bool = False
 
 
@@ -118,11 +137,19 @@ def to_runner_deployment(spec: DeploymentSpec, root: Path) -> RunnerDeployment:
     except EntrypointError as exc:
         raise InvalidInput(f"deployments[{spec.name}].entrypoint: {exc}") from None
     flow = target if isinstance(target, Flow) else Flow(target)
+    if isinstance(spec.image, ImageSpec):
+        try:
+            image: str | DockerImage | None = spec.image.to_image()
+        except InvalidInput as exc:
+            raise InvalidInput(f"deployments[{spec.name}].{exc}") from None
+    else:
+        image = spec.image
     schedules = [s.model_dump(mode="json", exclude_none=True) for s in spec.schedules]
     return RunnerDeployment(
         flow_name=flow.name, name=spec.name, entrypoint=spec.entrypoint, project_root=root,
         parameter_schema=flow.parameter_schema(), work_pool_name=spec.work_pool.name,
-        work_queue_name=spec.work_pool.work_queue_name, image=spec.image, parameters=spec.parameters,
+        work_queue_name=spec.work_pool.work_queue_name,
+        image=image, parameters=spec.parameters,
         job_variables=spec.work_pool.job_variables, schedules=schedules, tags=spec.tags,
         description=spec.description or flow.description, version=spec.version,
         concurrency_limit=spec.concurrency_limit, paused=spec.paused,

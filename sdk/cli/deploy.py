@@ -8,6 +8,7 @@ import typer
 
 from control_plane.errors import InvalidInput
 from sdk.cli.common import Output, OutputOption, console, emit, get_client, table
+from sdk.deployments import deploy as deploy_all
 from sdk.project_file import DEFAULT_FILE, STARTER, load_project_file, to_runner_deployment
 
 
@@ -15,9 +16,14 @@ def deploy(
     all_: bool = typer.Option(False, "--all", help="Deploy every deployment in the file."),
     name: list[str] = typer.Option(None, "--name", "-n", help="Deployment name (or flow/name); repeatable."),
     file: Path = typer.Option(Path(DEFAULT_FILE), "--file", "-f", help="The project file."),
+    no_build: bool = typer.Option(False, "--no-build", help="Record images by name; build nothing."),
+    no_push: bool = typer.Option(False, "--no-push", help="Build images locally (Docker backend) without pushing."),
     output: Output = OutputOption,
 ) -> None:
-    """Create or update the deployments declared in pushpool.yaml (running it twice changes nothing)."""
+    """Create or update the deployments declared in pushpool.yaml (running it twice changes nothing).
+
+    An `image:` given as a mapping is built for linux/amd64 and pushed once for all deployments that
+    share it; the deployments record it by digest."""
     project = load_project_file(file)
     root = file.resolve().parent
     specs = project.deployments
@@ -31,12 +37,12 @@ def deploy(
     elif not all_ and len(specs) != 1:
         raise InvalidInput(f"{file} declares {len(specs)} deployments; choose with --name or use --all")
     runner_deployments = [to_runner_deployment(s, root) for s in specs]
-    applied = []
     with get_client() as client:
+        applied = deploy_all(*runner_deployments, build=not no_build, push=not no_push, client=client,
+                             quiet=output is Output.json)
+    if output is Output.table:
         for d in runner_deployments:
-            applied.append(d.apply(client, build=False))
-            if output is Output.table:
-                console.print(f"Deployed {d.full_name} to work pool {d.work_pool_name!r}")
+            console.print(f"Deployed {d.full_name} to work pool {d.work_pool_name!r}")
     if output is Output.json:
         emit(applied, output, str)
     else:

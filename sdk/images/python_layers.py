@@ -35,8 +35,11 @@ LOCAL_PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
 
 
 def dependency_layer(requirements: Iterable[str], python_version: str = LOCAL_PYTHON,
-                     index_args: Iterable[str] = ()) -> Layer:
-    """The linux/amd64 wheels of ``requirements`` (pip requirement strings) for CPython ``python_version``."""
+                     index_args: Iterable[str] = (), destination: str = SITE_PACKAGES,
+                     extra_files: dict[str, bytes] | None = None, extra_executables: frozenset[str] = frozenset(),
+                     ) -> Layer:
+    """The linux/amd64 wheels of ``requirements`` (pip requirement strings) for CPython ``python_version``
+    under ``destination``, plus ``extra_files`` (path in the image → content)."""
     wanted = [r.strip() for r in requirements if r.strip() and not r.strip().startswith("#")]
     with tempfile.TemporaryDirectory(prefix="pushpool-deps-") as target:
         command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--no-warn-script-location",
@@ -47,7 +50,22 @@ def dependency_layer(requirements: Iterable[str], python_version: str = LOCAL_PY
             result = subprocess.run(command, capture_output=True, text=True, timeout=1800)
             if result.returncode != 0:
                 raise _explain(result.stderr or result.stdout, python_version)
-        return tar_layer(*_files(Path(target), SITE_PACKAGES))
+        files, executables = collect_files(Path(target), destination)
+        files = _without_host_scripts(files, destination)
+        return tar_layer({**files, **(extra_files or {})}, executables | extra_executables)
+
+
+def _without_host_scripts(files: dict[str, bytes], destination: str) -> dict[str, bytes]:
+    """Drop the console scripts pip wrote for *this* machine's interpreter (their shebang names it) and
+    their lines in RECORD, so the layer does not depend on where the build ran."""
+    kept = {}
+    for name, content in files.items():
+        if name.startswith(f"{destination}/bin/"):
+            continue
+        if name.endswith(".dist-info/RECORD"):
+            content = b"".join(line for line in content.splitlines(keepends=True) if not line.startswith(b"../"))
+        kept[name] = content
+    return kept
 
 
 def _explain(output: str, python_version: str) -> ImageBuildError:
@@ -63,10 +81,10 @@ def _explain(output: str, python_version: str) -> ImageBuildError:
 
 def code_layer(project_root: Path, destination: str = "app") -> Layer:
     """The project's files (without VCS, virtualenvs and caches) under ``destination``."""
-    return tar_layer(*_files(project_root, destination))
+    return tar_layer(*collect_files(project_root, destination))
 
 
-def _files(root: Path, prefix: str) -> tuple[dict[str, bytes], frozenset[str]]:
+def collect_files(root: Path, prefix: str) -> tuple[dict[str, bytes], frozenset[str]]:
     """(path in the image → content, the executable ones) of the files under ``root``."""
     files: dict[str, bytes] = {}
     executables: set[str] = set()

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin
@@ -41,6 +42,20 @@ def split_reference(reference: str) -> tuple[str, str, str]:
     return host, repository, ref
 
 
+def has_registry(name: str) -> bool:
+    first = name.split("/", 1)[0]
+    return "/" in name and ("." in first or ":" in first or first == "localhost")
+
+
+def target_repository(name: str, namespace: str | None) -> tuple[str, str]:
+    """(registry host, repository) an image ``name`` (no tag) is pushed to: a name without a registry goes
+    under ``namespace`` (the profile's build namespace, set by provisioners) when there is one."""
+    if not has_registry(name) and namespace:
+        name = f"{namespace.rstrip('/')}/{name}"
+    host, repository, _ = split_reference(name)
+    return host, repository
+
+
 @dataclass
 class Registry:
     host: str
@@ -60,7 +75,10 @@ class Registry:
     # ------------------------------------------------------------------ requests with auth
     def _request(self, method: str, url: str, scope: str, **kwargs: Any) -> httpx.Response:
         headers = dict(kwargs.pop("headers", {}) or {})
+        content = kwargs.pop("content", None)
         for _ in range(2):
+            if content is not None:  # a callable makes a fresh body (a generator) for each attempt
+                kwargs["content"] = content() if callable(content) else content
             if scope in self._tokens:
                 headers["Authorization"] = f"Bearer {self._tokens[scope]}"
             elif self._basic and self.credentials:
@@ -114,8 +132,10 @@ class Registry:
         response = self._request("HEAD", f"/v2/{repository}/blobs/{digest}", self._scope(repository, push))
         return response.status_code == 200
 
-    def push_blob(self, repository: str, blob: Blob, mount_from: str | None = None) -> str:
-        """Make ``blob`` exist in ``repository``: "exists", "mounted" or "uploaded"."""
+    def push_blob(self, repository: str, blob: Blob, mount_from: str | None = None,
+                  progress: Callable[[int], None] | None = None) -> str:
+        """Make ``blob`` exist in ``repository``: "exists", "mounted" or "uploaded" (``progress`` is
+        called with the number of bytes sent as the upload goes)."""
         scope = self._scope(repository, True)
         if self.has_blob(repository, blob.digest, push=True):
             return "exists"
@@ -126,10 +146,19 @@ class Registry:
             return "mounted"
         location = urljoin(self.base + "/", started.headers["Location"])
         location += ("&" if "?" in location else "?") + f"digest={blob.digest}"  # keep the upload's own query
-        self._check(self._request("PUT", location, scope, content=blob.data,
-                                  headers={"Content-Type": "application/octet-stream"}),
+        self._check(self._request("PUT", location, scope, content=lambda: _chunks(blob.data, progress),
+                                  headers={"Content-Type": "application/octet-stream",
+                                           "Content-Length": str(blob.size)}),
                     f"uploading {blob.digest} to {repository}")
         return "uploaded"
+
+    def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:
+        """Ask the registry to link ``digest`` from another of its repositories; True when it did."""
+        response = self._request("POST", f"/v2/{repository}/blobs/uploads/", self._scope(repository, True),
+                                 params={"mount": digest, "from": from_repository})
+        if response.status_code == 202:  # no mount: an upload was started instead; leave it to expire
+            return False
+        return self._check(response, f"mounting {digest} into {repository}").status_code == 201
 
     def get_blob(self, repository: str, digest: str) -> bytes:
         response = self._check(self._request("GET", f"/v2/{repository}/blobs/{digest}", self._scope(repository, False)),
@@ -139,6 +168,15 @@ class Registry:
         return response.content
 
     # ------------------------------------------------------------------ manifests
+    def manifest_digest(self, repository: str, reference: str) -> str | None:
+        """The digest of a tag (or digest) when the registry has it, else None."""
+        response = self._request("HEAD", f"/v2/{repository}/manifests/{reference}", self._scope(repository, True),
+                                 headers={"Accept": MANIFEST_TYPES})
+        if response.status_code == 404:
+            return None
+        self._check(response, f"looking up {repository}:{reference}")
+        return response.headers.get("Docker-Content-Digest")
+
     def get_manifest(self, repository: str, reference: str) -> tuple[dict[str, Any], str, str]:
         """(manifest, media type, digest) of a tag or digest."""
         response = self._check(self._request("GET", f"/v2/{repository}/manifests/{reference}",
@@ -170,3 +208,14 @@ class Registry:
         have = ", ".join(f"{(m.get('platform') or {}).get('os')}/{(m.get('platform') or {}).get('architecture')}"
                          for m in manifest.get("manifests", []))
         raise RegistryError(f"{self.host}/{repository}:{reference} has no {platform} image (it has: {have})")
+
+
+CHUNK = 256 * 1024
+
+
+def _chunks(data: bytes, progress: Callable[[int], None] | None) -> Iterator[bytes]:
+    for start in range(0, len(data), CHUNK):
+        chunk = data[start:start + CHUNK]
+        yield chunk
+        if progress:
+            progress(len(chunk))

@@ -1,0 +1,158 @@
+"""The daemonless backend: a linux/amd64 image made of registry API calls and tar files, no Docker.
+
+1. The base image's linux/amd64 manifest and config are read from its registry (an index is
+   resolved to its amd64 entry). Its ``PYTHON_VERSION`` (official Python images set it) picks the
+   CPython the wheels are for; else this machine's minor version.
+2. The content tag is a hash of every input: the base image's digest, platform, Python version, the
+   project's requirements, the pushpool runtime and the code layer. When the registry already has
+   that tag, nothing is built or pushed.
+3. Layers, on top of the base's: the pushpool runtime (its packages, their amd64 wheels and the
+   ``pushpool-runner`` launcher), the project's dependencies (amd64 wheels), the project's code.
+   The first two are cached on disk by their inputs, so a code change rebuilds only the code layer.
+4. Push what the registry lacks (HEAD first; base layers are mounted when base and target share a
+   registry, else copied), then the config and the manifest under the tag.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sdk.images.layers import Blob, Layer, canonical, image_config, image_manifest, sha256
+from sdk.images.progress import BuildProgress
+from sdk.images.project import (
+    APP_DIR,
+    BIN_DIR,
+    LAUNCHER_PATH,
+    RUNTIME_DIR,
+    Runtime,
+    project_requirements,
+    pushpool_runtime,
+)
+from sdk.images.python_layers import LOCAL_PYTHON, SITE_PACKAGES, ImageBuildError, code_layer, dependency_layer
+from sdk.images.registry import Registry, split_reference
+from sdk.images.report import BuildReport, LayerOutcome
+
+SUPPORTED_PLATFORMS = ("linux/amd64",)
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+RUNNER_CMD = ["pushpool-runner"]
+RegistryFactory = Callable[[str], Registry]
+
+
+def default_base_image(python_version: str = LOCAL_PYTHON) -> str:
+    return f"python:{python_version}-slim"
+
+
+def cache_dir() -> Path:
+    home = Path(os.environ.get("PUSHPOOL_HOME") or Path.home() / ".pushpool")
+    return home / "cache" / "layers"
+
+
+def cached_layer(key: dict[str, Any], make: Callable[[], Layer]) -> Layer:
+    """The layer made by ``make`` for inputs ``key``, kept on disk so unchanged inputs are not rebuilt."""
+    name = sha256(canonical(key))[7:]
+    directory = cache_dir()
+    data_path, meta_path = directory / f"{name}.tar.gz", directory / f"{name}.json"
+    if data_path.is_file() and meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        layer = Layer(data_path.read_bytes(), meta["media_type"], diff_id=meta["diff_id"])
+        if layer.digest == meta["digest"]:
+            return layer
+    layer = make()
+    directory.mkdir(parents=True, exist_ok=True)
+    for path, content in ((data_path, layer.data),
+                          (meta_path, canonical({"media_type": layer.media_type, "diff_id": layer.diff_id,
+                                                 "digest": layer.digest}))):
+        partial = path.with_suffix(".partial")
+        partial.write_bytes(content)
+        partial.replace(path)
+    return layer
+
+
+def runtime_layer(runtime: Runtime, python_version: str, platform: str = "linux/amd64") -> Layer:
+    """pushpool's runner, its dependencies' amd64 wheels and the ``pushpool-runner`` launcher (cached)."""
+    return cached_layer(
+        {"kind": "runtime", "runtime": runtime.fingerprint, "python": python_version, "platform": platform},
+        lambda: dependency_layer(runtime.requirements, python_version, destination=RUNTIME_DIR,
+                                 extra_files=runtime.files, extra_executables=frozenset({LAUNCHER_PATH})))
+
+
+def build_daemonless(host: str, repository: str, tag: str | None, project_root: Path, *,
+                     base_image: str | None, platform: str, registry_for: RegistryFactory,
+                     progress: BuildProgress) -> BuildReport:
+    if platform not in SUPPORTED_PLATFORMS:
+        raise ImageBuildError(f"image.platform: the daemonless backend builds {', '.join(SUPPORTED_PLATFORMS)} "
+                              f"only, not {platform!r}; use backend='docker' for other platforms")
+    target = registry_for(host)
+    base_ref = base_image or default_base_image()
+    base_host, base_repository, base_tag = split_reference(base_ref)
+    base_registry = target if base_host == host else registry_for(base_host)
+    progress.step(f"base image {base_ref}: reading its {platform} manifest")
+    base_manifest, base_digest = base_registry.platform_manifest(base_repository, base_tag, platform)
+    base_config = json.loads(base_registry.get_blob(base_repository, base_manifest["config"]["digest"]))
+    python_version = _python_of(base_config) or LOCAL_PYTHON
+
+    requirements, source = project_requirements(project_root)
+    runtime = pushpool_runtime()
+    code = code_layer(project_root, APP_DIR)
+    fingerprint = sha256(canonical({"base": base_digest, "platform": platform, "python": python_version,
+                                    "requirements": requirements, "runtime": runtime.fingerprint,
+                                    "code": code.digest}))
+    content_tag = tag is None
+    tag = tag or fingerprint[7:23]
+    repository_name = f"{host}/{repository}"
+    if content_tag:
+        existing = target.manifest_digest(repository, tag)
+        if existing:
+            return BuildReport(repository_name, tag, existing, "daemonless", up_to_date=True)
+
+    progress.step(f"runtime layer (pushpool + {len(runtime.requirements)} dependencies, CPython {python_version})")
+    ours: list[tuple[str, Layer]] = [("runtime", runtime_layer(runtime, python_version, platform))]
+    if requirements:
+        progress.step(f"dependency layer ({len(requirements)} from {source}, linux/amd64 wheels)")
+        ours.append(("dependencies", cached_layer(
+            {"kind": "dependencies", "requirements": requirements, "python": python_version, "platform": platform},
+            lambda: dependency_layer(requirements, python_version))))
+    ours.append(("code", code))
+
+    base_path = next((item.split("=", 1)[1] for item in base_config.get("config", {}).get("Env") or []
+                      if item.startswith("PATH=")), DEFAULT_PATH)
+    env = {"PATH": f"/{BIN_DIR}:{base_path}", "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": f"/{APP_DIR}:/{SITE_PACKAGES}:/{RUNTIME_DIR}"}
+    config = image_config(base_config, [layer for _, layer in ours], env=env, cmd=RUNNER_CMD,
+                          working_dir=f"/{APP_DIR}", platform=platform)
+    manifest = image_manifest(config, [*base_manifest["layers"], *(layer.descriptor() for _, layer in ours)])
+
+    outcomes = []
+    for index, descriptor in enumerate(base_manifest["layers"]):
+        outcomes.append(_push_base_layer(target, repository, base_registry, base_repository, descriptor,
+                                         f"base layer {index + 1}", progress))
+    for name, layer in ours:
+        outcome = target.push_blob(repository, layer, progress=progress.upload(f"{name} layer", layer.size))
+        outcomes.append(LayerOutcome(name, layer.digest, layer.size, outcome))
+    target.push_blob(repository, config)
+    digest = target.push_manifest(repository, tag, manifest)
+    return BuildReport(repository_name, tag, digest, "daemonless", layers=outcomes)
+
+
+def _python_of(config: dict[str, Any]) -> str | None:
+    for item in config.get("config", {}).get("Env") or []:
+        if item.startswith("PYTHON_VERSION="):
+            parts = item.split("=", 1)[1].split(".")
+            if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
+                return f"{parts[0]}.{parts[1]}"
+    return None
+
+
+def _push_base_layer(target: Registry, repository: str, source: Registry, source_repository: str,
+                     descriptor: dict[str, Any], name: str, progress: BuildProgress) -> LayerOutcome:
+    digest, size = descriptor["digest"], int(descriptor.get("size", 0))
+    if target.has_blob(repository, digest, push=True):
+        return LayerOutcome(name, digest, size, "exists")
+    if source is target and target.mount_blob(repository, digest, source_repository):
+        return LayerOutcome(name, digest, size, "mounted")
+    blob = Blob(source.get_blob(source_repository, digest), descriptor["mediaType"])
+    return LayerOutcome(name, digest, size, target.push_blob(repository, blob, progress=progress.upload(name, size)))
