@@ -69,10 +69,37 @@ def test_deploy_many_with_one_image(project, live):
     assert applied[1]["schedules"][0]["parameters"] == {"days": 1}
 
 
-def test_building_images_is_refused_clearly(project):
+def test_deploy_builds_a_shared_image_once_and_records_it_by_digest(project, oci_registries, monkeypatch):
+    from sdk.images import build as daemonless
+    from sdk.images.registry import Registry
+    from tests.fakes.images import push_base_image
+
     _, module = project
-    with pytest.raises(InvalidInput, match="building images is not available"):
-        module.etl.deploy(name="img", work_pool_name="local", image=DockerImage("x/y"), parameters={"source": "s"})
+    registry = Registry(oci_registries["open"])
+    base = push_base_image(registry)
+    builds = []
+    real = daemonless.build_daemonless
+    monkeypatch.setattr(daemonless, "build_daemonless", lambda *a, **k: builds.append(a) or real(*a, **k))
+    image = DockerImage(f"{registry.host}/deploy/flows", base_image=base, backend="daemonless")
+    applied = deploy(module.etl.to_deployment("a", parameters={"source": "x"}), module.clean_up.to_deployment("b"),
+                     work_pool_name="local", image=image, quiet=True)
+    assert len(builds) == 1
+    refs = {d["image"] for d in applied}
+    assert len(refs) == 1
+    repository, digest = refs.pop().split("@")
+    assert repository == f"{registry.host}/deploy/flows" and registry.get_manifest("deploy/flows", digest)[2] == digest
+    one = module.etl.deploy(name="single", work_pool_name="local", image=image, parameters={"source": "s"})
+    assert one["image"] == applied[0]["image"]  # unchanged project: same digest, nothing rebuilt
+
+
+def test_an_unknown_pool_is_refused_before_any_build(project, monkeypatch):
+    from sdk.images import build as daemonless
+
+    _, module = project
+    monkeypatch.setattr(daemonless, "build_daemonless", lambda *a, **k: pytest.fail("built before checking pools"))
+    with pytest.raises(InvalidInput, match="work pool 'nope' does not exist"):
+        module.etl.deploy(name="img", work_pool_name="nope", image=DockerImage("x/y", backend="daemonless"),
+                          parameters={"source": "s"})
 
 
 def test_unknown_pool_names_the_fix(project):
