@@ -19,18 +19,20 @@ from tests.fakes.net import free_port
 USER, PASSWORD = "pusher", "s3cret-pw"
 
 
-def _binary() -> str | None:
-    found = shutil.which("docker-registry")
-    if found:
-        return found
+def apt_install(package: str) -> bool:
+    """Install a Debian package (updating the package lists once if it is not found); True when it worked."""
     if shutil.which("apt-get") is None:
-        return None
+        return False
     env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "docker-registry"]
-    if subprocess.run(install, capture_output=True, timeout=600, env=env).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], capture_output=True, timeout=600, env=env)  # no package lists yet
-        subprocess.run(install, capture_output=True, timeout=600, env=env)
-    return shutil.which("docker-registry")
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", package]
+    if subprocess.run(install, capture_output=True, timeout=900, env=env).returncode == 0:
+        return True
+    subprocess.run(["apt-get", "update", "-q"], capture_output=True, timeout=600, env=env)  # no package lists yet
+    return subprocess.run(install, capture_output=True, timeout=900, env=env).returncode == 0
+
+
+def _binary() -> str | None:
+    return shutil.which("docker-registry") or (apt_install("docker-registry") and shutil.which("docker-registry"))
 
 
 def _htpasswd(path: Path) -> None:

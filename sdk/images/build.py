@@ -47,6 +47,9 @@ def default_base_image(python_version: str = LOCAL_PYTHON) -> str:
 
 
 def cache_dir() -> Path:
+    """Where built layers are kept: ``PUSHPOOL_LAYER_CACHE``, else ``$PUSHPOOL_HOME/cache/layers``."""
+    if os.environ.get("PUSHPOOL_LAYER_CACHE"):
+        return Path(os.environ["PUSHPOOL_LAYER_CACHE"])
     home = Path(os.environ.get("PUSHPOOL_HOME") or Path.home() / ".pushpool")
     return home / "cache" / "layers"
 

@@ -9,7 +9,10 @@ Order for a registry host:
    AWS login (boto3, imported only then).
 3. Google Artifact Registry / Container Registry (``*-docker.pkg.dev``, ``*gcr.io``): an access token
    of your application default credentials, as user ``oauth2accesstoken``.
-4. Nothing: anonymous (public images).
+4. Azure Container Registry (``*.azurecr.io``): a Microsoft Entra token of your Azure login
+   (``DefaultAzureCredential``: az login, environment, managed identity) exchanged at the
+   registry's ``/oauth2/exchange`` for a refresh token, used as the password of the all-zero user.
+5. Nothing: anonymous (public images).
 """
 
 from __future__ import annotations
@@ -20,9 +23,12 @@ import os
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from control_plane.errors import PushpoolError
 
+ACR_HOST = re.compile(r"^[a-z0-9]{5,50}\.azurecr\.(?:io|cn|us)$")
+ACR_USER = "00000000-0000-0000-0000-000000000000"
 ECR_HOST = re.compile(r"^(\d{12})\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
 GOOGLE_HOST = re.compile(r"^([a-z0-9-]+-docker\.pkg\.dev|(?:[a-z]+\.)?gcr\.io)$")
 DOCKER_HUB = ("registry-1.docker.io", "index.docker.io", "docker.io")
@@ -114,6 +120,30 @@ def from_google(host: str) -> tuple[str, str] | None:
     return "oauth2accesstoken", credentials.token
 
 
+def from_acr(host: str, credential: Any = None, exchange_url: str | None = None) -> tuple[str, str] | None:
+    if not ACR_HOST.match(host) and exchange_url is None:
+        return None
+    import httpx
+
+    if credential is None:
+        from azure.identity import DefaultAzureCredential
+
+        credential = DefaultAzureCredential()
+    try:
+        token = credential.get_token("https://management.azure.com/.default").token
+    except Exception as exc:  # noqa: BLE001 - azure.identity's errors
+        raise CredentialsError(f"{host}: no Microsoft Entra token ({exc}); run `az login`") from None
+    try:
+        answer = httpx.post(exchange_url or f"https://{host}/oauth2/exchange", timeout=30,
+                            data={"grant_type": "access_token", "service": host, "access_token": token})
+    except httpx.HTTPError as exc:
+        raise CredentialsError(f"{host}: the token exchange failed ({exc})") from None
+    if answer.status_code != 200 or "refresh_token" not in answer.text:
+        raise CredentialsError(f"{host}: the registry refused your Azure token ({answer.status_code}); you need "
+                               "the AcrPush role on it")
+    return ACR_USER, answer.json()["refresh_token"]
+
+
 def credentials_for(host: str) -> tuple[str, str] | None:
     """The username and password (or token) to push to ``host``, or None for anonymous."""
-    return from_docker_config(host) or from_ecr(host) or from_google(host)
+    return from_docker_config(host) or from_ecr(host) or from_google(host) or from_acr(host)

@@ -124,7 +124,9 @@ class Registry:
     def _check(response: httpx.Response, what: str) -> httpx.Response:
         if response.status_code >= 400:
             detail = response.text[:300].strip()
-            raise RegistryError(f"{what}: {response.status_code} {detail}")
+            hint = ("; the repository does not exist (Amazon ECR and some others need it created first, e.g. "
+                    "`aws ecr create-repository --repository-name NAME`)" if "NAME_UNKNOWN" in detail else "")
+            raise RegistryError(f"{what}: {response.status_code} {detail}{hint}")
         return response
 
     # ------------------------------------------------------------------ blobs

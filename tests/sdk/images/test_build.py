@@ -95,9 +95,9 @@ def test_an_unchanged_project_pushes_nothing_and_a_code_change_only_the_code_lay
 
 
 def test_two_clean_builds_give_the_same_digest(registry, base, project, tmp_path, monkeypatch):
-    monkeypatch.setenv("PUSHPOOL_HOME", str(tmp_path / "first-home"))
+    monkeypatch.setenv("PUSHPOOL_LAYER_CACHE", str(tmp_path / "first-cache"))
     first = build(registry, base, project, name="clean/one")
-    monkeypatch.setenv("PUSHPOOL_HOME", str(tmp_path / "second-home"))  # no cached layers
+    monkeypatch.setenv("PUSHPOOL_LAYER_CACHE", str(tmp_path / "second-cache"))  # no cached layers
     second = build(registry, base, project, name="clean/two")
     assert not second.up_to_date and second.digest == first.digest and second.tag == first.tag
 

@@ -9,7 +9,15 @@ import stat
 
 import pytest
 
-from sdk.images.credentials import CredentialsError, credentials_for, from_docker_config, from_ecr, from_google
+from sdk.images.credentials import (
+    ACR_USER,
+    CredentialsError,
+    credentials_for,
+    from_acr,
+    from_docker_config,
+    from_ecr,
+    from_google,
+)
 from tests.fakes.aws import REGION
 
 
@@ -58,3 +66,46 @@ def test_artifact_registry_hosts_get_an_access_token(gcp_api):
 
     assert from_google("europe-west1-docker.pkg.dev") == ("oauth2accesstoken", TOKEN)
     assert from_google("ghcr.io") is None
+
+
+def test_acr_hosts_exchange_an_entra_token_for_a_refresh_token():
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+    from urllib.parse import parse_qs
+
+    from tests.fakes.azure_api import TOKEN, StaticCredential
+
+    asked = []
+
+    class Exchange(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            form = {k: v[0] for k, v in parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode()).items()}
+            asked.append((self.path, form))
+            ok = form.get("access_token") == TOKEN and form.get("grant_type") == "access_token"
+            body = json.dumps({"refresh_token": "acr-refresh"} if ok else {"errors": "denied"}).encode()
+            self.send_response(200 if ok else 401)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Exchange)
+    Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/oauth2/exchange"
+    try:
+        assert from_acr("pushpoolacme.azurecr.io", StaticCredential(), url) == (ACR_USER, "acr-refresh")
+        assert asked == [("/oauth2/exchange", {"grant_type": "access_token", "service": "pushpoolacme.azurecr.io",
+                                               "access_token": TOKEN})]
+
+        class Wrong:
+            def get_token(self, *scopes):
+                from azure.core.credentials import AccessToken
+                return AccessToken("someone-else", 4102444800)
+
+        with pytest.raises(CredentialsError, match="refused your Azure token.*AcrPush"):
+            from_acr("pushpoolacme.azurecr.io", Wrong(), url)
+    finally:
+        server.shutdown()
+    assert from_acr("ghcr.io") is None
