@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint docs install clean bench bench-lambda
+.PHONY: demo test test-slow lint docs install clean bench bench-lambda bench-images
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ bench: $(STAMP)
 # Cold start of the Lambda control plane: handler import time, first-invocation build time, package size.
 bench-lambda: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.lambda_cold_start
+
+# Daemonless image build + push against a local registry: cold, unchanged, one file changed.
+bench-images: $(STAMP)
+	$(BIN)/python -m tests.benchmarks.image_build
 
 docs: $(STAMP)
 	$(BIN)/typer sdk.cli.main utils docs --name pushpool --output docs/cli.md

@@ -59,7 +59,7 @@ class DockerImage:
               quiet: bool = False) -> BuildReport:
         """Build (and push) this image from the project at ``project_root``; prints progress on stderr."""
         from sdk.images.build import build_daemonless
-        from sdk.images.credentials import credentials_for
+        from sdk.images.credentials import credentials_for, ensure_repository
         from sdk.images.progress import BuildProgress
         from sdk.images.registry import Registry, target_repository
 
@@ -76,6 +76,8 @@ class DockerImage:
 
         with BuildProgress(quiet) as progress:
             progress.step(f"building {host}/{repository} ({self.platform}, {backend} backend) from {root}")
+            if push and ensure_repository(host, repository):
+                progress.step(f"created repository {repository} in {host}")
             if backend == "docker":
                 from sdk.images.docker_backend import build_with_docker
 

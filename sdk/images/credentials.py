@@ -105,6 +105,35 @@ def from_ecr(host: str) -> tuple[str, str] | None:
     return user, password
 
 
+def ensure_repository(host: str, repository: str) -> bool:
+    """Create ``repository`` when the registry needs repositories made before a push (Amazon ECR; the
+    others create them on the first push). True when it was created."""
+    match = ECR_HOST.match(host)
+    if not match:
+        return False
+    import boto3
+
+    account, region = match.groups()
+    ecr = boto3.client("ecr", region_name=region)
+    try:
+        ecr.describe_repositories(registryId=account, repositoryNames=[repository])
+        return False
+    except ecr.exceptions.RepositoryNotFoundException:
+        pass
+    except Exception as exc:  # noqa: BLE001 - botocore's errors, a missing login
+        raise CredentialsError(f"{host}: cannot look up ECR repository {repository!r} ({exc})") from None
+    try:
+        ecr.create_repository(registryId=account, repositoryName=repository,
+                              imageScanningConfiguration={"scanOnPush": True},
+                              tags=[{"Key": "pushpool:created-by", "Value": "image-build"}])
+    except ecr.exceptions.RepositoryAlreadyExistsException:
+        return False  # made by a concurrent build
+    except Exception as exc:  # noqa: BLE001
+        raise CredentialsError(f"{host}: cannot create ECR repository {repository!r} ({exc}); create it with "
+                               f"`aws ecr create-repository --repository-name {repository}`") from None
+    return True
+
+
 def from_google(host: str) -> tuple[str, str] | None:
     if not GOOGLE_HOST.match(host):
         return None

@@ -79,3 +79,28 @@ def test_deploy_one_by_name_and_init(server, tmp_path):
     cli.ok("init", cwd=starter)
     assert "deployments:" in (starter / "pushpool.yaml").read_text()
     assert "already exists" in cli.fails("init", cwd=starter)
+
+
+def test_an_image_mapping_is_built_once_and_recorded_by_digest(server, tmp_path, oci_registries):
+    from sdk.images.registry import Registry
+    from tests.fakes.images import push_base_image
+
+    cli = server
+    cli.run("work-pool", "create", "demo", "--type", "local:push")
+    registry = Registry(oci_registries["open"])
+    base = push_base_image(registry, "yaml-base/python")
+    project = tmp_path / "p3"
+    write_project(project)
+    image = f"{{name: {registry.host}/yaml/flows, base_image: '{base}', backend: daemonless}}"
+    (project / "pushpool.yaml").write_text(YAML.replace("    work_pool:\n", f"    image: {image}\n    work_pool:\n"))
+    applied = cli.json("deploy", "--all", cwd=project, TEAM="x")
+    refs = {d["image"] for d in applied}
+    assert len(refs) == 1
+    repository, digest = refs.pop().split("@")
+    assert repository == f"{registry.host}/yaml/flows" and registry.get_manifest("yaml/flows", digest)[2] == digest
+    not_built = cli.json("deploy", "--all", "--no-build", cwd=project, TEAM="x")
+    assert {d["image"] for d in not_built} == {f"{registry.host}/yaml/flows:latest"}
+    bad = "    image: {name: x, backend: podman}\n    work_pool:\n"
+    (project / "pushpool.yaml").write_text(YAML.replace("    work_pool:\n", bad))
+    assert "deployments[same].image.backend: 'podman' is not one of" in cli.fails("deploy", "--all", cwd=project,
+                                                                                  TEAM="x")

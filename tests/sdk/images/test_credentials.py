@@ -13,6 +13,7 @@ from sdk.images.credentials import (
     ACR_USER,
     CredentialsError,
     credentials_for,
+    ensure_repository,
     from_acr,
     from_docker_config,
     from_ecr,
@@ -109,3 +110,12 @@ def test_acr_hosts_exchange_an_entra_token_for_a_refresh_token():
     finally:
         server.shutdown()
     assert from_acr("ghcr.io") is None
+
+
+def test_an_ecr_repository_is_created_before_the_first_push_once(aws):
+    host = f"123456789012.dkr.ecr.{REGION}.amazonaws.com"
+    assert ensure_repository(host, "pushpool/etl/flows") is True
+    assert ensure_repository(host, "pushpool/etl/flows") is False
+    names = [r["repositoryName"] for r in aws.client("ecr").describe_repositories()["repositories"]]
+    assert names.count("pushpool/etl/flows") == 1
+    assert ensure_repository("ghcr.io", "acme/flows") is False
