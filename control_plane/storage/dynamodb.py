@@ -25,6 +25,7 @@ from control_plane.models import (
     WorkQueue,
     Workspace,
 )
+from control_plane.storage.dynamodb_events import DynamoEventsMixin
 from control_plane.storage.dynamodb_runs import DynamoRunsMixin
 from control_plane.storage.dynamodb_schema import INDEXES, deployment_sort_key, from_attrs, to_attrs
 from control_plane.storage.dynamodb_table import Item, Table, TransactionFailed
@@ -54,7 +55,7 @@ def _delete(pk: str, sk: str) -> dict[str, Any]:
     return {"Delete": {"Key": {"PK": {"S": pk}, "SK": {"S": sk}}}}
 
 
-class DynamoDbStore(DynamoRunsMixin):
+class DynamoDbStore(DynamoRunsMixin, DynamoEventsMixin):
     """``Store`` on DynamoDB. ``create_table=True`` creates the table when missing (tests, local use)."""
 
     def __init__(self, table_name: str, *, region: str | None = None, endpoint_url: str | None = None,

@@ -159,6 +159,17 @@ class Table:
                 raise TransactionFailed(reasons or ["TransactionConflict"]) from exc
             raise self._translate(exc) from exc
 
+    def put_many(self, items: list[Item]) -> None:
+        """Unconditional puts, 25 to a ``BatchWriteItem``, retrying what comes back unprocessed."""
+        for start in range(0, len(items), 25):
+            pending: dict[str, Any] = {self.name: [{"PutRequest": {"Item": i}} for i in items[start:start + 25]]}
+            while pending:
+                try:
+                    answer = self.client.batch_write_item(RequestItems=pending)
+                except self._client_error as exc:
+                    raise self._translate(exc) from exc
+                pending = answer.get("UnprocessedItems") or {}
+
     def delete_many(self, keys: list[tuple[str, str]]) -> None:
         for start in range(0, len(keys), 25):
             pending: dict[str, Any] = {

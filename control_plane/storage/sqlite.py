@@ -30,6 +30,7 @@ from control_plane.models import (
     Workspace,
 )
 from control_plane.storage.base import WouldWait
+from control_plane.storage.sqlite_events import EVENTS_SCHEMA, SqliteEventsMixin
 from control_plane.storage.sqlite_runs import SqliteRunsMixin
 from control_plane.storage.sqlite_schema import SCHEMA, SCHEMA_VERSION
 
@@ -37,7 +38,7 @@ M = TypeVar("M", bound=BaseModel)
 BUSY_TIMEOUT_MS = 30_000
 
 
-class SqliteStore(SqliteRunsMixin):
+class SqliteStore(SqliteRunsMixin, SqliteEventsMixin):
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         if self.path != ":memory:":
@@ -68,7 +69,7 @@ class SqliteStore(SqliteRunsMixin):
 
     def _init_schema(self) -> None:
         conn = self._conn()
-        conn.executescript(SCHEMA)
+        conn.executescript(SCHEMA + EVENTS_SCHEMA)
         conn.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )

@@ -6,9 +6,10 @@ import pytest
 
 from control_plane.storage.sqlite import SqliteStore
 from tests.control_plane.storage.contract import StoreContract
+from tests.control_plane.storage.contract_events import EventsContract
 
 
-class TestSqliteStore(StoreContract):
+class TestSqliteStore(StoreContract, EventsContract):
     @pytest.fixture
     def db_path(self, tmp_path):
         return tmp_path / "contract.db"

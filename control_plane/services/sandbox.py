@@ -1,0 +1,182 @@
+"""Jinja2 templates written by users (webhooks, automation actions), rendered in a sandbox.
+
+* ``jinja2.sandbox.ImmutableSandboxedEnvironment``: no attributes starting with ``_``, no
+  Python internals, no mutation of the values passed in; the only globals are ``range``
+  (the sandbox's, at most 100,000 items) and ``now()``. The context holds plain JSON values
+  (dicts, lists, strings, numbers) — never settings, stores or environment variables.
+* Bombs are stopped: ``*`` and ``**`` are checked before they are computed (no
+  ``'x' * 10**9``, no ``10**10**10``), output is capped at ``MAX_OUTPUT`` characters, and
+  rendering is stopped after ``TIME_LIMIT`` seconds — checked on every line the compiled
+  template executes, so a loop that prints nothing is stopped too. Deep recursion ends in
+  a :class:`TemplateFailed`, not a crash.
+* Filters: Jinja's own, ``tojson`` (compact, sorted keys), and ``from_cloud_event(headers)``.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from control_plane.errors import PushpoolError
+
+MAX_OUTPUT = 1_000_000
+TIME_LIMIT = 2.0
+MAX_TEMPLATE = 50_000
+MAX_PRODUCT = 100_000  # the longest sequence or largest power a template may compute
+
+
+class TemplateFailed(PushpoolError):
+    """A user template could not be rendered; the message says why, in one line."""
+
+    http_status = 400
+
+
+class _Deadline(Exception):  # noqa: N818 - internal signal turned into TemplateFailed
+    pass
+
+
+_environment: Any = None
+_lock = threading.Lock()
+
+
+def environment() -> Any:
+    global _environment
+    with _lock:
+        if _environment is None:
+            _environment = _build()
+    return _environment
+
+
+def _build() -> Any:
+    from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError, safe_range
+
+    class Sandbox(ImmutableSandboxedEnvironment):
+        intercepted_binops = frozenset({"*", "**"})
+
+        def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
+            raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} is not allowed")
+
+        def call_binop(self, context: Any, op: str, left: Any, right: Any) -> Any:
+            if op == "**":
+                if isinstance(left, int | float) and isinstance(right, int | float) and \
+                        (abs(right) > 64 or abs(left) > MAX_PRODUCT):
+                    raise TemplateFailed(f"template: {left} ** {right} is too large")
+                return operator.pow(left, right)
+            if isinstance(left, str | list | tuple) and isinstance(right, int) and len(left) * right > MAX_PRODUCT:
+                raise TemplateFailed("template: a repeated sequence would be too long")
+            if isinstance(right, str | list | tuple) and isinstance(left, int) and len(right) * left > MAX_PRODUCT:
+                raise TemplateFailed("template: a repeated sequence would be too long")
+            return operator.mul(left, right)
+
+    env = Sandbox(autoescape=False, undefined=_strict_undefined(), keep_trailing_newline=False)
+    env.globals.clear()
+    env.globals.update(range=safe_range, now=lambda: datetime.now(UTC).isoformat())
+    env.policies["json.dumps_kwargs"] = {"sort_keys": True, "separators": (",", ":")}
+    env.filters["from_cloud_event"] = from_cloud_event
+    return env
+
+
+def _strict_undefined() -> Any:
+    from jinja2 import ChainableUndefined
+
+    return ChainableUndefined  # ``{{ body.missing.deeper }}`` renders empty rather than failing
+
+
+def render(source: str, context: Mapping[str, Any], *, time_limit: float = TIME_LIMIT) -> str:
+    """``source`` rendered with ``context``; raises :class:`TemplateFailed` with the reason."""
+    from jinja2 import TemplateError
+    from jinja2.sandbox import SecurityError
+
+    if len(source) > MAX_TEMPLATE:
+        raise TemplateFailed(f"template: longer than {MAX_TEMPLATE} characters")
+    env = environment()
+    try:
+        template = env.from_string(source)
+    except TemplateError as exc:
+        raise TemplateFailed(f"template: {exc}") from None
+    deadline = time.monotonic() + time_limit
+    code = template.root_render_func.__code__.co_filename
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code.co_filename != code:
+            return None  # only the template's own lines are checked (cheap)
+        if time.monotonic() > deadline:
+            raise _Deadline
+        return tracer
+
+    previous = sys.gettrace()
+    parts: list[str] = []
+    size = 0
+    sys.settrace(tracer)
+    try:
+        for chunk in template.generate(**context):
+            size += len(chunk)
+            if size > MAX_OUTPUT:
+                raise TemplateFailed(f"template: output longer than {MAX_OUTPUT} characters")
+            if time.monotonic() > deadline:
+                raise _Deadline
+            parts.append(chunk)
+    except _Deadline:
+        raise TemplateFailed(f"template: rendering took longer than {time_limit:g} s") from None
+    except SecurityError as exc:
+        raise TemplateFailed(f"template: not allowed ({exc})") from None
+    except RecursionError:
+        raise TemplateFailed("template: recursion too deep") from None
+    except TemplateFailed:
+        raise
+    except TemplateError as exc:
+        raise TemplateFailed(f"template: {exc}") from None
+    except (ArithmeticError, TypeError, ValueError, LookupError, AttributeError, OverflowError) as exc:
+        raise TemplateFailed(f"template: {type(exc).__name__}: {exc}") from None
+    finally:
+        sys.settrace(previous)
+    return "".join(parts)
+
+
+def render_value(value: Any, context: Mapping[str, Any]) -> Any:
+    """Render every string inside ``value`` (dicts and lists walked); a string that is exactly one
+    ``{{ expression }}`` keeps the expression's JSON type (``{{ flow_run.parameters.n }}`` stays a number)."""
+    if isinstance(value, str):
+        if "{{" not in value and "{%" not in value:
+            return value
+        stripped = value.strip()
+        if stripped.startswith("{{") and stripped.endswith("}}") and stripped.count("{{") == 1:
+            rendered = render("{{ (" + stripped[2:-2] + ")|tojson }}", context)
+            try:
+                return json.loads(rendered)
+            except ValueError:
+                return rendered
+        return render(value, context)
+    if isinstance(value, dict):
+        return {k: render_value(v, context) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render_value(v, context) for v in value]
+    return value
+
+
+def from_cloud_event(body: Any, headers: Mapping[str, str]) -> str:
+    """A CloudEvent (structured: the JSON body; binary: ``ce-*`` headers and the body as data) as
+    the JSON of a pushpool event: type → event, subject (else source) → resource, data → payload.data."""
+    lowered = {str(k).lower(): v for k, v in dict(headers).items()}
+    if isinstance(body, dict) and "specversion" in body:
+        fields, data = body, body.get("data")
+    else:
+        fields = {k[3:]: v for k, v in lowered.items() if k.startswith("ce-")}
+        data = body
+    if not fields.get("type"):
+        raise TemplateFailed("from_cloud_event: no CloudEvent type (a 'type' field or a ce-type header)")
+    source = str(fields.get("source") or "")
+    resource = {"pushpool.resource.id": str(fields.get("subject") or source or "cloudevent"),
+                "cloudevents.source": source}
+    event = {"event": str(fields["type"]), "resource": resource, "payload": {"data": data}}
+    if fields.get("id"):
+        event["id"] = str(fields["id"])
+    if fields.get("time"):
+        event["occurred"] = str(fields["time"])
+    return json.dumps(event, sort_keys=True)
