@@ -7,12 +7,13 @@ Lambda handler imports it on every cold start (a test enforces this).
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from control_plane import __doc__ as _doc
-from control_plane.api import blocks, deployments, flow_runs, identity, work_pools
+from control_plane.api import automations, blocks, deployments, events, flow_runs, identity, webhooks, work_pools
 from control_plane.clock import Clock
 from control_plane.errors import PushpoolError, Unauthorized
 from control_plane.services.context import ServiceContext, build_context
@@ -56,6 +57,22 @@ def create_app(settings: Settings, store: Store, *, clock: Clock | None = None,
     # at a few microseconds each, so the busiest (flow runs: runners and dispatch) come first; no two
     # routes match the same method and path (a test checks), so the order changes nothing else.
     for router in (flow_runs.router, deployments.router, work_pools.ws_router, work_pools.router, blocks.router,
-                   identity.router):
+                   events.router, webhooks.router, webhooks.hooks_router, automations.router, identity.router):
         app.router.routes.extend(router.routes)
+    app.add_middleware(FlushEvents, sink=app.state.ctx.events)
     return app
+
+
+class FlushEvents:
+    """Where no background thread writes events (Lambda, tests), a request's events are stored (and seen
+    by automations) when it has been answered. A plain ASGI middleware: one attribute check per request."""
+
+    def __init__(self, app: Any, sink: Any) -> None:
+        self.app, self.sink = app, sink
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+        if scope["type"] == "http" and not self.sink.background and self.sink.has_pending:
+            from starlette.concurrency import run_in_threadpool
+
+            await run_in_threadpool(self.sink.flush)

@@ -145,10 +145,11 @@ def run_tick(rt: Runtime, *, remaining_ms: Callable[[], int], wake: bool = False
     ctx = rt.ctx
     started = ctx.clock.now()
     summary: dict[str, Any] = {"started": started.isoformat(), "kind": "wake" if wake else "schedule",
-                               "scheduled": 0, "dispatched": 0, "reconciled": 0, "errors": []}
+                               "scheduled": 0, "dispatched": 0, "reconciled": 0, "automations": 0, "errors": []}
     steps: list[tuple[str, Callable[[], int]]] = [
         ("dispatched", lambda: len(rt.dispatcher.run_once())),
         ("reconciled", rt.reconciler.run_once),
+        ("automations", lambda: _event_services(ctx)),
     ]
     if not wake:
         steps.insert(0, ("scheduled", lambda: run_scheduler(ctx)))
@@ -169,11 +170,18 @@ def run_tick(rt: Runtime, *, remaining_ms: Callable[[], int], wake: bool = False
     except Exception as exc:
         log.exception("dispatching runs due before the next tick failed")
         summary["errors"].append(f"dispatched: {exc}")
+    ctx.events.flush()  # what the dispatching after the steps emitted
     summary["finished"] = ctx.clock.now().isoformat()
     if not wake:
         ctx.store.set_meta("last_tick", json.dumps(summary))
     log.info("tick %s", json.dumps(summary))
     return summary
+
+
+def _event_services(ctx: Any) -> int:
+    from control_plane.services.automations import run_event_services
+
+    return run_event_services(ctx)
 
 
 def _serve_until_next_tick(rt: Runtime, remaining_ms: Callable[[], int]) -> int:

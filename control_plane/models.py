@@ -79,6 +79,8 @@ class Workspace(Record):
     id: str = Field(default_factory=new_id)
     name: str
     created: UtcDatetime
+    #: Every webhook must name a service account, whose API key each call carries.
+    require_webhook_service_account: bool = False
 
 
 class Actor(Record):

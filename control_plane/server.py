@@ -31,9 +31,11 @@ def serve(settings: Settings, on_bootstrap: Callable[[str, str], None] | None = 
     app = create_app(settings, store, ctx=ctx)
     ticker = Ticker(ctx)
     ctx.wake_scheduler = ticker.wake_scheduler
+    ctx.events.start()  # events are written in batches by a background thread
     ticker.start()
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)
     finally:
         ticker.stop()
+        ctx.events.stop()
         store.close()

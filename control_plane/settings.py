@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     encryption_key: str | None = None
 
     tick_interval_seconds: float = 1.0
+    #: Events older than this are deleted by the tick (and by DynamoDB's TTL after at most 400 days).
+    events_retention_days: float = 7.0
     scheduler_interval_seconds: float = 10.0
     #: Runs are materialised this far ahead ...
     scheduler_horizon_seconds: int = 3600

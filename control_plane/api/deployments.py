@@ -97,6 +97,7 @@ def create_or_update_deployment(body: DeploymentCreate, response: Response, acce
         deployment = Deployment(workspace_id=access.workspace_id, created=now, **fields)
         _check(ctx, deployment, pool)
         ctx.store.create_deployment(deployment)
+        ctx.events.deployment(deployment, "created")
     else:
         response.status_code = status.HTTP_200_OK
         deployment = with_changes(existing, fields)
@@ -104,6 +105,7 @@ def create_or_update_deployment(body: DeploymentCreate, response: Response, acce
             return existing  # deploying the same thing again changes nothing
         _check(ctx, deployment, pool)
         ctx.store.update_deployment(deployment)
+        ctx.events.deployment(deployment, "updated")
     if existing is None or _schedule_changed(existing, deployment):
         replace_future_runs(ctx, deployment, pool)
     return deployment
@@ -164,6 +166,7 @@ def update_deployment(deployment_id: str, body: DeploymentUpdate, access: Access
     deployment = with_changes(existing, {**changes, "updated": ctx.clock.now()})
     _check(ctx, deployment, pool)
     ctx.store.update_deployment(deployment)
+    ctx.events.deployment(deployment, "updated")
     if _schedule_changed(existing, deployment):
         replace_future_runs(ctx, deployment, pool)
     return deployment
@@ -173,4 +176,6 @@ def update_deployment(deployment_id: str, body: DeploymentUpdate, access: Access
 def delete_deployment(deployment_id: str, access: Access = Depends(workspace_access)) -> None:
     ctx = access.ctx
     access.require(Permission.WRITE)
-    ctx.store.delete_deployment(access.workspace_id, load_deployment(ctx, access, deployment_id).id)
+    deployment = load_deployment(ctx, access, deployment_id)
+    ctx.store.delete_deployment(access.workspace_id, deployment.id)
+    ctx.events.deployment(deployment, "deleted")

@@ -52,6 +52,7 @@ def _create_flow_run(deployment_id: str, body: FlowRunCreate, access: Access) ->
         job_variables=body.job_variables, tags=body.tags, name=body.name,
     )
     created = ctx.store.create_flow_run(run)
+    ctx.events.flow_run_state(created, None)
     if created.scheduled_time <= ctx.clock.now() + timedelta(seconds=WAKE_WITHIN_SECONDS + pool.prefetch_seconds):
         ctx.request_tick("flow run created")
     return record_json(FlowRun, created, status.HTTP_201_CREATED)

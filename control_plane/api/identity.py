@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from fastapi import APIRouter, Depends, Query, status
+from pydantic import BaseModel, ConfigDict
 
 from control_plane.api.deps import Access, Caller, authenticate, get_ctx, require_actor, require_admin, workspace_access
 from control_plane.api.schemas import (
@@ -79,6 +80,21 @@ def create_workspace(body: WorkspaceCreate, caller: Caller = Depends(require_adm
     ws = ctx.store.create_workspace(Workspace(name=body.name, created=ctx.clock.now()))
     ctx.store.set_membership(Membership(workspace_id=ws.id, actor_id=caller.actor.id, role=Role.OWNER))
     return ws
+
+
+class WorkspaceSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    require_webhook_service_account: bool | None = None
+
+
+@router.patch("/workspaces/{workspace}", response_model=Workspace)
+def update_workspace_settings(body: WorkspaceSettings, access: Access = Depends(workspace_access)):
+    """Workspace settings (admins): e.g. that every webhook must name a service account."""
+    access.require(Permission.ADMIN)
+    updated = access.workspace.model_copy(update=body.model_dump(exclude_none=True))
+    access.ctx.store.update_workspace(updated)
+    return updated
 
 
 @router.post("/users", response_model=IssuedKey, status_code=status.HTTP_201_CREATED)

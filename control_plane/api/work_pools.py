@@ -57,7 +57,9 @@ def create_work_pool(body: WorkPoolCreate, access: Access = Depends(workspace_ac
         created=now, updated=now,
     )
     queue = WorkQueue(workspace_id=access.workspace_id, pool_id=pool.id, name=DEFAULT_QUEUE, created=now)
-    return ctx.store.create_work_pool(pool, queue)
+    created = ctx.store.create_work_pool(pool, queue)
+    ctx.events.work_pool(created, "created")
+    return created
 
 
 @ws_router.get("/work_pools", response_model=list[WorkPool])
@@ -86,6 +88,8 @@ def update_work_pool(name: str, body: WorkPoolUpdate, access: Access = Depends(w
         changes["concurrency_limit"] = None
     updated = with_changes(pool, {**changes, "updated": ctx.clock.now()})
     ctx.store.update_work_pool(updated)
+    ctx.events.work_pool(updated, "updated" if updated.paused == pool.paused else
+                         ("paused" if updated.paused else "resumed"))
     return updated
 
 
@@ -105,6 +109,7 @@ def delete_work_pool(name: str, access: Access = Depends(workspace_access)) -> N
         raise Conflict(f"Work pool {name!r} still has running flow runs (e.g. {active[0].name}); "
                        "cancel them or wait for them to finish")
     ctx.store.delete_work_pool(access.workspace_id, pool.id)
+    ctx.events.work_pool(pool, "deleted")
 
 
 # --------------------------------------------------------------------------- queues

@@ -47,6 +47,9 @@ BLOCK_TYPES: dict[str, tuple[BlockField, ...]] = {
         BlockField("token_id", required=True),
         BlockField("token_secret", required=True, secret=True),
     ),
+    # where automations send notifications: a Slack-compatible incoming webhook, or any JSON webhook
+    "slack-webhook": (BlockField("url", required=True, secret=True),),
+    "webhook": (BlockField("url", required=True, secret=True),),
     "docker-registry-credentials": (
         BlockField("registry_url", required=True),
         BlockField("username", required=True),

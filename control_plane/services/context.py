@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from control_plane.clock import Clock, SystemClock
 from control_plane.services.crypto import BlockCipher, Cipher, load_or_create_key
+from control_plane.services.events import EventSink
 from control_plane.settings import Settings
 from control_plane.storage.base import Store
 from pushers.base import PusherContext, PusherRegistry
@@ -26,6 +28,18 @@ class ServiceContext:
     #: Asks for a scheduler pass soon (the embedded ticker's next loop). ``None`` on Lambda, where the
     #: minute tick fills the horizon (a deployment's own request writes the next minutes' runs itself).
     wake_scheduler: Callable[[], None] | None = None
+    #: Where events go (built from the store and clock when not given).
+    events: EventSink = None  # type: ignore[assignment]
+    #: Fires automations on the events flushed (set up with ``events``).
+    automations: Any = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if self.events is None:
+            from control_plane.services.automations import AutomationEngine
+
+            self.events = EventSink(self.store, self.clock)
+            self.automations = AutomationEngine(self)
+            self.events.listeners.append(self.automations)
 
     def request_tick(self, reason: str) -> None:
         """Best effort: a failed wake-up only means the next scheduled tick does the work."""

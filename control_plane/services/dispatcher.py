@@ -182,6 +182,9 @@ def submit_run(ctx: ServiceContext, run: FlowRun, cache: TickCache | None = None
          "submitted_at": now, "lease_until": None, "deadline": deadline, "submission_error": None},
         expect={"state_type": StateType.PENDING, "infra_id": None},
     )
+    if recorded is not None:
+        ctx.events.infrastructure(recorded, "submitted", pusher=pool.type, infra_id=submission.infra_id,
+                                  console_url=submission.console_url)
     if recorded is None:
         # Cancelled while we were submitting: stop what we started and let the reconciler clean up.
         ctx.store.update_flow_run(run.id, {"infra_id": submission.infra_id, "console_url": submission.console_url})
@@ -258,6 +261,8 @@ class Dispatcher:
                 continue
             for _ in range(MAX_CLAIMS_PER_POOL):
                 claim = ctx.store.claim_flow_runs(pool.id, ctx.clock.now(), self._lease_until(), batch_size)
+                for run in (*claim.claimed, *claim.cancelled):
+                    ctx.events.flow_run_state(run, StateType.SCHEDULED)
                 hand_over(claim.claimed)
                 if len(claim.claimed) < batch_size:
                     break

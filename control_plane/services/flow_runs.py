@@ -93,6 +93,7 @@ def set_state(
         if current is None:
             raise NotFound("Flow run not found")
         raise Conflict(f"Cannot move a flow run from {current.state.type.value} to {target.value}")
+    ctx.events.flow_run_state(updated, run.state.type)
     return updated
 
 

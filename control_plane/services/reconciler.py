@@ -80,7 +80,9 @@ class Reconciler:
                 pusher.cancel(infra_id)
             return
         if status.finished:
-            try_set_state(ctx, run, StateType.CRASHED, crash_message(status))
+            reason = crash_message(status)
+            if try_set_state(ctx, run, StateType.CRASHED, reason) is not None:
+                ctx.events.infrastructure(run, "crashed", reason=reason)
             return
         if run.deadline is not None and ctx.clock.now() > run.deadline:
             runtime = int((run.deadline - (run.submitted_at or run.deadline)).total_seconds())

@@ -84,8 +84,25 @@ def _build() -> Any:
 
 def _strict_undefined() -> Any:
     from jinja2 import ChainableUndefined
+    from jinja2.sandbox import SecurityError
 
-    return ChainableUndefined  # ``{{ body.missing.deeper }}`` renders empty rather than failing
+    class Missing(ChainableUndefined):
+        """``{{ body.missing.deeper }}`` renders empty rather than failing — but an undefined name is no way
+        around the sandbox either: ``{{ request.__globals__ }}`` is refused like on any other value."""
+
+        __slots__ = ()
+
+        def __getattr__(self, name: str) -> Any:
+            if name.startswith("_"):
+                raise SecurityError(f"access to attribute {name!r} is not allowed")
+            return self
+
+        def __getitem__(self, key: Any) -> Any:
+            if isinstance(key, str) and key.startswith("_"):
+                raise SecurityError(f"access to attribute {key!r} is not allowed")
+            return self
+
+    return Missing
 
 
 def render(source: str, context: Mapping[str, Any], *, time_limit: float = TIME_LIMIT) -> str:

@@ -11,6 +11,7 @@ import threading
 import time
 from datetime import timedelta
 
+from control_plane.services.automations import run_event_services
 from control_plane.services.context import ServiceContext
 from control_plane.services.dispatcher import Dispatcher, next_claimable_time
 from control_plane.services.reconciler import Reconciler
@@ -45,6 +46,7 @@ class Ticker:
             ("scheduler", run_scheduler if (due or force_schedule) else None),
             ("dispatcher", lambda ctx: self.dispatcher.run_once()),
             ("reconciler", lambda ctx: self.reconciler.run_once()),
+            ("automations", run_event_services),
         ):
             if step is None:
                 continue

@@ -117,6 +117,10 @@ class DynamoDbStore(DynamoRunsMixin, DynamoEventsMixin):
     def list_workspaces(self) -> list[Workspace]:
         return self._list(Workspace, "WORKSPACES", index="lists")
 
+    def update_workspace(self, workspace: Workspace) -> None:
+        self._update_pair(_doc_item(workspace, f"WSNAME#{workspace.name}", "WSNAME"),
+                          _doc_item(workspace, f"WS#{workspace.id}", "WS", G5PK="WORKSPACES", G5SK=workspace.name))
+
     def create_actor(self, actor: Actor) -> Actor:
         extra = {}
         if actor.kind is ActorKind.SERVICE_ACCOUNT and actor.workspace_id:

@@ -172,6 +172,10 @@ class SqliteStore(SqliteRunsMixin, SqliteEventsMixin):
     def list_workspaces(self) -> list[Workspace]:
         return self._many(Workspace, "SELECT doc FROM workspaces ORDER BY name")
 
+    def update_workspace(self, workspace: Workspace) -> None:
+        with self._write() as conn:
+            conn.execute("UPDATE workspaces SET doc = ? WHERE id = ?", (workspace.model_dump_json(), workspace.id))
+
     def create_actor(self, actor: Actor) -> Actor:
         self._insert(
             "actors",
