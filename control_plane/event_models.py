@@ -191,6 +191,24 @@ class Automation(Record):
     updated: UtcDatetime
 
 
+class DeploymentTrigger(EventTrigger):
+    """A trigger that runs the deployment it belongs to (``flow.deploy(triggers=[...])``, ``triggers:`` in
+    pushpool.yaml); its parameters and job variables may be templates like a run-deployment action's."""
+
+    name: str | None = None
+    enabled: bool = True
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    job_variables: dict[str, Any] = Field(default_factory=dict)
+
+    def automation(self, deployment: Any, index: int, now: Any) -> Automation:
+        trigger = EventTrigger(**self.model_dump(exclude={"name", "enabled", "parameters", "job_variables"}))
+        return Automation(workspace_id=deployment.workspace_id, name=self.name or
+                          f"{deployment.full_name} trigger {index + 1}", enabled=self.enabled,
+                          owner_deployment_id=deployment.id, created=now, updated=now, trigger=trigger,
+                          actions=[RunDeployment(deployment=deployment.id, parameters=self.parameters,
+                                                 job_variables=self.job_variables)])
+
+
 class TriggerBucket(Record):
     """The counting state of one automation for one ``for_each`` key."""
 

@@ -15,7 +15,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from control_plane.errors import InvalidInput
+from control_plane.event_models import DeploymentTrigger
 from sdk.client import PushpoolClient
 from sdk.images import DockerImage, resolve_images
 from sdk.schedules import Schedule, schedules_to_api
@@ -62,6 +65,8 @@ class RunnerDeployment:
     version: str | None = None
     concurrency_limit: int | None = None
     paused: bool = False
+    #: Automations that run this deployment (replaced on every deploy; an empty list removes them).
+    triggers: list[DeploymentTrigger] = field(default_factory=list)
 
     @property
     def full_name(self) -> str:
@@ -102,7 +107,8 @@ def to_deployment(flow: Flow, name: str, *, work_pool_name: str | None = None, w
                   schedules: list[Schedule | dict] | None = None, parameters: dict[str, Any] | None = None,
                   job_variables: dict[str, Any] | None = None, tags: list[str] | None = None,
                   description: str | None = None, version: str | None = None,
-                  concurrency_limit: int | None = None, paused: bool = False) -> RunnerDeployment:
+                  concurrency_limit: int | None = None, paused: bool = False,
+                  triggers: list[DeploymentTrigger | dict] | None = None) -> RunnerDeployment:
     entrypoint, root = entrypoint_of(flow)
     return RunnerDeployment(
         flow_name=flow.name, name=name, entrypoint=entrypoint, project_root=root,
@@ -110,8 +116,19 @@ def to_deployment(flow: Flow, name: str, *, work_pool_name: str | None = None, w
         image=image, parameters=dict(parameters or {}), job_variables=dict(job_variables or {}),
         schedules=schedules_to_api(cron, interval, rrule, schedules), tags=list(tags or []),
         description=description or flow.description, version=version, concurrency_limit=concurrency_limit,
-        paused=paused,
+        paused=paused, triggers=as_triggers(triggers),
     )
+
+
+def as_triggers(triggers: list[DeploymentTrigger | dict] | None) -> list[DeploymentTrigger]:
+    out = []
+    for index, trigger in enumerate(triggers or []):
+        try:
+            out.append(trigger if isinstance(trigger, DeploymentTrigger) else DeploymentTrigger.model_validate(trigger))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise InvalidInput(f"triggers[{index}].{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+    return out
 
 
 def deploy(*deployments: RunnerDeployment, work_pool_name: str | None = None,
@@ -129,8 +146,13 @@ def deploy(*deployments: RunnerDeployment, work_pool_name: str | None = None,
                  for d in deployments]
         pool_types = [d.pool_type(client) for d in ready]
         images = resolve_images([(d.image, d.project_root) for d in ready], build, push, quiet=quiet)
-        return [client.apply_deployment(**d.body(reference, pool_type))
-                for d, reference, pool_type in zip(ready, images, pool_types, strict=True)]
+        applied = []
+        for d, reference, pool_type in zip(ready, images, pool_types, strict=True):
+            deployment = client.apply_deployment(**d.body(reference, pool_type))
+            client.request("PUT", client.ws(f"/deployments/{deployment['id']}/triggers"),
+                           json=[t.model_dump(mode="json", exclude_none=True) for t in d.triggers])
+            applied.append(deployment)
+        return applied
     finally:
         if owned:
             client.close()

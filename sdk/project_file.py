@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from control_plane.api.schemas import ScheduleIn
 from control_plane.errors import InvalidInput
+from control_plane.event_models import DeploymentTrigger
 from sdk.deployments import RunnerDeployment
 from sdk.flows import Flow
 from sdk.images import DockerImage
@@ -68,6 +69,8 @@ class DeploymentSpec(Spec):
     #: An existing image (a string), or one to build and push (a mapping).
     image: str | ImageSpec | None = None
     paused: bool = False
+    #: Automations that run this deployment (see docs/automations.md).
+    triggers: list[DeploymentTrigger] = Field(default_factory=list)
 
 
 class ProjectFile(Spec):
@@ -152,7 +155,7 @@ def to_runner_deployment(spec: DeploymentSpec, root: Path) -> RunnerDeployment:
         image=image, parameters=spec.parameters,
         job_variables=spec.work_pool.job_variables, schedules=schedules, tags=spec.tags,
         description=spec.description or flow.description, version=spec.version,
-        concurrency_limit=spec.concurrency_limit, paused=spec.paused,
+        concurrency_limit=spec.concurrency_limit, paused=spec.paused, triggers=spec.triggers,
     )
 
 

@@ -41,10 +41,12 @@ class LiveServer:
             if time.monotonic() > deadline:
                 raise RuntimeError("server did not start")
             time.sleep(0.02)
+        self.ctx.events.start()  # as control_plane.server does: events written in batches by a thread
         self.ticker.start()
 
     def stop(self) -> None:
         self.ticker.stop()
+        self.ctx.events.stop()
         self.server.should_exit = True
         self.thread.join(timeout=15)
         self.store.close()

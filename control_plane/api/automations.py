@@ -7,10 +7,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from control_plane.api.deps import Access, workspace_access
 from control_plane.errors import AlreadyExists, NotFound
-from control_plane.event_models import Action, Automation, EventTrigger, RunDeployment
+from control_plane.event_models import Action, Automation, DeploymentTrigger, EventTrigger, RunDeployment
 from control_plane.services.keys import Permission
 
 router = APIRouter(prefix="/api/workspaces/{workspace}", tags=["automations"])
+COMPARED = {"name", "enabled", "trigger", "actions", "description"}
 
 
 class AutomationIn(BaseModel):
@@ -28,15 +29,6 @@ class AutomationPatch(BaseModel):
 
     enabled: bool | None = None
     description: str | None = None
-
-
-class DeploymentTrigger(EventTrigger):
-    """A trigger that runs the deployment it belongs to (``flow.deploy(triggers=[...])``)."""
-
-    name: str | None = None
-    enabled: bool = True
-    parameters: dict = Field(default_factory=dict)
-    job_variables: dict = Field(default_factory=dict)
 
 
 def _check_templates(body: AutomationIn) -> None:
@@ -143,17 +135,17 @@ def set_deployment_triggers(deployment_id: str, body: list[DeploymentTrigger],
     deployment = store.get_deployment(access.workspace_id, deployment_id)
     if deployment is None:
         raise NotFound("Deployment not found")
-    wanted = [Automation(
-        workspace_id=access.workspace_id, name=trigger.name or f"{deployment.full_name} trigger {index + 1}",
-        enabled=trigger.enabled, owner_deployment_id=deployment.id, created=now, updated=now,
-        trigger=EventTrigger(**trigger.model_dump(exclude={"name", "enabled", "parameters", "job_variables"})),
-        actions=[RunDeployment(deployment=deployment.id, parameters=trigger.parameters,
-                               job_variables=trigger.job_variables)]) for index, trigger in enumerate(body)]
-    for old in store.list_automations(access.workspace_id):
-        if old.owner_deployment_id == deployment.id:
-            store.delete_automation(access.workspace_id, old.id)
+    wanted = [trigger.automation(deployment, index, now) for index, trigger in enumerate(body)]
+    owned = {a.name: a for a in store.list_automations(access.workspace_id) if a.owner_deployment_id == deployment.id}
     made = []
-    for automation in wanted:
+    for automation in wanted:  # the same trigger deployed again is kept as it is (with its counting state)
+        same = owned.get(automation.name)
+        if same is not None and same.model_dump(include=COMPARED) == automation.model_dump(include=COMPARED):
+            made.append(owned.pop(automation.name))
+    for old in owned.values():
+        store.delete_automation(access.workspace_id, old.id)
+    kept = {a.name for a in made}
+    for automation in (a for a in wanted if a.name not in kept):
         try:
             made.append(store.create_automation(automation))
         except AlreadyExists:

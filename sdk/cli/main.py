@@ -8,7 +8,18 @@ import sys
 import typer
 
 from control_plane.errors import PushpoolError
-from sdk.cli import admin, config, control_plane, deploy, deployments, flow_runs, server, work_pools
+from sdk.cli import (
+    admin,
+    automations,
+    config,
+    control_plane,
+    deploy,
+    deployments,
+    events,
+    flow_runs,
+    server,
+    work_pools,
+)
 
 app = typer.Typer(name="pushpool", help="pushpool: push work pools, open source.", no_args_is_help=True,
                   pretty_exceptions_enable=False, rich_markup_mode="rich")
@@ -25,6 +36,9 @@ app.add_typer(flow_runs.flow_run_app, name="flow-run")
 app.add_typer(admin.block_app, name="block")
 app.add_typer(admin.api_key_app, name="api-key")
 app.add_typer(admin.service_account_app, name="service-account")
+app.add_typer(events.events_app, name="events")
+app.add_typer(events.webhook_app, name="webhook")
+app.add_typer(automations.automation_app, name="automation")
 app.command("deploy")(deploy.deploy)
 app.command("init")(deploy.init)
 
