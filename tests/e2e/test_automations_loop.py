@@ -129,9 +129,10 @@ def test_curl_to_a_webhook_makes_an_event_and_through_an_automation_a_run(live, 
     created = client.request("POST", client.ws("/webhooks"), json={
         "name": "model-registry",
         "template": '{"event": "model.updated", "resource": {"pushpool.resource.id": "model.{{ body.model }}"}}'})
-    Automation(name="retrain", trigger=EventTrigger(expect=["model.updated"], match={"pushpool.resource.id": "model.*"}),
-               actions=[RunDeployment(deployment="train/prod", parameters={"model": "{{ event.payload.body.model }}"})],
-               ).create(client)
+    Automation(name="retrain",
+               trigger=EventTrigger(expect=["model.updated"], match={"pushpool.resource.id": "model.*"}),
+               actions=[RunDeployment(deployment="train/prod",
+                                      parameters={"model": "{{ event.payload.body.model }}"})]).create(client)
     url = live.settings.api_url + created["path"]
     if shutil.which("curl"):
         answer = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-d", "model=x", url],

@@ -124,7 +124,8 @@ def test_deployment_triggers_are_replaced_on_each_deploy(api):
     again = api.ok("PUT", api.ws(f"/deployments/{downstream['id']}/triggers"), json=[trigger, {**trigger, "name": "2"}])
     assert len(api.ok("GET", api.ws("/automations"))) == 2 and {a["name"] for a in again} == {
         "flow/down trigger 1", "2"}
-    unchanged = api.ok("PUT", api.ws(f"/deployments/{downstream['id']}/triggers"), json=[trigger, {**trigger, "name": "2"}])
+    both = [trigger, {**trigger, "name": "2"}]
+    unchanged = api.ok("PUT", api.ws(f"/deployments/{downstream['id']}/triggers"), json=both)
     assert {a["id"] for a in unchanged} == {a["id"] for a in again}  # deployed again: kept, counting state too
     run = api.run(upstream["id"])
     finish(api, run["id"])
