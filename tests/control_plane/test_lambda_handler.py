@@ -226,3 +226,35 @@ def test_a_wake_up_looks_again_while_the_index_catches_up(stack, lambda_env, tmp
     lambda_handler._runtime = rt
     summary = lambda_handler.tick_handler({"source": lambda_handler.WAKE_SOURCE}, LambdaContext(f"{STACK}-tick"))
     assert summary["dispatched"] == 1 and slept == [1.0, 1.0]
+
+
+def test_on_lambda_webhook_events_are_stored_per_request_and_the_tick_fires_proactive_triggers(stack, lambda_env):
+    import time
+
+    import httpx
+
+    workspace, key = bootstrap_owner(stack)
+    client = PushpoolClient(api_url=lambda_env.url, api_key=key, workspace=workspace)
+    client.create_work_pool("ecs", "ecs:push", base_job_template=ecs_template())
+    dep = client.apply_deployment(flow_name="etl", name="recover", entrypoint="flows.py:etl", work_pool_name="ecs",
+                                  image=IMAGE)
+    hook = client.request("POST", client.ws("/webhooks"), json={
+        "name": "jobs", "template": '{"event": "job.{{ body.step }}", "resource": {"pushpool.resource.id": '
+                                    '"job.{{ body.job }}"}}'})
+    client.request("PUT", client.ws("/automations/job-sla"), json={
+        "name": "job-sla", "actions": [{"type": "run-deployment", "deployment": "etl/recover",
+                                        "parameters": {"rows": 1}}],
+        "trigger": {"posture": "Proactive", "after": ["job.started"], "expect": ["job.finished"], "within": 1,
+                    "for_each": ["pushpool.resource.id"]}})
+    for job, steps in (("a", ["started"]), ("b", ["started", "finished"])):
+        for step in steps:
+            answer = httpx.post(lambda_env.url + hook["path"], json={"job": job, "step": step})
+            assert answer.status_code == 202, answer.text
+    stored = client.request("GET", client.ws("/events"), params={"event": "job."})["events"]
+    assert len(stored) == 3  # written before each answer: a Lambda may freeze right after it
+    time.sleep(1.2)
+    summary = lambda_handler.tick_handler(SCHEDULE_EVENT, LambdaContext(f"{STACK}-tick", timeout_seconds=20))
+    assert summary["automations"] == 1 and summary["errors"] == []
+    assert len(client.request("GET", client.ws("/flow_runs"), params={"deployment_id": dep["id"]})) == 1
+    again = lambda_handler.tick_handler(SCHEDULE_EVENT, LambdaContext(f"{STACK}-tick", timeout_seconds=20))
+    assert again["automations"] == 0

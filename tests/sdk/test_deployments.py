@@ -129,3 +129,26 @@ def test_invalid_parameters_are_a_validation_error_with_fields(project, live):
     with pytest.raises(ValidationError) as info:
         run_deployment("etl-job/typed", parameters={"limit": "many"}, timeout=0)
     assert info.value.fields == ["parameters.limit"]
+
+
+def test_deployment_triggers_become_automations_that_run_it(project, live):
+    from sdk import DeploymentTrigger
+
+    _, module = project
+    upstream = module.clean_up.deploy(name="first", work_pool_name="local")
+    trigger = DeploymentTrigger(expect=["pushpool.flow-run.Completed"],
+                                match_related={"pushpool.resource.id": f"pushpool.deployment.{upstream['id']}"},
+                                parameters={"source": "{{ flow_run.name }}"})
+    downstream = module.etl.deploy(name="after-cleanup", work_pool_name="local", parameters={"source": "s"},
+                                   triggers=[trigger])
+    client = live.client()
+    [automation] = client.request("GET", client.ws("/automations"))
+    assert automation["owner_deployment_id"] == downstream["id"]
+    assert automation["actions"][0]["parameters"] == {"source": "{{ flow_run.name }}"}
+    module.etl.deploy(name="after-cleanup", work_pool_name="local", parameters={"source": "s"}, triggers=[trigger])
+    assert [a["id"] for a in client.request("GET", client.ws("/automations"))] == [automation["id"]]
+    with pytest.raises(InvalidInput, match=r"triggers\[0\]\.posture"):
+        module.etl.deploy(name="bad", work_pool_name="local", parameters={"source": "s"},
+                          triggers=[{"posture": "Sometimes"}])
+    module.etl.deploy(name="after-cleanup", work_pool_name="local", parameters={"source": "s"})
+    assert client.request("GET", client.ws("/automations")) == []  # deployed without triggers: removed

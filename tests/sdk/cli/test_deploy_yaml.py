@@ -104,3 +104,25 @@ def test_an_image_mapping_is_built_once_and_recorded_by_digest(server, tmp_path,
     (project / "pushpool.yaml").write_text(YAML.replace("    work_pool:\n", bad))
     assert "deployments[same].image.backend: 'podman' is not one of" in cli.fails("deploy", "--all", cwd=project,
                                                                                   TEAM="x")
+
+
+def test_triggers_in_the_yaml_make_automations_that_run_the_deployment(server, tmp_path):
+    cli = server
+    cli.run("work-pool", "create", "demo", "--type", "local:push")
+    project = tmp_path / "p4"
+    write_project(project)
+    triggers = ("    concurrency_limit: 1\n"
+                "    triggers:\n"
+                "      - name: nightly-after-same\n"
+                "        expect: [pushpool.flow-run.Completed]\n"
+                "        match_related: {pushpool.resource.name: greet/same}\n"
+                "        parameters: {name: \"after {{ flow_run.name }}\"}\n")
+    with_triggers = YAML.replace("    concurrency_limit: 1\n", triggers)
+    (project / "pushpool.yaml").write_text(with_triggers)
+    cli.ok("deploy", "--all", cwd=project, TEAM="x")
+    automations = cli.json("automation", "ls")
+    nightly = by_name(cli, "nightly")
+    assert [(a["name"], a["owner_deployment_id"]) for a in automations] == [("nightly-after-same", nightly["id"])]
+    assert automations[0]["actions"][0]["parameters"] == {"name": "after {{ flow_run.name }}"}
+    (project / "pushpool.yaml").write_text(with_triggers.replace("pushpool.flow-run.Completed", "not-a-list: x"))
+    assert "deployments" in cli.fails("deploy", "--all", cwd=project, TEAM="x")
