@@ -115,7 +115,8 @@ def update_automation(reference: str, body: AutomationPatch, access: Access = De
     """Pause (``enabled: false``) or resume an automation, or change its description."""
     access.require(Permission.WRITE)
     automation = load_automation(access, reference)
-    updated = automation.model_copy(update={**body.model_dump(exclude_unset=True), "updated": access.ctx.clock.now()})
+    changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None or k == "description"}
+    updated = automation.model_copy(update={**changes, "updated": access.ctx.clock.now()})
     access.ctx.store.update_automation(updated)
     return updated
 

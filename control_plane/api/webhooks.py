@@ -117,8 +117,8 @@ def read_webhook(name: str, access: Access = Depends(workspace_access)):
 def update_webhook(name: str, body: WebhookPatch, access: Access = Depends(workspace_access)):
     access.require(Permission.WRITE)
     webhook = load_webhook(access, name)
-    changes = body.model_dump(exclude_unset=True)
-    if changes.get("template") is not None:
+    changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None or k == "description"}
+    if "template" in changes:
         _check_template(changes["template"])
     updated = webhook.model_copy(update={**changes, "updated": access.ctx.clock.now()})
     access.ctx.store.update_webhook(updated)

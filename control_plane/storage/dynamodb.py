@@ -27,7 +27,14 @@ from control_plane.models import (
 )
 from control_plane.storage.dynamodb_events import DynamoEventsMixin
 from control_plane.storage.dynamodb_runs import DynamoRunsMixin
-from control_plane.storage.dynamodb_schema import INDEXES, deployment_sort_key, from_attrs, to_attrs
+from control_plane.storage.dynamodb_schema import (
+    INDEXES,
+    deployment_sort_key,
+    doc_item,
+    from_attrs,
+    put_action,
+    to_attrs,
+)
 from control_plane.storage.dynamodb_table import Item, Table, TransactionFailed
 
 M = TypeVar("M", bound=BaseModel)
@@ -36,23 +43,8 @@ _NEW = "attribute_not_exists(PK)"
 _EXISTS = "attribute_exists(PK)"
 
 
-def _doc_item(record: BaseModel, pk: str, sk: str, **extra: Any) -> Item:
-    return to_attrs({"PK": pk, "SK": sk, "doc": record.model_dump_json(), **extra})
-
-
 def _load(model: type[M], item: Item | None) -> M | None:
     return model.model_validate_json(item["doc"]["S"]) if item else None
-
-
-def _put(item: Item, condition: str | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"Item": item}
-    if condition:
-        body["ConditionExpression"] = condition
-    return {"Put": body}
-
-
-def _delete(pk: str, sk: str) -> dict[str, Any]:
-    return {"Delete": {"Key": {"PK": {"S": pk}, "SK": {"S": sk}}}}
 
 
 class DynamoDbStore(DynamoRunsMixin, DynamoEventsMixin):
@@ -81,14 +73,14 @@ class DynamoDbStore(DynamoRunsMixin, DynamoEventsMixin):
 
     def _create_pair(self, by_name: Item, by_id: Item, what: str, *more: dict[str, Any]) -> None:
         try:
-            self.table.transact([_put(by_name, _NEW), _put(by_id, _NEW), *more])
+            self.table.transact([put_action(by_name, _NEW), put_action(by_id, _NEW), *more])
         except TransactionFailed as exc:
             raise AlreadyExists(f"{what} already exists") from exc
 
     def _update_pair(self, by_name: Item, by_id: Item) -> None:
         # Deleted meanwhile: like an UPDATE of a missing row, nothing happens.
         with contextlib.suppress(TransactionFailed):
-            self.table.transact([_put(by_name, _EXISTS), _put(by_id, _EXISTS)])
+            self.table.transact([put_action(by_name, _EXISTS), put_action(by_id, _EXISTS)])
 
     # ------------------------------------------------------------------ meta
     def get_meta(self, name: str) -> str | None:
@@ -105,8 +97,8 @@ class DynamoDbStore(DynamoRunsMixin, DynamoEventsMixin):
     # ------------------------------------------------------------------ tenancy
     def create_workspace(self, workspace: Workspace) -> Workspace:
         self._create_pair(
-            _doc_item(workspace, f"WSNAME#{workspace.name}", "WSNAME"),
-            _doc_item(workspace, f"WS#{workspace.id}", "WS", G5PK="WORKSPACES", G5SK=workspace.name),
+            doc_item(workspace, f"WSNAME#{workspace.name}", "WSNAME"),
+            doc_item(workspace, f"WS#{workspace.id}", "WS", G5PK="WORKSPACES", G5SK=workspace.name),
             f"Workspace {workspace.name!r}",
         )
         return workspace
@@ -118,14 +110,14 @@ class DynamoDbStore(DynamoRunsMixin, DynamoEventsMixin):
         return self._list(Workspace, "WORKSPACES", index="lists")
 
     def update_workspace(self, workspace: Workspace) -> None:
-        self._update_pair(_doc_item(workspace, f"WSNAME#{workspace.name}", "WSNAME"),
-                          _doc_item(workspace, f"WS#{workspace.id}", "WS", G5PK="WORKSPACES", G5SK=workspace.name))
+        self._update_pair(doc_item(workspace, f"WSNAME#{workspace.name}", "WSNAME"),
+                          doc_item(workspace, f"WS#{workspace.id}", "WS", G5PK="WORKSPACES", G5SK=workspace.name))
 
     def create_actor(self, actor: Actor) -> Actor:
         extra = {}
         if actor.kind is ActorKind.SERVICE_ACCOUNT and actor.workspace_id:
             extra = {"G5PK": f"SA#{actor.workspace_id}", "G5SK": actor.id}
-        if not self.table.put(_doc_item(actor, f"ACTOR#{actor.id}", "ACTOR", **extra), condition=_NEW):
+        if not self.table.put(doc_item(actor, f"ACTOR#{actor.id}", "ACTOR", **extra), condition=_NEW):
             raise AlreadyExists(f"Actor {actor.name!r} already exists")
         return actor
 
@@ -142,7 +134,7 @@ class DynamoDbStore(DynamoRunsMixin, DynamoEventsMixin):
         self.table.delete_many(keys)
 
     def set_membership(self, membership: Membership) -> None:
-        self.table.put(_doc_item(membership, f"ACTOR#{membership.actor_id}", f"MEMBER#{membership.workspace_id}"))
+        self.table.put(doc_item(membership, f"ACTOR#{membership.actor_id}", f"MEMBER#{membership.workspace_id}"))
 
     def get_membership(self, workspace_id: str, actor_id: str) -> Membership | None:
         return self._get(Membership, f"ACTOR#{actor_id}", f"MEMBER#{workspace_id}")
@@ -151,8 +143,8 @@ class DynamoDbStore(DynamoRunsMixin, DynamoEventsMixin):
         return self._list(Membership, f"ACTOR#{actor_id}", "MEMBER#")
 
     def _key_items(self, key: ApiKey) -> tuple[Item, Item]:
-        return (_doc_item(key, f"KEYHASH#{key.key_hash}", "KEYHASH"),
-                _doc_item(key, f"KEY#{key.id}", "KEY", G5PK=f"KEYS#{key.actor_id}", G5SK=key.id))
+        return (doc_item(key, f"KEYHASH#{key.key_hash}", "KEYHASH"),
+                doc_item(key, f"KEY#{key.id}", "KEY", G5PK=f"KEYS#{key.actor_id}", G5SK=key.id))
 
     def create_api_key(self, key: ApiKey) -> ApiKey:
         self._create_pair(*self._key_items(key), "API key")
@@ -173,18 +165,18 @@ class DynamoDbStore(DynamoRunsMixin, DynamoEventsMixin):
     # ------------------------------------------------------------------ pools and queues
     @staticmethod
     def _pool_items(pool: WorkPool) -> tuple[Item, Item]:
-        return (_doc_item(pool, f"WS#{pool.workspace_id}", f"POOL#{pool.name}"),
-                _doc_item(pool, f"POOL#{pool.id}", "POOL", G5PK="POOLS", G5SK=f"{pool.workspace_id}#{pool.name}"))
+        return (doc_item(pool, f"WS#{pool.workspace_id}", f"POOL#{pool.name}"),
+                doc_item(pool, f"POOL#{pool.id}", "POOL", G5PK="POOLS", G5SK=f"{pool.workspace_id}#{pool.name}"))
 
     @staticmethod
     def _queue_items(queue: WorkQueue) -> tuple[Item, Item]:
-        return (_doc_item(queue, f"POOL#{queue.pool_id}", f"QUEUE#{queue.name}"),
-                _doc_item(queue, f"QUEUE#{queue.id}", "QUEUE"))
+        return (doc_item(queue, f"POOL#{queue.pool_id}", f"QUEUE#{queue.name}"),
+                doc_item(queue, f"QUEUE#{queue.id}", "QUEUE"))
 
     def create_work_pool(self, pool: WorkPool, default_queue: WorkQueue) -> WorkPool:
         queue_by_name, queue_by_id = self._queue_items(default_queue)
         self._create_pair(*self._pool_items(pool), f"Work pool {pool.name!r}",
-                          _put(queue_by_name, _NEW), _put(queue_by_id, _NEW))
+                          put_action(queue_by_name, _NEW), put_action(queue_by_id, _NEW))
         return pool
 
     def get_work_pool(self, workspace_id: str, name: str) -> WorkPool | None:
@@ -241,8 +233,8 @@ class DynamoDbStore(DynamoRunsMixin, DynamoEventsMixin):
     # ------------------------------------------------------------------ blocks
     @staticmethod
     def _block_items(block: Block) -> tuple[Item, Item]:
-        return (_doc_item(block, f"WS#{block.workspace_id}", f"BLOCK#{block.name}"),
-                _doc_item(block, f"BLOCK#{block.id}", "BLOCK"))
+        return (doc_item(block, f"WS#{block.workspace_id}", f"BLOCK#{block.name}"),
+                doc_item(block, f"BLOCK#{block.id}", "BLOCK"))
 
     def create_block(self, block: Block) -> Block:
         self._create_pair(*self._block_items(block), f"Block {block.name!r}")
@@ -268,8 +260,8 @@ class DynamoDbStore(DynamoRunsMixin, DynamoEventsMixin):
         scheduled = not d.paused and any(s.active for s in d.schedules)
         extra = {"G5PK": "SCHEDULED_DEPLOYMENTS", "G5SK": d.id} if scheduled else {}
         limits = {"concurrency_limit": d.concurrency_limit, "collision_strategy": d.collision_strategy.value}
-        return (_doc_item(d, f"WS#{d.workspace_id}", deployment_sort_key(d.flow_name, d.name)),
-                _doc_item(d, f"DEPLOY#{d.id}", "DEPLOY", **extra, **limits))
+        return (doc_item(d, f"WS#{d.workspace_id}", deployment_sort_key(d.flow_name, d.name)),
+                doc_item(d, f"DEPLOY#{d.id}", "DEPLOY", **extra, **limits))
 
     def create_deployment(self, deployment: Deployment) -> Deployment:
         self._create_pair(*self._deployment_items(deployment), f"Deployment {deployment.full_name!r}")

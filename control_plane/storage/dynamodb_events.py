@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from control_plane.errors import AlreadyExists
 from control_plane.event_models import Automation, Event, EventFilter, TriggerBucket, Webhook
-from control_plane.storage.dynamodb_schema import HIGH, INDEXES, to_attrs
+from control_plane.storage.dynamodb_schema import HIGH, INDEXES, delete_action, doc_item, put_action
 from control_plane.storage.dynamodb_table import TransactionFailed
 from control_plane.storage.records import ts
 
@@ -44,25 +44,10 @@ TTL_DAYS = 400
 LOW = "0"
 
 
-def _doc(record: Any, pk: str, sk: str, **extra: Any) -> dict[str, Any]:
-    return to_attrs({"PK": pk, "SK": sk, "doc": record.model_dump_json(), **extra})
-
-
-def _put(item: dict[str, Any], condition: str | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"Item": item}
-    if condition:
-        body["ConditionExpression"] = condition
-    return {"Put": body}
-
-
-def _delete(pk: str, sk: str) -> dict[str, Any]:
-    return {"Delete": {"Key": {"PK": {"S": pk}, "SK": {"S": sk}}}}
-
-
 class DynamoEventsMixin(_Base):
     # ------------------------------------------------------------------ events
     def append_events(self, events: list[Event]) -> int:
-        items = [_doc(e, f"EVENTS#{e.workspace_id}", f"{ts(e.occurred)}#{e.id}", event=e.event,
+        items = [doc_item(e, f"EVENTS#{e.workspace_id}", f"{ts(e.occurred)}#{e.id}", event=e.event,
                       resource_id=e.resource_id, expires=int(e.occurred.timestamp()) + TTL_DAYS * 86400)
                  for e in events]
         self.table.put_many(items)
@@ -102,12 +87,12 @@ class DynamoEventsMixin(_Base):
     # ------------------------------------------------------------------ webhooks
     @staticmethod
     def _webhook_items(w: Webhook) -> tuple[dict, dict, dict]:
-        return (_doc(w, f"WS#{w.workspace_id}", f"HOOK#{w.name}"), _doc(w, f"HOOK#{w.id}", "HOOK"),
-                _doc(w, f"HOOKSLUG#{w.slug}", "HOOKSLUG"))
+        return (doc_item(w, f"WS#{w.workspace_id}", f"HOOK#{w.name}"), doc_item(w, f"HOOK#{w.id}", "HOOK"),
+                doc_item(w, f"HOOKSLUG#{w.slug}", "HOOKSLUG"))
 
     def create_webhook(self, webhook: Webhook) -> Webhook:
         try:
-            self.table.transact([_put(item, _NEW) for item in self._webhook_items(webhook)])
+            self.table.transact([put_action(item, _NEW) for item in self._webhook_items(webhook)])
         except TransactionFailed as exc:
             raise AlreadyExists(f"Webhook {webhook.name!r} already exists") from exc
         return webhook
@@ -126,11 +111,11 @@ class DynamoEventsMixin(_Base):
         if old is None or old.workspace_id != webhook.workspace_id:
             return
         by_name, by_id, by_slug = self._webhook_items(webhook)
-        actions = [_put(by_name, _EXISTS), _put(by_id, _EXISTS)]
+        actions = [put_action(by_name, _EXISTS), put_action(by_id, _EXISTS)]
         if old.slug != webhook.slug:
-            actions += [_delete(f"HOOKSLUG#{old.slug}", "HOOKSLUG"), _put(by_slug, _NEW)]
+            actions += [delete_action(f"HOOKSLUG#{old.slug}", "HOOKSLUG"), put_action(by_slug, _NEW)]
         else:
-            actions.append(_put(by_slug))
+            actions.append(put_action(by_slug))
         with contextlib.suppress(TransactionFailed):  # deleted meanwhile
             self.table.transact(actions)
 
@@ -144,8 +129,8 @@ class DynamoEventsMixin(_Base):
     def create_automation(self, automation: Automation) -> Automation:
         a = automation
         try:
-            self.table.transact([_put(_doc(a, f"WS#{a.workspace_id}", f"AUTO#{a.name}"), _NEW),
-                                 _put(_doc(a, f"AUTO#{a.id}", "AUTO"), _NEW)])
+            self.table.transact([put_action(doc_item(a, f"WS#{a.workspace_id}", f"AUTO#{a.name}"), _NEW),
+                                 put_action(doc_item(a, f"AUTO#{a.id}", "AUTO"), _NEW)])
         except TransactionFailed as exc:
             raise AlreadyExists(f"Automation {a.name!r} already exists") from exc
         return automation
@@ -165,12 +150,12 @@ class DynamoEventsMixin(_Base):
         old = self.get_automation(a.workspace_id, a.id)
         if old is None:
             return
-        actions = [_put(_doc(a, f"AUTO#{a.id}", "AUTO"), _EXISTS)]
+        actions = [put_action(doc_item(a, f"AUTO#{a.id}", "AUTO"), _EXISTS)]
         if old.name != a.name:
-            actions += [_delete(f"WS#{a.workspace_id}", f"AUTO#{old.name}"),
-                        _put(_doc(a, f"WS#{a.workspace_id}", f"AUTO#{a.name}"), _NEW)]
+            actions += [delete_action(f"WS#{a.workspace_id}", f"AUTO#{old.name}"),
+                        put_action(doc_item(a, f"WS#{a.workspace_id}", f"AUTO#{a.name}"), _NEW)]
         else:
-            actions.append(_put(_doc(a, f"WS#{a.workspace_id}", f"AUTO#{a.name}")))
+            actions.append(put_action(doc_item(a, f"WS#{a.workspace_id}", f"AUTO#{a.name}")))
         try:
             self.table.transact(actions)
         except TransactionFailed as exc:
@@ -194,7 +179,7 @@ class DynamoEventsMixin(_Base):
         extra: dict[str, Any] = {"version": stored.version}
         if bucket.deadline is not None:
             extra |= {"G5PK": "DUEBUCKETS", "G5SK": f"{ts(bucket.deadline)}#{bucket.automation_id}#{bucket.key}"}
-        item = _doc(stored, f"BUCKET#{bucket.automation_id}", bucket.key, **extra)
+        item = doc_item(stored, f"BUCKET#{bucket.automation_id}", bucket.key, **extra)
         if expect_version is None:
             return self.table.put(item, condition=_NEW)
         return self.table.put(item, condition="version = :v", values={":v": {"N": str(expect_version)}})

@@ -99,6 +99,24 @@ def from_attrs(item: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def doc_item(record: Any, pk: str, sk: str, **extra: Any) -> dict[str, Any]:
+    """The item keeping ``record`` whole as JSON under ``pk``/``sk``, with ``extra`` attributes."""
+    return to_attrs({"PK": pk, "SK": sk, "doc": record.model_dump_json(), **extra})
+
+
+def put_action(item: dict[str, Any], condition: str | None = None) -> dict[str, Any]:
+    """A ``Put`` of a ``TransactWriteItems``."""
+    body: dict[str, Any] = {"Item": item}
+    if condition:
+        body["ConditionExpression"] = condition
+    return {"Put": body}
+
+
+def delete_action(pk: str, sk: str) -> dict[str, Any]:
+    """A ``Delete`` of a ``TransactWriteItems``."""
+    return {"Delete": {"Key": {"PK": {"S": pk}, "SK": {"S": sk}}}}
+
+
 def key(pk: str, sk: str) -> dict[str, dict[str, str]]:
     return {"PK": {"S": pk}, "SK": {"S": sk}}
 

@@ -160,21 +160,16 @@ class Table:
             raise self._translate(exc) from exc
 
     def put_many(self, items: list[Item]) -> None:
-        """Unconditional puts, 25 to a ``BatchWriteItem``, retrying what comes back unprocessed."""
-        for start in range(0, len(items), 25):
-            pending: dict[str, Any] = {self.name: [{"PutRequest": {"Item": i}} for i in items[start:start + 25]]}
-            while pending:
-                try:
-                    answer = self.client.batch_write_item(RequestItems=pending)
-                except self._client_error as exc:
-                    raise self._translate(exc) from exc
-                pending = answer.get("UnprocessedItems") or {}
+        """Unconditional puts."""
+        self._batch_write([{"PutRequest": {"Item": item}} for item in items])
 
     def delete_many(self, keys: list[tuple[str, str]]) -> None:
-        for start in range(0, len(keys), 25):
-            pending: dict[str, Any] = {
-                self.name: [{"DeleteRequest": {"Key": key(pk, sk)}} for pk, sk in keys[start:start + 25]]
-            }
+        self._batch_write([{"DeleteRequest": {"Key": key(pk, sk)}} for pk, sk in keys])
+
+    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+        """25 requests to a ``BatchWriteItem``, retrying what comes back unprocessed."""
+        for start in range(0, len(requests), 25):
+            pending: dict[str, Any] = {self.name: requests[start:start + 25]}
             while pending:
                 try:
                     answer = self.client.batch_write_item(RequestItems=pending)

@@ -43,6 +43,17 @@ WRITE_BODIES: dict[tuple[str, str], dict] = {
     ("POST", WS_PREFIX + "/deployments/{deployment_id}/runs"): {},
     ("POST", WS_PREFIX + "/flow_runs/{run_id}/set_state"): {"type": "PENDING"},
     ("POST", WS_PREFIX + "/flow_runs/{run_id}/cancel"): {},
+    ("PATCH", WS_PREFIX): {"require_webhook_service_account": True},
+    ("POST", WS_PREFIX + "/webhooks"): {"name": "hook2", "template": "{{ body|tojson }}"},
+    ("PATCH", WS_PREFIX + "/webhooks/{name}"): {"enabled": False},
+    ("POST", WS_PREFIX + "/webhooks/{name}/rotate"): {},
+    ("DELETE", WS_PREFIX + "/webhooks/{name}"): {},
+    ("POST", WS_PREFIX + "/automations"): {"name": "auto2", "trigger": {}, "actions": [{"type": "pause-work-pool"}]},
+    ("PUT", WS_PREFIX + "/automations/{reference}"): {"name": "auto", "trigger": {},
+                                                      "actions": [{"type": "pause-work-pool"}]},
+    ("PATCH", WS_PREFIX + "/automations/{reference}"): {"enabled": False},
+    ("DELETE", WS_PREFIX + "/automations/{reference}"): {},
+    ("PUT", WS_PREFIX + "/deployments/{deployment_id}/triggers"): [],
 }
 
 #: What a run token may call, for its own run only.
@@ -71,6 +82,9 @@ def world(api, ctx, fake_pusher):
     run = api.run(dep["id"])
     other_run = api.run(dep["id"])
     api.ok("POST", api.ws("/blocks"), json={"name": "b", "type": "secret", "data": {"value": "secret-value"}})
+    api.ok("POST", api.ws("/webhooks"), json={"name": "hook", "template": "{{ body|tojson }}"})
+    api.ok("POST", api.ws("/automations"), json={"name": "auto", "trigger": {"expect": ["x"]},
+                                                 "actions": [{"type": "pause-work-pool", "work_pool": "pool"}]})
     sa = api.ok("POST", api.ws("/service_accounts"), json={"name": "bot"})
     api.ok("POST", "/api/workspaces", json={"name": "other"})
     outsider = api.user("outsider", role="owner", workspace="other")
@@ -82,7 +96,7 @@ def world(api, ctx, fake_pusher):
     key_id = api.ok("GET", "/api/me")["api_key"]["id"]
     params = {"workspace": "default", "deployment_id": dep["id"], "run_id": run["id"], "account_id":
               sa["account"]["id"], "actor_id": sa["account"]["id"], "key_id": key_id, "flow_name": "flow",
-              "pool_name": "pool", "pool_type": "local:push"}
+              "pool_name": "pool", "pool_type": "local:push", "reference": "auto"}
     return {"api": api, "params": params, "outsider": outsider, "viewer": viewer, "token": token,
             "other_run": other_run}
 
@@ -95,6 +109,8 @@ def fill(path: str, params: dict, **override: str) -> str:
         values["name"] = "b"
     elif "/deployments/name/" in path:
         values["name"] = "dep"
+    elif "/webhooks/{name}" in path:
+        values["name"] = "hook"
     else:
         values["name"] = "pool"
     return path.format(**values)
@@ -103,7 +119,9 @@ def fill(path: str, params: dict, **override: str) -> str:
 def snapshot(api) -> str:
     """Everything the owner can read, to prove a refused call changed nothing."""
     parts = [api.get(api.ws(p)).text for p in ("/work_pools", "/blocks", "/deployments", "/flow_runs",
-                                               "/service_accounts", "/work_pools/pool/queues")]
+                                               "/service_accounts", "/work_pools/pool/queues", "/webhooks",
+                                               "/automations")]
+    parts.append(api.get(f"/api/workspaces/{api.workspace}/events").text)
     parts.append(api.get("/api/me").text)
     return json.dumps(parts)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from sdk.images.registry import Registry
+
 
 @pytest.fixture(scope="session")
 def shared_layer_cache(tmp_path_factory):
@@ -15,3 +17,11 @@ def shared_layer_cache(tmp_path_factory):
 def layer_cache(shared_layer_cache, monkeypatch):
     monkeypatch.setenv("PUSHPOOL_LAYER_CACHE", str(shared_layer_cache))
     return shared_layer_cache
+
+
+@pytest.fixture
+def registry(oci_registries):
+    """A client of the open test registry."""
+    registry = Registry(oci_registries["open"])
+    yield registry
+    registry.close()

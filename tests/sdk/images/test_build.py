@@ -37,13 +37,6 @@ def project(tmp_path):
 
 
 @pytest.fixture
-def registry(oci_registries):
-    registry = Registry(oci_registries["open"])
-    yield registry
-    registry.close()
-
-
-@pytest.fixture
 def base(registry):
     return push_base_image(registry)
 

@@ -13,15 +13,7 @@ import pytest
 
 from sdk.images import DockerImage, ImageBuildError
 from sdk.images.docker_backend import build_context, generated_dockerfile
-from sdk.images.registry import Registry
 from tests.fakes.images import layer_names, push_base_image, run_image
-
-
-@pytest.fixture
-def registry(oci_registries):
-    registry = Registry(oci_registries["open"])
-    yield registry
-    registry.close()
 
 
 @pytest.fixture
