@@ -34,6 +34,9 @@ from control_plane.models import Deployment, FlowRun, StateType, WorkPool
 log = logging.getLogger("pushpool.events")
 
 FLUSH_INTERVAL = 0.2
+#: A chain of automations reacting to each other's events is followed this deep in one flush (the rest
+#: waits for the next flush, so no chain can spin a flush forever).
+FLUSH_ROUNDS = 5
 MAX_PENDING = 50_000
 
 
@@ -86,23 +89,28 @@ class EventSink:
         return bool(self._pending)
 
     def flush(self) -> list[Event]:
-        """Store what was emitted and hand it to the listeners; returns the batch."""
+        """Store what was emitted and hand it to the listeners; what the listeners emit in turn (an
+        automation's own events, the runs it made) is stored too, up to ``FLUSH_ROUNDS`` rounds.
+        Returns everything stored."""
+        flushed: list[Event] = []
         with self._flush_lock:
-            with self._lock:
-                batch, self._pending = self._pending, []
-            if not batch:
-                return []
-            try:
-                self.store.append_events(batch)
-            except Exception:
-                log.exception("could not store %d events; they are lost", len(batch))
-                return []
-            for listener in self.listeners:
+            for _ in range(FLUSH_ROUNDS):
+                with self._lock:
+                    batch, self._pending = self._pending, []
+                if not batch:
+                    break
                 try:
-                    listener(batch)
+                    self.store.append_events(batch)
                 except Exception:
-                    log.exception("an event listener failed")
-            return batch
+                    log.exception("could not store %d events; they are lost", len(batch))
+                    break
+                flushed += batch
+                for listener in self.listeners:
+                    try:
+                        listener(batch)
+                    except Exception:
+                        log.exception("an event listener failed")
+        return flushed
 
     # ------------------------------------------------------------------ background flushing (embedded server)
     def start(self, interval: float = FLUSH_INTERVAL) -> None:

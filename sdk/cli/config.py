@@ -73,6 +73,25 @@ def workspace_set(name: str = typer.Argument(..., help="Workspace name.")) -> No
     console.print(f"Using workspace {name!r}")
 
 
+@workspace_app.command("settings")
+def workspace_settings(
+    require_webhook_service_account: bool = typer.Option(
+        None, "--require-webhook-service-account/--allow-open-webhooks",
+        help="Every webhook must name a service account whose key its callers send (admins)."),
+    output: Output = OutputOption,
+) -> None:
+    """Show the current workspace's settings, or change them."""
+    with get_client() as client:
+        if require_webhook_service_account is None:
+            workspace = next(w for w in client.request("GET", "/api/workspaces")
+                             if client.workspace in (w["name"], w["id"]))
+        else:
+            workspace = client.request("PATCH", f"/api/workspaces/{client.workspace}", json={
+                "require_webhook_service_account": require_webhook_service_account})
+    emit(workspace, output, lambda w: table(f"Workspace {w['name']}", ["setting", "value"], [
+        ("require_webhook_service_account", str(w["require_webhook_service_account"]).lower())]))
+
+
 @config_app.command("set")
 def config_set(pairs: list[str] = typer.Argument(..., help="KEY=VALUE, e.g. PUSHPOOL_API_URL=http://…")) -> None:
     """Set settings in the active profile."""

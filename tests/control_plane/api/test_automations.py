@@ -99,6 +99,18 @@ def test_pool_actions_failures_are_events_and_bad_input_names_the_field(api):
     failures = api.ok("GET", api.ws("/events"), params={"event": "pushpool.automation.action.failed"})["events"]
     assert "deployment 'flow/missing' does not exist" in failures[0]["payload"]["reason"]
 
+    api.ok("PATCH", api.ws("/work_pools/gpu"), json={"paused": False})
+    automation(api, "bomb", {"expect": ["pushpool.flow-run.Crashed"]}, [
+        {"type": "run-deployment", "deployment": "flow/dep", "parameters": {"x": "{{ 'a' * 10000000 }}"}},
+        {"type": "run-deployment", "deployment": "flow/dep", "parameters": {
+            "y": "{{ ''.__class__.__mro__[1].__subclasses__() }}"}},
+        {"type": "pause-work-pool"}])
+    finish(api, api.run(dep["id"])["id"], "CRASHED")
+    reasons = sorted(e["payload"]["reason"] for e in api.ok("GET", api.ws("/events"), params={
+        "event": "pushpool.automation.action.failed"})["events"] if e["resource"]["pushpool.resource.name"] == "bomb")
+    assert len(reasons) == 2 and "too long" in reasons[0] and "not allowed" in reasons[1]
+    assert api.ok("GET", api.ws("/work_pools/gpu"))["paused"] is True  # the next action still ran
+
     def refused(body: dict) -> str:
         answer = api.request("POST", api.ws("/automations"), json=body)
         assert answer.status_code == 422, answer.text

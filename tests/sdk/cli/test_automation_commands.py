@@ -71,3 +71,9 @@ def test_webhooks_events_and_automations_from_the_cli(server, tmp_path):
     assert "automation x: " in cli.fails("automation", "create", "--from-file", str(tmp_path / "bad.yaml"))
     assert "--template" in cli.fails("webhook", "create", "nothing")
     assert "not a duration" in cli.fails("events", "ls", "--since", "yesterday-ish")
+
+    assert cli.json("workspace", "settings", "--require-webhook-service-account")[
+        "require_webhook_service_account"] is True
+    assert "service_account" in cli.fails("webhook", "create", "open", "--template", "{{ body|tojson }}")
+    assert cli.json("workspace", "settings", "--allow-open-webhooks")["require_webhook_service_account"] is False
+    assert cli.json("workspace", "settings")["require_webhook_service_account"] is False
