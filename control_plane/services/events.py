@@ -72,8 +72,11 @@ class EventSink:
     def emit(self, workspace_id: str, name: str, resource: dict[str, str], related: Iterable[dict[str, str]] = (),
              payload: dict[str, Any] | None = None, occurred: datetime | None = None) -> Event:
         now = self.clock.now()
-        event = Event(workspace_id=workspace_id, occurred=occurred or now, received=now, event=name,
-                      resource=resource, related=list(related), payload=payload or {})
+        # Built from the control plane's own values (UTC times, string labels made by resource() and
+        # related()), so pydantic's validation is skipped: this runs on every state change. Events from
+        # outside (webhooks) are validated where they are made and come in through add().
+        event = Event.model_construct(workspace_id=workspace_id, occurred=occurred or now, received=now, event=name,
+                                      resource=resource, related=list(related), payload=payload or {})
         self.add(event)
         return event
 
