@@ -73,6 +73,4 @@ class FlushEvents:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await self.app(scope, receive, send)
         if scope["type"] == "http" and not self.sink.background and self.sink.has_pending:
-            from starlette.concurrency import run_in_threadpool
-
-            await run_in_threadpool(self.sink.flush)
+            self.sink.flush()  # on the loop: on Lambda it serves this one request, and no thread hop

@@ -44,7 +44,8 @@ class SqliteStore(SqliteRunsMixin, SqliteEventsMixin):
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        #: Each thread's connection, with its thread: those of finished threads are closed (below).
+        self._connections: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._connections_lock = threading.Lock()
         # Writers of this process queue here, in order, instead of in SQLite's busy handler, which
         # sleeps up to 100 ms between tries (the tail latency under concurrent writes). Other
@@ -64,7 +65,16 @@ class SqliteStore(SqliteRunsMixin, SqliteEventsMixin):
             conn.execute("PRAGMA foreign_keys=OFF")
             self._local.conn = conn
             with self._connections_lock:
-                self._connections.append(conn)
+                # Threads come and go (an event loop's worker threads, a test client's loop per request):
+                # a finished thread's connection would otherwise stay open with its file descriptors.
+                alive = []
+                for thread, other in self._connections:
+                    if thread.is_alive():
+                        alive.append((thread, other))
+                    else:
+                        other.close()
+                alive.append((threading.current_thread(), conn))
+                self._connections = alive
         return conn
 
     def _init_schema(self) -> None:
@@ -138,7 +148,7 @@ class SqliteStore(SqliteRunsMixin, SqliteEventsMixin):
 
     def close(self) -> None:
         with self._connections_lock:
-            for conn in self._connections:
+            for _, conn in self._connections:
                 conn.close()
             self._connections.clear()
         self._local = threading.local()

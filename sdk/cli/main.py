@@ -17,6 +17,7 @@ from sdk.cli import (
     deployments,
     events,
     flow_runs,
+    images,
     server,
     work_pools,
 )
@@ -39,6 +40,7 @@ app.add_typer(admin.service_account_app, name="service-account")
 app.add_typer(events.events_app, name="events")
 app.add_typer(events.webhook_app, name="webhook")
 app.add_typer(automations.automation_app, name="automation")
+app.add_typer(images.image_app, name="image")
 app.command("deploy")(deploy.deploy)
 app.command("init")(deploy.init)
 

@@ -70,6 +70,15 @@ class DockerImage:
             namespace = ClientSettings().build_namespace
         host, repository = target_repository(self.name, namespace)
         backend = self._backend()
+        if backend == "daemonless":
+            from sdk.images.build import SUPPORTED_PLATFORMS
+
+            if self.platform not in SUPPORTED_PLATFORMS:
+                raise ImageBuildError(f"image.platform: the daemonless backend builds {', '.join(SUPPORTED_PLATFORMS)} "
+                                      f"only, not {self.platform!r}; use backend='docker' for other platforms")
+            if not push:
+                raise ImageBuildError("push=False: the daemonless backend builds straight into the registry; "
+                                      "use backend='docker' to build a local image without pushing")
 
         def registry_for(registry_host: str) -> Registry:
             return Registry(registry_host, credentials_for(registry_host))
@@ -86,9 +95,6 @@ class DockerImage:
                                            registry_for=registry_for, credentials=credentials_for,
                                            progress=progress, build_kwargs=self.build_kwargs)
             else:
-                if not push:
-                    raise ImageBuildError("push=False: the daemonless backend builds straight into the registry; "
-                                          "use backend='docker' to build a local image without pushing")
                 report = build_daemonless(host, repository, self.tag, root, base_image=self.base_image,
                                           platform=self.platform, registry_for=registry_for, progress=progress)
         progress.summary(report.summary())

@@ -117,3 +117,25 @@ def test_only_the_first_write_of_a_piece_of_work_may_give_way(tmp_path):
         thread.join()
     assert store.get_meta("second") == "2" and waited[0] >= 0.1
     store.close()
+
+
+def test_connections_of_finished_threads_are_closed(tmp_path):
+    import sqlite3
+    import threading
+
+    store = SqliteStore(tmp_path / "x.db")
+    opened = []
+
+    def read() -> None:
+        store.get_meta("x")
+        opened.append(store._local.conn)
+
+    for _ in range(20):  # like a test client's event loop thread per request
+        thread = threading.Thread(target=read)
+        thread.start()
+        thread.join()
+    store.get_meta("x")
+    assert len(store._connections) <= 2
+    with pytest.raises(sqlite3.ProgrammingError):  # closed, file descriptors released
+        opened[0].execute("SELECT 1")
+    store.close()
