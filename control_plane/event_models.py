@@ -69,6 +69,8 @@ class EventFilter(BaseModel):
     event_prefix: str | None = None
     #: ``pushpool.resource.id`` pattern; ``*`` matches any run of characters.
     resource_id: str | None = None
+    #: Some related resource's ``pushpool.resource.id`` matches this pattern (``*`` wildcards).
+    related_id: str | None = None
     since: UtcDatetime | None = None
     until: UtcDatetime | None = None
     #: Oldest first (a stream) or newest first (a listing).

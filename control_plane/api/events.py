@@ -26,6 +26,7 @@ class EventPage(BaseModel):
 def list_events(
     event: str | None = Query(default=None, description="Event name prefix, e.g. pushpool.flow-run."),
     resource: str | None = Query(default=None, description="Resource id; * matches anything"),
+    related: str | None = Query(default=None, description="Id of a related resource (a run's deployment, …); *"),
     since: datetime | None = None,
     until: datetime | None = None,
     order: str = Query(default="desc", pattern="^(asc|desc)$"),
@@ -39,8 +40,8 @@ def list_events(
     for name, value in (("since", since), ("until", until)):
         if value is not None and value.tzinfo is None:
             raise InvalidInput(f"{name}: give a timezone (e.g. 2026-12-01T10:00:00Z)")
-    flt = EventFilter(event_prefix=event, resource_id=resource, since=since, until=until, ascending=order == "asc",
-                      after=after)
+    flt = EventFilter(event_prefix=event, resource_id=resource, related_id=related, since=since, until=until,
+                      ascending=order == "asc", after=after)
     events = access.ctx.store.list_events(access.workspace_id, flt, limit)
     last = events[-1] if len(events) == limit else None
     return EventPage(events=events, next=f"{ts(last.occurred)}|{last.id}" if last else None)

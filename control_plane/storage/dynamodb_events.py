@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from control_plane.errors import AlreadyExists
-from control_plane.event_models import Automation, Event, EventFilter, TriggerBucket, Webhook
+from control_plane.event_models import RESOURCE_ID, Automation, Event, EventFilter, TriggerBucket, Webhook
 from control_plane.storage.dynamodb_schema import HIGH, INDEXES, delete_action, doc_item, put_action
 from control_plane.storage.dynamodb_table import TransactionFailed
 from control_plane.storage.records import ts
@@ -69,7 +69,10 @@ class DynamoEventsMixin(_Base):
                 continue
             if flt.resource_id and not fnmatch.fnmatchcase(item["resource_id"]["S"], flt.resource_id):
                 continue
-            found.append(Event.model_validate_json(item["doc"]["S"]))
+            event = Event.model_validate_json(item["doc"]["S"])
+            if flt.related_id and not any(fnmatch.fnmatchcase(r[RESOURCE_ID], flt.related_id) for r in event.related):
+                continue
+            found.append(event)
             if len(found) >= limit:
                 break
         return found

@@ -62,6 +62,10 @@ class SqliteEventsMixin(_Base):
         if flt.resource_id:
             where.append("resource_id LIKE ? ESCAPE '\\'")
             params.append(like_pattern(flt.resource_id))
+        if flt.related_id:
+            where.append("EXISTS (SELECT 1 FROM json_each(doc, '$.related') WHERE "
+                         "json_extract(value, '$.\"pushpool.resource.id\"') LIKE ? ESCAPE '\\')")
+            params.append(like_pattern(flt.related_id))
         if flt.since:
             where.append("occurred >= ?")
             params.append(ts(flt.since))

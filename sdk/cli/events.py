@@ -32,6 +32,7 @@ webhook_app = typer.Typer(help="Webhooks: an HTTP call to /hooks/<slug> becomes 
 EventOption = typer.Option(None, "--event", "-e", help="Event name prefix, e.g. pushpool.flow-run.Failed")
 ResourceOption = typer.Option(None, "--resource", "-r", help="Resource id; * matches anything, e.g. "
                                                               "'pushpool.flow-run.*'")
+RelatedOption = typer.Option(None, "--related", help="Id of a related resource, e.g. 'pushpool.deployment.<id>'")
 
 
 def _time(text: str | None, option: str) -> str | None:
@@ -50,14 +51,14 @@ def _row(event: dict) -> tuple:
 
 
 @events_app.command("ls")
-def events_ls(event: str = EventOption, resource: str = ResourceOption,
+def events_ls(event: str = EventOption, resource: str = ResourceOption, related: str = RelatedOption,
               since: str = typer.Option(None, "--since", help="ISO time, or how long ago: '2 hours'."),
               until: str = typer.Option(None, "--until", help="ISO time, or how long ago."),
               limit: int = typer.Option(50, "--limit", "-n", min=1, max=1000),
               output: Output = OutputOption) -> None:
     """Recent events, newest first."""
-    params = {"event": event, "resource": resource, "since": _time(since, "--since"), "until": _time(until, "--until"),
-              "limit": limit}
+    params = {"event": event, "resource": resource, "related": related, "since": _time(since, "--since"),
+              "until": _time(until, "--until"), "limit": limit}
     with get_client() as client:
         page = client.request("GET", client.ws("/events"), params={k: v for k, v in params.items() if v is not None})
     emit(page["events"], output, lambda events: table("Events", ["occurred (UTC)", "event", "name", "resource"],
@@ -65,13 +66,13 @@ def events_ls(event: str = EventOption, resource: str = ResourceOption,
 
 
 @events_app.command("stream")
-def events_stream(event: str = EventOption, resource: str = ResourceOption,
+def events_stream(event: str = EventOption, resource: str = ResourceOption, related: str = RelatedOption,
                   since: str = typer.Option(None, "--since", help="Start this long ago (default: now)."),
                   interval: float = typer.Option(1.0, "--interval", min=0.1, help="Seconds between polls."),
                   count: int = typer.Option(0, "--count", min=0, help="Stop after this many events (0: never)."),
                   output: Output = OutputOption) -> None:
     """Follow new events as they happen (Ctrl-C stops); --output json prints one JSON object per line."""
-    params: dict[str, Any] = {"event": event, "resource": resource, "order": "asc", "limit": 200,
+    params: dict[str, Any] = {"event": event, "resource": resource, "related": related, "order": "asc", "limit": 200,
                               "since": _time(since, "--since") or datetime.now(UTC).isoformat()}
     seen = 0
     with get_client() as client:

@@ -43,6 +43,8 @@ def test_filters_pages_and_isolation(api, ctx):
     by_resource = events(api, resource="pushpool.flow-run.*")
     assert len(by_resource) == 5 and all(e["event"] == "pushpool.flow-run.Scheduled" for e in by_resource)
     assert events(api, resource=f"pushpool.deployment.{dep['id']}")[0]["event"] == "pushpool.deployment.created"
+    of_deployment = events(api, related=f"pushpool.deployment.{dep['id']}")
+    assert len(of_deployment) == 5 and {e["event"] for e in of_deployment} == {"pushpool.flow-run.Scheduled"}
 
     seen, after = [], None
     while True:

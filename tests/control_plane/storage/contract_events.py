@@ -31,6 +31,8 @@ class EventsContract:
         store = world.store
         other = store.create_workspace(Workspace(name="other", created=T0))
         events = [event(world, "pushpool.flow-run.Completed", f"pushpool.flow-run.{i}", minutes=i) for i in range(5)]
+        events[1] = event(world, "pushpool.flow-run.Completed", "pushpool.flow-run.1", minutes=1, related=[
+            {"pushpool.resource.id": "pushpool.deployment.d7", "pushpool.resource.role": "deployment"}])
         events.append(event(world, "pushpool.deployment.updated", "pushpool.deployment.d1", minutes=2))
         assert store.append_events(events) == 6
         store.append_events([Event(workspace_id=other.id, occurred=T0, received=T0, event="pushpool.flow-run.Failed",
@@ -43,6 +45,9 @@ class EventsContract:
         assert [e.id for e in runs] == [e.id for e in events[:5]]
         assert [e.id for e in store.list_events(world.ws.id, EventFilter(resource_id="pushpool.deployment.*"))] == \
             [events[5].id]
+        assert [e.id for e in store.list_events(world.ws.id, EventFilter(related_id="pushpool.deployment.d*",
+                                                                         ascending=True))] == [events[1].id]
+        assert store.list_events(world.ws.id, EventFilter(related_id="pushpool.tag.*")) == []
         window = store.list_events(world.ws.id, EventFilter(since=T0 + timedelta(minutes=1),
                                                             until=T0 + timedelta(minutes=3), ascending=True))
         assert [e.occurred for e in window] == [T0 + timedelta(minutes=m) for m in (1, 2, 2, 3)]
