@@ -6,9 +6,10 @@ from fastapi import APIRouter, Depends, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from control_plane.api.deps import Access, workspace_access
-from control_plane.errors import AlreadyExists, NotFound
+from control_plane.errors import AlreadyExists, InvalidInput, NotFound
 from control_plane.event_models import Action, Automation, DeploymentTrigger, EventTrigger, RunDeployment
 from control_plane.services.keys import Permission
+from control_plane.services.sandbox import syntax_error
 
 router = APIRouter(prefix="/api/workspaces/{workspace}", tags=["automations"])
 COMPARED = {"name", "enabled", "trigger", "actions", "description"}
@@ -33,11 +34,6 @@ class AutomationPatch(BaseModel):
 
 def _check_templates(body: AutomationIn) -> None:
     """Templates in run-deployment actions must at least parse (rendering happens when it fires)."""
-    from jinja2 import TemplateSyntaxError
-
-    from control_plane.errors import InvalidInput
-    from control_plane.services.sandbox import environment
-
     for index, action in enumerate(body.actions):
         texts = []
         if isinstance(action, RunDeployment):
@@ -45,10 +41,9 @@ def _check_templates(body: AutomationIn) -> None:
         elif action.type == "send-notification":
             texts = [action.subject, action.body]  # type: ignore[union-attr]
         for text in texts:
-            try:
-                environment().from_string(text)
-            except TemplateSyntaxError as exc:
-                raise InvalidInput(f"actions[{index}]: template {text!r}: {exc.message}") from None
+            why = syntax_error(text)
+            if why:
+                raise InvalidInput(f"actions[{index}]: template {text!r}: {why}")
 
 
 def _strings(value: object) -> list[str]:

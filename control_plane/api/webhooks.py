@@ -16,7 +16,7 @@ from control_plane.models import ActorKind
 from control_plane.services import webhooks as hooks
 from control_plane.services.context import ServiceContext
 from control_plane.services.keys import Permission
-from control_plane.services.sandbox import TemplateFailed, environment
+from control_plane.services.sandbox import syntax_error
 
 router = APIRouter(prefix="/api/workspaces/{workspace}", tags=["webhooks"])
 hooks_router = APIRouter(tags=["webhooks"])
@@ -61,14 +61,9 @@ def webhook_out(webhook: Webhook) -> WebhookOut:
 
 
 def _check_template(template: str) -> None:
-    from jinja2 import TemplateSyntaxError
-
-    try:
-        environment().from_string(template)
-    except TemplateSyntaxError as exc:
-        raise InvalidInput(f"template: {exc.message} (line {exc.lineno})") from None
-    except TemplateFailed as exc:
-        raise InvalidInput(exc.message) from None
+    why = syntax_error(template)
+    if why:
+        raise InvalidInput(f"template: {why}")
 
 
 def _service_account(access: Access, reference: str | None) -> str | None:

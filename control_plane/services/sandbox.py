@@ -105,6 +105,18 @@ def _strict_undefined() -> Any:
     return Missing
 
 
+def syntax_error(source: str) -> str | None:
+    """Why ``source`` does not parse as a template (with the line), or None: checked when a webhook or an
+    automation is saved, so a typo is a 422 then rather than a failure event later."""
+    from jinja2 import TemplateSyntaxError
+
+    try:
+        environment().from_string(source)
+    except TemplateSyntaxError as exc:
+        return f"{exc.message} (line {exc.lineno})"
+    return None
+
+
 def render(source: str, context: Mapping[str, Any], *, time_limit: float = TIME_LIMIT) -> str:
     """``source`` rendered with ``context``; raises :class:`TemplateFailed` with the reason."""
     from jinja2 import TemplateError
