@@ -69,16 +69,7 @@ class DockerImage:
 
             namespace = ClientSettings().build_namespace
         host, repository = target_repository(self.name, namespace)
-        backend = self._backend()
-        if backend == "daemonless":
-            from sdk.images.build import SUPPORTED_PLATFORMS
-
-            if self.platform not in SUPPORTED_PLATFORMS:
-                raise ImageBuildError(f"image.platform: the daemonless backend builds {', '.join(SUPPORTED_PLATFORMS)} "
-                                      f"only, not {self.platform!r}; use backend='docker' for other platforms")
-            if not push:
-                raise ImageBuildError("push=False: the daemonless backend builds straight into the registry; "
-                                      "use backend='docker' to build a local image without pushing")
+        backend, engine_client = self._backend(push)
 
         def registry_for(registry_host: str) -> Registry:
             return Registry(registry_host, credentials_for(registry_host))
@@ -93,16 +84,21 @@ class DockerImage:
                 report = build_with_docker(host, repository, self.tag, root, base_image=self.base_image,
                                            platform=self.platform, dockerfile=self.dockerfile, push=push,
                                            registry_for=registry_for, credentials=credentials_for,
-                                           progress=progress, build_kwargs=self.build_kwargs)
+                                           progress=progress, build_kwargs=self.build_kwargs, client=engine_client)
             else:
                 report = build_daemonless(host, repository, self.tag, root, base_image=self.base_image,
                                           platform=self.platform, registry_for=registry_for, progress=progress)
         progress.summary(report.summary())
         return report
 
-    def _backend(self) -> str:
+    def _backend(self, push: bool) -> tuple[str, Any]:
+        """The backend to build with, and the engine client when ``auto`` found one (so it is asked once);
+        what the daemonless backend cannot do is refused here, before a build starts."""
+        from sdk.images.build import check_daemonless
         from sdk.images.docker_backend import engine
 
+        if self.backend == "docker":
+            return "docker", None
         if self.backend == "daemonless":
             if self.dockerfile != "auto":
                 raise ImageBuildError(f"image.dockerfile: {self.dockerfile!r} needs the Docker backend; "
@@ -110,13 +106,15 @@ class DockerImage:
             if self.build_kwargs:
                 raise ImageBuildError(f"image: {', '.join(self.build_kwargs)} are Docker build options; "
                                       "the daemonless backend takes none")
-            return "daemonless"
-        if self.backend == "docker" or engine() is not None:
-            return "docker"
-        if self.dockerfile != "auto":
-            raise ImageBuildError(f"image.dockerfile: {self.dockerfile!r} needs a Docker engine and none answers; "
-                                  "start Docker, or use dockerfile='auto' to build without one")
-        return "daemonless"
+        else:
+            client = engine()
+            if client is not None:
+                return "docker", client
+            if self.dockerfile != "auto":
+                raise ImageBuildError(f"image.dockerfile: {self.dockerfile!r} needs a Docker engine and none "
+                                      "answers; start Docker, or use dockerfile='auto' to build without one")
+        check_daemonless(self.platform, push)
+        return "daemonless", None
 
 
 def resolve_images(items: list[tuple[str | DockerImage | None, Path]], build: bool, push: bool,

@@ -83,12 +83,19 @@ def runtime_layer(runtime: Runtime, python_version: str, platform: str = "linux/
                                  extra_files=runtime.files, extra_executables=frozenset({LAUNCHER_PATH})))
 
 
-def build_daemonless(host: str, repository: str, tag: str | None, project_root: Path, *,
-                     base_image: str | None, platform: str, registry_for: RegistryFactory,
-                     progress: BuildProgress) -> BuildReport:
+def check_daemonless(platform: str, push: bool) -> None:
+    """What the daemonless backend cannot do, said before a build starts."""
     if platform not in SUPPORTED_PLATFORMS:
         raise ImageBuildError(f"image.platform: the daemonless backend builds {', '.join(SUPPORTED_PLATFORMS)} "
                               f"only, not {platform!r}; use backend='docker' for other platforms")
+    if not push:
+        raise ImageBuildError("push=False: the daemonless backend builds straight into the registry; "
+                              "use backend='docker' to build a local image without pushing")
+
+
+def build_daemonless(host: str, repository: str, tag: str | None, project_root: Path, *,
+                     base_image: str | None, platform: str, registry_for: RegistryFactory,
+                     progress: BuildProgress) -> BuildReport:
     target = registry_for(host)
     base_ref = base_image or default_base_image()
     base_host, base_repository, base_tag = split_reference(base_ref)

@@ -101,7 +101,7 @@ def _tar(files: dict[str, bytes], executables: frozenset[str]) -> bytes:
 
 def build_with_docker(host: str, repository: str, tag: str | None, project_root: Path, *, base_image: str | None,
                       platform: str, dockerfile: str, push: bool, registry_for: Any, credentials: Any,
-                      progress: BuildProgress, build_kwargs: dict[str, Any]) -> BuildReport:
+                      progress: BuildProgress, build_kwargs: dict[str, Any], client: Any = None) -> BuildReport:
     base = base_image or default_base_image()
     progress.step("preparing the build context" + (" (pushpool runtime: linux/amd64 wheels)"
                                                    if dockerfile == "auto" else ""))
@@ -116,7 +116,7 @@ def build_with_docker(host: str, repository: str, tag: str | None, project_root:
             return BuildReport(name, tag, existing, "docker", up_to_date=True)
     if push and has_buildx():
         return _buildx(name, tag, context, dockerfile_name, platform, build_kwargs, progress)
-    client = engine()
+    client = client or engine()
     if client is None:
         raise ImageBuildError("backend='docker': no Docker engine answers (is Docker running? DOCKER_HOST?); "
                               "or build with backend='daemonless'")
