@@ -20,6 +20,8 @@ class EventPage(BaseModel):
     events: list[Event]
     #: Pass as ``after`` for the next page (None: this was the last one).
     next: str | None = None
+    #: The cursor just after this page's last event, to follow new events from there (None: no events).
+    last: str | None = None
 
 
 @router.get("/events", response_model=EventPage)
@@ -43,5 +45,5 @@ def list_events(
     flt = EventFilter(event_prefix=event, resource_id=resource, related_id=related, since=since, until=until,
                       ascending=order == "asc", after=after)
     events = access.ctx.store.list_events(access.workspace_id, flt, limit)
-    last = events[-1] if len(events) == limit else None
-    return EventPage(events=events, next=f"{ts(last.occurred)}|{last.id}" if last else None)
+    last = f"{ts(events[-1].occurred)}|{events[-1].id}" if events else None
+    return EventPage(events=events, next=last if len(events) == limit else None, last=last)

@@ -74,6 +74,11 @@ def template_context(method: str, headers: dict[str, str], raw: bytes) -> dict[s
     return {"method": method.upper(), "headers": kept, "body": parse_body(raw, kept.get("content-type", ""))}
 
 
+def received(context: dict[str, Any]) -> dict[str, Any]:
+    """What the request brought (method, headers, body) as plain JSON values."""
+    return {k: dict(v) if isinstance(v, Headers) else v for k, v in context.items()}
+
+
 def receive(ctx: ServiceContext, webhook: Webhook, method: str, headers: dict[str, str], raw: bytes) -> Event:
     """The event the request makes (emitted), or WebhookFailed (a failure event is emitted instead)."""
     context = template_context(method, headers, raw[:MAX_BODY])
@@ -102,7 +107,7 @@ def _event_from(ctx: ServiceContext, webhook: Webhook, rendered: str, context: d
             raise WebhookFailed(f"template: the rendered event has no {required!r}")
     now = ctx.clock.now()
     fields.setdefault("occurred", now.isoformat())
-    fields.setdefault("payload", {k: dict(v) if isinstance(v, Headers) else v for k, v in context.items()})
+    fields.setdefault("payload", received(context))
     related_items = list(fields.get("related") or [])
     related_items.append(related("webhook", webhook.id, webhook.name))
     unknown = set(fields) - {"id", "occurred", "event", "resource", "related", "payload"}
@@ -117,9 +122,8 @@ def _event_from(ctx: ServiceContext, webhook: Webhook, rendered: str, context: d
 
 
 def _failed(ctx: ServiceContext, webhook: Webhook, reason: str, context: dict[str, Any], rendered: str | None) -> None:
-    received = {k: dict(v) if isinstance(v, Headers) else v for k, v in context.items()}
     ctx.events.emit(webhook.workspace_id, "pushpool.webhook.failed", resource("webhook", webhook.id, webhook.name),
-                    payload={"reason": reason, "received": received,
+                    payload={"reason": reason, "received": received(context),
                              "rendered": rendered[:10_000] if rendered is not None else None})
 
 

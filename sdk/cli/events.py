@@ -90,16 +90,11 @@ def events_stream(event: str = EventOption, resource: str = ResourceOption, rela
                     if count and seen >= count:
                         return
                 if page["events"]:
-                    params["after"] = _cursor(page["events"][-1])
+                    params["after"] = page["last"]
                 if page["next"] is None:
                     time.sleep(interval)
         except KeyboardInterrupt:
             return
-
-
-def _cursor(event: dict) -> str:
-    occurred = datetime.fromisoformat(event["occurred"].replace("Z", "+00:00")).astimezone(UTC)
-    return f"{occurred.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}|{event['id']}"
 
 
 # --------------------------------------------------------------------------- webhooks

@@ -55,6 +55,10 @@ def test_filters_pages_and_isolation(api, ctx):
         if after is None:
             break
     assert len(seen) == len(set(seen)) == 7  # pool, deployment, five runs
+    tail = api.ok("GET", api.ws("/events"), params={"order": "asc", "limit": 5})
+    following = api.ok("GET", api.ws("/events"), params={"order": "asc", "after": tail["last"]})
+    assert following["next"] is None and [e["id"] for e in following["events"]] == seen[5:]
+    assert api.ok("GET", api.ws("/events"), params={"order": "asc", "after": following["last"]})["events"] == []
 
     assert api.request("GET", api.ws("/events"), params={"since": "2026-01-01T00:00:00"}).status_code == 422
     assert api.request("GET", api.ws("/events"), params={"after": "nonsense"}).status_code == 422
