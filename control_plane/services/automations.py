@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from control_plane.event_models import Automation, Event, EventTrigger, Labels, Posture, TriggerBucket
@@ -163,8 +163,6 @@ RETENTION_SWEEP_SECONDS = 600
 def run_event_services(ctx: ServiceContext) -> int:
     """The tick's part: store pending events (automations see them), fire overdue Proactive triggers,
     and now and then delete events past the retention. Returns how many automations fired."""
-    from datetime import datetime
-
     ctx.events.flush()
     fired = ctx.automations.fire_overdue() if ctx.automations is not None else 0
     now = ctx.clock.now()

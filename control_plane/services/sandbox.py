@@ -74,7 +74,7 @@ def _build() -> Any:
                 raise TemplateFailed("template: a repeated sequence would be too long")
             return operator.mul(left, right)
 
-    env = Sandbox(autoescape=False, undefined=_strict_undefined(), keep_trailing_newline=False)
+    env = Sandbox(autoescape=False, undefined=_lenient_undefined(), keep_trailing_newline=False)
     env.globals.clear()
     env.globals.update(range=safe_range, now=lambda: datetime.now(UTC).isoformat())
     env.policies["json.dumps_kwargs"] = {"sort_keys": True, "separators": (",", ":")}
@@ -82,7 +82,7 @@ def _build() -> Any:
     return env
 
 
-def _strict_undefined() -> Any:
+def _lenient_undefined() -> Any:
     from jinja2 import ChainableUndefined
     from jinja2.sandbox import SecurityError
 

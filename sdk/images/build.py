@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sdk.images.layers import Blob, Layer, canonical, image_config, image_manifest, sha256
+from sdk.images.layers import Blob, Layer, canonical, config_env, image_config, image_manifest, sha256
 from sdk.images.progress import BuildProgress
 from sdk.images.project import (
     APP_DIR,
@@ -103,7 +103,8 @@ def build_daemonless(host: str, repository: str, tag: str | None, project_root: 
     progress.step(f"base image {base_ref}: reading its {platform} manifest")
     base_manifest, base_digest = base_registry.platform_manifest(base_repository, base_tag, platform)
     base_config = json.loads(base_registry.get_blob(base_repository, base_manifest["config"]["digest"]))
-    python_version = _python_of(base_config) or LOCAL_PYTHON
+    base_env = config_env(base_config)
+    python_version = _python_of(base_env) or LOCAL_PYTHON
 
     requirements, source = project_requirements(project_root)
     runtime = pushpool_runtime()
@@ -128,9 +129,7 @@ def build_daemonless(host: str, repository: str, tag: str | None, project_root: 
             lambda: dependency_layer(requirements, python_version))))
     ours.append(("code", code))
 
-    base_path = next((item.split("=", 1)[1] for item in base_config.get("config", {}).get("Env") or []
-                      if item.startswith("PATH=")), DEFAULT_PATH)
-    env = {"PATH": f"/{BIN_DIR}:{base_path}", "PYTHONUNBUFFERED": "1",
+    env = {"PATH": f"/{BIN_DIR}:{base_env.get('PATH', DEFAULT_PATH)}", "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": f"/{APP_DIR}:/{SITE_PACKAGES}:/{RUNTIME_DIR}"}
     config = image_config(base_config, [layer for _, layer in ours], env=env, cmd=RUNNER_CMD,
                           working_dir=f"/{APP_DIR}", platform=platform)
@@ -148,12 +147,11 @@ def build_daemonless(host: str, repository: str, tag: str | None, project_root: 
     return BuildReport(repository_name, tag, digest, "daemonless", layers=outcomes)
 
 
-def _python_of(config: dict[str, Any]) -> str | None:
-    for item in config.get("config", {}).get("Env") or []:
-        if item.startswith("PYTHON_VERSION="):
-            parts = item.split("=", 1)[1].split(".")
-            if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
-                return f"{parts[0]}.{parts[1]}"
+def _python_of(env: dict[str, str]) -> str | None:
+    """X.Y of the base image's ``PYTHON_VERSION`` (set by the official Python images)."""
+    parts = env.get("PYTHON_VERSION", "").split(".")
+    if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
+        return f"{parts[0]}.{parts[1]}"
     return None
 
 

@@ -82,6 +82,11 @@ def canonical(document: dict[str, Any]) -> bytes:
     return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
 
 
+def config_env(config: dict[str, Any]) -> dict[str, str]:
+    """An image config's ``Env`` (``KEY=value`` strings) as a dict."""
+    return dict(item.split("=", 1) for item in (config.get("config") or {}).get("Env") or [] if "=" in item)
+
+
 def image_config(base: dict[str, Any] | None, layers: list[Layer], *, env: dict[str, str] | None = None,
                  cmd: list[str] | None = None, working_dir: str | None = None,
                  platform: str = "linux/amd64") -> Blob:
@@ -90,8 +95,8 @@ def image_config(base: dict[str, Any] | None, layers: list[Layer], *, env: dict[
     config = json.loads(json.dumps(base or {}))
     config.pop("history", None)
     config["os"], config["architecture"] = os_name, architecture
+    merged = config_env(config)
     runtime = config.setdefault("config", {})
-    merged = dict(item.split("=", 1) for item in runtime.get("Env") or [] if "=" in item)
     merged.update(env or {})
     runtime["Env"] = [f"{k}={v}" for k, v in merged.items()]
     if cmd is not None:
