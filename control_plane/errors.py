@@ -73,3 +73,25 @@ class ConfigurationError(PushpoolError):
     """Local configuration (settings, profile, key files) is missing or invalid."""
 
     http_status = 500
+
+
+class TooLarge(PushpoolError):
+    """A request body or one of its fields is over its size limit; the message names the limit and its setting."""
+
+    http_status = 413
+
+
+class TooManyRequests(PushpoolError):
+    """A source made too many failed attempts (bad keys, unknown webhooks) in a short time."""
+
+    http_status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ServiceUnavailable(PushpoolError):
+    """The control plane cannot store anything right now (a full disk, a read-only database)."""
+
+    http_status = 503

@@ -142,6 +142,9 @@ class WorkPool(Record):
     paused: bool = False
     prefetch_seconds: int = 0
     late_run_policy: LateRunPolicy = Field(default_factory=LateRunPolicy)
+    #: Job variables a run may set when its caller cannot write the workspace (None: the pool type's
+    #: defaults; see control_plane/services/overrides.py).
+    run_overridable_variables: list[str] | None = None
     #: Resources a provisioner created for this pool (filled by provisioners).
     provisioning: dict[str, Any] = Field(default_factory=dict)
     created: UtcDatetime

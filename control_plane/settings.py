@@ -8,10 +8,10 @@ profiles, so two servers with two homes never share state.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def default_home() -> Path:
@@ -58,6 +58,48 @@ class Settings(BaseSettings):
     run_token_grace_seconds: int = 600
     dispatch_batch_size: int = 100
     pusher_threads: int = 8
+
+    # ------------------------------------------------------------------ the trust model (docs/security.md)
+    #: Who may make the control plane start processes on its own machine (``local:push``): ``off``,
+    #: ``admins`` (instance administrators only: the single-user default) or ``members`` (anyone who
+    #: may write deployments: a one-team server). Always ``off`` on Lambda.
+    host_processes: Literal["off", "admins", "members"] = "admins"
+    #: How host runs are walled off from the server: ``auto`` (Linux user, mount and pid namespaces
+    #: when the kernel allows them, else only a minimal environment), ``required`` (refuse to start a
+    #: run without them) or ``none``.
+    host_isolation: Literal["auto", "required", "none"] = "auto"
+    #: Extra paths a host run must not see (comma-separated), on top of the server's home, database
+    #: and key files and the CLI's profiles.
+    host_hidden_paths: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    #: Environment variables of the server passed on to host runs (comma-separated names); by default
+    #: only PATH, HOME, USER, LOGNAME, LANG, LC_*, TZ and TMPDIR are.
+    host_env_passthrough: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Largest request body the API reads (bytes), and the largest for ``/hooks/<slug>``.
+    max_body_bytes: int = 1_048_576
+    max_webhook_body_bytes: int = 524_288
+    #: Outbound calls (notifications) may go to these addresses although they are loopback, private or
+    #: link-local (comma-separated CIDRs or host names): for a webhook receiver inside your own network.
+    outbound_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Seconds one notification may take in all (connect, send, answer).
+    outbound_timeout_seconds: float = 5.0
+    #: Header names dropped from webhook requests before their template or event sees them.
+    webhook_dropped_headers: Annotated[list[str], NoDecode] = Field(default_factory=lambda: [
+        "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key", "x-auth-token",
+        "x-amz-security-token", "x-goog-iam-authorization-token"])
+    #: Failed authentications or unknown webhook slugs a source may cause per minute before it gets 429.
+    failed_requests_per_minute: int = 30
+    #: Time one schedule's occurrences may take to compute, in a request and in a scheduler pass.
+    schedule_budget_seconds: float = 0.5
+    #: Time one scheduler pass may take; the rest waits for the next pass.
+    scheduler_pass_budget_seconds: float = 10.0
+
+    @field_validator("host_hidden_paths", "host_env_passthrough", "outbound_allow", "webhook_dropped_headers",
+                     mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
 
     @property
     def api_url(self) -> str:

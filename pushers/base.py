@@ -96,6 +96,20 @@ class InfraStatus:
 
 
 @dataclass(frozen=True)
+class HostRunPolicy:
+    """What the operator allows for processes started on the control plane's own machine (``local:push``)."""
+
+    #: False on Lambda and with ``PUSHPOOL_HOST_PROCESSES=off``: nothing is ever started on the host.
+    allowed: bool = True
+    #: ``auto``, ``required`` or ``none`` (``PUSHPOOL_HOST_ISOLATION``; see pushers/local_sandbox.py).
+    isolation: str = "auto"
+    #: What a host run must not see: the server's home, database, key files, the CLI's profiles.
+    hidden_paths: tuple[Path, ...] = ()
+    #: Names of the server's environment variables a host run gets besides the minimal set.
+    env_passthrough: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class PusherContext:
     """What the control plane gives every pusher it creates."""
 
@@ -104,6 +118,7 @@ class PusherContext:
     #: The pool's job configuration rendered from its defaults (blocks resolved): what
     #: ``status``/``cancel``/``cleanup``/``logs`` use, e.g. the pool's cloud credentials.
     pool_config: dict[str, Any] = field(default_factory=dict)
+    host_runs: HostRunPolicy = field(default_factory=HostRunPolicy)
 
 
 class Pusher(Protocol):

@@ -7,6 +7,11 @@ Files under ``<state_dir>/local-runs/``:
   id once the process is up, so a repeated submit never starts a second process;
 * ``pid-<pid>.json`` — written by the supervisor: child pid, then the exit code;
 * ``<run id>.log`` — the run's stdout and stderr (the run's "console URL").
+
+A run gets a minimal environment (never the server's: no ``AWS_*``, no ``PUSHPOOL_*`` but its own
+run context) and, on Linux, is walled off by :mod:`pushers.local_sandbox` so it cannot see the
+server's home, database, key files or processes. Who may start host runs at all is decided by the
+control plane (:mod:`control_plane.services.host_runs`).
 """
 
 from __future__ import annotations
@@ -36,15 +41,47 @@ from pushers.base import (
 )
 
 CANCEL_GRACE_SECONDS = 10.0
+#: What a host run inherits from the server's environment (plus ``PUSHPOOL_HOST_ENV_PASSTHROUGH``).
+MINIMAL_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ", "TMPDIR")
 #: A submit marker left this long without an infra id, and no process of the run, means
 #: the control plane died before spawning: the run may be started again.
 ABANDONED_MARKER_SECONDS = 10.0
 
 
+def host_environment(job_env: dict[str, str], passthrough: tuple[str, ...] = ()) -> dict[str, str]:
+    """A host run's environment: a minimal set from the server's, the job's own, never the server's secrets."""
+    env = {k: v for k, v in os.environ.items() if k in MINIMAL_ENV or k in passthrough}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env.update(job_env)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, job_env.get("PYTHONPATH")]))
+    return env
+
+
+def _within(path: Path, parent: Path) -> bool:
+    resolved = path.resolve()
+    return resolved == parent or parent in resolved.parents
+
+
+_isolation: dict[str, str | None] = {}
+
+
+def isolation_problem() -> str | None:
+    """Why host runs cannot be isolated here (probed once per process), or None when they can."""
+    if "problem" not in _isolation:
+        from pushers.local_sandbox import probe
+
+        _isolation["problem"] = probe()
+    return _isolation["problem"]
+
+
 class LocalPusher:
     def __init__(self, context: PusherContext) -> None:
+        self.host_runs = context.host_runs
         self.dir = context.state_dir / "local-runs"
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.dir, 0o700)
         self._children: dict[int, subprocess.Popen] = {}
         self._lock = threading.Lock()
 
@@ -127,25 +164,47 @@ class LocalPusher:
         return Submission(infra_id=infra_id, console_url=self.log_path(run_id).resolve().as_uri())
 
     def _spawn(self, job: Job) -> str:
+        policy = self.host_runs
+        if not policy.allowed:
+            raise PermanentPusherError("local:push is disabled on this server (PUSHPOOL_HOST_PROCESSES=off)")
         config = job.configuration
         command = job.command or [sys.executable, "-m", "sdk.runner"]
         cwd = config.get("working_dir") or None
         if cwd and not Path(cwd).is_dir():
             raise PermanentPusherError(f"working_dir {cwd!r} does not exist on the control plane's machine")
-        # Never hand the server's own credentials or settings to a run: only the job's env.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PUSHPOOL_")}
-        env.update(job.env)
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        package_root = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+        if cwd and any(_within(Path(cwd), hidden) for hidden in policy.hidden_paths):
+            raise PermanentPusherError(f"working_dir {cwd!r} is inside a directory host runs may not see "
+                                       "(the control plane's home); move the project elsewhere")
+        env = host_environment(job.env, policy.env_passthrough)
         log = open(self.log_path(job.flow_run_id), "ab")  # noqa: SIM115 - handed to the child
         try:
+            os.chmod(log.name, 0o600)
+            sandboxed = self._sandboxed(log)
+            if sandboxed:
+                hide = [arg for path in policy.hidden_paths for arg in ("--hide", str(path))]
+                command = [sys.executable, "-m", "pushers.local_sandbox", *hide, "--", *command]
             process = self._start(command, cwd, env, log)
         except OSError as exc:
             raise PermanentPusherError(f"could not start {command[0]!r}: {exc.strerror}") from exc
         finally:
             log.close()
         return f"pid-{process.pid}"
+
+    def _sandboxed(self, log: Any) -> bool:
+        """Whether to wall this run off (see pushers/local_sandbox.py); says so in the run's log when it cannot."""
+        mode = self.host_runs.isolation
+        if mode == "none":
+            return False
+        why = isolation_problem()
+        if why is None:
+            return True
+        if mode == "required":
+            raise PermanentPusherError(f"host isolation is required (PUSHPOOL_HOST_ISOLATION=required) but not "
+                                       f"available on this machine: {why}")
+        log.write(f"pushpool: running without host isolation ({why}); this run can read what the server's "
+                  "user can read\n".encode())
+        log.flush()
+        return False
 
     def _start(self, command: list[str], cwd: str | None, env: dict[str, str], log: Any) -> subprocess.Popen:
         # The supervisor learns its own state-file name from its pid, so start it through a

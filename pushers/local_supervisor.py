@@ -19,7 +19,9 @@ from pathlib import Path
 
 def write_state(path: Path, state: dict) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps(state))
     os.replace(tmp, path)
 
 

@@ -19,7 +19,7 @@ from control_plane.services.context import ServiceContext
 from control_plane.services.scheduler import run_scheduler
 from control_plane.settings import Settings
 from control_plane.storage.sqlite import SqliteStore
-from pushers.base import PusherContext, PusherRegistry
+from pushers.base import PUSHER_TYPES, PusherContext, PusherRegistry
 from tests.aws_fixtures import aws, moto_server  # noqa: F401 - fixtures
 from tests.azure_fixtures import arm_api, azure_api  # noqa: F401 - fixtures
 from tests.docker_fixtures import docker_engine, docker_host  # noqa: F401 - fixtures
@@ -34,6 +34,17 @@ START = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")
+
+
+#: A pool type for tests of the control plane itself: a cloud-like target (no host processes) served
+#: by the RecordingPusher that the ``ctx`` fixture registers.
+FAKE_POOL_TYPE = "fake:push"
+
+
+@pytest.fixture(autouse=True)
+def fake_pool_type(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setitem(PUSHER_TYPES, FAKE_POOL_TYPE, "tests.fakes.pushers:RecordingPusher")
+    return FAKE_POOL_TYPE
 
 
 @pytest.fixture(autouse=True)
@@ -72,7 +83,7 @@ def fake_pusher() -> RecordingPusher:
 @pytest.fixture
 def ctx(settings: Settings, store: SqliteStore, clock: FakeClock, fake_pusher: RecordingPusher) -> ServiceContext:
     registry = PusherRegistry(PusherContext(state_dir=settings.home, api_url=settings.api_url),
-                              overrides={"local:push": fake_pusher})
+                              overrides={"local:push": fake_pusher, FAKE_POOL_TYPE: fake_pusher})
     context = build_context(settings, store, clock, registry)
     # As the embedded server's ticker does within a second: a schedule change gets a scheduler pass
     # (here at once, so tests see the whole horizon; tests of the split set their own).
@@ -110,7 +121,7 @@ class Api:
         return response.json() if response.content else None
 
     # -------------------------------------------------------------- set-up shortcuts
-    def pool(self, name: str = "pool", type: str = "local:push", **fields: Any) -> dict:
+    def pool(self, name: str = "pool", type: str = FAKE_POOL_TYPE, **fields: Any) -> dict:
         return self.ok("POST", self.ws("/work_pools"), json={"name": name, "type": type, **fields})
 
     def deployment(self, name: str = "dep", flow_name: str = "flow", pool: str = "pool", **fields: Any) -> dict:
@@ -134,6 +145,24 @@ def live(isolated_home: Path):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def live_with(isolated_home: Path):
+    """``live_with(**settings)``: a real embedded server with some settings changed (stopped after the test)."""
+    from tests.live_server import LiveServer
+
+    servers: list[LiveServer] = []
+
+    def start(**settings: Any) -> LiveServer:
+        server = LiveServer(isolated_home, **settings)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
 
 
 @pytest.fixture

@@ -21,9 +21,9 @@ from tests.fakes.net import free_port
 
 
 class LiveServer:
-    def __init__(self, home: Path) -> None:
-        self.settings = Settings(home=home, port=free_port(), tick_interval_seconds=0.2,
-                                 scheduler_interval_seconds=1)
+    def __init__(self, home: Path, **settings: Any) -> None:
+        self.settings = Settings(**{"home": home, "port": free_port(), "tick_interval_seconds": 0.2,
+                                    "scheduler_interval_seconds": 1, **settings})
         self.store = SqliteStore(self.settings.sqlite_path)
         self.ctx = build_context(self.settings, self.store)
         self.workspace, self.key = bootstrap(self.ctx)

@@ -10,6 +10,7 @@ from control_plane.api.deps import Access, workspace_access
 from control_plane.api.schemas import DeploymentCreate, DeploymentUpdate, ScheduleIn
 from control_plane.errors import InvalidInput, NotFound
 from control_plane.models import Deployment, Schedule, WorkPool, with_changes
+from control_plane.services import host_runs
 from control_plane.services.context import ServiceContext
 from control_plane.services.flow_runs import validate_parameters
 from control_plane.services.json_schema import schema_problem
@@ -70,6 +71,21 @@ def _check(ctx: ServiceContext, deployment: Deployment, pool: WorkPool) -> None:
             raise InvalidInput(f"schedules[{i}].{exc.message}") from None
 
 
+#: What decides the process a deployment starts; on a host pool only an allowed actor changes these.
+_WHAT_RUNS = ("entrypoint", "job_variables", "image", "parameter_schema")
+
+
+def _check_host(access: Access, existing: Deployment | None, deployment: Deployment, pool: WorkPool) -> None:
+    """On ``local:push`` (runs are processes on this machine): who may create or change what a deployment runs."""
+    if not host_runs.is_host_pool(pool.type):
+        return
+    host_runs.refuse_block_references(access.ctx.settings, deployment.job_variables, "job_variables")
+    if existing is None or existing.pool_id != deployment.pool_id or \
+            any(getattr(existing, f) != getattr(deployment, f) for f in _WHAT_RUNS):
+        host_runs.check_may_configure(access.ctx.settings, access.caller.actor,
+                                      f"deployment {deployment.full_name!r} of local:push pool {pool.name!r}")
+
+
 def _resolve_queue(ctx: ServiceContext, access: Access, pool: WorkPool, queue_name: str | None) -> str:
     queue = ctx.store.get_work_queue(access.workspace_id, pool.id, queue_name or "default")
     if queue is None:
@@ -96,6 +112,7 @@ def create_or_update_deployment(body: DeploymentCreate, response: Response, acce
     if existing is None:
         deployment = Deployment(workspace_id=access.workspace_id, created=now, **fields)
         _check(ctx, deployment, pool)
+        _check_host(access, None, deployment, pool)
         ctx.store.create_deployment(deployment)
         ctx.events.deployment(deployment, "created")
     else:
@@ -104,6 +121,7 @@ def create_or_update_deployment(body: DeploymentCreate, response: Response, acce
         if deployment.model_dump(exclude={"updated"}) == existing.model_dump(exclude={"updated"}):
             return existing  # deploying the same thing again changes nothing
         _check(ctx, deployment, pool)
+        _check_host(access, existing, deployment, pool)
         ctx.store.update_deployment(deployment)
         ctx.events.deployment(deployment, "updated")
     if existing is None or _schedule_changed(existing, deployment):
@@ -165,6 +183,7 @@ def update_deployment(deployment_id: str, body: DeploymentUpdate, access: Access
         changes["queue_id"] = _resolve_queue(ctx, access, pool, body.work_queue_name)
     deployment = with_changes(existing, {**changes, "updated": ctx.clock.now()})
     _check(ctx, deployment, pool)
+    _check_host(access, existing, deployment, pool)
     ctx.store.update_deployment(deployment)
     ctx.events.deployment(deployment, "updated")
     if _schedule_changed(existing, deployment):

@@ -15,6 +15,7 @@ from control_plane.models import FlowRun, FlowRunFilter, State, StateType
 from control_plane.services import flow_runs
 from control_plane.services.context import ServiceContext
 from control_plane.services.keys import Permission
+from control_plane.services.overrides import check_run_overrides
 from control_plane.services.pool_pushers import pusher_for
 
 router = APIRouter(prefix="/api/workspaces/{workspace}", tags=["flow runs"])
@@ -47,6 +48,8 @@ def _create_flow_run(deployment_id: str, body: FlowRunCreate, access: Access) ->
     pool = ctx.store.get_work_pool_by_id(access.workspace_id, deployment.pool_id)
     if pool is None:
         raise NotFound("The deployment's work pool no longer exists")
+    check_run_overrides(ctx.settings, pool, body.job_variables, may_write=Permission.WRITE in access.permissions,
+                        actor=access.caller.actor)
     run = flow_runs.build_flow_run(
         ctx, deployment, pool, scheduled_time=body.scheduled_time or ctx.clock.now(), parameters=body.parameters,
         job_variables=body.job_variables, tags=body.tags, name=body.name,

@@ -122,6 +122,9 @@ class WorkPoolCreate(Body):
     paused: bool = False
     prefetch_seconds: int = Field(default=0, ge=0, le=3600)
     late_run_policy: LateRunPolicy | None = None
+    run_overridable_variables: list[str] | None = Field(
+        default=None, max_length=100, description="Job variables a run may set when its caller cannot write the "
+        "workspace (default: the pool type's resource variables).")
 
 
 class WorkPoolUpdate(Body):
@@ -132,6 +135,7 @@ class WorkPoolUpdate(Body):
     paused: bool | None = None
     prefetch_seconds: int | None = Field(default=None, ge=0, le=3600)
     late_run_policy: LateRunPolicy | None = None
+    run_overridable_variables: list[str] | None = Field(default=None, max_length=100)
     provisioning: dict[str, Any] | None = Field(default=None, description="What a provisioner created.")
 
 

@@ -8,8 +8,10 @@ from control_plane.api.deps import Access, Caller, require_actor, workspace_acce
 from control_plane.api.schemas import WorkPoolCreate, WorkPoolUpdate, WorkQueueCreate, WorkQueueUpdate
 from control_plane.errors import Conflict, InvalidInput, NotFound
 from control_plane.models import ACTIVE_STATES, FlowRunFilter, LateRunPolicy, WorkPool, WorkQueue, with_changes
+from control_plane.services import host_runs
 from control_plane.services.context import ServiceContext
 from control_plane.services.keys import Permission
+from control_plane.services.overrides import validate_run_overridable
 from control_plane.services.templating import validate_base_job_template
 from pushers.base import PUSHER_TYPES, default_job_template
 
@@ -49,12 +51,16 @@ def create_work_pool(body: WorkPoolCreate, access: Access = Depends(workspace_ac
     access.require(Permission.WRITE)
     default = default_job_template(body.type)  # also checks the type exists, custom template or not
     template = validate_base_job_template(body.base_job_template if body.base_job_template is not None else default)
+    if host_runs.is_host_pool(body.type):
+        host_runs.check_may_configure(ctx.settings, access.caller.actor, f"work pool {body.name!r} of type {body.type}")
+        host_runs.refuse_block_references(ctx.settings, template, "base_job_template")
+    validate_run_overridable(template, body.run_overridable_variables)
     now = ctx.clock.now()
     pool = WorkPool(
         workspace_id=access.workspace_id, name=body.name, type=body.type, description=body.description,
         base_job_template=template, concurrency_limit=body.concurrency_limit, paused=body.paused,
         prefetch_seconds=body.prefetch_seconds, late_run_policy=body.late_run_policy or LateRunPolicy(),
-        created=now, updated=now,
+        run_overridable_variables=body.run_overridable_variables, created=now, updated=now,
     )
     queue = WorkQueue(workspace_id=access.workspace_id, pool_id=pool.id, name=DEFAULT_QUEUE, created=now)
     created = ctx.store.create_work_pool(pool, queue)
@@ -84,6 +90,12 @@ def update_work_pool(name: str, body: WorkPoolUpdate, access: Access = Depends(w
     changes = body.model_dump(exclude_unset=True, exclude={"clear_concurrency_limit"})
     if "base_job_template" in changes:
         validate_base_job_template(changes["base_job_template"])
+    if host_runs.is_host_pool(pool.type) and {"base_job_template", "run_overridable_variables"} & set(changes):
+        host_runs.check_may_configure(ctx.settings, access.caller.actor, f"work pool {name!r} of type {pool.type}")
+        host_runs.refuse_block_references(ctx.settings, changes.get("base_job_template"), "base_job_template")
+    if {"base_job_template", "run_overridable_variables"} & set(changes):
+        validate_run_overridable(changes.get("base_job_template", pool.base_job_template),
+                                 changes.get("run_overridable_variables", pool.run_overridable_variables))
     if body.clear_concurrency_limit:
         changes["concurrency_limit"] = None
     updated = with_changes(pool, {**changes, "updated": ctx.clock.now()})

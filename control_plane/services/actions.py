@@ -29,6 +29,7 @@ from control_plane.event_models import (
 )
 from control_plane.models import Deployment, FlowRun, WorkPool, with_changes
 from control_plane.services.events import resource
+from control_plane.services.overrides import check_run_overrides
 from control_plane.services.sandbox import render, render_value
 
 if TYPE_CHECKING:
@@ -170,6 +171,9 @@ def _run_deployment(firing: Firing, action: RunDeployment) -> dict[str, Any]:
     context = firing.context()
     parameters = render_value(action.parameters, context)
     job_variables = render_value(action.job_variables, context)
+    # An automation's run counts as one started by a caller who cannot write the workspace: its
+    # variables may come from an event anyone could send (a webhook).
+    check_run_overrides(ctx.settings, pool, job_variables, may_write=False, actor=None)
     run = build_flow_run(ctx, deployment, pool, scheduled_time=ctx.clock.now(), parameters=parameters,
                          job_variables=job_variables or None, tags=["automation"])
     created = ctx.store.create_flow_run(run)

@@ -10,6 +10,7 @@ from typing import Any
 from control_plane.clock import Clock, SystemClock
 from control_plane.services.crypto import BlockCipher, Cipher, load_or_create_key
 from control_plane.services.events import EventSink
+from control_plane.services.host_runs import host_run_policy
 from control_plane.settings import Settings
 from control_plane.storage.base import Store
 from pushers.base import PusherContext, PusherRegistry
@@ -69,5 +70,6 @@ def build_context(settings: Settings, store: Store, clock: Clock | None = None,
                   pushers: PusherRegistry | None = None) -> ServiceContext:
     return ServiceContext(
         store=store, settings=settings, clock=clock or SystemClock(), cipher=build_cipher(settings, store),
-        pushers=pushers or PusherRegistry(PusherContext(state_dir=settings.home, api_url=settings.api_url)),
+        pushers=pushers or PusherRegistry(PusherContext(state_dir=settings.home, api_url=settings.api_url,
+                                                        host_runs=host_run_policy(settings))),
     )

@@ -14,6 +14,7 @@ import logging
 import random
 import shlex
 import threading
+import traceback
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -24,7 +25,8 @@ from control_plane.models import Deployment, FlowRun, FlowRunFilter, LateRunMode
 from control_plane.services import keys
 from control_plane.services.context import ServiceContext
 from control_plane.services.flow_runs import try_set_state
-from control_plane.services.pool_pushers import block_resolver, pusher_for
+from control_plane.services.host_runs import blocks_allowed, is_host_pool
+from control_plane.services.pool_pushers import BlockResolver, block_resolver, pusher_for
 from control_plane.services.templating import render_job_configuration
 from pushers.base import MAX_RUNTIME_SECONDS, Job, PermanentPusherError, Pusher, TransientPusherError
 
@@ -117,17 +119,27 @@ class TickCache:
         return self._get(self._pushers, pool.id, lambda: pusher_for(self.ctx, pool))
 
 
+def _no_blocks(name: str) -> dict[str, Any]:
+    raise PermanentPusherError(f"local:push may not reference blocks (block {name!r}) unless "
+                               "PUSHPOOL_HOST_PROCESSES=members")
+
+
 def build_job(ctx: ServiceContext, run: FlowRun, pool: WorkPool, token: str,
-              cache: TickCache | None = None) -> tuple[Job, int]:
-    """Render the run's job; returns it and the runtime limit in seconds."""
+              cache: TickCache | None = None, resolver: BlockResolver | None = None) -> tuple[Job, int]:
+    """Render the run's job; returns it and the runtime limit in seconds. ``resolver`` (made here when not
+    given) remembers the secrets the job holds, so messages about it can be redacted."""
     deployment = (cache or TickCache(ctx)).deployment(run)
     if deployment is None:
         raise PermanentPusherError("the run's deployment was deleted")
+    if is_host_pool(pool.type) and ctx.settings.host_processes == "off":
+        raise PermanentPusherError("local:push is disabled on this server (PUSHPOOL_HOST_PROCESSES=off): "
+                                   "move the deployment to a cloud work pool")
     properties = pool.base_job_template.get("variables", {}).get("properties", {})
     image_layer = {"image": deployment.image} if deployment.image and "image" in properties else {}
-
+    resolver = resolver or block_resolver(ctx, run.workspace_id)
+    resolve = _no_blocks if is_host_pool(pool.type) and not blocks_allowed(ctx.settings) else resolver
     config = render_job_configuration(pool.base_job_template, image_layer, deployment.job_variables,
-                                      run.job_variables, resolve_block=block_resolver(ctx, run.workspace_id))
+                                      run_layer=run.job_variables, resolve_block=resolve)
     command = config.get("command")
     if isinstance(command, str):
         command = shlex.split(command)
@@ -163,19 +175,25 @@ def submit_run(ctx: ServiceContext, run: FlowRun, cache: TickCache | None = None
         return try_set_state(ctx, run, StateType.CRASHED, "The run's work pool was deleted")
     now = ctx.clock.now()
     token = keys.mint_run_token(run.id, ctx.cipher.derive_key("run-tokens"))
+    resolver = block_resolver(ctx, run.workspace_id)
+    # Whatever the cloud or the template says about this job is redacted before anyone can read it:
+    # it becomes a state message, an event, the run's submission_error and a log line.
+    redact = resolver.redact
     try:
-        job, max_runtime = build_job(ctx, run, pool, token, cache)
+        job, max_runtime = build_job(ctx, run, pool, token, cache, resolver)
         deadline = max(now, run.scheduled_time) + timedelta(seconds=max_runtime)
         ctx.store.set_run_token(run.id, keys.hash_secret(token),
                                 deadline + timedelta(seconds=ctx.settings.run_token_grace_seconds))
         submission = cache.pusher(pool).submit(job)
     except TransientPusherError as exc:
-        return _defer(ctx, run, str(exc))
+        return _defer(ctx, run, redact(str(exc)))
     except (PermanentPusherError, InvalidInput, NotFound) as exc:
-        return try_set_state(ctx, run, StateType.CRASHED, f"Submission to {pool.type} failed: {exc}")
+        return try_set_state(ctx, run, StateType.CRASHED, f"Submission to {pool.type} failed: {redact(str(exc))}")
     except Exception as exc:  # an unexpected error is retried a bounded number of times
-        log.exception("unexpected error submitting flow run %s", run.id)
-        return _defer(ctx, run, f"{type(exc).__name__}: {exc}")
+        message = redact(f"{type(exc).__name__}: {exc}")
+        log.error("unexpected error submitting flow run %s: %s\n%s", run.id, message,
+                  "".join(traceback.format_tb(exc.__traceback__)))  # frames, not values: no secret in the log
+        return _defer(ctx, run, message)
     recorded = ctx.store.update_flow_run(
         run.id,
         {"infra_id": submission.infra_id, "console_url": submission.console_url, "logs_url": submission.logs_url,

@@ -7,26 +7,40 @@ the pool's defaults, rendered here with block references resolved.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from control_plane.errors import InvalidInput, PushpoolError
 from control_plane.models import WorkPool
 from control_plane.services.context import ServiceContext
+from control_plane.services.redaction import redact, secret_values
 from control_plane.services.templating import render_job_configuration
 from pushers.base import Pusher
 
 log = logging.getLogger("pushpool.pushers")
 
 
-def block_resolver(ctx: ServiceContext, workspace_id: str) -> Callable[[str], dict[str, Any]]:
-    """Resolves ``{{ pushpool.blocks.NAME }}`` within one workspace, to decrypted data."""
-    def resolve(name: str) -> dict[str, Any]:
-        block = ctx.store.get_block(workspace_id, name)
+class BlockResolver:
+    """Resolves ``{{ pushpool.blocks.NAME }}`` within one workspace to decrypted data, and remembers the
+    secret values it handed out so messages about the job can be redacted (:func:`redact`)."""
+
+    def __init__(self, ctx: ServiceContext, workspace_id: str) -> None:
+        self.ctx, self.workspace_id = ctx, workspace_id
+        self.secrets: set[str] = set()
+
+    def __call__(self, name: str) -> dict[str, Any]:
+        block = self.ctx.store.get_block(self.workspace_id, name)
         if block is None:
             raise InvalidInput(f"the job template references block {name!r}, which does not exist")
-        return ctx.cipher.decrypt(block.ciphertext)
-    return resolve
+        data = self.ctx.cipher.decrypt(block.ciphertext)
+        self.secrets |= secret_values(block.type, data)
+        return data
+
+    def redact(self, text: str) -> str:
+        return redact(text, self.secrets) or ""
+
+
+def block_resolver(ctx: ServiceContext, workspace_id: str) -> BlockResolver:
+    return BlockResolver(ctx, workspace_id)
 
 
 def pool_configuration(ctx: ServiceContext, pool: WorkPool) -> dict[str, Any]:

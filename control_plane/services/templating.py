@@ -185,29 +185,32 @@ def validate_job_variables(
 def render_job_configuration(
     base_job_template: dict[str, Any],
     *layers: dict[str, Any] | None,
+    run_layer: dict[str, Any] | None = None,
     resolve_block: Callable[[str], dict[str, Any]] | None = None,
     require: bool = True,
 ) -> dict[str, Any]:
     """The job configuration for a run: variables merged over defaults, substituted, blocks resolved.
 
-    ``require=False`` renders without insisting on required variables (a pool's defaults).
+    Block references are resolved in the template, the variables' defaults and ``layers`` (the pool's
+    and the deployment's, written by people who may edit the workspace's blocks) — never in
+    ``run_layer``, the run's own variables: a run's text stays text, so a caller allowed to start a run
+    cannot read a block back through an error or a state message. ``require=False`` renders without
+    insisting on required variables (a pool's defaults).
     """
     variables = base_job_template.get("variables", {})
-    values = merge_job_variables(variable_defaults(variables), *layers)
-    validate_job_variables(variables, values, require=require)
-    rendered = apply_values(base_job_template.get("job_configuration", {}), values, keep=_is_block_ref)
+    defaults = variable_defaults(variables)
+    validate_job_variables(variables, merge_job_variables(defaults, *layers, run_layer), require=require)
+    config = base_job_template.get("job_configuration", {})
+    trusted = [defaults, *(layer or {} for layer in layers)]
     if resolve_block is None:
-        return rendered
-    return _resolve_blocks(rendered, resolve_block)
-
-
-def _resolve_blocks(template: Any, resolve_block: Callable[[str], dict[str, Any]]) -> Any:
-    """``{{ pushpool.blocks.NAME }}`` → the block's data; ``{{ pushpool.blocks.NAME.field }}`` → one field."""
-    names = {n[len(BLOCK_PREFIX):].split(".")[0] for n in placeholders_in(template) if _is_block_ref(n)}
-    if not names:
-        return template
-    blocks = {"pushpool": {"blocks": {name: resolve_block(name) for name in names}}}
-    missing = sorted(n for n in placeholders_in(template) if _is_block_ref(n) and _lookup(blocks, n) is MISSING)
+        return apply_values(config, merge_job_variables(*trusted, run_layer), keep=_is_block_ref)
+    refs = placeholders_in([config, *trusted])
+    names = {n[len(BLOCK_PREFIX):].split(".")[0] for n in refs if _is_block_ref(n)}
+    blocks = {"pushpool": {"blocks": {name: resolve_block(name) for name in sorted(names)}}}
+    missing = sorted(n for n in refs if _is_block_ref(n) and _lookup(blocks, n) is MISSING)
     if missing:
         raise InvalidInput(f"the job template references {missing[0]!r}, but that block has no such field")
-    return apply_values(template, blocks)
+    resolved = [apply_values(layer, blocks, keep=lambda n: not _is_block_ref(n)) for layer in trusted]
+    values = merge_job_variables(*resolved, run_layer)
+    # One pass: a value put in is never scanned again, so a run's "{{ pushpool.blocks.x }}" stays inert.
+    return apply_values(config, {**values, **blocks}, keep=lambda n: False)

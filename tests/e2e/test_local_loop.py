@@ -48,13 +48,31 @@ def project(tmp_path: Path, live) -> dict:
 
 
 def runner_pid(project: dict, run_id: str, timeout: float = 20) -> int:
+    """The host pid of the flow's process (it wrote its own pid, which is namespaced inside the sandbox)."""
     path = project["dir"] / f"pid-{run_id}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if path.exists() and path.read_text():
-            return int(path.read_text())
+            return host_pid(run_id, int(path.read_text()))
         time.sleep(0.05)
     raise AssertionError("the flow never started")
+
+
+def host_pid(run_id: str, inner_pid: int) -> int:
+    """Find the process whose innermost pid is ``inner_pid`` and whose environment names ``run_id``."""
+    marker = f"PUSHPOOL_FLOW_RUN_ID={run_id}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        nspids = next((line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:")), [])
+        if marker in environ.split(b"\0") and nspids and int(nspids[-1]) == inner_pid:
+            return int(entry.name)
+    raise AssertionError(f"no process of run {run_id} has pid {inner_pid} in its namespace")
 
 
 def test_scheduled_runs_complete_through_the_local_pusher(live, project):

@@ -13,7 +13,7 @@ from pushers.local import LocalPusher
 class RecordingPusher:
     """Submissions succeed unless errors are queued; statuses are RUNNING unless set."""
 
-    def __init__(self) -> None:
+    def __init__(self, context: Any = None) -> None:
         self.jobs: list[Job] = []
         self.submits_per_run: Counter[str] = Counter()
         self.statuses: dict[str, InfraStatus] = {}

@@ -16,7 +16,9 @@ from tests.live_server import wait_for_state
 SECRET = "pp-SECRET-7f3a9c-never-print-me"
 
 
-def test_a_secret_used_by_a_run_leaks_nowhere(live, tmp_path, monkeypatch, caplog):
+def test_a_secret_used_by_a_run_leaks_nowhere(live_with, tmp_path, monkeypatch, caplog):
+    # A one-team server: local:push may take values from blocks (docs/security.md).
+    live = live_with(host_processes="members")
     caplog.set_level(logging.DEBUG)
     captured: list[str] = []
     original_send = httpx.Client.send

@@ -66,7 +66,7 @@ def test_role_permissions(api, role, allowed):
     checks = {
         "read": lambda: user.get(user.ws("/work_pools")),
         "run": lambda: user.post(user.ws(f"/deployments/{dep['id']}/runs"), json={}),
-        "write": lambda: user.post(user.ws("/work_pools"), json={"name": f"p-{role}", "type": "local:push"}),
+        "write": lambda: user.post(user.ws("/work_pools"), json={"name": f"p-{role}", "type": "fake:push"}),
         "admin": lambda: user.post(user.ws("/service_accounts"), json={"name": f"sa-{role}"}),
     }
     for permission, call in checks.items():
