@@ -88,6 +88,8 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None, pushers: Pu
     if not (settings.kms_key_id or settings.encryption_key):
         raise ConfigurationError("Set PUSHPOOL_KMS_KEY_ID (or PUSHPOOL_ENCRYPTION_KEY): a Lambda container cannot "
                                  "keep a generated encryption key")
+    # Host processes (local:push) never run on Lambda: the function's role credentials are in reach there.
+    settings = settings.model_copy(update={"host_processes": "off"})
     store = open_store(settings)
     ctx = build_context(settings, store, clock, pushers)
     if settings.tick_function_name:

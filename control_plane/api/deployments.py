@@ -29,7 +29,7 @@ def load_deployment(ctx: ServiceContext, access: Access, deployment_id: str) -> 
     return deployment
 
 
-def _schedules(items: list[ScheduleIn], previous: list[Schedule]) -> list[Schedule]:
+def _schedules(items: list[ScheduleIn], previous: list[Schedule], budget_seconds: float) -> list[Schedule]:
     """Build schedule records; a schedule identical to an existing one keeps its id (and its runs)."""
     out = []
     known = {s.id for s in previous}
@@ -40,7 +40,7 @@ def _schedules(items: list[ScheduleIn], previous: list[Schedule]) -> list[Schedu
             slug=item.slug, cron=item.cron, interval_seconds=item.interval, anchor_date=item.anchor_date,
             rrule=item.rrule, timezone=item.timezone, parameters=item.parameters, active=item.active,
         )
-        validate_schedule(schedule, f"schedules[{i}]")
+        validate_schedule(schedule, f"schedules[{i}]", budget_seconds)
         if item.id is not None:
             schedule = schedule.model_copy(update={"id": item.id})
         else:
@@ -106,8 +106,9 @@ def create_or_update_deployment(body: DeploymentCreate, response: Response, acce
     now = ctx.clock.now()
     fields: dict[str, Any] = body.model_dump(exclude={"work_pool_name", "work_queue_name", "schedules"})
     fields.update(
-        pool_id=pool.id, queue_id=_resolve_queue(ctx, access, pool, body.work_queue_name),
-        schedules=_schedules(body.schedules, existing.schedules if existing else []), updated=now,
+        pool_id=pool.id, queue_id=_resolve_queue(ctx, access, pool, body.work_queue_name), updated=now,
+        schedules=_schedules(body.schedules, existing.schedules if existing else [],
+                             ctx.settings.schedule_budget_seconds),
     )
     if existing is None:
         deployment = Deployment(workspace_id=access.workspace_id, created=now, **fields)
@@ -178,7 +179,7 @@ def update_deployment(deployment_id: str, body: DeploymentUpdate, access: Access
         raise NotFound("The deployment's work pool no longer exists")
     changes: dict[str, Any] = body.model_dump(exclude_unset=True, exclude={"work_queue_name", "schedules"})
     if body.schedules is not None:
-        changes["schedules"] = _schedules(body.schedules, existing.schedules)
+        changes["schedules"] = _schedules(body.schedules, existing.schedules, ctx.settings.schedule_budget_seconds)
     if "work_queue_name" in body.model_fields_set:
         changes["queue_id"] = _resolve_queue(ctx, access, pool, body.work_queue_name)
     deployment = with_changes(existing, {**changes, "updated": ctx.clock.now()})

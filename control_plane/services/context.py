@@ -33,6 +33,8 @@ class ServiceContext:
     events: EventSink = None  # type: ignore[assignment]
     #: Fires automations on the events flushed (set up with ``events``).
     automations: Any = field(default=None, init=False)
+    #: The deployment a scheduler pass that ran out of budget did not reach: the next pass starts there.
+    scheduler_resume_at: str | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if self.events is None:

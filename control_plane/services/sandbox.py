@@ -5,10 +5,13 @@
   (the sandbox's, at most 100,000 items) and ``now()``. The context holds plain JSON values
   (dicts, lists, strings, numbers) — never settings, stores or environment variables.
 * Bombs are stopped: ``*`` and ``**`` are checked before they are computed (no
-  ``'x' * 10**9``, no ``10**10**10``), output is capped at ``MAX_OUTPUT`` characters, and
-  rendering is stopped after ``TIME_LIMIT`` seconds — checked on every line the compiled
-  template executes, so a loop that prints nothing is stopped too. Deep recursion ends in
-  a :class:`TemplateFailed`, not a crash.
+  ``'x' * 10**9``, no ``10**10**10``), and so is every other operation that can make text
+  longer than its inputs (string methods, filters, ``+``, ``%``, ``~``, buffered blocks: see
+  :mod:`control_plane.services.sandbox_limits`), so memory stays bounded, not only time.
+  Output is capped at ``MAX_OUTPUT`` characters, and rendering is stopped after
+  ``TIME_LIMIT`` seconds — checked on every line the compiled template executes, so a loop
+  that prints nothing is stopped too. Deep recursion and running out of memory end in a
+  :class:`TemplateFailed`, not a crash.
 * Filters: Jinja's own, ``tojson`` (compact, sorted keys), and ``from_cloud_event(headers)``.
 """
 
@@ -23,18 +26,22 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from control_plane.errors import PushpoolError
+from control_plane.services.sandbox_limits import (
+    MAX_OUTPUT,
+    BoundedBuffer,
+    TemplateFailed,
+    bounded_filters,
+    check_binop,
+    check_values,
+    checked_call,
+    checked_concat,
+)
 
-MAX_OUTPUT = 1_000_000
+__all__ = ["MAX_OUTPUT", "TemplateFailed", "from_cloud_event", "render", "render_value", "syntax_error"]
+
 TIME_LIMIT = 2.0
 MAX_TEMPLATE = 50_000
 MAX_PRODUCT = 100_000  # the longest sequence or largest power a template may compute
-
-
-class TemplateFailed(PushpoolError):
-    """A user template could not be rendered; the message says why, in one line."""
-
-    http_status = 400
 
 
 class _Deadline(Exception):  # noqa: N818 - internal signal turned into TemplateFailed
@@ -54,10 +61,35 @@ def environment() -> Any:
 
 
 def _build() -> Any:
+    from jinja2.compiler import CodeGenerator
     from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError, safe_range
 
+    class BoundedCodeGenerator(CodeGenerator):
+        def buffer(self, frame: Any) -> None:
+            """Buffered blocks collect into a :class:`BoundedBuffer` (Jinja writes a plain list)."""
+            frame.buffer = self.temporary_identifier()
+            self.writeline(f"{frame.buffer} = environment.bounded_buffer()")
+
+        def visit_Concat(self, node: Any, frame: Any) -> None:  # noqa: N802 - Jinja's visitor name
+            """``a ~ b`` goes through :func:`checked_concat` (Jinja writes a plain join)."""
+            self.write("environment.checked_concat((")
+            for arg in node.nodes:
+                self.visit(arg, frame)
+                self.write(", ")
+            self.write("))")
+
     class Sandbox(ImmutableSandboxedEnvironment):
-        intercepted_binops = frozenset({"*", "**"})
+        intercepted_binops = frozenset({"*", "**", "+", "%"})
+        code_generator_class = BoundedCodeGenerator
+        checked_concat = staticmethod(checked_concat)
+        bounded_buffer = BoundedBuffer
+        concat = staticmethod(checked_concat)  # every buffered block ({% set %}, {% filter %}, macros)
+
+        def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+            if not __self.is_safe_callable(__obj):
+                raise SecurityError(f"{__obj!r} is not safely callable")
+            args, kwargs = checked_call(__obj, args, kwargs)
+            return __context.call(__obj, *args, **kwargs)
 
         def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
             raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} is not allowed")
@@ -68,18 +100,31 @@ def _build() -> Any:
                         (abs(right) > 64 or abs(left) > MAX_PRODUCT):
                     raise TemplateFailed(f"template: {left} ** {right} is too large")
                 return operator.pow(left, right)
+            check_binop(op, left, right)
+            if op == "+":
+                return operator.add(left, right)
+            if op == "%":
+                return operator.mod(left, right)
             if isinstance(left, str | list | tuple) and isinstance(right, int) and len(left) * right > MAX_PRODUCT:
                 raise TemplateFailed("template: a repeated sequence would be too long")
             if isinstance(right, str | list | tuple) and isinstance(left, int) and len(right) * left > MAX_PRODUCT:
                 raise TemplateFailed("template: a repeated sequence would be too long")
             return operator.mul(left, right)
 
-    env = Sandbox(autoescape=False, undefined=_lenient_undefined(), keep_trailing_newline=False)
+    env = Sandbox(autoescape=False, undefined=_lenient_undefined(), keep_trailing_newline=False,
+                  finalize=_checked_value)
     env.globals.clear()
     env.globals.update(range=safe_range, now=lambda: datetime.now(UTC).isoformat())
     env.policies["json.dumps_kwargs"] = {"sort_keys": True, "separators": (",", ":")}
     env.filters["from_cloud_event"] = from_cloud_event
+    env.filters = bounded_filters(env.filters)
     return env
+
+
+def _checked_value(value: Any) -> Any:
+    """Every ``{{ expression }}``'s value, checked for size before it becomes text."""
+    check_values("an expression's value", value)
+    return value
 
 
 def _lenient_undefined() -> Any:
@@ -157,6 +202,8 @@ def render(source: str, context: Mapping[str, Any], *, time_limit: float = TIME_
         raise TemplateFailed(f"template: not allowed ({exc})") from None
     except RecursionError:
         raise TemplateFailed("template: recursion too deep") from None
+    except MemoryError:
+        raise TemplateFailed("template: ran out of memory") from None
     except TemplateFailed:
         raise
     except TemplateError as exc:

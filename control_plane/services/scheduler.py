@@ -6,13 +6,19 @@ per deployment in the store, so a repeated or concurrent tick inserts nothing tw
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from control_plane.errors import PushpoolError
 from control_plane.models import Deployment, FlowRun, WorkPool
+from control_plane.services.budget import BudgetExceeded, within
 from control_plane.services.context import ServiceContext
 from control_plane.services.flow_runs import build_flow_run
 from control_plane.services.schedules import occurrences
+
+log = logging.getLogger("pushpool.scheduler")
 
 
 def idempotency_key(schedule_id: str, when_iso: str) -> str:
@@ -45,14 +51,15 @@ def runs_due_for(ctx: ServiceContext, deployment: Deployment, pool: WorkPool | N
     horizon = until or now + timedelta(seconds=settings.scheduler_horizon_seconds)
     wanted = settings.scheduler_max_runs - scheduled_count
     candidates: list[tuple] = []
-    for schedule in deployment.schedules:
-        if not schedule.active:
-            continue
-        times = occurrences(schedule, after, horizon, wanted)
-        if len(times) + scheduled_count < settings.scheduler_min_runs:
-            # Too few within the horizon (e.g. a daily schedule): take the minimum anyway.
-            times = occurrences(schedule, after, after + timedelta(days=3650), settings.scheduler_min_runs)
-        candidates += [(when, schedule) for when in times]
+    with within(settings.schedule_budget_seconds, f"deployment {deployment.full_name}: schedules"):
+        for schedule in deployment.schedules:
+            if not schedule.active:
+                continue
+            times = occurrences(schedule, after, horizon, wanted)
+            if len(times) + scheduled_count < settings.scheduler_min_runs:
+                # Too few within the horizon (e.g. a daily schedule): take the minimum anyway.
+                times = occurrences(schedule, after, after + timedelta(days=3650), settings.scheduler_min_runs)
+            candidates += [(when, schedule) for when in times]
     candidates.sort(key=lambda pair: pair[0])
     runs = []
     for when, schedule in candidates[:wanted]:
@@ -77,12 +84,24 @@ def replace_future_runs(ctx: ServiceContext, deployment: Deployment, pool: WorkP
     return created
 
 
-def run_scheduler(ctx: ServiceContext) -> int:
-    """One scheduler pass over every scheduled deployment of every workspace, written in batches."""
+def run_scheduler(ctx: ServiceContext, stop: Callable[[], bool] | None = None) -> int:
+    """One scheduler pass over every scheduled deployment of every workspace, written in batches.
+
+    Each deployment's occurrences are computed within ``schedule_budget_seconds`` (one that takes longer is
+    skipped and logged), and the pass ends after ``scheduler_pass_budget_seconds`` or when ``stop()`` says
+    so; deployments it did not reach are served by the next pass, which starts where this one stopped."""
     created = 0
     pending: list[FlowRun] = []
     pools: dict[str, WorkPool | None] = {}
-    for deployment in ctx.store.list_scheduled_deployments():
+    settings = ctx.settings
+    pass_deadline = time.monotonic() + settings.scheduler_pass_budget_seconds
+    deployments = _rotated(ctx, ctx.store.list_scheduled_deployments())
+    for index, deployment in enumerate(deployments):
+        if time.monotonic() > pass_deadline or (stop is not None and stop()):
+            _remember_position(ctx, deployments[index:])
+            log.warning("scheduler pass stopped after %d of %d deployments (budget %g s); the next pass goes on",
+                        index, len(deployments), settings.scheduler_pass_budget_seconds)
+            break
         if deployment.pool_id not in pools:
             pools[deployment.pool_id] = ctx.store.get_work_pool_by_id(deployment.workspace_id, deployment.pool_id)
         pool = pools[deployment.pool_id]
@@ -90,6 +109,10 @@ def run_scheduler(ctx: ServiceContext) -> int:
             continue
         try:
             pending += runs_due_for(ctx, deployment, pool)
+        except BudgetExceeded:
+            log.warning("deployment %s (workspace %s): its schedules took longer than %g s to evaluate; skipped",
+                        deployment.id, deployment.workspace_id, settings.schedule_budget_seconds)
+            continue
         except PushpoolError:
             # A deployment whose parameters no longer validate is skipped, not fatal to the tick.
             continue
@@ -99,3 +122,19 @@ def run_scheduler(ctx: ServiceContext) -> int:
     if pending:
         created += ctx.store.create_flow_runs_if_absent(pending)
     return created
+
+
+def _rotated(ctx: ServiceContext, deployments: list[Deployment]) -> list[Deployment]:
+    """``deployments`` starting from the first one the previous pass did not reach (if it stopped early)."""
+    resume, ctx.scheduler_resume_at = ctx.scheduler_resume_at, None
+    if resume is None:
+        return deployments
+    ids = [d.id for d in deployments]
+    if resume not in ids:
+        return deployments
+    at = ids.index(resume)
+    return deployments[at:] + deployments[:at]
+
+
+def _remember_position(ctx: ServiceContext, remaining: list[Deployment]) -> None:
+    ctx.scheduler_resume_at = remaining[0].id if remaining else None

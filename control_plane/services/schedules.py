@@ -12,6 +12,12 @@ to UTC, which makes daylight-saving changes behave as people expect:
 * an interval that is a whole number of days keeps the local time of day; shorter
   intervals step in absolute time from the anchor. The anchor aligns the grid; it
   is not a start date (times before it are on the grid too).
+
+What a schedule costs to evaluate is bounded, whatever its anchor and frequency: cron and
+rrule occurrences are at least ``MIN_SECONDS`` apart (no ``FREQ=SECONDLY``, at most one
+second value), an rrule is evaluated from a whole number of its periods before the window
+rather than from its anchor, ``COUNT`` is at most ``MAX_COUNT``, and callers run
+:func:`occurrences` within a time budget (:mod:`control_plane.services.budget`).
 """
 
 from __future__ import annotations
@@ -20,16 +26,25 @@ import heapq
 import math
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
-from dateutil.rrule import rrulestr
+from dateutil.relativedelta import relativedelta
+from dateutil.rrule import DAILY, HOURLY, MINUTELY, MONTHLY, SECONDLY, WEEKLY, YEARLY, rrule, rrulestr
 
 from control_plane.errors import InvalidInput
 from control_plane.models import TEN_YEARS_SECONDS, Schedule
+from control_plane.services.budget import within
 
 DEFAULT_ANCHOR = datetime(2020, 1, 1, tzinfo=UTC)
 REORDER_WINDOW = timedelta(hours=2)
+#: The shortest time between two occurrences of a cron or rrule schedule (interval schedules are plain
+#: arithmetic and may be shorter).
+MIN_SECONDS = 60
+#: The largest ``COUNT`` an rrule may have (a counted rule is walked from its anchor).
+MAX_COUNT = 10_000
+_SECONDS_FIELD = 5  # croniter's expansion: minute hour day month weekday [second [year]]
 
 
 def zone(name: str) -> ZoneInfo:
@@ -39,20 +54,81 @@ def zone(name: str) -> ZoneInfo:
         raise InvalidInput(f"timezone: unknown timezone {name!r} (use an IANA name such as 'Europe/Paris')") from None
 
 
-def validate_schedule(schedule: Schedule, field: str = "schedule") -> None:
+#: Default time one schedule's occurrences may take to compute (``PUSHPOOL_SCHEDULE_BUDGET_SECONDS``).
+BUDGET_SECONDS = 0.5
+
+
+def validate_schedule(schedule: Schedule, field: str = "schedule", budget_seconds: float = BUDGET_SECONDS) -> None:
+    """Raise :class:`InvalidInput` naming the field unless ``schedule`` is valid and cheap to evaluate."""
+    _validate_rule(schedule, field)
+    kind = next(k for k in ("cron", "rrule", "interval_seconds") if getattr(schedule, k) is not None)
+    now = datetime.now(UTC)
+    with within(budget_seconds, f"{field}.{kind}"):
+        # The scheduler's own worst case: a few occurrences looked for up to ten years ahead.
+        occurrences(schedule, now, now + timedelta(days=3650), 3)
+
+
+def _validate_rule(schedule: Schedule, field: str) -> None:
     kinds = [k for k in ("cron", "interval_seconds", "rrule") if getattr(schedule, k) is not None]
     if len(kinds) != 1:
         raise InvalidInput(f"{field}: give exactly one of cron, interval_seconds, rrule (got {kinds or 'none'})")
     zone(schedule.timezone)
-    if schedule.cron is not None and not croniter.is_valid(schedule.cron):
-        raise InvalidInput(f"{field}.cron: {schedule.cron!r} is not a valid cron expression")
+    if schedule.cron is not None:
+        if not croniter.is_valid(schedule.cron):
+            raise InvalidInput(f"{field}.cron: {schedule.cron!r} is not a valid cron expression")
+        expanded = croniter(schedule.cron, datetime(2020, 1, 1)).expanded
+        if len(expanded) > _SECONDS_FIELD and (len(expanded[_SECONDS_FIELD]) != 1 or expanded[_SECONDS_FIELD] == ["*"]):
+            raise InvalidInput(f"{field}.cron: {schedule.cron!r} runs more than once a minute; the seconds field "
+                               f"may hold one value (occurrences are at least {MIN_SECONDS} s apart)")
     if schedule.interval_seconds is not None and not 1 <= schedule.interval_seconds <= TEN_YEARS_SECONDS:
         raise InvalidInput(f"{field}.interval_seconds: must be between 1 second and 10 years")
     if schedule.rrule is not None:
         try:
-            rrulestr(schedule.rrule, dtstart=datetime(2020, 1, 1))
-        except (ValueError, TypeError) as exc:
+            parsed = rrulestr(schedule.rrule, dtstart=datetime(2020, 1, 1))
+        except (ValueError, TypeError, OverflowError) as exc:
             raise InvalidInput(f"{field}.rrule: {schedule.rrule!r} is not a valid RRULE ({exc})") from None
+        _check_rrule_cost(parsed, schedule.rrule, f"{field}.rrule")
+
+
+def _rules_of(parsed: object) -> list[rrule]:
+    # An rruleset keeps its rules in ``_rrule`` (dateutil has no public accessor).
+    return [parsed] if isinstance(parsed, rrule) else list(getattr(parsed, "_rrule", []))
+
+
+def _check_rrule_cost(parsed: object, text: str, field: str) -> None:
+    """Refuse rules that fire more than once a minute or count more than ``MAX_COUNT`` occurrences.
+    dateutil exposes a rule's parts only as ``_freq``, ``_bysecond`` and ``_count``."""
+    for rule in _rules_of(parsed):
+        if rule._freq == SECONDLY or len(rule._bysecond or ()) > 1:
+            raise InvalidInput(f"{field}: {text!r} runs more than once a minute (FREQ=SECONDLY or several "
+                               f"BYSECOND values); occurrences must be at least {MIN_SECONDS} s apart")
+        if rule._count is not None and rule._count > MAX_COUNT:
+            raise InvalidInput(f"{field}: COUNT may be at most {MAX_COUNT} (got {rule._count}); use UNTIL instead")
+
+
+#: Periods an uncounted rrule may be moved forward by without changing its occurrences.
+_PERIODS = {WEEKLY: timedelta(weeks=1), DAILY: timedelta(days=1), HOURLY: timedelta(hours=1),
+            MINUTELY: timedelta(minutes=1)}
+
+
+def _rrule_near(parsed: object, anchor: datetime, start: datetime) -> object:
+    """``parsed`` with its dtstart moved to a whole number of periods before ``start``, so evaluating it
+    walks a few periods instead of every period since the anchor. The occurrences are the same: the
+    parts dateutil takes from dtstart (time of day, weekday, day of month) are kept by whole periods.
+    Counted rules and rule sets are left as they are (COUNT is bounded)."""
+    if not isinstance(parsed, rrule) or parsed._count is not None or start <= anchor:
+        return parsed
+    interval = parsed._interval
+    if parsed._freq in _PERIODS:
+        period = _PERIODS[parsed._freq] * interval
+        steps = (start - anchor) // period - 1
+        return parsed.replace(dtstart=anchor + period * steps) if steps > 0 else parsed
+    if parsed._freq in (MONTHLY, YEARLY) and anchor.day <= 28:
+        months = interval * (1 if parsed._freq == MONTHLY else 12)
+        elapsed = (start.year - anchor.year) * 12 + start.month - anchor.month
+        steps = elapsed // months - 1
+        return parsed.replace(dtstart=anchor + relativedelta(months=months * steps)) if steps > 0 else parsed
+    return parsed
 
 
 def _local_to_utc(wall: datetime, tz: ZoneInfo, fold: int = 0) -> datetime:
@@ -165,8 +241,9 @@ def occurrences(schedule: Schedule, after: datetime, until: datetime, limit: int
                              both_folds=hour_field.startswith("*"))
     elif schedule.rrule is not None:
         anchor = (schedule.anchor_date or DEFAULT_ANCHOR).astimezone(tz).replace(tzinfo=None)
-        rule = rrulestr(schedule.rrule, dtstart=anchor, ignoretz=True)
-        source = _from_walls(iter(rule.xafter(after_wall - timedelta(hours=1), inc=False)), tz, both_folds=False)
+        start_wall = after_wall - timedelta(hours=1)
+        rule: Any = _rrule_near(rrulestr(schedule.rrule, dtstart=anchor, ignoretz=True), anchor, start_wall)
+        source = _from_walls(iter(rule.xafter(start_wall, inc=False)), tz, both_folds=False)
     else:
         source = _interval_times(schedule, after, tz)
     # Fall-back repeats come out up to an hour out of order: keep a small sorted window.

@@ -1,7 +1,10 @@
-"""The tick: scheduler, dispatcher and reconciler in turn.
+"""The tick: scheduler, dispatcher and reconciler.
 
-The embedded server runs :meth:`Ticker.tick` every second in its own thread; on
-Lambda the EventBridge tick calls it once a minute.
+On Lambda the EventBridge tick calls :meth:`Ticker.tick` once a minute (every service in turn,
+the scheduler pass bounded by ``scheduler_pass_budget_seconds``). The embedded server runs two
+threads instead: one loops dispatcher, reconciler and automations every second (sooner when a run
+becomes due), the other runs scheduler passes. A tenant's schedule that is slow to evaluate can
+therefore never delay the dispatch or reconciliation of anyone's runs.
 """
 
 from __future__ import annotations
@@ -27,48 +30,72 @@ class Ticker:
         self.reconciler = Reconciler(ctx)
         self._last_schedule: float | None = None
         self._stop = threading.Event()
-        self._wake = threading.Event()  # set by stop() and wake_scheduler(): cuts the loop's wait short
+        self._wake = threading.Event()  # cuts the dispatch loop's wait short (stop, new runs written)
+        self._wake_scheduler = threading.Event()  # cuts the scheduler loop's wait short
         self._schedule_requested = False
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     def wake_scheduler(self) -> None:
-        """A schedule changed: run a scheduler pass on the next loop, now rather than at its interval."""
+        """A schedule changed: run a scheduler pass now rather than at its interval."""
         self._schedule_requested = True
-        self._wake.set()
+        self._wake_scheduler.set()
+        self._wake.set()  # for callers of tick() without a scheduler thread
 
     def tick(self, *, force_schedule: bool = False) -> None:
-        """One pass of every service; each is isolated so one failing does not stop the others."""
-        mono = time.monotonic()
+        """One pass of every service, the scheduler first when due; each is isolated so one failing does
+        not stop the others."""
         if self._schedule_requested:
             self._schedule_requested, force_schedule = False, True
-        due = self._last_schedule is None or mono - self._last_schedule >= self.ctx.settings.scheduler_interval_seconds
+        if force_schedule or self._scheduler_due():
+            self._schedule_pass()
+        self._dispatch_pass()
+
+    def _scheduler_due(self) -> bool:
+        interval = self.ctx.settings.scheduler_interval_seconds
+        return self._last_schedule is None or time.monotonic() - self._last_schedule >= interval
+
+    def _schedule_pass(self) -> int:
+        self._last_schedule = time.monotonic()
+        try:
+            return run_scheduler(self.ctx, stop=self._stop.is_set)
+        except Exception:
+            log.exception("scheduler step failed")
+            return 0
+
+    def _dispatch_pass(self) -> None:
         for name, step in (
-            ("scheduler", run_scheduler if (due or force_schedule) else None),
             ("dispatcher", lambda ctx: self.dispatcher.run_once()),
             ("reconciler", lambda ctx: self.reconciler.run_once()),
             ("automations", run_event_services),
         ):
-            if step is None:
-                continue
             try:
                 step(self.ctx)
             except Exception:
                 log.exception("%s step failed", name)
-        if due or force_schedule:
-            self._last_schedule = mono
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="pushpool-ticker", daemon=True)
-        self._thread.start()
+        for name, target in (("pushpool-ticker", self._dispatch_loop), ("pushpool-scheduler", self._schedule_loop)):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
-    def _loop(self) -> None:
+    def _schedule_loop(self) -> None:
+        while not self._stop.is_set():
+            self._schedule_requested = False
+            if self._schedule_pass():
+                self._wake.set()  # new runs may be due now: the dispatch loop looks at once
+            interval = self.ctx.settings.scheduler_interval_seconds
+            if not self._schedule_requested:
+                self._wake_scheduler.wait(interval)
+            self._wake_scheduler.clear()
+
+    def _dispatch_loop(self) -> None:
         interval = self.ctx.settings.tick_interval_seconds
         while not self._stop.is_set():
             started = time.monotonic()
-            self.tick()
-            if not self._schedule_requested:
-                self._wake.wait(self._wait_seconds(max(0.0, interval - (time.monotonic() - started))))
             self._wake.clear()
+            self._dispatch_pass()
+            self._wake.wait(self._wait_seconds(max(0.0, interval - (time.monotonic() - started))))
 
     def _wait_seconds(self, until_next_tick: float) -> float:
         """Until the next tick, or sooner when a run becomes claimable before it (so it leaves on the dot)."""
@@ -83,6 +110,7 @@ class Ticker:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        self._wake_scheduler.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
         self.dispatcher.close()

@@ -13,12 +13,13 @@ import pytest
 
 from control_plane import lambda_handler
 from control_plane.clock import FakeClock
-from control_plane.errors import ConfigurationError
+from control_plane.errors import ConfigurationError, InvalidInput
+from control_plane.models import Deployment, WorkPool, WorkQueue
 from control_plane.settings import Settings
 from control_plane.storage.dynamodb import DynamoDbStore
 from control_plane.storage.dynamodb_schema import table_definition
 from provisioners.lambda_stack import LambdaStack, bootstrap_owner
-from pushers.base import PusherContext, PusherRegistry
+from pushers.base import PusherContext, PusherRegistry, default_job_template
 from sdk.client import PushpoolClient
 from tests.e2e.test_ecs_loop import IMAGE, ecs_template, wait_for_infra
 from tests.fakes.aws import REGION, ContainerSimulator
@@ -32,7 +33,7 @@ SCHEDULE_EVENT = {"source": "pushpool.schedule"}
 
 
 def recording_registry(pusher: RecordingPusher, home, api_url: str) -> PusherRegistry:
-    return PusherRegistry(PusherContext(state_dir=home, api_url=api_url), overrides={"local:push": pusher})
+    return PusherRegistry(PusherContext(state_dir=home, api_url=api_url), overrides={"fake:push": pusher})
 
 
 @pytest.fixture
@@ -140,7 +141,7 @@ def test_a_tick_dispatches_runs_due_before_the_next_tick(stack, lambda_env, tmp_
         Settings(), clock=clock, pushers=recording_registry(pusher, tmp_path, lambda_env.url),
         sleep=lambda seconds: clock.advance(seconds))
     client = PushpoolClient(api_url=lambda_env.url, api_key=key, workspace=workspace)
-    client.create_work_pool("fast", "local:push")
+    client.create_work_pool("fast", "fake:push")
     dep = client.apply_deployment(flow_name="f", name="d", entrypoint="f.py:f", work_pool_name="fast")
     due = clock.now() + timedelta(seconds=20)
     run = client.create_flow_run(dep["id"], scheduled_time=due.isoformat())
@@ -158,7 +159,7 @@ def test_a_tick_does_not_wait_past_its_invocation_time(stack, lambda_env, tmp_pa
         Settings(), clock=clock, pushers=recording_registry(RecordingPusher(), tmp_path, lambda_env.url),
         sleep=slept.append)
     client = PushpoolClient(api_url=lambda_env.url, api_key=key, workspace=workspace)
-    client.create_work_pool("fast", "local:push")
+    client.create_work_pool("fast", "fake:push")
     dep = client.apply_deployment(flow_name="f", name="d", entrypoint="f.py:f", work_pool_name="fast")
     client.create_flow_run(dep["id"], scheduled_time=(clock.now() + timedelta(seconds=50)).isoformat())
     summary = lambda_handler.tick_handler(SCHEDULE_EVENT, LambdaContext(f"{STACK}-tick", timeout_seconds=30))
@@ -205,7 +206,7 @@ def test_a_wake_up_tick_dispatches_without_scheduling_or_recording(stack, lambda
     lambda_handler._runtime = lambda_handler.build_runtime(
         Settings(), pushers=recording_registry(pusher, tmp_path, lambda_env.url))
     client = PushpoolClient(api_url=lambda_env.url, api_key=key, workspace=workspace)
-    client.create_work_pool("fast", "local:push")
+    client.create_work_pool("fast", "fake:push")
     dep = client.apply_deployment(flow_name="f", name="d", entrypoint="f.py:f", work_pool_name="fast")
     run = client.create_flow_run(dep["id"])
     summary = lambda_handler.tick_handler({"source": lambda_handler.WAKE_SOURCE, "reason": "flow run created"},
@@ -258,3 +259,39 @@ def test_on_lambda_webhook_events_are_stored_per_request_and_the_tick_fires_proa
     assert len(client.request("GET", client.ws("/flow_runs"), params={"deployment_id": dep["id"]})) == 1
     again = lambda_handler.tick_handler(SCHEDULE_EVENT, LambdaContext(f"{STACK}-tick", timeout_seconds=20))
     assert again["automations"] == 0
+
+
+def test_lambda_refuses_host_processes_at_pool_creation(stack, lambda_env):
+    workspace, key = bootstrap_owner(stack)
+    client = PushpoolClient(api_url=lambda_env.url, api_key=key, workspace=workspace)
+    with pytest.raises(InvalidInput, match="local:push is disabled on this server"):
+        client.create_work_pool("host", "local:push")
+    assert client.read_work_pool_or_none("host") is None
+
+
+def test_the_tick_crashes_a_run_of_a_local_pool_that_predates_the_rule(stack, lambda_env, tmp_path, monkeypatch):
+    """A ``local:push`` pool already in the table (written before host processes were refused) never spawns a
+    process in the tick: its run is CRASHED with a message naming the setting."""
+    from pushers.local import LocalPusher
+
+    spawned: list[object] = []
+    monkeypatch.setattr(LocalPusher, "submit", lambda self, job: spawned.append(job))
+    workspace, key = bootstrap_owner(stack)
+    rt = lambda_handler.build_runtime(Settings())
+    lambda_handler._runtime = rt
+    store, now = rt.ctx.store, rt.ctx.clock.now()
+    ws = store.get_workspace(workspace)
+    pool = WorkPool(workspace_id=ws.id, name="host", type="local:push", created=now, updated=now,
+                    base_job_template=default_job_template("local:push"))
+    queue = WorkQueue(workspace_id=ws.id, pool_id=pool.id, name="default", created=now)
+    store.create_work_pool(pool, queue)
+    store.create_deployment(Deployment(workspace_id=ws.id, flow_name="f", name="d", entrypoint="f.py:f",
+                                       pool_id=pool.id, queue_id=queue.id,
+                                       job_variables={"command": "cat /proc/self/environ"},
+                                       created=now, updated=now))
+    client = PushpoolClient(api_url=lambda_env.url, api_key=key, workspace=workspace)
+    run = client.create_flow_run(client.read_deployment_by_name("f/d")["id"])
+    lambda_handler.tick_handler({"source": lambda_handler.WAKE_SOURCE}, LambdaContext(f"{STACK}-tick"))
+    done = wait_for_state(client, run["id"], {"CRASHED", "COMPLETED", "FAILED"}, timeout=10)
+    assert done["state"]["type"] == "CRASHED" and "PUSHPOOL_HOST_PROCESSES" in done["state"]["message"]
+    assert spawned == []
