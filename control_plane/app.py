@@ -59,18 +59,26 @@ def create_app(settings: Settings, store: Store, *, clock: Clock | None = None,
     for router in (flow_runs.router, deployments.router, work_pools.ws_router, work_pools.router, blocks.router,
                    events.router, webhooks.router, webhooks.hooks_router, automations.router, identity.router):
         app.router.routes.extend(router.routes)
-    app.add_middleware(FlushEvents, sink=app.state.ctx.events)
+    app.add_middleware(FlushEvents, sink=app.state.ctx.events, outbound=app.state.ctx.outbound,
+                       outbound_seconds=settings.outbound_timeout_seconds + 1)
     return app
 
 
 class FlushEvents:
     """Where no background thread writes events (Lambda, tests), a request's events are stored (and seen
-    by automations) when it has been answered. A plain ASGI middleware: one attribute check per request."""
+    by automations) when it has been answered. A plain ASGI middleware: one attribute check per request.
+    Notifications the automations queued are sent before the invocation ends (a frozen Lambda container
+    would never send them), and their outcome events stored."""
 
-    def __init__(self, app: Any, sink: Any) -> None:
-        self.app, self.sink = app, sink
+    def __init__(self, app: Any, sink: Any, outbound: Any, outbound_seconds: float) -> None:
+        self.app, self.sink, self.outbound, self.outbound_seconds = app, sink, outbound, outbound_seconds
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await self.app(scope, receive, send)
         if scope["type"] == "http" and not self.sink.background and self.sink.has_pending:
             self.sink.flush()  # on the loop: on Lambda it serves this one request, and no thread hop
+            if self.outbound.busy():
+                from starlette.concurrency import run_in_threadpool
+
+                await run_in_threadpool(self.outbound.drain, self.outbound_seconds)
+                self.sink.flush()

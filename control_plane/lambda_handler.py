@@ -173,6 +173,10 @@ def run_tick(rt: Runtime, *, remaining_ms: Callable[[], int], wake: bool = False
         log.exception("dispatching runs due before the next tick failed")
         summary["errors"].append(f"dispatched: {exc}")
     ctx.events.flush()  # what the dispatching after the steps emitted
+    if ctx.outbound.busy():  # notifications the automations queued: sent before the container freezes
+        ctx.outbound.drain(max(0.0, min(ctx.settings.outbound_timeout_seconds + 1,
+                                        remaining_ms() / 1000 - SAFETY_MARGIN_SECONDS)))
+        ctx.events.flush()
     summary["finished"] = ctx.clock.now().isoformat()
     if not wake:
         ctx.store.set_meta("last_tick", json.dumps(summary))

@@ -8,11 +8,15 @@ inferred from the triggering event (its resource or a related resource of that k
 
 Each firing emits ``pushpool.automation.triggered``; each action then
 ``pushpool.automation.action.executed`` or ``pushpool.automation.action.failed`` with the reason.
+A notification is prepared (block, templates) at once and sent by the context's outbound queue
+(:mod:`control_plane.services.outbound`); its executed or failed event follows when it is sent.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from control_plane.errors import InvalidInput, NotFound, PushpoolError
@@ -29,6 +33,7 @@ from control_plane.event_models import (
 )
 from control_plane.models import Deployment, FlowRun, WorkPool, with_changes
 from control_plane.services.events import resource
+from control_plane.services.outbound import post_json
 from control_plane.services.overrides import check_run_overrides
 from control_plane.services.sandbox import render, render_value
 
@@ -36,8 +41,14 @@ if TYPE_CHECKING:
     from control_plane.services.context import ServiceContext
 
 log = logging.getLogger("pushpool.automations")
-NOTIFICATION_TIMEOUT = 10.0
 NOTIFICATION_BLOCK_TYPES = ("slack-webhook", "webhook")
+
+
+@dataclass
+class Deferred:
+    """An action whose work happens later, off the event flush: ``send()`` returns its detail or raises."""
+
+    send: Callable[[], dict[str, Any]]
 
 
 def _referenced_id(event: Event, kind: str) -> str | None:
@@ -106,25 +117,36 @@ def run_actions(ctx: ServiceContext, automation: Automation, event: Event, count
                     {"triggering_event": {"id": event.id, "event": event.event}, "count": count,
                      "posture": automation.trigger.posture.value})
     for index, action in enumerate(automation.actions):
-        try:
-            detail = execute(firing, action)
-        except (PushpoolError, ValueError) as exc:
-            message = getattr(exc, "message", str(exc))
-            log.info("automation %s: action %d (%s) failed: %s", automation.name, index, action.type, message)
-            ctx.events.emit(automation.workspace_id, "pushpool.automation.action.failed", me, [cause],
-                            {"action_index": index, "action_type": action.type, "reason": message})
-            continue
-        except Exception as exc:  # noqa: BLE001 - an HTTP client error, a store error: reported, not raised
-            log.exception("automation %s: action %d (%s) failed", automation.name, index, action.type)
-            ctx.events.emit(automation.workspace_id, "pushpool.automation.action.failed", me, [cause],
-                            {"action_index": index, "action_type": action.type,
-                             "reason": f"{type(exc).__name__}: {exc}"})
-            continue
-        ctx.events.emit(automation.workspace_id, "pushpool.automation.action.executed", me, [cause],
-                        {"action_index": index, "action_type": action.type, **detail})
+        def report(work: Callable[[], Any], index: int = index, action: Action = action) -> None:
+            try:
+                detail = work()
+            except (PushpoolError, ValueError) as exc:
+                message = getattr(exc, "message", str(exc))
+                log.info("automation %s: action %d (%s) failed: %s", automation.name, index, action.type, message)
+                ctx.events.emit(automation.workspace_id, "pushpool.automation.action.failed", me, [cause],
+                                {"action_index": index, "action_type": action.type, "reason": message})
+                return
+            except Exception as exc:  # noqa: BLE001 - a store error: reported, not raised
+                log.exception("automation %s: action %d (%s) failed", automation.name, index, action.type)
+                ctx.events.emit(automation.workspace_id, "pushpool.automation.action.failed", me, [cause],
+                                {"action_index": index, "action_type": action.type,
+                                 "reason": f"{type(exc).__name__}: {exc}"})
+                return
+            if isinstance(detail, Deferred):
+                if not ctx.outbound.submit(automation.workspace_id, lambda: report(detail.send)):
+                    report(_queue_full)
+                return
+            ctx.events.emit(automation.workspace_id, "pushpool.automation.action.executed", me, [cause],
+                            {"action_index": index, "action_type": action.type, **detail})
+
+        report(lambda action=action: execute(firing, action))
 
 
-def execute(firing: Firing, action: Action) -> dict[str, Any]:
+def _queue_full() -> dict[str, Any]:
+    raise InvalidInput("too many notifications of this workspace are waiting to be sent; this one was dropped")
+
+
+def execute(firing: Firing, action: Action) -> dict[str, Any] | Deferred:
     ctx = firing.ctx
     if isinstance(action, RunDeployment):
         return _run_deployment(firing, action)
@@ -182,9 +204,7 @@ def _run_deployment(firing: Firing, action: RunDeployment) -> dict[str, Any]:
     return {"flow_run_id": created.id, "deployment_id": deployment.id}
 
 
-def _notify(firing: Firing, action: SendNotification) -> dict[str, Any]:
-    import httpx
-
+def _notify(firing: Firing, action: SendNotification) -> Deferred:
     ctx = firing.ctx
     block = ctx.store.get_block(firing.workspace_id, action.block)
     if block is None or block.type not in NOTIFICATION_BLOCK_TYPES:
@@ -196,8 +216,16 @@ def _notify(firing: Firing, action: SendNotification) -> dict[str, Any]:
         message: dict[str, Any] = {"text": f"*{subject}*\n{body}"}
     else:
         message = {"subject": subject, "body": body, "event": context["event"]}
-    answer = httpx.post(url, json=message, timeout=NOTIFICATION_TIMEOUT)
-    if answer.status_code >= 300:
-        raise InvalidInput(f"the notification URL of block {action.block!r} answered {answer.status_code}")
-    return {"block": action.block, "status": answer.status_code}
+    settings = ctx.settings
+
+    def send() -> dict[str, Any]:
+        try:
+            status = post_json(url, message, allow=settings.outbound_allow, timeout=settings.outbound_timeout_seconds)
+        except InvalidInput as exc:
+            raise InvalidInput(f"the notification URL of block {action.block!r}: {exc.message}") from None
+        if status >= 300:
+            raise InvalidInput(f"the notification URL of block {action.block!r} answered {status}")
+        return {"block": action.block, "status": status}
+
+    return Deferred(send)
 

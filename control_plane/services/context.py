@@ -11,6 +11,7 @@ from control_plane.clock import Clock, SystemClock
 from control_plane.services.crypto import BlockCipher, Cipher, load_or_create_key
 from control_plane.services.events import EventSink
 from control_plane.services.host_runs import host_run_policy
+from control_plane.services.outbound import OutboundQueue
 from control_plane.settings import Settings
 from control_plane.storage.base import Store
 from pushers.base import PusherContext, PusherRegistry
@@ -33,6 +34,8 @@ class ServiceContext:
     events: EventSink = None  # type: ignore[assignment]
     #: Fires automations on the events flushed (set up with ``events``).
     automations: Any = field(default=None, init=False)
+    #: Runs calls to tenants' URLs (notifications) off the caller's thread, fairly between workspaces.
+    outbound: OutboundQueue = field(default_factory=OutboundQueue)
     #: The deployment a scheduler pass that ran out of budget did not reach: the next pass starts there.
     scheduler_resume_at: str | None = field(default=None, init=False)
 

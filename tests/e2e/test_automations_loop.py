@@ -78,6 +78,12 @@ def receiver():
 
 
 @pytest.fixture
+def live(live_with):
+    """The receiver is on 127.0.0.1, which the control plane calls only when the operator allows it."""
+    return live_with(outbound_allow=["127.0.0.1"])
+
+
+@pytest.fixture
 def project(tmp_path: Path, live) -> dict:
     root = tmp_path / "project"
     root.mkdir()

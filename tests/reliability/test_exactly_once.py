@@ -64,7 +64,7 @@ def test_threads(api, ctx, clock, tmp_path):
     dispatchers = []
     for seed in range(4):
         registry = PusherRegistry(PusherContext(state_dir=tmp_path, api_url="http://x"),
-                                  overrides={"local:push": FaultyPusher(log, seed=seed)})
+                                  overrides={"fake:push": FaultyPusher(log, seed=seed)})
         dispatchers.append(Dispatcher(replace(ctx, store=SqliteStore(ctx.store.path), pushers=registry)))
     for _ in range(40):  # ticks; the clock moves so backoffs and the due times pass
         threads = [threading.Thread(target=d.run_once) for d in dispatchers]
@@ -91,7 +91,7 @@ def _dispatch_process(db: str, home: str, key: str, log: str, seed: int, workspa
     settings = Settings(home=Path(home), encryption_key=key, submission_backoff_seconds=0.02,
                         submission_backoff_max_seconds=0.1, dispatch_batch_size=50)
     registry = PusherRegistry(PusherContext(state_dir=Path(home), api_url="http://x"),
-                              overrides={"local:push": FaultyPusher(Path(log), seed=seed)})
+                              overrides={"fake:push": FaultyPusher(Path(log), seed=seed)})
     ctx = build_context(settings, SqliteStore(db), SystemClock(), registry)
     dispatcher = Dispatcher(ctx)
     deadline = time.monotonic() + 120
