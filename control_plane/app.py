@@ -7,6 +7,7 @@ Lambda handler imports it on every cold start (a test enforces this).
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,6 +15,7 @@ from fastapi.responses import JSONResponse
 
 from control_plane import __doc__ as _doc
 from control_plane.api import automations, blocks, deployments, events, flow_runs, identity, webhooks, work_pools
+from control_plane.api.guards import BodyLimit, FailureBrake
 from control_plane.clock import Clock
 from control_plane.errors import PushpoolError, Unauthorized
 from control_plane.services.context import ServiceContext, build_context
@@ -42,6 +44,15 @@ def create_app(settings: Settings, store: Store, *, clock: Clock | None = None,
             headers = {"WWW-Authenticate": "Bearer"}
         return JSONResponse(body, status_code=exc.http_status, headers=headers)
 
+    @app.exception_handler(sqlite3.OperationalError)
+    def database_error(_: Request, exc: sqlite3.OperationalError) -> JSONResponse:
+        text = str(exc)
+        if "full" in text or "locked" in text or "disk I/O" in text:
+            cause = "the disk of the server's database is full" if "full" in text else f"the database is busy ({text})"
+            return JSONResponse({"detail": f"{cause}; nothing was changed, try again later"}, status_code=503,
+                                headers={"Retry-After": "30"})
+        raise exc
+
     @app.get("/api/health", tags=["health"])
     def health() -> dict:
         body: dict = {"status": "ok", "version": VERSION, "store": settings.store}
@@ -61,6 +72,8 @@ def create_app(settings: Settings, store: Store, *, clock: Clock | None = None,
         app.router.routes.extend(router.routes)
     app.add_middleware(FlushEvents, sink=app.state.ctx.events, outbound=app.state.ctx.outbound,
                        outbound_seconds=settings.outbound_timeout_seconds + 1)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, max_webhook_bytes=settings.max_webhook_body_bytes)
+    app.add_middleware(FailureBrake, per_minute=settings.failed_requests_per_minute)  # outermost: cheapest refusal
     return app
 
 

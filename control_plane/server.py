@@ -10,6 +10,7 @@ import uvicorn
 
 from control_plane.app import build_context, create_app
 from control_plane.bootstrap import bootstrap
+from control_plane.home import prepare_home
 from control_plane.services.ticker import Ticker
 from control_plane.settings import Settings
 from control_plane.storage import open_store
@@ -22,7 +23,7 @@ def serve(settings: Settings, on_bootstrap: Callable[[str, str], None] | None = 
 
     ``pushers`` replaces the pusher registry (benchmarks use a recording pusher)."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings.home.mkdir(parents=True, exist_ok=True)
+    prepare_home(settings.home)
     store = open_store(settings)
     ctx = build_context(settings, store, pushers=pushers)
     created = bootstrap(ctx)

@@ -18,6 +18,11 @@ def default_home() -> Path:
     return Path("~/.pushpool").expanduser()
 
 
+#: Request headers a webhook never passes to its template or stores in an event (credentials).
+DROPPED_HEADERS = ("authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key",
+                   "x-auth-token", "x-amz-security-token", "x-goog-iam-authorization-token")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PUSHPOOL_", extra="ignore")
 
@@ -83,9 +88,7 @@ class Settings(BaseSettings):
     #: Seconds one notification may take in all (connect, send, answer).
     outbound_timeout_seconds: float = 5.0
     #: Header names dropped from webhook requests before their template or event sees them.
-    webhook_dropped_headers: Annotated[list[str], NoDecode] = Field(default_factory=lambda: [
-        "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key", "x-auth-token",
-        "x-amz-security-token", "x-goog-iam-authorization-token"])
+    webhook_dropped_headers: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DROPPED_HEADERS))
     #: Failed authentications or unknown webhook slugs a source may cause per minute before it gets 429.
     failed_requests_per_minute: int = 30
     #: Time one schedule's occurrences may take to compute, in a request and in a scheduler pass.

@@ -59,8 +59,10 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def settings(isolated_home: Path) -> Settings:
+    # The brake on failing callers is tested on its own (tests/security/test_hostile_tenant.py); suites
+    # that try every route with a bad key would trip it.
     return Settings(home=isolated_home, encryption_key=Fernet.generate_key().decode(),
-                    submission_backoff_seconds=1.0, scheduler_interval_seconds=0)
+                    submission_backoff_seconds=1.0, scheduler_interval_seconds=0, failed_requests_per_minute=10_000)
 
 
 @pytest.fixture

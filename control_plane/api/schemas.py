@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from control_plane.models import (
     TEN_YEARS_SECONDS,
@@ -22,6 +23,20 @@ NAME = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]
 TEN_YEARS = TEN_YEARS_SECONDS
 MAX_LIMIT = 1_000_000
 MAX_PRIORITY = 1_000_000
+#: Field size limits (the whole body is limited too: PUSHPOOL_MAX_BODY_BYTES).
+MAX_DESCRIPTION = 10_000
+MAX_OBJECT_BYTES = 256 * 1024
+
+
+def _bounded_object(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is not None and len(json.dumps(value, default=str, separators=(",", ":"))) > MAX_OBJECT_BYTES:
+        raise ValueError(f"is larger than {MAX_OBJECT_BYTES // 1024} KB as JSON")
+    return value
+
+
+#: A JSON object field of at most ``MAX_OBJECT_BYTES`` (parameters, job variables, templates, block data).
+JsonObject = Annotated[dict[str, Any], AfterValidator(_bounded_object)]
+Description = Annotated[str | None, Field(max_length=MAX_DESCRIPTION)]
 
 
 class Body(BaseModel):
@@ -116,8 +131,8 @@ class Me(BaseModel):
 class WorkPoolCreate(Body):
     name: str = NAME
     type: str
-    description: str | None = None
-    base_job_template: dict[str, Any] | None = None
+    description: Description = None
+    base_job_template: JsonObject | None = None
     concurrency_limit: int | None = Field(default=None, ge=0, le=MAX_LIMIT)
     paused: bool = False
     prefetch_seconds: int = Field(default=0, ge=0, le=3600)
@@ -128,8 +143,8 @@ class WorkPoolCreate(Body):
 
 
 class WorkPoolUpdate(Body):
-    description: str | None = None
-    base_job_template: dict[str, Any] | None = None
+    description: Description = None
+    base_job_template: JsonObject | None = None
     concurrency_limit: int | None = Field(default=None, ge=0, le=MAX_LIMIT)
     clear_concurrency_limit: bool = False
     paused: bool | None = None
@@ -141,14 +156,14 @@ class WorkPoolUpdate(Body):
 
 class WorkQueueCreate(Body):
     name: str = NAME
-    description: str | None = None
+    description: Description = None
     priority: int = Field(default=1, ge=1, le=MAX_PRIORITY)
     concurrency_limit: int | None = Field(default=None, ge=0, le=MAX_LIMIT)
     paused: bool = False
 
 
 class WorkQueueUpdate(Body):
-    description: str | None = None
+    description: Description = None
     priority: int | None = Field(default=None, ge=1, le=MAX_PRIORITY)
     concurrency_limit: int | None = Field(default=None, ge=0, le=MAX_LIMIT)
     clear_concurrency_limit: bool = False
@@ -162,18 +177,18 @@ class BlockCreate(Body):
     #: No dots: ``{{ pushpool.blocks.NAME.field }}`` must be unambiguous.
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
     type: str
-    data: dict[str, Any]
+    data: JsonObject
 
 
 class BlockUpdate(Body):
-    data: dict[str, Any]
+    data: JsonObject
 
 
 class BlockOut(BaseModel):
     id: str
     name: str
     type: str
-    data: dict[str, Any] = Field(description="Secret fields are masked.")
+    data: JsonObject = Field(description="Secret fields are masked.")
     created: datetime
     updated: datetime
 
@@ -188,7 +203,7 @@ class ScheduleIn(Body):
     anchor_date: datetime | None = None
     rrule: str | None = None
     timezone: str = "UTC"
-    parameters: dict[str, Any] = Field(default_factory=dict)
+    parameters: JsonObject = Field(default_factory=dict)
     active: bool = True
     slug: str | None = None
 
@@ -200,15 +215,15 @@ class DeploymentCreate(Body):
     work_pool_name: str
     work_queue_name: str | None = None
     image: str | None = None
-    parameters: dict[str, Any] = Field(default_factory=dict)
-    parameter_schema: dict[str, Any] | None = None
-    job_variables: dict[str, Any] = Field(default_factory=dict)
+    parameters: JsonObject = Field(default_factory=dict)
+    parameter_schema: JsonObject | None = None
+    job_variables: JsonObject = Field(default_factory=dict)
     schedules: list[ScheduleIn] = Field(default_factory=list)
     concurrency_limit: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
     collision_strategy: CollisionStrategy = CollisionStrategy.ENQUEUE
     tags: list[str] = Field(default_factory=list)
     version: str | None = None
-    description: str | None = None
+    description: Description = None
     paused: bool = False
 
 
@@ -216,15 +231,15 @@ class DeploymentUpdate(Body):
     entrypoint: str | None = Field(default=None, pattern=r"^[^:]+:[A-Za-z_][A-Za-z0-9_]*$")
     work_queue_name: str | None = None
     image: str | None = None
-    parameters: dict[str, Any] | None = None
-    parameter_schema: dict[str, Any] | None = None
-    job_variables: dict[str, Any] | None = None
+    parameters: JsonObject | None = None
+    parameter_schema: JsonObject | None = None
+    job_variables: JsonObject | None = None
     schedules: list[ScheduleIn] | None = None
     concurrency_limit: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
     collision_strategy: CollisionStrategy | None = None
     tags: list[str] | None = None
     version: str | None = None
-    description: str | None = None
+    description: Description = None
     paused: bool | None = None
 
 
@@ -232,8 +247,8 @@ class DeploymentUpdate(Body):
 
 
 class FlowRunCreate(Body):
-    parameters: dict[str, Any] = Field(default_factory=dict)
-    job_variables: dict[str, Any] = Field(default_factory=dict)
+    parameters: JsonObject = Field(default_factory=dict)
+    job_variables: JsonObject = Field(default_factory=dict)
     tags: list[str] = Field(default_factory=list)
     name: str | None = Field(default=None, min_length=1, max_length=200)
     scheduled_time: datetime | None = None

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from cryptography.fernet import Fernet, InvalidToken
 
 from control_plane.errors import ConfigurationError
+from control_plane.home import prepare_home
 
 
 class Cipher(Protocol):
@@ -32,7 +33,7 @@ def load_or_create_key(home: Path) -> str:
     path = home / "encryption.key"
     if path.exists():
         return path.read_text().strip()
-    home.mkdir(parents=True, exist_ok=True)
+    prepare_home(home)
     key = Fernet.generate_key().decode()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:

@@ -38,6 +38,8 @@ FLUSH_INTERVAL = 0.2
 #: waits for the next flush, so no chain can spin a flush forever).
 FLUSH_ROUNDS = 5
 MAX_PENDING = 50_000
+#: Events kept in memory while the store refuses writes (a full disk), for the next flush to retry.
+MAX_HELD = MAX_PENDING
 
 
 def resource(kind: str, id_: str, name: str | None = None, **labels: str) -> dict[str, str]:
@@ -105,7 +107,8 @@ class EventSink:
                 try:
                     self.store.append_events(batch)
                 except Exception:
-                    log.exception("could not store %d events; they are lost", len(batch))
+                    kept = self._requeue(batch)
+                    log.exception("could not store %d events; %d kept in memory for the next flush", len(batch), kept)
                     break
                 flushed += batch
                 for listener in self.listeners:
@@ -114,6 +117,17 @@ class EventSink:
                     except Exception:
                         log.exception("an event listener failed")
         return flushed
+
+    def _requeue(self, batch: list[Event]) -> int:
+        """Put a batch the store refused (a full disk) back in front, keeping at most ``MAX_HELD`` events
+        (the newest are dropped first, with a log line): returns how many are held."""
+        with self._lock:
+            held = batch + self._pending
+            if len(held) > MAX_HELD:
+                log.error("dropping %d events: the store has refused writes for too long", len(held) - MAX_HELD)
+                held = held[:MAX_HELD]
+            self._pending = held
+            return len(held)
 
     # ------------------------------------------------------------------ background flushing (embedded server)
     def start(self, interval: float = FLUSH_INTERVAL) -> None:

@@ -100,15 +100,17 @@ def _build() -> Any:
                         (abs(right) > 64 or abs(left) > MAX_PRODUCT):
                     raise TemplateFailed(f"template: {left} ** {right} is too large")
                 return operator.pow(left, right)
+            if op == "*":
+                for seq, times in ((left, right), (right, left)):
+                    too_long = isinstance(seq, str | list | tuple) and isinstance(times, int) and \
+                        len(seq) * times > MAX_PRODUCT
+                    if too_long:
+                        raise TemplateFailed("template: a repeated sequence would be too long")
             check_binop(op, left, right)
             if op == "+":
                 return operator.add(left, right)
             if op == "%":
                 return operator.mod(left, right)
-            if isinstance(left, str | list | tuple) and isinstance(right, int) and len(left) * right > MAX_PRODUCT:
-                raise TemplateFailed("template: a repeated sequence would be too long")
-            if isinstance(right, str | list | tuple) and isinstance(left, int) and len(right) * left > MAX_PRODUCT:
-                raise TemplateFailed("template: a repeated sequence would be too long")
             return operator.mul(left, right)
 
     env = Sandbox(autoescape=False, undefined=_lenient_undefined(), keep_trailing_newline=False,

@@ -1,6 +1,8 @@
 """Turning an HTTP request to ``/hooks/<slug>`` into an event, through the webhook's Jinja2 template.
 
-The template sees ``method``, ``headers`` (case-insensitive, without ``Authorization``) and ``body``:
+The template sees ``method``, ``headers`` (case-insensitive, without credentials: ``Authorization``,
+``Cookie``, ``X-Api-Key`` and the others in ``PUSHPOOL_WEBHOOK_DROPPED_HEADERS``, which are never
+stored in an event either) and ``body``:
 JSON when the request says JSON, form fields when it is urlencoded, else JSON when it parses, else
 the text. It must render a JSON object with at least ``event`` and ``resource``; a missing
 ``occurred`` or ``id`` is filled, the webhook is added as a related resource, and a missing
@@ -23,6 +25,7 @@ from control_plane.event_models import Event, Webhook
 from control_plane.services.context import ServiceContext
 from control_plane.services.events import related, resource
 from control_plane.services.sandbox import TemplateFailed, render
+from control_plane.settings import DROPPED_HEADERS
 
 MAX_BODY = 1_000_000
 SLUG_BYTES = 24
@@ -69,8 +72,10 @@ def parse_body(raw: bytes, content_type: str) -> Any:
     return text
 
 
-def template_context(method: str, headers: dict[str, str], raw: bytes) -> dict[str, Any]:
-    kept = Headers({k: v for k, v in headers.items() if k.lower() != "authorization"})
+def template_context(method: str, headers: dict[str, str], raw: bytes,
+                     dropped: tuple[str, ...] | list[str] = DROPPED_HEADERS) -> dict[str, Any]:
+    drop = {name.lower() for name in dropped}
+    kept = Headers({k: v for k, v in headers.items() if k.lower() not in drop})
     return {"method": method.upper(), "headers": kept, "body": parse_body(raw, kept.get("content-type", ""))}
 
 
@@ -81,7 +86,7 @@ def received(context: dict[str, Any]) -> dict[str, Any]:
 
 def receive(ctx: ServiceContext, webhook: Webhook, method: str, headers: dict[str, str], raw: bytes) -> Event:
     """The event the request makes (emitted), or WebhookFailed (a failure event is emitted instead)."""
-    context = template_context(method, headers, raw[:MAX_BODY])
+    context = template_context(method, headers, raw[:MAX_BODY], ctx.settings.webhook_dropped_headers)
     rendered: str | None = None
     try:
         if len(raw) > MAX_BODY:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from control_plane.errors import ConfigurationError
+from control_plane.home import prepare_home
 from control_plane.storage.base import ClaimResult, Store
 
 if TYPE_CHECKING:
@@ -23,5 +24,5 @@ def open_store(settings: Settings) -> Store:
         return DynamoDbStore(settings.dynamodb_table)
     from control_plane.storage.sqlite import SqliteStore
 
-    settings.home.mkdir(parents=True, exist_ok=True)
+    prepare_home(settings.home)
     return SqliteStore(settings.sqlite_path)

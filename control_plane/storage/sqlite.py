@@ -18,6 +18,7 @@ from typing import TypeVar
 from pydantic import BaseModel
 
 from control_plane.errors import AlreadyExists
+from control_plane.home import create_private_file
 from control_plane.models import (
     Actor,
     ActorKind,
@@ -42,7 +43,8 @@ class SqliteStore(SqliteRunsMixin, SqliteEventsMixin):
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            create_private_file(Path(self.path))
         self._local = threading.local()
         #: Each thread's connection, with its thread: those of finished threads are closed (below).
         self._connections: list[tuple[threading.Thread, sqlite3.Connection]] = []

@@ -19,7 +19,8 @@ class RecordingPusher:
         self.statuses: dict[str, InfraStatus] = {}
         self.cancelled: list[str] = []
         self.cleaned: list[str] = []
-        #: Errors raised by the next submit calls, in order ("transient" / "permanent").
+        #: Errors raised by the next submit calls, in order ("transient" / "permanent" / "echo": a permanent
+        #: error whose message repeats the job's whole configuration, as careless cloud errors do).
         self.errors: list[str] = []
         self._lock = threading.Lock()
 
@@ -33,6 +34,8 @@ class RecordingPusher:
                 kind = self.errors.pop(0)
                 if kind == "transient":
                     raise TransientPusherError("throttled (injected)")
+                if kind == "echo":
+                    raise PermanentPusherError(f"invalid configuration (injected): {job.configuration}")
                 raise PermanentPusherError("access denied (injected)")
             self.jobs.append(job)
             self.submits_per_run[job.flow_run_id] += 1

@@ -61,8 +61,9 @@ CAPPED = textwrap.dedent("""
         except BaseException as exc:
             outcome = "escaped: " + type(exc).__name__
         results.append([template, outcome, time.monotonic() - started])
-    print(json.dumps({"results": results,
-                      "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    # VmHWM is this process's own peak (ru_maxrss would include the parent's, kept across exec).
+    peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+    print(json.dumps({"results": results, "max_rss_mb": peak_kb / 1024}))
 """)
 
 
