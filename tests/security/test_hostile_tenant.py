@@ -8,6 +8,7 @@ Part 2 (``test_hostile_load.py``) covers what a tenant can make the server compu
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 import textwrap
@@ -132,7 +133,8 @@ def test_block_placeholders_in_run_variables_stay_text(tenants, dispatch, fake_p
     assert SECRET not in everything_readable(tenants["viewer"])
 
 
-def test_a_resolved_secret_never_reaches_a_state_message_or_event(tenants, dispatch, fake_pusher, ctx):
+def test_a_resolved_secret_never_reaches_a_state_message_or_event(tenants, dispatch, fake_pusher, ctx, caplog):
+    caplog.set_level(logging.DEBUG)
     admin = tenants["admin"]
     admin.pool("cloud")
     dep = admin.deployment(name="cloud", pool="cloud", job_variables={"env": {"TOKEN": PLACEHOLDER}})
@@ -148,6 +150,7 @@ def test_a_resolved_secret_never_reaches_a_state_message_or_event(tenants, dispa
         dump = "\n".join(str(row) for table in ("flow_runs", "flow_run_states", "events")
                          for row in conn.execute(f"SELECT * FROM {table}"))  # noqa: S608 - fixed names
     assert SECRET not in dump
+    assert caplog.text and SECRET not in caplog.text  # nor in the server's log
 
 
 def test_workspace_b_cannot_name_workspace_a_blocks(tenants, dispatch, fake_pusher):
