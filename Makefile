@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]' --config-settings editable_mode=compat
+	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -42,7 +42,7 @@ bench-images: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.image_build
 
 docs: $(STAMP)
-	$(BIN)/typer sdk.cli.main utils docs --name pushpool --output docs/cli.md
+	$(BIN)/typer pushpool.cli.main utils docs --name pushpool --output docs/cli.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -13,15 +13,24 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from control_plane import __doc__ as _doc
-from control_plane.api import automations, blocks, deployments, events, flow_runs, identity, webhooks, work_pools
-from control_plane.api.guards import BodyLimit, FailureBrake
-from control_plane.clock import Clock
-from control_plane.errors import PushpoolError, Unauthorized
-from control_plane.services.context import ServiceContext, build_context
-from control_plane.settings import Settings
-from control_plane.storage.base import Store
-from pushers.base import PusherRegistry
+from pushpool.control_plane import __doc__ as _doc
+from pushpool.control_plane.api import (
+    automations,
+    blocks,
+    deployments,
+    events,
+    flow_runs,
+    identity,
+    webhooks,
+    work_pools,
+)
+from pushpool.control_plane.api.guards import BodyLimit, FailureBrake
+from pushpool.control_plane.clock import Clock
+from pushpool.control_plane.errors import PushpoolError, Unauthorized
+from pushpool.control_plane.services.context import ServiceContext, build_context
+from pushpool.control_plane.settings import Settings
+from pushpool.control_plane.storage.base import Store
+from pushpool.pushers.base import PusherRegistry
 
 __all__ = ["VERSION", "build_context", "create_app"]
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from control_plane.api.identity import issue_key
-from control_plane.models import Actor, ActorKind, Membership, Role, Workspace
-from control_plane.services.context import ServiceContext
+from pushpool.control_plane.api.identity import issue_key
+from pushpool.control_plane.models import Actor, ActorKind, Membership, Role, Workspace
+from pushpool.control_plane.services.context import ServiceContext
 
 DEFAULT_WORKSPACE = "default"
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from control_plane.models import Record, UtcDatetime, new_id
+from pushpool.control_plane.models import Record, UtcDatetime, new_id
 
 RESOURCE_ID = "pushpool.resource.id"
 RESOURCE_ROLE = "pushpool.resource.role"

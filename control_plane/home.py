@@ -11,7 +11,7 @@ import logging
 import os
 from pathlib import Path
 
-from control_plane.errors import ConfigurationError
+from pushpool.control_plane.errors import ConfigurationError
 
 log = logging.getLogger("pushpool.home")
 

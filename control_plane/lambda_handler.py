@@ -31,15 +31,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from control_plane.clock import Clock
-from control_plane.errors import ConfigurationError
-from control_plane.services.context import ServiceContext, build_context
-from control_plane.services.dispatcher import Dispatcher, next_claimable_time
-from control_plane.services.reconciler import Reconciler
-from control_plane.services.scheduler import run_scheduler
-from control_plane.settings import Settings
-from control_plane.storage import open_store
-from pushers.base import PusherRegistry
+from pushpool.control_plane.clock import Clock
+from pushpool.control_plane.errors import ConfigurationError
+from pushpool.control_plane.services.context import ServiceContext, build_context
+from pushpool.control_plane.services.dispatcher import Dispatcher, next_claimable_time
+from pushpool.control_plane.services.reconciler import Reconciler
+from pushpool.control_plane.services.scheduler import run_scheduler
+from pushpool.control_plane.settings import Settings
+from pushpool.control_plane.storage import open_store
+from pushpool.pushers.base import PusherRegistry
 
 log = logging.getLogger("pushpool.lambda")
 logging.getLogger().setLevel(logging.INFO)
@@ -74,7 +74,7 @@ class Runtime:
         if self._asgi is None:
             from mangum import Mangum
 
-            from control_plane.app import create_app
+            from pushpool.control_plane.app import create_app
 
             self._asgi = Mangum(create_app(self.ctx.settings, self.ctx.store, ctx=self.ctx), lifespan="off")
         return self._asgi
@@ -185,7 +185,7 @@ def run_tick(rt: Runtime, *, remaining_ms: Callable[[], int], wake: bool = False
 
 
 def _event_services(ctx: Any) -> int:
-    from control_plane.services.automations import run_event_services
+    from pushpool.control_plane.services.automations import run_event_services
 
     return run_event_services(ctx)
 

@@ -16,8 +16,8 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from control_plane.clock import utc
-from control_plane.errors import InvalidInput
+from pushpool.control_plane.clock import utc
+from pushpool.control_plane.errors import InvalidInput
 
 #: Bound on client-given durations, keeping every derived time inside what datetimes can hold.
 TEN_YEARS_SECONDS = 10 * 366 * 86400

@@ -8,13 +8,13 @@ from collections.abc import Callable
 
 import uvicorn
 
-from control_plane.app import build_context, create_app
-from control_plane.bootstrap import bootstrap
-from control_plane.home import prepare_home
-from control_plane.services.ticker import Ticker
-from control_plane.settings import Settings
-from control_plane.storage import open_store
-from pushers.base import PusherRegistry
+from pushpool.control_plane.app import build_context, create_app
+from pushpool.control_plane.bootstrap import bootstrap
+from pushpool.control_plane.home import prepare_home
+from pushpool.control_plane.services.ticker import Ticker
+from pushpool.control_plane.settings import Settings
+from pushpool.control_plane.storage import open_store
+from pushpool.pushers.base import PusherRegistry
 
 
 def serve(settings: Settings, on_bootstrap: Callable[[str, str], None] | None = None,

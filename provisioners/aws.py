@@ -12,9 +12,9 @@ import ipaddress
 import secrets
 from typing import Any
 
-from provisioners.base import Plan, PlanStep, Progress, ProvisioningError, ProvisionResult, StepAction
-from pushers.aws_common import ACCESS_CODES, error_code
-from pushers.ecs_taskdef import family_for
+from pushpool.provisioners.base import Plan, PlanStep, Progress, ProvisioningError, ProvisionResult, StepAction
+from pushpool.pushers.aws_common import ACCESS_CODES, error_code
+from pushpool.pushers.ecs_taskdef import family_for
 
 TAG = "pushpool:pool"
 RETENTION_DAYS = 30
@@ -131,12 +131,12 @@ class AwsProvisioner:
 
     # ------------------------------------------------------------------ apply
     def apply(self, plan: Plan, progress: Progress) -> ProvisionResult:
-        from provisioners.aws_apply import Applier
+        from pushpool.provisioners.aws_apply import Applier
 
         return Applier(self, plan).run(progress)
 
     def destroy(self, pool_name: str, provisioning: dict[str, Any], progress: Progress) -> None:
-        from provisioners.aws_apply import destroy
+        from pushpool.provisioners.aws_apply import destroy
 
         destroy(self, pool_name, provisioning, progress)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from provisioners import aws_policies as policies
-from provisioners.aws import RETENTION_DAYS, TAG, call, free_cidr, names, new_external_id
-from provisioners.base import Plan, PlanStep, Progress, ProvisionResult, StepAction
+from pushpool.provisioners import aws_policies as policies
+from pushpool.provisioners.aws import RETENTION_DAYS, TAG, call, free_cidr, names, new_external_id
+from pushpool.provisioners.base import Plan, PlanStep, Progress, ProvisionResult, StepAction
 
 
 class Applier:

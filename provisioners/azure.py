@@ -26,7 +26,7 @@ import uuid
 from typing import Any
 from urllib.parse import urlparse
 
-from provisioners.base import Plan, PlanStep, Progress, ProvisioningError, ProvisionResult, StepAction
+from pushpool.provisioners.base import Plan, PlanStep, Progress, ProvisioningError, ProvisionResult, StepAction
 
 #: Built-in role definition ids (the same in every tenant).
 CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
@@ -82,7 +82,7 @@ class AzureProvisioner:
             from azure.mgmt.msi import ManagedServiceIdentityClient
             from azure.mgmt.resource.resources import ResourceManagementClient
 
-            from pushers.aci import ENDPOINT_ENV, arm_client_options
+            from pushpool.pushers.aci import ENDPOINT_ENV, arm_client_options
 
             classes = {"resource": ResourceManagementClient, "registry": ContainerRegistryManagementClient,
                        "authorization": AuthorizationManagementClient, "msi": ManagedServiceIdentityClient}

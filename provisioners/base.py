@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from control_plane.errors import PushpoolError
+from pushpool.control_plane.errors import PushpoolError
 
 
 class ProvisioningError(PushpoolError):
@@ -71,10 +71,10 @@ class Provisioner(Protocol):
 
 #: Pool type → "module:Class" of its provisioner, imported only when used.
 PROVISIONER_TYPES: dict[str, str] = {
-    "ecs:push": "provisioners.aws:AwsProvisioner",
-    "cloud-run:push": "provisioners.gcp:GcpProvisioner",
-    "azure-container-instance:push": "provisioners.azure:AzureProvisioner",
-    "modal:push": "provisioners.modal:ModalProvisioner",
+    "ecs:push": "pushpool.provisioners.aws:AwsProvisioner",
+    "cloud-run:push": "pushpool.provisioners.gcp:GcpProvisioner",
+    "azure-container-instance:push": "pushpool.provisioners.azure:AzureProvisioner",
+    "modal:push": "pushpool.provisioners.modal:ModalProvisioner",
 }
 
 #: Pool type → (suffix of the credentials block's name, the job variable that references the block).

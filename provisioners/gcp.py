@@ -23,7 +23,7 @@ import hashlib
 import os
 from typing import Any
 
-from provisioners.base import Plan, PlanStep, Progress, ProvisioningError, ProvisionResult, StepAction
+from pushpool.provisioners.base import Plan, PlanStep, Progress, ProvisioningError, ProvisionResult, StepAction
 
 SERVICES = ("run.googleapis.com", "artifactregistry.googleapis.com", "logging.googleapis.com", "iam.googleapis.com")
 ROLES = ("roles/run.developer", "roles/iam.serviceAccountUser")

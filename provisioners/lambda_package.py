@@ -14,6 +14,7 @@ upload or update anything.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import shutil
 import subprocess
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from provisioners.base import ProvisioningError
+from pushpool.provisioners.base import ProvisioningError
 
 #: What the control plane imports on Lambda (kept in step with pyproject.toml; a test checks it).
 LAMBDA_REQUIREMENTS = [
@@ -46,7 +47,8 @@ EXTRAS = {
     "azure": ["azure-mgmt-containerinstance>=10.1", "azure-identity>=1.16"],
     "modal": ["modal>=1.6,<1.7"],  # the range pushers.modal is tested with (MODAL_TESTED)
 }
-#: Our own packages in the zip (the SDK, CLI and provisioners stay on users' machines).
+#: Our own packages in the zip, under ``pushpool/`` (the SDK, CLI and provisioners stay on users'
+#: machines; only the package's ``__init__``, which imports nothing until asked, comes along).
 SOURCE_PACKAGES = ("control_plane", "pushers")
 #: Lambda's limits for a package uploaded through S3.
 MAX_ZIPPED_BYTES = 50 * 1024 * 1024
@@ -77,9 +79,11 @@ def build_package(out_dir: Path, *, python_version: str = "3.13", extras: tuple[
         target = Path(tmp) / "package"
         log(f"Installing {len(requirements)} requirements for CPython {python_version} on linux x86_64 ...")
         _pip_install(target, requirements, python_version)
+        (target / "pushpool").mkdir()
+        shutil.copyfile(_source_dir("pushpool") / "__init__.py", target / "pushpool" / "__init__.py")
         for name in SOURCE_PACKAGES:
-            source = _source_dir(name)
-            shutil.copytree(source, target / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            source = _source_dir(f"pushpool.{name}")
+            shutil.copytree(source, target / "pushpool" / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         log("Zipping ...")
         out_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tmp) / "package.zip"
@@ -116,7 +120,7 @@ def _pip_install(target: Path, requirements: list[str], python_version: str) -> 
 
 
 def _source_dir(package: str) -> Path:
-    module = __import__(package)
+    module = importlib.import_module(package)
     return Path(module.__file__).resolve().parent
 
 

@@ -17,11 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from infra import stack_template
-from provisioners.aws import call
-from provisioners.base import ProvisioningError
-from provisioners.lambda_package import LambdaPackage
-from pushers.aws_common import error_code
+from pushpool.infra import stack_template
+from pushpool.provisioners.aws import call
+from pushpool.provisioners.base import ProvisioningError
+from pushpool.provisioners.lambda_package import LambdaPackage
+from pushpool.pushers.aws_common import error_code
 
 Report = Callable[[str], None]
 _DONE = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "DELETE_COMPLETE", "ROLLBACK_COMPLETE", "UPDATE_ROLLBACK_COMPLETE",
@@ -75,7 +75,7 @@ class LambdaStack:
         table = info.outputs.get("TableName")
         if not table:
             return None
-        from control_plane.storage.dynamodb import DynamoDbStore
+        from pushpool.control_plane.storage.dynamodb import DynamoDbStore
 
         store = DynamoDbStore(table, region=self.region, session=self.session)
         try:
@@ -211,10 +211,10 @@ class LambdaStack:
 
 def bootstrap_owner(info: StackInfo, session: Any = None) -> tuple[str, str] | None:
     """The first workspace and owner key, written into the stack's table; ``None`` when it has workspaces."""
-    from control_plane.app import build_context
-    from control_plane.bootstrap import bootstrap
-    from control_plane.settings import Settings
-    from control_plane.storage.dynamodb import DynamoDbStore
+    from pushpool.control_plane.app import build_context
+    from pushpool.control_plane.bootstrap import bootstrap
+    from pushpool.control_plane.settings import Settings
+    from pushpool.control_plane.storage.dynamodb import DynamoDbStore
 
     table, kms = info.outputs.get("TableName"), info.outputs.get("KmsKeyArn")
     if not table or not kms:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from provisioners.base import Plan, PlanStep, Progress, ProvisioningError, ProvisionResult, StepAction
+from pushpool.provisioners.base import Plan, PlanStep, Progress, ProvisioningError, ProvisionResult, StepAction
 
 NO_TOKEN = ("no Modal token found: run `modal token new` (or set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET), "
             "then run this again")

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
-from pushers.aci_template import VARIABLES
-from pushers.base import (
+from pushpool.pushers.aci_template import VARIABLES
+from pushpool.pushers.base import (
     ClientCache,
     InfraState,
     InfraStatus,
@@ -32,7 +32,7 @@ from pushers.base import (
     classify_exit_code,
     job_image,
 )
-from pushers.templates import job_template
+from pushpool.pushers.templates import job_template
 
 RUNNER_COMMAND = ["pushpool-runner"]
 CONTAINER = "pushpool"

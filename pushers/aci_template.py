@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pushers.base import MAX_RUNTIME_SECONDS
-from pushers.templates import block_variable
+from pushpool.pushers.base import MAX_RUNTIME_SECONDS
+from pushpool.pushers.templates import block_variable
 
 VARIABLES: dict[str, dict[str, Any]] = {
     "aci_credentials": block_variable("An azure-credentials block (tenant, client id and secret), as "

@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Any
 
-from pushers.base import PermanentPusherError, TransientPusherError
+from pushpool.pushers.base import PermanentPusherError, TransientPusherError
 
 TRANSIENT_CODES = frozenset({
     "ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded", "RequestThrottled",

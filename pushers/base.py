@@ -18,7 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from control_plane.errors import InvalidInput, PushpoolError
+from pushpool.control_plane.errors import InvalidInput, PushpoolError
 
 #: The longest runtime limit a job may ask for (``max_runtime_seconds``).
 MAX_RUNTIME_SECONDS = 366 * 86400
@@ -134,11 +134,11 @@ class Pusher(Protocol):
 
 #: Pool type → "module:Class"; modules are imported only when a pool of that type is used.
 PUSHER_TYPES: dict[str, str] = {
-    "local:push": "pushers.local:LocalPusher",
-    "ecs:push": "pushers.ecs:EcsPusher",
-    "cloud-run:push": "pushers.cloud_run:CloudRunPusher",
-    "azure-container-instance:push": "pushers.aci:AciPusher",
-    "modal:push": "pushers.modal:ModalPusher",
+    "local:push": "pushpool.pushers.local:LocalPusher",
+    "ecs:push": "pushpool.pushers.ecs:EcsPusher",
+    "cloud-run:push": "pushpool.pushers.cloud_run:CloudRunPusher",
+    "azure-container-instance:push": "pushpool.pushers.aci:AciPusher",
+    "modal:push": "pushpool.pushers.modal:ModalPusher",
 }
 
 

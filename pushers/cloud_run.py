@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from pushers.base import (
+from pushpool.pushers.base import (
     ClientCache,
     InfraState,
     InfraStatus,
@@ -36,8 +36,8 @@ from pushers.base import (
     classify_exit_code,
     job_image,
 )
-from pushers.cloud_run_template import VARIABLES
-from pushers.templates import job_template
+from pushpool.pushers.cloud_run_template import VARIABLES
+from pushpool.pushers.templates import job_template
 
 RUNNER_COMMAND = ["pushpool-runner"]
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pushers.base import MAX_RUNTIME_SECONDS
-from pushers.templates import block_variable
+from pushpool.pushers.base import MAX_RUNTIME_SECONDS
+from pushpool.pushers.templates import block_variable
 
 #: Cloud Run's own limit on a task's timeout: 168 hours.
 CLOUD_RUN_MAX_TIMEOUT_SECONDS = 168 * 3600

@@ -16,8 +16,8 @@ import threading
 from typing import Any
 from urllib.parse import quote
 
-from pushers.aws_common import client_config, error_code, session_for, translate
-from pushers.base import (
+from pushpool.pushers.aws_common import client_config, error_code, session_for, translate
+from pushpool.pushers.base import (
     InfraState,
     InfraStatus,
     Job,
@@ -28,9 +28,9 @@ from pushers.base import (
     TransientPusherError,
     classify_exit_code,
 )
-from pushers.ecs_taskdef import TaskDefinitions, log_settings, render
-from pushers.ecs_template import VARIABLES
-from pushers.templates import job_template
+from pushpool.pushers.ecs_taskdef import TaskDefinitions, log_settings, render
+from pushpool.pushers.ecs_template import VARIABLES
+from pushpool.pushers.templates import job_template
 
 RUNNER_COMMAND = ["pushpool-runner"]
 STARTING = {"PROVISIONING", "PENDING", "ACTIVATING"}

@@ -15,8 +15,8 @@ import re
 import threading
 from typing import Any
 
-from pushers.aws_common import error_code, translate
-from pushers.base import Job, PermanentPusherError
+from pushpool.pushers.aws_common import error_code, translate
+from pushpool.pushers.base import Job, PermanentPusherError
 
 HASH_TAG = "pushpool.taskdef-hash"
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import psutil
 
-from pushers.base import (
+from pushpool.pushers.base import (
     MAX_RUNTIME_SECONDS,
     InfraState,
     InfraStatus,
@@ -39,6 +39,7 @@ from pushers.base import (
     TransientPusherError,
     classify_exit_code,
 )
+from pushpool.pushers.local_sandbox import package_root
 
 CANCEL_GRACE_SECONDS = 10.0
 #: What a host run inherits from the server's environment (plus ``PUSHPOOL_HOST_ENV_PASSTHROUGH``).
@@ -54,8 +55,7 @@ def host_environment(job_env: dict[str, str], passthrough: tuple[str, ...] = ())
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     env.update(job_env)
     env.setdefault("PYTHONUNBUFFERED", "1")
-    package_root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, job_env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root(), job_env.get("PYTHONPATH")]))
     return env
 
 
@@ -70,7 +70,7 @@ _isolation: dict[str, str | None] = {}
 def isolation_problem() -> str | None:
     """Why host runs cannot be isolated here (probed once per process), or None when they can."""
     if "problem" not in _isolation:
-        from pushers.local_sandbox import probe
+        from pushpool.pushers.local_sandbox import probe
 
         _isolation["problem"] = probe()
     return _isolation["problem"]
@@ -168,7 +168,7 @@ class LocalPusher:
         if not policy.allowed:
             raise PermanentPusherError("local:push is disabled on this server (PUSHPOOL_HOST_PROCESSES=off)")
         config = job.configuration
-        command = job.command or [sys.executable, "-m", "sdk.runner"]
+        command = job.command or [sys.executable, "-m", "pushpool.runner"]
         cwd = config.get("working_dir") or None
         if cwd and not Path(cwd).is_dir():
             raise PermanentPusherError(f"working_dir {cwd!r} does not exist on the control plane's machine")
@@ -182,7 +182,7 @@ class LocalPusher:
             sandboxed = self._sandboxed(log)
             if sandboxed:
                 hide = [arg for path in policy.hidden_paths for arg in ("--hide", str(path))]
-                command = [sys.executable, "-m", "pushers.local_sandbox", *hide, "--", *command]
+                command = [sys.executable, "-m", "pushpool.pushers.local_sandbox", *hide, "--", *command]
             process = self._start(command, cwd, env, log)
         except OSError as exc:
             raise PermanentPusherError(f"could not start {command[0]!r}: {exc.strerror}") from exc
@@ -209,7 +209,7 @@ class LocalPusher:
     def _start(self, command: list[str], cwd: str | None, env: dict[str, str], log: Any) -> subprocess.Popen:
         # The supervisor learns its own state-file name from its pid, so start it through a
         # tiny shim that knows the pid before exec'ing the supervisor.
-        shim = ("import os, sys; os.execv(sys.executable, [sys.executable, '-m', 'pushers.local_supervisor', "
+        shim = ("import os, sys; os.execv(sys.executable, [sys.executable, '-m', 'pushpool.pushers.local_supervisor', "
                 "os.path.join(sys.argv[1], 'pid-%d.json' % os.getpid())] + sys.argv[2:])")
         process = subprocess.Popen(
             [sys.executable, "-c", shim, str(self.dir), "--", *command],

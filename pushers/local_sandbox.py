@@ -152,15 +152,22 @@ def run(hidden: list[Path], command: list[str]) -> int:
     return _exit_code(status)
 
 
+def package_root() -> str | None:
+    """The directory holding the ``pushpool`` package, so ``python -m pushpool.…`` works from a plain copy;
+    None for an editable install (its import hook, in site-packages, finds the package already)."""
+    package_dir = Path(__file__).resolve().parent.parent  # pushpool/pushers/local_sandbox.py in a wheel
+    return str(package_dir.parent) if package_dir.name == "pushpool" else None
+
+
 def probe() -> str | None:
     """None when isolation works on this machine, else why not (one line)."""
     import subprocess
 
     try:
-        done = subprocess.run([sys.executable, "-m", "pushers.local_sandbox", "--", "true"],
+        done = subprocess.run([sys.executable, "-m", "pushpool.pushers.local_sandbox", "--", "true"],
                               capture_output=True, text=True, timeout=30,
                               env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-                                   "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+                                   "PYTHONPATH": package_root() or ""})
     except (OSError, subprocess.TimeoutExpired) as exc:
         return str(exc)
     if done.returncode == 0:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pushers.base import (
+from pushpool.pushers.base import (
     ClientCache,
     InfraState,
     InfraStatus,
@@ -29,8 +29,8 @@ from pushers.base import (
     classify_exit_code,
     job_image,
 )
-from pushers.modal_template import VARIABLES
-from pushers.templates import job_template
+from pushpool.pushers.modal_template import VARIABLES
+from pushpool.pushers.templates import job_template
 
 RUNNER_COMMAND = ["pushpool-runner"]
 #: The ``modal`` releases this pusher is tested with (pyproject pins the same range).

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pushers.base import MAX_RUNTIME_SECONDS
-from pushers.templates import block_variable
+from pushpool.pushers.base import MAX_RUNTIME_SECONDS
+from pushpool.pushers.templates import block_variable
 
 #: Modal's own limit on a sandbox's lifetime.
 MODAL_MAX_TIMEOUT_SECONDS = 24 * 3600

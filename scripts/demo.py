@@ -75,12 +75,13 @@ def main() -> int:
     os.environ["PUSHPOOL_HOME"] = str(home)
     console.print(f"[bold]Starting the embedded server[/] on 127.0.0.1:{port} (PUSHPOOL_HOME={home})")
     log = open(home / "server.log", "w")  # noqa: SIM115 - the server writes to it until the end
-    command = [sys.executable, "-m", "sdk.cli.main", "server", "start", "--port", str(port), "--log-level", "warning"]
+    command = [sys.executable, "-m", "pushpool.cli.main", "server", "start", "--port", str(port),
+               "--log-level", "warning"]
     server = subprocess.Popen(command, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     try:
         wait_for_profile(home, server)
-        from sdk.client import PushpoolClient
-        from sdk.flows import Flow
+        from pushpool.client import PushpoolClient
+        from pushpool.flows import Flow
 
         sys.path.insert(0, str(ROOT))
         from docs.examples.hello_flow import hello  # noqa: E402

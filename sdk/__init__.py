@@ -1,15 +1,53 @@
-"""pushpool SDK: flows, deployments, runs, automations, the HTTP client, the in-container runner and the CLI.
+"""pushpool: flows, deployments, runs and automations for push work pools, and the control plane behind them.
 
-    from sdk import flow, deploy, run_deployment, DockerImage, Cron, Interval, RRule
-    from sdk import Automation, DeploymentTrigger, EventTrigger
+    from pushpool import flow, deploy, run_deployment, DockerImage, Cron, Interval, RRule
+    from pushpool import Automation, DeploymentTrigger, EventTrigger
+
+The package is the repository's ``sdk/`` folder; the others install under it:
+``pushpool.control_plane``, ``pushpool.pushers``, ``pushpool.provisioners``, ``pushpool.infra``
+(see ``[tool.setuptools]`` in pyproject.toml). The public names are imported on first use, so
+``import pushpool.control_plane`` (the Lambda handler, the runner in an image) loads none of the SDK.
 """
 
-from sdk.automations import Automation, DeploymentTrigger, EventTrigger
-from sdk.deployments import deploy
-from sdk.flows import Flow, flow
-from sdk.images import DockerImage
-from sdk.runs import run_deployment
-from sdk.schedules import Cron, Interval, RRule
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+try:
+    __version__ = version("pushpool")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+#: Public name → the module that defines it.
+_PUBLIC = {
+    "Automation": "pushpool.automations", "DeploymentTrigger": "pushpool.automations",
+    "EventTrigger": "pushpool.automations", "deploy": "pushpool.deployments", "Flow": "pushpool.flows",
+    "flow": "pushpool.flows", "DockerImage": "pushpool.images", "run_deployment": "pushpool.runs",
+    "Cron": "pushpool.schedules", "Interval": "pushpool.schedules", "RRule": "pushpool.schedules",
+}
 
 __all__ = ["Automation", "Cron", "DeploymentTrigger", "DockerImage", "EventTrigger", "Flow", "Interval", "RRule",
-           "deploy", "flow", "run_deployment"]
+           "__version__", "deploy", "flow", "run_deployment"]
+
+if TYPE_CHECKING:
+    from pushpool.automations import Automation, DeploymentTrigger, EventTrigger
+    from pushpool.deployments import deploy
+    from pushpool.flows import Flow, flow
+    from pushpool.images import DockerImage
+    from pushpool.runs import run_deployment
+    from pushpool.schedules import Cron, Interval, RRule
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pushpool' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

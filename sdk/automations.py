@@ -16,8 +16,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from control_plane.errors import InvalidInput
-from control_plane.event_models import (
+from pushpool.client import PushpoolClient
+from pushpool.control_plane.errors import InvalidInput
+from pushpool.control_plane.event_models import (
     Action,
     CancelFlowRun,
     ChangeDeployment,
@@ -28,7 +29,6 @@ from control_plane.event_models import (
     RunDeployment,
     SendNotification,
 )
-from sdk.client import PushpoolClient
 
 __all__ = ["Automation", "CancelFlowRun", "DeploymentTrigger", "EventTrigger", "PauseDeployment", "PauseWorkPool",
            "Posture", "ResumeDeployment", "ResumeWorkPool", "RunDeployment", "SendNotification", "load_automations"]

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from control_plane.errors import (
+from pushpool.control_plane.errors import (
     AlreadyExists,
     ConfigurationError,
     Conflict,
@@ -21,7 +21,7 @@ from control_plane.errors import (
     PushpoolError,
     Unauthorized,
 )
-from sdk.settings import ClientSettings
+from pushpool.settings import ClientSettings
 
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 
@@ -49,13 +49,20 @@ def _error_for(response: httpx.Response) -> PushpoolError:
     return (cls or PushpoolError)(message, errors=errors)
 
 
+def normalize_api_url(url: str) -> str:
+    """The server's base URL: ``http://host:4200/api`` and ``http://host:4200/`` (as Prefect's API URL is
+    written) both mean ``http://host:4200``."""
+    url = url.strip().rstrip("/")
+    return url.removesuffix("/api").rstrip("/")
+
+
 class PushpoolClient:
     def __init__(self, api_url: str | None = None, api_key: str | None = None, workspace: str | None = None,
                  *, timeout: float | None = None, retries: int = 4,
                  transport: httpx.BaseTransport | None = None) -> None:
         # A runner passes everything explicitly and must not read anyone's profile.
         settings = None if (api_url and api_key) else ClientSettings()
-        self.api_url = (api_url or (settings.api_url if settings else None) or "").rstrip("/")
+        self.api_url = normalize_api_url(api_url or (settings.api_url if settings else None) or "")
         if not self.api_url:
             raise ConfigurationError(
                 "No API URL configured: set PUSHPOOL_API_URL, run 'pushpool login --url URL --key KEY', "
@@ -80,7 +87,7 @@ class PushpoolClient:
             else:
                 if response.status_code not in _RETRY_STATUS or attempt == self.retries:
                     if response.is_error:
-                        raise _error_for(response)
+                        raise self._wrong_url(response) or _error_for(response)
                     return response.json() if response.content else None
                 retry_after = response.headers.get("retry-after")
                 if retry_after and retry_after.isdigit():
@@ -88,6 +95,20 @@ class PushpoolClient:
             time.sleep(delay)
             delay = min(delay * 2, 8.0)
         raise AssertionError("unreachable")
+
+    def _wrong_url(self, response: httpx.Response) -> PushpoolError | None:
+        """A 404 that is not pushpool's (no such route): the base URL is probably wrong; say which was tried."""
+        if response.status_code != 404:
+            return None
+        try:
+            detail = response.json().get("detail")
+        except (ValueError, AttributeError):
+            detail = None
+        if detail != "Not Found":  # pushpool's own 404s name what was not found
+            return None
+        return NotFound(f"{response.request.method} {response.request.url} answered 404 Not Found: is {self.api_url} "
+                        "a pushpool server? The API URL is the server's base URL, e.g. http://127.0.0.1:4200 "
+                        "(PUSHPOOL_API_URL or 'pushpool login --url')")
 
     def ws(self, path: str) -> str:
         return f"/api/workspaces/{self.workspace}{path}"

@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from control_plane.errors import InvalidInput
-from control_plane.event_models import DeploymentTrigger
-from sdk.client import PushpoolClient
-from sdk.images import DockerImage, resolve_images
-from sdk.schedules import Schedule, schedules_to_api
+from pushpool.client import PushpoolClient
+from pushpool.control_plane.errors import InvalidInput
+from pushpool.control_plane.event_models import DeploymentTrigger
+from pushpool.images import DockerImage, resolve_images
+from pushpool.schedules import Schedule, schedules_to_api
 
 if TYPE_CHECKING:
-    from sdk.flows import Flow
+    from pushpool.flows import Flow
 
 
 def project_root_for(source: Path) -> Path:

@@ -1,6 +1,6 @@
 """Exceptions the SDK raises (the control plane's one hierarchy, under SDK-friendly names)."""
 
-from control_plane.errors import (
+from pushpool.control_plane.errors import (
     AlreadyExists,
     ConfigurationError,
     Conflict,
@@ -9,7 +9,7 @@ from control_plane.errors import (
     PushpoolError,
     Unauthorized,
 )
-from control_plane.errors import InvalidInput as ValidationError
+from pushpool.control_plane.errors import InvalidInput as ValidationError
 
 __all__ = ["AlreadyExists", "ConfigurationError", "Conflict", "Forbidden", "NotFound", "PushpoolError",
            "Unauthorized", "ValidationError"]

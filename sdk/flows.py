@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ConfigDict, create_model
 
 if TYPE_CHECKING:
-    from sdk.deployments import RunnerDeployment
-    from sdk.images import DockerImage
+    from pushpool.deployments import RunnerDeployment
+    from pushpool.images import DockerImage
 
 
 class Flow:
@@ -38,7 +38,7 @@ class Flow:
 
     def to_deployment(self, name: str, **options: Any) -> RunnerDeployment:
         """Describe a deployment of this flow (see :func:`sdk.deployments.to_deployment`)."""
-        from sdk.deployments import to_deployment
+        from pushpool.deployments import to_deployment
 
         return to_deployment(self, name, **options)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import tomli_w
 
-from control_plane.settings import default_home
+from pushpool.control_plane.settings import default_home
 
 DEFAULT_PROFILE = "local"
 

@@ -17,13 +17,13 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from control_plane.api.schemas import ScheduleIn
-from control_plane.errors import InvalidInput
-from control_plane.event_models import DeploymentTrigger
-from sdk.deployments import RunnerDeployment
-from sdk.flows import Flow
-from sdk.images import DockerImage
-from sdk.runner import EntrypointError, load_entrypoint
+from pushpool.control_plane.api.schemas import ScheduleIn
+from pushpool.control_plane.errors import InvalidInput
+from pushpool.control_plane.event_models import DeploymentTrigger
+from pushpool.deployments import RunnerDeployment
+from pushpool.flows import Flow
+from pushpool.images import DockerImage
+from pushpool.runner import EntrypointError, load_entrypoint
 
 DEFAULT_FILE = "pushpool.yaml"
 ENV_PLACEHOLDER = re.compile(r"\{\{\s*\$([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")

@@ -26,9 +26,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from control_plane.errors import Conflict, PushpoolError
-from sdk.client import PushpoolClient
-from sdk.flows import Flow
+from pushpool.client import PushpoolClient
+from pushpool.control_plane.errors import Conflict, PushpoolError
+from pushpool.flows import Flow
 
 REQUIRED_ENV = ("PUSHPOOL_API_URL", "PUSHPOOL_FLOW_RUN_ID", "PUSHPOOL_RUN_TOKEN")
 #: The control plane may be restarting when a flow finishes: keep trying to report for

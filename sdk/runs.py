@@ -6,9 +6,9 @@ import time
 from datetime import datetime
 from typing import Any
 
-from control_plane.errors import PushpoolError
-from control_plane.models import FlowRun
-from sdk.client import PushpoolClient
+from pushpool.client import PushpoolClient
+from pushpool.control_plane.errors import PushpoolError
+from pushpool.control_plane.models import FlowRun
 
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 

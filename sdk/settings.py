@@ -13,7 +13,7 @@ from pydantic import Field
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from sdk import profiles
+from pushpool import profiles
 
 #: Setting names a profile may hold, as written in profiles.toml (and the environment).
 SETTING_NAMES = ("PUSHPOOL_API_URL", "PUSHPOOL_API_KEY", "PUSHPOOL_WORKSPACE", "PUSHPOOL_LOGGING_LEVEL",

@@ -16,12 +16,12 @@ RESOURCE_GROUP = "pushpool-flows"
 @pytest.fixture
 def arm_api(monkeypatch) -> Any:
     pytest.importorskip("azure.mgmt.containerinstance", reason="the 'azure' extra is not installed")
-    import pushers.aci
+    import pushpool.pushers.aci as aci_pusher
     from tests.fakes.azure_api import FakeArmApi, StaticCredential
 
     api = FakeArmApi().start()
     monkeypatch.setenv("PUSHPOOL_AZURE_ENDPOINT", api.url)
-    monkeypatch.setattr(pushers.aci, "credential_for", lambda block: StaticCredential())
+    monkeypatch.setattr(aci_pusher, "credential_for", lambda block: StaticCredential())
     yield api
     api.stop()
 
@@ -31,8 +31,8 @@ def azure_api(monkeypatch) -> Any:
     """Resource Manager and Microsoft Graph for --provision-infra (and the pusher) on one fake; the user's
     login and the pusher's credential both hold the fake's token."""
     pytest.importorskip("msgraph", reason="the 'azure' extra is not installed")
-    import provisioners.azure
-    import pushers.aci
+    import pushpool.provisioners.azure as azure_provisioner
+    import pushpool.pushers.aci as aci_pusher
     from tests.fakes.azure_api import FakeAzureApi, StaticCredential
 
     api = FakeAzureApi().start()
@@ -40,7 +40,7 @@ def azure_api(monkeypatch) -> Any:
     monkeypatch.setenv("PUSHPOOL_GRAPH_ENDPOINT", api.url)
     monkeypatch.setenv("AZURE_TENANT_ID", "tenant")
     monkeypatch.delenv("AZURE_SUBSCRIPTION_ID", raising=False)
-    monkeypatch.setattr(pushers.aci, "credential_for", lambda block: StaticCredential())
-    monkeypatch.setattr(provisioners.azure, "user_credential", StaticCredential)
+    monkeypatch.setattr(aci_pusher, "credential_for", lambda block: StaticCredential())
+    monkeypatch.setattr(azure_provisioner, "user_credential", StaticCredential)
     yield api
     api.stop()

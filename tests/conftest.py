@@ -12,14 +12,14 @@ from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
 from hypothesis import settings as hypothesis_settings
 
-from control_plane.app import build_context, create_app
-from control_plane.bootstrap import bootstrap
-from control_plane.clock import FakeClock
-from control_plane.services.context import ServiceContext
-from control_plane.services.scheduler import run_scheduler
-from control_plane.settings import Settings
-from control_plane.storage.sqlite import SqliteStore
-from pushers.base import PUSHER_TYPES, PusherContext, PusherRegistry
+from pushpool.control_plane.app import build_context, create_app
+from pushpool.control_plane.bootstrap import bootstrap
+from pushpool.control_plane.clock import FakeClock
+from pushpool.control_plane.services.context import ServiceContext
+from pushpool.control_plane.services.scheduler import run_scheduler
+from pushpool.control_plane.settings import Settings
+from pushpool.control_plane.storage.sqlite import SqliteStore
+from pushpool.pushers.base import PUSHER_TYPES, PusherContext, PusherRegistry
 from tests.aws_fixtures import aws, moto_server  # noqa: F401 - fixtures
 from tests.azure_fixtures import arm_api, azure_api  # noqa: F401 - fixtures
 from tests.docker_fixtures import docker_engine, docker_host  # noqa: F401 - fixtures

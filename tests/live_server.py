@@ -11,12 +11,12 @@ from typing import Any
 
 import uvicorn
 
-from control_plane.app import build_context, create_app
-from control_plane.bootstrap import bootstrap
-from control_plane.services.ticker import Ticker
-from control_plane.settings import Settings
-from control_plane.storage.sqlite import SqliteStore
-from sdk.client import PushpoolClient
+from pushpool.client import PushpoolClient
+from pushpool.control_plane.app import build_context, create_app
+from pushpool.control_plane.bootstrap import bootstrap
+from pushpool.control_plane.services.ticker import Ticker
+from pushpool.control_plane.settings import Settings
+from pushpool.control_plane.storage.sqlite import SqliteStore
 from tests.fakes.net import free_port
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from control_plane.api.deps import Access, workspace_access
-from control_plane.errors import AlreadyExists, InvalidInput, NotFound
-from control_plane.event_models import Action, Automation, DeploymentTrigger, EventTrigger, RunDeployment
-from control_plane.services.keys import Permission
-from control_plane.services.sandbox import syntax_error
+from pushpool.control_plane.api.deps import Access, workspace_access
+from pushpool.control_plane.errors import AlreadyExists, InvalidInput, NotFound
+from pushpool.control_plane.event_models import Action, Automation, DeploymentTrigger, EventTrigger, RunDeployment
+from pushpool.control_plane.services.keys import Permission
+from pushpool.control_plane.services.sandbox import syntax_error
 
 router = APIRouter(prefix="/api/workspaces/{workspace}", tags=["automations"])
 COMPARED = {"name", "enabled", "trigger", "actions", "description"}

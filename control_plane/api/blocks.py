@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, status
 
-from control_plane.api.deps import Access, workspace_access
-from control_plane.api.schemas import BlockCreate, BlockOut, BlockUpdate
-from control_plane.errors import NotFound
-from control_plane.models import Block
-from control_plane.services.block_types import BLOCK_TYPES, mask_block_data, validate_block_data
-from control_plane.services.context import ServiceContext
-from control_plane.services.keys import Permission
+from pushpool.control_plane.api.deps import Access, workspace_access
+from pushpool.control_plane.api.schemas import BlockCreate, BlockOut, BlockUpdate
+from pushpool.control_plane.errors import NotFound
+from pushpool.control_plane.models import Block
+from pushpool.control_plane.services.block_types import BLOCK_TYPES, mask_block_data, validate_block_data
+from pushpool.control_plane.services.context import ServiceContext
+from pushpool.control_plane.services.keys import Permission
 
 router = APIRouter(prefix="/api/workspaces/{workspace}", tags=["blocks"])
 

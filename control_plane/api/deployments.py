@@ -6,18 +6,18 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Response, status
 
-from control_plane.api.deps import Access, workspace_access
-from control_plane.api.schemas import DeploymentCreate, DeploymentUpdate, ScheduleIn
-from control_plane.errors import InvalidInput, NotFound
-from control_plane.models import Deployment, Schedule, WorkPool, with_changes
-from control_plane.services import host_runs
-from control_plane.services.context import ServiceContext
-from control_plane.services.flow_runs import validate_parameters
-from control_plane.services.json_schema import schema_problem
-from control_plane.services.keys import Permission
-from control_plane.services.scheduler import replace_future_runs
-from control_plane.services.schedules import validate_schedule
-from control_plane.services.templating import validate_job_variables
+from pushpool.control_plane.api.deps import Access, workspace_access
+from pushpool.control_plane.api.schemas import DeploymentCreate, DeploymentUpdate, ScheduleIn
+from pushpool.control_plane.errors import InvalidInput, NotFound
+from pushpool.control_plane.models import Deployment, Schedule, WorkPool, with_changes
+from pushpool.control_plane.services import host_runs
+from pushpool.control_plane.services.context import ServiceContext
+from pushpool.control_plane.services.flow_runs import validate_parameters
+from pushpool.control_plane.services.json_schema import schema_problem
+from pushpool.control_plane.services.keys import Permission
+from pushpool.control_plane.services.scheduler import replace_future_runs
+from pushpool.control_plane.services.schedules import validate_schedule
+from pushpool.control_plane.services.templating import validate_job_variables
 
 router = APIRouter(prefix="/api/workspaces/{workspace}", tags=["deployments"])
 

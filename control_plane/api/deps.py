@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 from fastapi import Depends, Path, Request
 
-from control_plane.errors import Forbidden, NotFound, Unauthorized
-from control_plane.models import Actor, ApiKey, FlowRun, Role, Workspace
-from control_plane.services import keys
-from control_plane.services.context import ServiceContext
-from control_plane.services.keys import Permission
+from pushpool.control_plane.errors import Forbidden, NotFound, Unauthorized
+from pushpool.control_plane.models import Actor, ApiKey, FlowRun, Role, Workspace
+from pushpool.control_plane.services import keys
+from pushpool.control_plane.services.context import ServiceContext
+from pushpool.control_plane.services.keys import Permission
 
 
 async def get_ctx(request: Request) -> ServiceContext:

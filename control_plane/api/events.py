@@ -7,11 +7,11 @@ from datetime import datetime
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
-from control_plane.api.deps import Access, workspace_access
-from control_plane.errors import InvalidInput
-from control_plane.event_models import Event, EventFilter
-from control_plane.services.keys import Permission
-from control_plane.storage.records import ts
+from pushpool.control_plane.api.deps import Access, workspace_access
+from pushpool.control_plane.errors import InvalidInput
+from pushpool.control_plane.event_models import Event, EventFilter
+from pushpool.control_plane.services.keys import Permission
+from pushpool.control_plane.storage.records import ts
 
 router = APIRouter(prefix="/api/workspaces/{workspace}", tags=["events"])
 

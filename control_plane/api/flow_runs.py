@@ -6,17 +6,17 @@ from datetime import datetime, timedelta
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
-from control_plane.api.deps import Access, workspace_access
-from control_plane.api.offload import on_loop_unless_busy
-from control_plane.api.responses import record_json, records_json
-from control_plane.api.schemas import FlowRunCreate, StateUpdate
-from control_plane.errors import Forbidden, NotFound
-from control_plane.models import FlowRun, FlowRunFilter, State, StateType
-from control_plane.services import flow_runs
-from control_plane.services.context import ServiceContext
-from control_plane.services.keys import Permission
-from control_plane.services.overrides import check_run_overrides
-from control_plane.services.pool_pushers import pusher_for
+from pushpool.control_plane.api.deps import Access, workspace_access
+from pushpool.control_plane.api.offload import on_loop_unless_busy
+from pushpool.control_plane.api.responses import record_json, records_json
+from pushpool.control_plane.api.schemas import FlowRunCreate, StateUpdate
+from pushpool.control_plane.errors import Forbidden, NotFound
+from pushpool.control_plane.models import FlowRun, FlowRunFilter, State, StateType
+from pushpool.control_plane.services import flow_runs
+from pushpool.control_plane.services.context import ServiceContext
+from pushpool.control_plane.services.keys import Permission
+from pushpool.control_plane.services.overrides import check_run_overrides
+from pushpool.control_plane.services.pool_pushers import pusher_for
 
 router = APIRouter(prefix="/api/workspaces/{workspace}", tags=["flow runs"])
 

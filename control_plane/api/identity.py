@@ -7,8 +7,16 @@ from datetime import timedelta
 from fastapi import APIRouter, Depends, Query, status
 from pydantic import BaseModel, ConfigDict
 
-from control_plane.api.deps import Access, Caller, authenticate, get_ctx, require_actor, require_admin, workspace_access
-from control_plane.api.schemas import (
+from pushpool.control_plane.api.deps import (
+    Access,
+    Caller,
+    authenticate,
+    get_ctx,
+    require_actor,
+    require_admin,
+    workspace_access,
+)
+from pushpool.control_plane.api.schemas import (
     TEN_YEARS,
     ActorOut,
     ApiKeyCreate,
@@ -23,11 +31,11 @@ from control_plane.api.schemas import (
     UserCreate,
     WorkspaceCreate,
 )
-from control_plane.errors import AlreadyExists, Forbidden, InvalidInput, NotFound
-from control_plane.models import Actor, ActorKind, ApiKey, Membership, Role, Workspace
-from control_plane.services import keys
-from control_plane.services.context import ServiceContext
-from control_plane.services.keys import Permission
+from pushpool.control_plane.errors import AlreadyExists, Forbidden, InvalidInput, NotFound
+from pushpool.control_plane.models import Actor, ActorKind, ApiKey, Membership, Role, Workspace
+from pushpool.control_plane.services import keys
+from pushpool.control_plane.services.context import ServiceContext
+from pushpool.control_plane.services.keys import Permission
 
 router = APIRouter(prefix="/api", tags=["identity"])
 

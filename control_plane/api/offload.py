@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 
-from control_plane.services.context import ServiceContext
-from control_plane.storage.base import WouldWait
+from pushpool.control_plane.services.context import ServiceContext
+from pushpool.control_plane.storage.base import WouldWait
 
 T = TypeVar("T")
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from control_plane.models import (
+from pushpool.control_plane.models import (
     TEN_YEARS_SECONDS,
     ActorKind,
     CollisionStrategy,

@@ -9,14 +9,14 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from control_plane.api.deps import Access, authenticate, workspace_access
-from control_plane.errors import Forbidden, InvalidInput, NotFound, Unauthorized
-from control_plane.event_models import Webhook
-from control_plane.models import ActorKind
-from control_plane.services import webhooks as hooks
-from control_plane.services.context import ServiceContext
-from control_plane.services.keys import Permission
-from control_plane.services.sandbox import syntax_error
+from pushpool.control_plane.api.deps import Access, authenticate, workspace_access
+from pushpool.control_plane.errors import Forbidden, InvalidInput, NotFound, Unauthorized
+from pushpool.control_plane.event_models import Webhook
+from pushpool.control_plane.models import ActorKind
+from pushpool.control_plane.services import webhooks as hooks
+from pushpool.control_plane.services.context import ServiceContext
+from pushpool.control_plane.services.keys import Permission
+from pushpool.control_plane.services.sandbox import syntax_error
 
 router = APIRouter(prefix="/api/workspaces/{workspace}", tags=["webhooks"])
 hooks_router = APIRouter(tags=["webhooks"])

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, status
 
-from control_plane.api.deps import Access, Caller, require_actor, workspace_access
-from control_plane.api.schemas import WorkPoolCreate, WorkPoolUpdate, WorkQueueCreate, WorkQueueUpdate
-from control_plane.errors import Conflict, InvalidInput, NotFound
-from control_plane.models import ACTIVE_STATES, FlowRunFilter, LateRunPolicy, WorkPool, WorkQueue, with_changes
-from control_plane.services import host_runs
-from control_plane.services.context import ServiceContext
-from control_plane.services.keys import Permission
-from control_plane.services.overrides import validate_run_overridable
-from control_plane.services.templating import validate_base_job_template
-from pushers.base import PUSHER_TYPES, default_job_template
+from pushpool.control_plane.api.deps import Access, Caller, require_actor, workspace_access
+from pushpool.control_plane.api.schemas import WorkPoolCreate, WorkPoolUpdate, WorkQueueCreate, WorkQueueUpdate
+from pushpool.control_plane.errors import Conflict, InvalidInput, NotFound
+from pushpool.control_plane.models import ACTIVE_STATES, FlowRunFilter, LateRunPolicy, WorkPool, WorkQueue, with_changes
+from pushpool.control_plane.services import host_runs
+from pushpool.control_plane.services.context import ServiceContext
+from pushpool.control_plane.services.keys import Permission
+from pushpool.control_plane.services.overrides import validate_run_overridable
+from pushpool.control_plane.services.templating import validate_base_job_template
+from pushpool.pushers.base import PUSHER_TYPES, default_job_template
 
 DEFAULT_QUEUE = "default"
 

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from control_plane.errors import InvalidInput, NotFound, PushpoolError
-from control_plane.event_models import (
+from pushpool.control_plane.errors import InvalidInput, NotFound, PushpoolError
+from pushpool.control_plane.event_models import (
     RESOURCE_ID,
     Action,
     Automation,
@@ -31,14 +31,14 @@ from control_plane.event_models import (
     RunDeployment,
     SendNotification,
 )
-from control_plane.models import Deployment, FlowRun, WorkPool, with_changes
-from control_plane.services.events import resource
-from control_plane.services.outbound import post_json
-from control_plane.services.overrides import check_run_overrides
-from control_plane.services.sandbox import render, render_value
+from pushpool.control_plane.models import Deployment, FlowRun, WorkPool, with_changes
+from pushpool.control_plane.services.events import resource
+from pushpool.control_plane.services.outbound import post_json
+from pushpool.control_plane.services.overrides import check_run_overrides
+from pushpool.control_plane.services.sandbox import render, render_value
 
 if TYPE_CHECKING:
-    from control_plane.services.context import ServiceContext
+    from pushpool.control_plane.services.context import ServiceContext
 
 log = logging.getLogger("pushpool.automations")
 NOTIFICATION_BLOCK_TYPES = ("slack-webhook", "webhook")
@@ -153,7 +153,7 @@ def execute(firing: Firing, action: Action) -> dict[str, Any] | Deferred:
     if isinstance(action, SendNotification):
         return _notify(firing, action)
     if isinstance(action, ChangeDeployment):
-        from control_plane.services.scheduler import replace_future_runs
+        from pushpool.control_plane.services.scheduler import replace_future_runs
 
         deployment = firing.find_deployment(action.deployment)
         paused = action.type == "pause-deployment"
@@ -172,7 +172,7 @@ def execute(firing: Firing, action: Action) -> dict[str, Any] | Deferred:
             ctx.events.work_pool(changed, "paused" if paused else "resumed")
         return {"work_pool": pool.name, "paused": paused}
     if isinstance(action, CancelFlowRun):
-        from control_plane.services.flow_runs import cancel
+        from pushpool.control_plane.services.flow_runs import cancel
 
         run: FlowRun | None = (ctx.store.get_flow_run(firing.workspace_id, action.flow_run_id)
                                if action.flow_run_id else firing.flow_run)
@@ -183,7 +183,7 @@ def execute(firing: Firing, action: Action) -> dict[str, Any] | Deferred:
 
 
 def _run_deployment(firing: Firing, action: RunDeployment) -> dict[str, Any]:
-    from control_plane.services.flow_runs import build_flow_run
+    from pushpool.control_plane.services.flow_runs import build_flow_run
 
     ctx = firing.ctx
     deployment = firing.find_deployment(action.deployment)

@@ -21,10 +21,10 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from control_plane.event_models import Automation, Event, EventTrigger, Labels, Posture, TriggerBucket
+from pushpool.control_plane.event_models import Automation, Event, EventTrigger, Labels, Posture, TriggerBucket
 
 if TYPE_CHECKING:
-    from control_plane.services.context import ServiceContext
+    from pushpool.control_plane.services.context import ServiceContext
 
 log = logging.getLogger("pushpool.automations")
 RETRIES = 5
@@ -152,7 +152,7 @@ class AutomationEngine:
         return fired
 
     def fire(self, automation: Automation, event: Event, count: int) -> None:
-        from control_plane.services.actions import run_actions
+        from pushpool.control_plane.services.actions import run_actions
 
         run_actions(self.ctx, automation, event, count)
 

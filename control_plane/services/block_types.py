@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from control_plane.errors import InvalidInput
+from pushpool.control_plane.errors import InvalidInput
 
 MASK = "********"
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from control_plane.errors import InvalidInput
+from pushpool.control_plane.errors import InvalidInput
 
 _CHECK_EVERY = 128
 

@@ -7,14 +7,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from control_plane.clock import Clock, SystemClock
-from control_plane.services.crypto import BlockCipher, Cipher, load_or_create_key
-from control_plane.services.events import EventSink
-from control_plane.services.host_runs import host_run_policy
-from control_plane.services.outbound import OutboundQueue
-from control_plane.settings import Settings
-from control_plane.storage.base import Store
-from pushers.base import PusherContext, PusherRegistry
+from pushpool.control_plane.clock import Clock, SystemClock
+from pushpool.control_plane.services.crypto import BlockCipher, Cipher, load_or_create_key
+from pushpool.control_plane.services.events import EventSink
+from pushpool.control_plane.services.host_runs import host_run_policy
+from pushpool.control_plane.services.outbound import OutboundQueue
+from pushpool.control_plane.settings import Settings
+from pushpool.control_plane.storage.base import Store
+from pushpool.pushers.base import PusherContext, PusherRegistry
 
 
 @dataclass
@@ -41,7 +41,7 @@ class ServiceContext:
 
     def __post_init__(self) -> None:
         if self.events is None:
-            from control_plane.services.automations import AutomationEngine
+            from pushpool.control_plane.services.automations import AutomationEngine
 
             self.events = EventSink(self.store, self.clock)
             self.automations = AutomationEngine(self)
@@ -65,7 +65,7 @@ class ServiceContext:
 def build_cipher(settings: Settings, store: Store) -> Cipher:
     """KMS envelope encryption when a KMS key is configured, else Fernet with the local or given key."""
     if settings.kms_key_id:
-        from control_plane.services.kms_crypto import KmsBlockCipher
+        from pushpool.control_plane.services.kms_crypto import KmsBlockCipher
 
         return KmsBlockCipher(settings.kms_key_id, store)
     return BlockCipher(settings.encryption_key or load_or_create_key(settings.home))

@@ -17,8 +17,8 @@ from typing import Any, Protocol
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from control_plane.errors import ConfigurationError
-from control_plane.home import prepare_home
+from pushpool.control_plane.errors import ConfigurationError
+from pushpool.control_plane.home import prepare_home
 
 
 class Cipher(Protocol):

@@ -20,15 +20,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
-from control_plane.errors import InvalidInput, NotFound, PushpoolError
-from control_plane.models import Deployment, FlowRun, FlowRunFilter, LateRunMode, StateType, WorkPool
-from control_plane.services import keys
-from control_plane.services.context import ServiceContext
-from control_plane.services.flow_runs import try_set_state
-from control_plane.services.host_runs import blocks_allowed, is_host_pool
-from control_plane.services.pool_pushers import BlockResolver, block_resolver, pusher_for
-from control_plane.services.templating import render_job_configuration
-from pushers.base import MAX_RUNTIME_SECONDS, Job, PermanentPusherError, Pusher, TransientPusherError
+from pushpool.control_plane.errors import InvalidInput, NotFound, PushpoolError
+from pushpool.control_plane.models import Deployment, FlowRun, FlowRunFilter, LateRunMode, StateType, WorkPool
+from pushpool.control_plane.services import keys
+from pushpool.control_plane.services.context import ServiceContext
+from pushpool.control_plane.services.flow_runs import try_set_state
+from pushpool.control_plane.services.host_runs import blocks_allowed, is_host_pool
+from pushpool.control_plane.services.pool_pushers import BlockResolver, block_resolver, pusher_for
+from pushpool.control_plane.services.templating import render_job_configuration
+from pushpool.pushers.base import MAX_RUNTIME_SECONDS, Job, PermanentPusherError, Pusher, TransientPusherError
 
 log = logging.getLogger("pushpool.dispatcher")
 

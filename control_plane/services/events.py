@@ -27,9 +27,9 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from control_plane.clock import Clock
-from control_plane.event_models import RESOURCE_ID, RESOURCE_NAME, RESOURCE_ROLE, Event
-from control_plane.models import Deployment, FlowRun, StateType, WorkPool
+from pushpool.control_plane.clock import Clock
+from pushpool.control_plane.event_models import RESOURCE_ID, RESOURCE_NAME, RESOURCE_ROLE, Event
+from pushpool.control_plane.models import Deployment, FlowRun, StateType, WorkPool
 
 log = logging.getLogger("pushpool.events")
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from control_plane.errors import Conflict, InvalidInput, NotFound
-from control_plane.models import Deployment, FlowRun, StateType, WorkPool, new_id
-from control_plane.services import states
-from control_plane.services.context import ServiceContext
-from control_plane.services.json_schema import validation_errors
-from control_plane.services.templating import merge_job_variables, validate_job_variables
+from pushpool.control_plane.errors import Conflict, InvalidInput, NotFound
+from pushpool.control_plane.models import Deployment, FlowRun, StateType, WorkPool, new_id
+from pushpool.control_plane.services import states
+from pushpool.control_plane.services.context import ServiceContext
+from pushpool.control_plane.services.json_schema import validation_errors
+from pushpool.control_plane.services.templating import merge_job_variables, validate_job_variables
 
 #: Runs are scheduled at most this far from now (keeps every derived time in range).
 MAX_SCHEDULE_DAYS = 10 * 365

@@ -20,11 +20,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from control_plane.errors import Forbidden, InvalidInput
-from control_plane.models import Actor
-from control_plane.services.templating import BLOCK_PREFIX, placeholders_in
-from control_plane.settings import Settings
-from pushers.base import HostRunPolicy
+from pushpool.control_plane.errors import Forbidden, InvalidInput
+from pushpool.control_plane.models import Actor
+from pushpool.control_plane.services.templating import BLOCK_PREFIX, placeholders_in
+from pushpool.control_plane.settings import Settings
+from pushpool.pushers.base import HostRunPolicy
 
 #: Pool types whose runs are processes on the control plane's machine.
 HOST_POOL_TYPES = frozenset({"local:push"})

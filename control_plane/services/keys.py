@@ -14,7 +14,7 @@ import hmac
 import secrets
 from enum import StrEnum
 
-from control_plane.models import ActorKind, Role
+from pushpool.control_plane.models import ActorKind, Role
 
 USER_PREFIX = "ppu_"
 SERVICE_ACCOUNT_PREFIX = "ppb_"

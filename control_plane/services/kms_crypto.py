@@ -27,8 +27,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from control_plane.errors import ConfigurationError
-from control_plane.storage.base import Store
+from pushpool.control_plane.errors import ConfigurationError
+from pushpool.control_plane.storage.base import Store
 
 PREFIX = "kms1:"
 _BLOCK_CONTEXT = {"pushpool:purpose": "block-data"}

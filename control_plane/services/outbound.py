@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
-from control_plane.errors import InvalidInput
+from pushpool.control_plane.errors import InvalidInput
 
 log = logging.getLogger("pushpool.outbound")
 

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from control_plane.errors import Forbidden, InvalidInput
-from control_plane.models import Actor, WorkPool
-from control_plane.services.host_runs import is_host_pool
-from control_plane.settings import Settings
+from pushpool.control_plane.errors import Forbidden, InvalidInput
+from pushpool.control_plane.models import Actor, WorkPool
+from pushpool.control_plane.services.host_runs import is_host_pool
+from pushpool.control_plane.settings import Settings
 
 DEFAULT_RUN_OVERRIDABLE = frozenset({
     "cpu", "memory", "gpu", "gpu_count", "gpu_sku", "max_runtime_seconds", "timeout", "max_retries", "labels", "env",

@@ -9,12 +9,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from control_plane.errors import InvalidInput, PushpoolError
-from control_plane.models import WorkPool
-from control_plane.services.context import ServiceContext
-from control_plane.services.redaction import redact, secret_values
-from control_plane.services.templating import render_job_configuration
-from pushers.base import Pusher
+from pushpool.control_plane.errors import InvalidInput, PushpoolError
+from pushpool.control_plane.models import WorkPool
+from pushpool.control_plane.services.context import ServiceContext
+from pushpool.control_plane.services.redaction import redact, secret_values
+from pushpool.control_plane.services.templating import render_job_configuration
+from pushpool.pushers.base import Pusher
 
 log = logging.getLogger("pushpool.pushers")
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 
-from control_plane.errors import PushpoolError
-from control_plane.models import FlowRun, StateType, WorkPool
-from control_plane.services.context import ServiceContext
-from control_plane.services.flow_runs import try_set_state
-from control_plane.services.pool_pushers import pusher_for
-from pushers.base import InfraState, InfraStatus, Pusher
+from pushpool.control_plane.errors import PushpoolError
+from pushpool.control_plane.models import FlowRun, StateType, WorkPool
+from pushpool.control_plane.services.context import ServiceContext
+from pushpool.control_plane.services.flow_runs import try_set_state
+from pushpool.control_plane.services.pool_pushers import pusher_for
+from pushpool.pushers.base import InfraState, InfraStatus, Pusher
 
 log = logging.getLogger("pushpool.reconciler")
 

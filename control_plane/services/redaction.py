@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from control_plane.services.block_types import BLOCK_TYPES, MASK
+from pushpool.control_plane.services.block_types import BLOCK_TYPES, MASK
 
 #: Shorter values are not masked (they would mask ordinary words); no secret field is this short.
 MIN_SECRET = 4

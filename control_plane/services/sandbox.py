@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from control_plane.services.sandbox_limits import (
+from pushpool.control_plane.services.sandbox_limits import (
     MAX_OUTPUT,
     BoundedBuffer,
     TemplateFailed,

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from functools import wraps
 from typing import Any
 
-from control_plane.errors import PushpoolError
+from pushpool.control_plane.errors import PushpoolError
 
 MAX_OUTPUT = 1_000_000
 

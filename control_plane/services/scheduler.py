@@ -11,12 +11,12 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from control_plane.errors import PushpoolError
-from control_plane.models import Deployment, FlowRun, WorkPool
-from control_plane.services.budget import BudgetExceeded, within
-from control_plane.services.context import ServiceContext
-from control_plane.services.flow_runs import build_flow_run
-from control_plane.services.schedules import occurrences
+from pushpool.control_plane.errors import PushpoolError
+from pushpool.control_plane.models import Deployment, FlowRun, WorkPool
+from pushpool.control_plane.services.budget import BudgetExceeded, within
+from pushpool.control_plane.services.context import ServiceContext
+from pushpool.control_plane.services.flow_runs import build_flow_run
+from pushpool.control_plane.services.schedules import occurrences
 
 log = logging.getLogger("pushpool.scheduler")
 

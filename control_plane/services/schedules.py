@@ -33,9 +33,9 @@ from croniter import croniter
 from dateutil.relativedelta import relativedelta
 from dateutil.rrule import DAILY, HOURLY, MINUTELY, MONTHLY, SECONDLY, WEEKLY, YEARLY, rrule, rrulestr
 
-from control_plane.errors import InvalidInput
-from control_plane.models import TEN_YEARS_SECONDS, Schedule
-from control_plane.services.budget import within
+from pushpool.control_plane.errors import InvalidInput
+from pushpool.control_plane.models import TEN_YEARS_SECONDS, Schedule
+from pushpool.control_plane.services.budget import within
 
 DEFAULT_ANCHOR = datetime(2020, 1, 1, tzinfo=UTC)
 REORDER_WINDOW = timedelta(hours=2)

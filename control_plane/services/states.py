@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from control_plane.errors import Conflict
-from control_plane.models import State, StateType
+from pushpool.control_plane.errors import Conflict
+from pushpool.control_plane.models import State, StateType
 
 S = StateType
 

@@ -25,8 +25,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from control_plane.errors import InvalidInput
-from control_plane.services.json_schema import schema_problem, validation_errors
+from pushpool.control_plane.errors import InvalidInput
+from pushpool.control_plane.services.json_schema import schema_problem, validation_errors
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]+)*)\s*\}\}")
 BLOCK_PREFIX = "pushpool.blocks."

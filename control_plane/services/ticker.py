@@ -14,11 +14,11 @@ import threading
 import time
 from datetime import timedelta
 
-from control_plane.services.automations import run_event_services
-from control_plane.services.context import ServiceContext
-from control_plane.services.dispatcher import Dispatcher, next_claimable_time
-from control_plane.services.reconciler import Reconciler
-from control_plane.services.scheduler import run_scheduler
+from pushpool.control_plane.services.automations import run_event_services
+from pushpool.control_plane.services.context import ServiceContext
+from pushpool.control_plane.services.dispatcher import Dispatcher, next_claimable_time
+from pushpool.control_plane.services.reconciler import Reconciler
+from pushpool.control_plane.services.scheduler import run_scheduler
 
 log = logging.getLogger("pushpool.ticker")
 

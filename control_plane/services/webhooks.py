@@ -20,12 +20,12 @@ from urllib.parse import parse_qs
 
 from pydantic import ValidationError
 
-from control_plane.errors import InvalidInput
-from control_plane.event_models import Event, Webhook
-from control_plane.services.context import ServiceContext
-from control_plane.services.events import related, resource
-from control_plane.services.sandbox import TemplateFailed, render
-from control_plane.settings import DROPPED_HEADERS
+from pushpool.control_plane.errors import InvalidInput
+from pushpool.control_plane.event_models import Event, Webhook
+from pushpool.control_plane.services.context import ServiceContext
+from pushpool.control_plane.services.events import related, resource
+from pushpool.control_plane.services.sandbox import TemplateFailed, render
+from pushpool.control_plane.settings import DROPPED_HEADERS
 
 MAX_BODY = 1_000_000
 SLUG_BYTES = 24

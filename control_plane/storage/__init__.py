@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from control_plane.errors import ConfigurationError
-from control_plane.home import prepare_home
-from control_plane.storage.base import ClaimResult, Store
+from pushpool.control_plane.errors import ConfigurationError
+from pushpool.control_plane.home import prepare_home
+from pushpool.control_plane.storage.base import ClaimResult, Store
 
 if TYPE_CHECKING:
-    from control_plane.settings import Settings
+    from pushpool.control_plane.settings import Settings
 
 __all__ = ["ClaimResult", "Store", "open_store"]
 
@@ -19,10 +19,10 @@ def open_store(settings: Settings) -> Store:
     if settings.store == "dynamodb":
         if not settings.dynamodb_table:
             raise ConfigurationError("PUSHPOOL_STORE=dynamodb needs PUSHPOOL_DYNAMODB_TABLE (the table name)")
-        from control_plane.storage.dynamodb import DynamoDbStore
+        from pushpool.control_plane.storage.dynamodb import DynamoDbStore
 
         return DynamoDbStore(settings.dynamodb_table)
-    from control_plane.storage.sqlite import SqliteStore
+    from pushpool.control_plane.storage.sqlite import SqliteStore
 
     prepare_home(settings.home)
     return SqliteStore(settings.sqlite_path)

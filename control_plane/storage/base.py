@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from control_plane.event_models import Automation, Event, EventFilter, TriggerBucket, Webhook
-from control_plane.models import (
+from pushpool.control_plane.event_models import Automation, Event, EventFilter, TriggerBucket, Webhook
+from pushpool.control_plane.models import (
     Actor,
     ApiKey,
     Block,

@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from control_plane.errors import AlreadyExists
-from control_plane.models import (
+from pushpool.control_plane.errors import AlreadyExists
+from pushpool.control_plane.models import (
     Actor,
     ActorKind,
     ApiKey,
@@ -25,9 +25,9 @@ from control_plane.models import (
     WorkQueue,
     Workspace,
 )
-from control_plane.storage.dynamodb_events import DynamoEventsMixin
-from control_plane.storage.dynamodb_runs import DynamoRunsMixin
-from control_plane.storage.dynamodb_schema import (
+from pushpool.control_plane.storage.dynamodb_events import DynamoEventsMixin
+from pushpool.control_plane.storage.dynamodb_runs import DynamoRunsMixin
+from pushpool.control_plane.storage.dynamodb_schema import (
     INDEXES,
     deployment_sort_key,
     doc_item,
@@ -35,7 +35,7 @@ from control_plane.storage.dynamodb_schema import (
     put_action,
     to_attrs,
 )
-from control_plane.storage.dynamodb_table import Item, Table, TransactionFailed
+from pushpool.control_plane.storage.dynamodb_table import Item, Table, TransactionFailed
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -23,14 +23,14 @@ import fnmatch
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from control_plane.errors import AlreadyExists
-from control_plane.event_models import RESOURCE_ID, Automation, Event, EventFilter, TriggerBucket, Webhook
-from control_plane.storage.dynamodb_schema import HIGH, INDEXES, delete_action, doc_item, put_action
-from control_plane.storage.dynamodb_table import TransactionFailed
-from control_plane.storage.records import ts
+from pushpool.control_plane.errors import AlreadyExists
+from pushpool.control_plane.event_models import RESOURCE_ID, Automation, Event, EventFilter, TriggerBucket, Webhook
+from pushpool.control_plane.storage.dynamodb_schema import HIGH, INDEXES, delete_action, doc_item, put_action
+from pushpool.control_plane.storage.dynamodb_table import TransactionFailed
+from pushpool.control_plane.storage.records import ts
 
 if TYPE_CHECKING:
-    from control_plane.storage.dynamodb import DynamoDbStore
+    from pushpool.control_plane.storage.dynamodb import DynamoDbStore
 
     _Base = DynamoDbStore
 else:

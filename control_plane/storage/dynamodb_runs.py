@@ -14,8 +14,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from control_plane.errors import AlreadyExists
-from control_plane.models import (
+from pushpool.control_plane.errors import AlreadyExists
+from pushpool.control_plane.models import (
     ACTIVE_STATES,
     FINAL_STATES,
     CollisionStrategy,
@@ -25,13 +25,13 @@ from control_plane.models import (
     StateType,
     WorkPool,
 )
-from control_plane.storage.base import ClaimResult
-from control_plane.storage.dynamodb_schema import HIGH, INDEXES, to_attrs
-from control_plane.storage.dynamodb_table import Item, Table, TransactionFailed
-from control_plane.storage.records import from_ts, run_with_state, ts
+from pushpool.control_plane.storage.base import ClaimResult
+from pushpool.control_plane.storage.dynamodb_schema import HIGH, INDEXES, to_attrs
+from pushpool.control_plane.storage.dynamodb_table import Item, Table, TransactionFailed
+from pushpool.control_plane.storage.records import from_ts, run_with_state, ts
 
 if TYPE_CHECKING:
-    from control_plane.models import WorkQueue
+    from pushpool.control_plane.models import WorkQueue
 
 #: Optimistic-concurrency retries before a conditional run write gives up.
 _RETRIES = 25
@@ -352,7 +352,7 @@ class DynamoRunsMixin:
         return result
 
     def _list_pool_queues(self, pool_id: str) -> list[WorkQueue]:
-        from control_plane.models import WorkQueue
+        from pushpool.control_plane.models import WorkQueue
 
         return self._list(WorkQueue, f"POOL#{pool_id}", "QUEUE#")
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from control_plane.errors import ConfigurationError, PushpoolError
-from control_plane.storage.dynamodb_schema import key, table_definition
+from pushpool.control_plane.errors import ConfigurationError, PushpoolError
+from pushpool.control_plane.storage.dynamodb_schema import key, table_definition
 
 Item = dict[str, dict[str, Any]]
 

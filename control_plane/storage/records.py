@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from control_plane.clock import utc
-from control_plane.models import FINAL_STATES, FlowRun, State, StateType
+from pushpool.control_plane.clock import utc
+from pushpool.control_plane.models import FINAL_STATES, FlowRun, State, StateType
 
 
 def ts(value: datetime | None) -> str | None:

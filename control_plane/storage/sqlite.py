@@ -17,9 +17,9 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
-from control_plane.errors import AlreadyExists
-from control_plane.home import create_private_file
-from control_plane.models import (
+from pushpool.control_plane.errors import AlreadyExists
+from pushpool.control_plane.home import create_private_file
+from pushpool.control_plane.models import (
     Actor,
     ActorKind,
     ApiKey,
@@ -30,10 +30,10 @@ from control_plane.models import (
     WorkQueue,
     Workspace,
 )
-from control_plane.storage.base import WouldWait
-from control_plane.storage.sqlite_events import EVENTS_SCHEMA, SqliteEventsMixin
-from control_plane.storage.sqlite_runs import SqliteRunsMixin
-from control_plane.storage.sqlite_schema import SCHEMA, SCHEMA_VERSION
+from pushpool.control_plane.storage.base import WouldWait
+from pushpool.control_plane.storage.sqlite_events import EVENTS_SCHEMA, SqliteEventsMixin
+from pushpool.control_plane.storage.sqlite_runs import SqliteRunsMixin
+from pushpool.control_plane.storage.sqlite_schema import SCHEMA, SCHEMA_VERSION
 
 M = TypeVar("M", bound=BaseModel)
 BUSY_TIMEOUT_MS = 30_000

@@ -6,12 +6,12 @@ import sqlite3
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from control_plane.errors import AlreadyExists
-from control_plane.event_models import Automation, Event, EventFilter, TriggerBucket, Webhook
-from control_plane.storage.records import ts
+from pushpool.control_plane.errors import AlreadyExists
+from pushpool.control_plane.event_models import Automation, Event, EventFilter, TriggerBucket, Webhook
+from pushpool.control_plane.storage.records import ts
 
 if TYPE_CHECKING:
-    from control_plane.storage.sqlite import SqliteStore
+    from pushpool.control_plane.storage.sqlite import SqliteStore
 
     _Base = SqliteStore
 else:

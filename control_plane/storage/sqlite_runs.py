@@ -6,8 +6,8 @@ import sqlite3
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from control_plane.errors import AlreadyExists
-from control_plane.models import (
+from pushpool.control_plane.errors import AlreadyExists
+from pushpool.control_plane.models import (
     CollisionStrategy,
     FlowRun,
     FlowRunFilter,
@@ -15,8 +15,8 @@ from control_plane.models import (
     StateType,
     WorkPool,
 )
-from control_plane.storage.base import ClaimResult
-from control_plane.storage.records import from_ts, run_with_state, ts
+from pushpool.control_plane.storage.base import ClaimResult
+from pushpool.control_plane.storage.records import from_ts, run_with_state, ts
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager

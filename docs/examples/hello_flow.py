@@ -2,7 +2,7 @@
 
 import platform
 
-from sdk import flow
+from pushpool import flow
 
 
 @flow(log_prints=True)

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import typer
 
-from control_plane.errors import InvalidInput
-from sdk.cli.common import (
+from pushpool.cli.common import (
     Output,
     OutputOption,
     YesOption,
@@ -21,6 +20,7 @@ from sdk.cli.common import (
     short_time,
     table,
 )
+from pushpool.control_plane.errors import InvalidInput
 
 block_app = typer.Typer(help="Credentials and secrets, encrypted at rest (secret fields are masked).",
                         no_args_is_help=True)

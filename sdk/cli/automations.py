@@ -7,9 +7,9 @@ from typing import Any
 
 import typer
 
-from control_plane.errors import InvalidInput
-from sdk.automations import load_automations
-from sdk.cli.common import Output, OutputOption, YesOption, confirm, console, emit, get_client, short_time, table
+from pushpool.automations import load_automations
+from pushpool.cli.common import Output, OutputOption, YesOption, confirm, console, emit, get_client, short_time, table
+from pushpool.control_plane.errors import InvalidInput
 
 automation_app = typer.Typer(help="Automations: when events happen (or do not), run, notify, pause or cancel.",
                              no_args_is_help=True)

@@ -14,8 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from control_plane.errors import InvalidInput
-from sdk.client import PushpoolClient
+from pushpool.client import PushpoolClient
+from pushpool.control_plane.errors import InvalidInput
 
 console = Console()
 err_console = Console(stderr=True)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from control_plane.errors import InvalidInput
-from sdk import profiles
-from sdk.cli.common import Output, OutputOption, YesOption, confirm, console, emit, get_client, table
-from sdk.client import PushpoolClient
-from sdk.settings import SETTING_NAMES, selected_profile_name, setting_sources
+from pushpool import profiles
+from pushpool.cli.common import Output, OutputOption, YesOption, confirm, console, emit, get_client, table
+from pushpool.client import PushpoolClient, normalize_api_url
+from pushpool.control_plane.errors import InvalidInput
+from pushpool.settings import SETTING_NAMES, selected_profile_name, setting_sources
 
 workspace_app = typer.Typer(help="List workspaces and choose the one commands use.", no_args_is_help=True)
 config_app = typer.Typer(help="View and change settings of the active profile.", no_args_is_help=True)
@@ -32,7 +32,7 @@ def login(
 ) -> None:
     """Check a key against the API and save it (with the URL and workspace) in the active profile."""
     current = profiles.load()["profiles"].get(selected_profile_name(), {})
-    api_url = url or current.get("PUSHPOOL_API_URL")
+    api_url = normalize_api_url(url or current.get("PUSHPOOL_API_URL") or "")
     if not api_url:
         raise InvalidInput("--url: no API URL in the profile yet; pass --url http://HOST:PORT")
     with PushpoolClient(api_url, key) as client:

@@ -12,8 +12,8 @@ from typing import Any
 
 import typer
 
-from sdk import profiles
-from sdk.cli.common import Output, OutputOption, YesOption, confirm, console, emit, table
+from pushpool import profiles
+from pushpool.cli.common import Output, OutputOption, YesOption, confirm, console, emit, table
 
 control_plane_app = typer.Typer(help="The serverless control plane on AWS (Lambda + DynamoDB + a 1-minute tick).",
                                 no_args_is_help=True)
@@ -24,7 +24,7 @@ AwsProfileOption = typer.Option(None, "--aws-profile", help="AWS profile to depl
 
 
 def _stack(stack_name: str, region: str | None, aws_profile: str | None) -> Any:
-    from provisioners.lambda_stack import LambdaStack
+    from pushpool.provisioners.lambda_stack import LambdaStack
 
     return LambdaStack(stack_name, region, profile=aws_profile)
 
@@ -52,8 +52,8 @@ def deploy(
     output: Output = OutputOption,
 ) -> None:
     """Build the Lambda package and create or update the stack; print the API URL."""
-    from provisioners.lambda_package import LambdaPackage, build_package, check_limits
-    from provisioners.lambda_stack import bootstrap_owner
+    from pushpool.provisioners.lambda_package import LambdaPackage, build_package, check_limits
+    from pushpool.provisioners.lambda_stack import bootstrap_owner
 
     if python not in ("3.12", "3.13"):
         raise typer.BadParameter("choose 3.12 or 3.13", param_hint="--python")
@@ -122,7 +122,7 @@ def status(
     output: Output = OutputOption,
 ) -> None:
     """The stack's state, its API URL and what the last tick did."""
-    from control_plane.errors import NotFound
+    from pushpool.control_plane.errors import NotFound
 
     stack = _stack(stack_name, region, aws_profile)
     info = stack.describe()

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import typer
 
-from control_plane.errors import InvalidInput
-from sdk.cli.common import Output, OutputOption, console, emit, get_client, table
-from sdk.deployments import deploy as deploy_all
-from sdk.project_file import DEFAULT_FILE, STARTER, load_project_file, to_runner_deployment
+from pushpool.cli.common import Output, OutputOption, console, emit, get_client, table
+from pushpool.control_plane.errors import InvalidInput
+from pushpool.deployments import deploy as deploy_all
+from pushpool.project_file import DEFAULT_FILE, STARTER, load_project_file, to_runner_deployment
 
 
 def deploy(

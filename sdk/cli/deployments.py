@@ -9,8 +9,7 @@ from typing import Any
 
 import typer
 
-from control_plane.errors import InvalidInput
-from sdk.cli.common import (
+from pushpool.cli.common import (
     Output,
     OutputOption,
     YesOption,
@@ -25,8 +24,9 @@ from sdk.cli.common import (
     short_time,
     table,
 )
-from sdk.client import PushpoolClient
-from sdk.runs import wait_for_final
+from pushpool.client import PushpoolClient
+from pushpool.control_plane.errors import InvalidInput
+from pushpool.runs import wait_for_final
 
 deployment_app = typer.Typer(help="List, inspect, run and schedule deployments.", no_args_is_help=True)
 schedule_app = typer.Typer(help="Manage a deployment's schedules.", no_args_is_help=True)

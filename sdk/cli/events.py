@@ -10,8 +10,7 @@ from typing import Any
 
 import typer
 
-from control_plane.errors import InvalidInput
-from sdk.cli.common import (
+from pushpool.cli.common import (
     Output,
     OutputOption,
     YesOption,
@@ -24,6 +23,7 @@ from sdk.cli.common import (
     short_time,
     table,
 )
+from pushpool.control_plane.errors import InvalidInput
 
 events_app = typer.Typer(help="What happened: flow-run states, deployments, pools, webhooks, automations.",
                          no_args_is_help=True)

@@ -10,8 +10,8 @@ from urllib.parse import unquote, urlparse
 
 import typer
 
-from control_plane.errors import InvalidInput
-from sdk.cli.common import Output, OutputOption, YesOption, confirm, console, emit, get_client, table
+from pushpool.cli.common import Output, OutputOption, YesOption, confirm, console, emit, get_client, table
+from pushpool.control_plane.errors import InvalidInput
 
 flow_run_app = typer.Typer(help="List, inspect, cancel flow runs and read their logs.", no_args_is_help=True)
 

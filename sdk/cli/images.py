@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from sdk.cli.common import Output, OutputOption, emit
-from sdk.images import BACKENDS, DockerImage
+from pushpool.cli.common import Output, OutputOption, emit
+from pushpool.images import BACKENDS, DockerImage
 
 image_app = typer.Typer(help="Images for the clouds: linux/amd64, built with Docker or without.", no_args_is_help=True)
 

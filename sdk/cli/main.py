@@ -7,8 +7,7 @@ import sys
 
 import typer
 
-from control_plane.errors import PushpoolError
-from sdk.cli import (
+from pushpool.cli import (
     admin,
     automations,
     config,
@@ -21,6 +20,7 @@ from sdk.cli import (
     server,
     work_pools,
 )
+from pushpool.control_plane.errors import PushpoolError
 
 app = typer.Typer(name="pushpool", help="pushpool: push work pools, open source.", no_args_is_help=True,
                   pretty_exceptions_enable=False, rich_markup_mode="rich")
@@ -48,14 +48,14 @@ app.command("init")(deploy.init)
 @app.command("version")
 def version() -> None:
     """Print the pushpool version."""
-    from control_plane.app import VERSION
+    from pushpool.control_plane.app import VERSION
 
     typer.echo(VERSION)
 
 
 def main() -> None:
     """Run the CLI; any pushpool error becomes one line on stderr and exit code 1."""
-    from sdk.settings import ClientSettings
+    from pushpool.settings import ClientSettings
 
     try:
         level = ClientSettings().logging_level

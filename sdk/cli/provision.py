@@ -9,8 +9,11 @@ from typing import Any
 
 from rich.progress import BarColumn, Progress, TextColumn
 
-from control_plane.errors import InvalidInput, NotFound
-from provisioners.base import (
+from pushpool import profiles
+from pushpool.cli.common import confirm, console, table
+from pushpool.client import PushpoolClient
+from pushpool.control_plane.errors import InvalidInput, NotFound
+from pushpool.provisioners.base import (
     CREDENTIALS,
     NOTHING_TO_PROVISION,
     Plan,
@@ -19,10 +22,7 @@ from provisioners.base import (
     credentials_block_name,
     provisioner_for,
 )
-from sdk import profiles
-from sdk.cli.common import confirm, console, table
-from sdk.client import PushpoolClient
-from sdk.settings import selected_profile_name
+from pushpool.settings import selected_profile_name
 
 #: Options a provisioning run records in the pool, so the next run (and deprovision) uses them again.
 REMEMBERED_OPTIONS = ("region", "profile", "project", "subscription")
@@ -44,14 +44,15 @@ def show_plan(plan: Plan) -> None:
                         [(s.resource, f"[{colours[s.action]}]{s.action.value}[/]", s.detail) for s in plan.steps]))
 
 
-def _progress(total: int) -> tuple[Progress, Any]:
+def _progress(total: int, *, teardown: bool = False) -> tuple[Progress, Any]:
     progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                         console=console)
-    task = progress.add_task("Provisioning", total=total)
+    task = progress.add_task("Tearing down" if teardown else "Provisioning", total=total)
 
     def step_done(step: PlanStep, index: int, _: int) -> None:
         progress.update(task, completed=index)
-        progress.console.print(f"  [green]✓[/] {step.resource} ({step.action.value})", highlight=False)
+        what = "deleted" if teardown else step.action.value
+        progress.console.print(f"  [green]✓[/] {step.resource} ({what})", highlight=False)
 
     return progress, step_done
 
@@ -132,7 +133,7 @@ def deprovision(client: PushpoolClient, pool: dict[str, Any], *, yes: bool) -> N
     console.print(table(f"pushpool created these for {pool['name']!r}", ["resource", "id"],
                         [(k, v) for k, v in sorted(created.items())]))
     confirm("Delete them (resources that existed before are left alone)?", yes)
-    progress, step_done = _progress(max(1, len(created)))
+    progress, step_done = _progress(max(1, len(created)), teardown=True)
     with progress:
         _provisioner(pool["type"]).destroy(pool["name"], record, step_done)
     if record.get("credentials_block"):

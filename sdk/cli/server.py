@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from sdk import profiles
+from pushpool import profiles
 
 app = typer.Typer(help="Run the embedded control plane (SQLite, API and tick loop in one process).",
                   no_args_is_help=True)
@@ -17,8 +17,8 @@ def start(
     log_level: str = typer.Option("info", help="debug, info, warning or error."),
 ) -> None:
     """Start the server; on first start, create an owner key and store it in the local profile."""
-    from control_plane.server import serve
-    from control_plane.settings import Settings
+    from pushpool.control_plane.server import serve
+    from pushpool.control_plane.settings import Settings
 
     settings = Settings(host=host, port=port)
     api_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"

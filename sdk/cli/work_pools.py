@@ -9,10 +9,10 @@ from typing import Any
 
 import typer
 
-from control_plane.errors import InvalidInput
-from provisioners.base import NOTHING_TO_PROVISION
-from sdk.cli.common import Output, OutputOption, YesOption, confirm, console, emit, get_client, short_time, table
-from sdk.cli.provision import deprovision, plan_for, provision, show_plan
+from pushpool.cli.common import Output, OutputOption, YesOption, confirm, console, emit, get_client, short_time, table
+from pushpool.cli.provision import deprovision, plan_for, provision, show_plan
+from pushpool.control_plane.errors import InvalidInput
+from pushpool.provisioners.base import NOTHING_TO_PROVISION
 
 pool_app = typer.Typer(help="Create and manage work pools.", no_args_is_help=True)
 queue_app = typer.Typer(help="Create and manage the work queues of a pool.", no_args_is_help=True)

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from control_plane.errors import InvalidInput
-from sdk.images.python_layers import ImageBuildError
-from sdk.images.report import BuildReport
+from pushpool.control_plane.errors import InvalidInput
+from pushpool.images.python_layers import ImageBuildError
+from pushpool.images.report import BuildReport
 
 BACKENDS = ("auto", "docker", "daemonless")
 
@@ -58,14 +58,14 @@ class DockerImage:
     def build(self, project_root: Path | str = ".", *, push: bool = True, namespace: str | None = None,
               quiet: bool = False) -> BuildReport:
         """Build (and push) this image from the project at ``project_root``; prints progress on stderr."""
-        from sdk.images.build import build_daemonless
-        from sdk.images.credentials import credentials_for, ensure_repository
-        from sdk.images.progress import BuildProgress
-        from sdk.images.registry import Registry, target_repository
+        from pushpool.images.build import build_daemonless
+        from pushpool.images.credentials import credentials_for, ensure_repository
+        from pushpool.images.progress import BuildProgress
+        from pushpool.images.registry import Registry, target_repository
 
         root = Path(project_root).resolve()
         if namespace is None:
-            from sdk.settings import ClientSettings
+            from pushpool.settings import ClientSettings
 
             namespace = ClientSettings().build_namespace
         host, repository = target_repository(self.name, namespace)
@@ -79,7 +79,7 @@ class DockerImage:
             if push and ensure_repository(host, repository):
                 progress.step(f"created repository {repository} in {host}")
             if backend == "docker":
-                from sdk.images.docker_backend import build_with_docker
+                from pushpool.images.docker_backend import build_with_docker
 
                 report = build_with_docker(host, repository, self.tag, root, base_image=self.base_image,
                                            platform=self.platform, dockerfile=self.dockerfile, push=push,
@@ -94,8 +94,8 @@ class DockerImage:
     def _backend(self, push: bool) -> tuple[str, Any]:
         """The backend to build with, and the engine client when ``auto`` found one (so it is asked once);
         what the daemonless backend cannot do is refused here, before a build starts."""
-        from sdk.images.build import check_daemonless
-        from sdk.images.docker_backend import engine
+        from pushpool.images.build import check_daemonless
+        from pushpool.images.docker_backend import engine
 
         if self.backend == "docker":
             return "docker", None

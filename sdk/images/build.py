@@ -21,9 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sdk.images.layers import Blob, Layer, canonical, config_env, image_config, image_manifest, sha256
-from sdk.images.progress import BuildProgress
-from sdk.images.project import (
+from pushpool.images.layers import Blob, Layer, canonical, config_env, image_config, image_manifest, sha256
+from pushpool.images.progress import BuildProgress
+from pushpool.images.project import (
     APP_DIR,
     BIN_DIR,
     LAUNCHER_PATH,
@@ -32,9 +32,9 @@ from sdk.images.project import (
     project_requirements,
     pushpool_runtime,
 )
-from sdk.images.python_layers import LOCAL_PYTHON, SITE_PACKAGES, ImageBuildError, code_layer, dependency_layer
-from sdk.images.registry import Registry, split_reference
-from sdk.images.report import BuildReport, LayerOutcome
+from pushpool.images.python_layers import LOCAL_PYTHON, SITE_PACKAGES, ImageBuildError, code_layer, dependency_layer
+from pushpool.images.registry import Registry, split_reference
+from pushpool.images.report import BuildReport, LayerOutcome
 
 SUPPORTED_PLATFORMS = ("linux/amd64",)
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

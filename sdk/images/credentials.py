@@ -25,7 +25,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from control_plane.errors import PushpoolError
+from pushpool.control_plane.errors import PushpoolError
 
 ACR_HOST = re.compile(r"^[a-z0-9]{5,50}\.azurecr\.(?:io|cn|us)$")
 ACR_USER = "00000000-0000-0000-0000-000000000000"

@@ -30,12 +30,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from sdk.images.build import default_base_image, runtime_layer
-from sdk.images.layers import canonical, sha256, tar_layer
-from sdk.images.progress import BuildProgress
-from sdk.images.project import APP_DIR, BIN_DIR, LAUNCHER_PATH, RUNTIME_DIR, project_requirements, pushpool_runtime
-from sdk.images.python_layers import LOCAL_PYTHON, ImageBuildError, collect_files
-from sdk.images.report import BuildReport, LayerOutcome
+from pushpool.images.build import default_base_image, runtime_layer
+from pushpool.images.layers import canonical, sha256, tar_layer
+from pushpool.images.progress import BuildProgress
+from pushpool.images.project import APP_DIR, BIN_DIR, LAUNCHER_PATH, RUNTIME_DIR, project_requirements, pushpool_runtime
+from pushpool.images.python_layers import LOCAL_PYTHON, ImageBuildError, collect_files
+from pushpool.images.report import BuildReport, LayerOutcome
 
 CONTEXT_DIR = ".pushpool"
 

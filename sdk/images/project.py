@@ -17,19 +17,18 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from sdk.images.python_layers import IGNORED, ImageBuildError
+from pushpool.images.python_layers import IGNORED, ImageBuildError
 
 #: Where things live inside an image.
 APP_DIR = "app"
 RUNTIME_DIR = "opt/pushpool/runtime"
 BIN_DIR = "opt/pushpool/bin"
 #: pushpool's packages the runner needs in a container.
-RUNTIME_PACKAGES = ("sdk", "control_plane")
 #: Of pushpool's dependencies, those the runner imports (the server's stay out of images).
 RUNTIME_DISTRIBUTIONS = ("httpx", "pydantic", "pydantic-settings", "python-dotenv", "croniter", "python-dateutil",
                          "rich", "tomli-w", "pyyaml")
 LAUNCHER_PATH = f"{BIN_DIR}/pushpool-runner"
-LAUNCHER = b'#!/bin/sh\nexec python3 -m sdk.runner "$@"\n'
+LAUNCHER = b'#!/bin/sh\nexec python3 -m pushpool.runner "$@"\n'
 
 
 def project_requirements(root: Path) -> tuple[list[str], str]:
@@ -75,17 +74,24 @@ class Runtime:
         return digest.hexdigest()
 
 
+#: Parts of the installed ``pushpool`` package the runner does not need in an image.
+NOT_IN_IMAGES = ("pushers", "provisioners", "infra")
+
+
 def pushpool_runtime() -> Runtime:
-    import control_plane
-    import sdk
+    """The ``pushpool`` package (the SDK with ``pushpool.control_plane``), as it lies in an image."""
+    import pushpool
+    import pushpool.control_plane
 
     files: dict[str, bytes] = {}
-    for package in (sdk, control_plane):
+    for package, prefix in ((pushpool, "pushpool"), (pushpool.control_plane, "pushpool/control_plane")):
         package_dir = Path(package.__file__).resolve().parent
         for path in sorted(package_dir.rglob("*")):
-            relative = path.relative_to(package_dir.parent)
+            relative = path.relative_to(package_dir)
+            if relative.parts[0] in NOT_IN_IMAGES + ("control_plane",) and package is pushpool:
+                continue  # installed from a wheel, the other packages lie inside pushpool/
             if path.is_file() and not any(p in IGNORED for p in relative.parts) and path.suffix != ".pyc":
-                files[f"{RUNTIME_DIR}/{relative.as_posix()}"] = path.read_bytes()
+                files[f"{RUNTIME_DIR}/{prefix}/{relative.as_posix()}"] = path.read_bytes()
     files[LAUNCHER_PATH] = LAUNCHER
     return Runtime(files, runtime_requirements())
 

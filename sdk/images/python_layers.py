@@ -17,8 +17,8 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from control_plane.errors import PushpoolError
-from sdk.images.layers import Layer, tar_layer
+from pushpool.control_plane.errors import PushpoolError
+from pushpool.images.layers import Layer, tar_layer
 
 SITE_PACKAGES = "opt/pushpool/site-packages"
 PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64", "linux_x86_64")

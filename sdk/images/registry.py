@@ -19,8 +19,8 @@ from urllib.parse import urljoin
 
 import httpx
 
-from control_plane.errors import PushpoolError
-from sdk.images.layers import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, Blob, sha256
+from pushpool.control_plane.errors import PushpoolError
+from pushpool.images.layers import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, Blob, sha256
 
 MANIFEST_TYPES = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sdk.images.progress import human_size
+from pushpool.images.progress import human_size
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from sdk.images import DockerImage
-from sdk.images.progress import human_size
-from sdk.images.registry import Registry
+from pushpool.images import DockerImage
+from pushpool.images.progress import human_size
+from pushpool.images.registry import Registry
 from tests.fakes.images import push_base_image
 from tests.registry_fixtures import _binary, _start
 

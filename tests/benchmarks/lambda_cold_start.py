@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 RUNS = 10
-MODULE = "control_plane.lambda_handler"
+MODULE = "pushpool.control_plane.lambda_handler"
 #: What infra/pushpool.yaml sets for the functions that bears on import time.
 LAMBDA_ENV = {**os.environ, "PYDANTIC_DISABLE_PLUGINS": "__all__"}
 
@@ -46,8 +46,8 @@ def cold_start_ms(with_api: bool) -> float:
     code = (
         "import time\n"
         "t = time.perf_counter()\n"
-        "from control_plane.lambda_handler import build_runtime\n"
-        "from control_plane.settings import Settings\n"
+        "from pushpool.control_plane.lambda_handler import build_runtime\n"
+        "from pushpool.control_plane.settings import Settings\n"
         "rt = build_runtime(Settings(store='dynamodb', dynamodb_table='t', kms_key_id='k', home='/tmp/pp-bench'))\n"
         + ("rt.asgi\n" if with_api else "")
         + "print((time.perf_counter() - t) * 1000)\n"
@@ -59,7 +59,7 @@ def cold_start_ms(with_api: bool) -> float:
 
 
 def main() -> None:
-    from provisioners.lambda_package import build_package
+    from pushpool.provisioners.lambda_package import build_package
 
     cumulative, wall = import_time_ms()
     tick, api = cold_start_ms(with_api=False), cold_start_ms(with_api=True)

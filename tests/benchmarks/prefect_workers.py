@@ -19,7 +19,7 @@ from tests.benchmarks.systems import PREFECT_VENV, PrefectApi, PrefectServer, Pu
 from tests.benchmarks.workloads import Lateness, create_due_runs, due_at
 
 PREFECT_FLOW = "from prefect import flow\n\n\n@flow\ndef bench():\n    return 1\n"
-PUSHPOOL_FLOW = "from sdk import flow\n\n\n@flow\ndef bench():\n    return 1\n"
+PUSHPOOL_FLOW = "from pushpool import flow\n\n\n@flow\ndef bench():\n    return 1\n"
 #: What "infrastructure that takes 60 s to start" means here: the container's command sleeps first.
 INFRA_START_SECONDS = 60
 

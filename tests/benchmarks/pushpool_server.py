@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from control_plane.server import serve
-from control_plane.settings import Settings
-from pushers.base import InfraState, InfraStatus, Job, PusherContext, PusherRegistry, Submission
-from pushers.local import LocalPusher
+from pushpool.control_plane.server import serve
+from pushpool.control_plane.settings import Settings
+from pushpool.pushers.base import InfraState, InfraStatus, Job, PusherContext, PusherRegistry, Submission
+from pushpool.pushers.local import LocalPusher
 
 
 class TimestampingPusher:

@@ -231,7 +231,7 @@ def measure(sizes: Sizes, say: Callable[[str], None], only: set[str]) -> tuple[l
         for row in new_rows:
             say("| " + " | ".join(row) + " |")
         rows += new_rows
-    from control_plane.app import VERSION
+    from pushpool.control_plane.app import VERSION
 
     facts = {"machine": f"{os.cpu_count()} cores, {platform.system()} {platform.machine()}, "
                         f"Python {platform.python_version()}",
@@ -287,7 +287,7 @@ def measure_slow_start(sizes: Sizes, say: Callable[[str], None]) -> list[Row]:
 
 
 def measure_cold_start(say: Callable[[str], None]) -> list[Row]:
-    from provisioners.lambda_package import build_package
+    from pushpool.provisioners.lambda_package import build_package
 
     say("Lambda cold start")
     cumulative, _ = import_time_ms()

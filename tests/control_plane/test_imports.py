@@ -18,14 +18,15 @@ def cloud_sdks_loaded_by(code: str, env: dict[str, str] | None = None) -> list[s
 
 def test_app_import_pulls_in_no_cloud_sdk():
     assert cloud_sdks_loaded_by(
-        "import control_plane.app, control_plane.server, pushers.base, pushers.local, sdk.runner") == []
+        "import pushpool.control_plane.app, pushpool.control_plane.server, pushpool.pushers.base, "
+        "pushpool.pushers.local, pushpool.runner") == []
 
 
 def test_lambda_handler_import_pulls_in_no_cloud_sdk_and_no_web_framework():
     """The cold start: google, azure and modal never; boto3 only when the store makes its first client;
     FastAPI only when the API function serves its first request (the tick function never does)."""
-    assert cloud_sdks_loaded_by("import control_plane.lambda_handler") == []
-    out = subprocess.run([sys.executable, "-c", "import sys, control_plane.lambda_handler; "
+    assert cloud_sdks_loaded_by("import pushpool.control_plane.lambda_handler") == []
+    out = subprocess.run([sys.executable, "-c", "import sys, pushpool.control_plane.lambda_handler; "
                           "print(sorted({'fastapi', 'starlette', 'mangum', 'jsonschema'} & set(sys.modules)))"],
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -33,8 +34,8 @@ def test_lambda_handler_import_pulls_in_no_cloud_sdk_and_no_web_framework():
 
 def test_building_the_lambda_runtime_imports_boto3_but_no_other_cloud_sdk(tmp_path):
     code = (
-        "from control_plane.lambda_handler import build_runtime\n"
-        "from control_plane.settings import Settings\n"
+        "from pushpool.control_plane.lambda_handler import build_runtime\n"
+        "from pushpool.control_plane.settings import Settings\n"
         f"build_runtime(Settings(store='dynamodb', dynamodb_table='t', kms_key_id='k', home={str(tmp_path)!r}))"
     )
     env = {"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "eu-west-1", "HOME": str(tmp_path)}

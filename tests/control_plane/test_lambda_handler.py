@@ -11,16 +11,16 @@ from datetime import timedelta
 
 import pytest
 
-from control_plane import lambda_handler
-from control_plane.clock import FakeClock
-from control_plane.errors import ConfigurationError, InvalidInput
-from control_plane.models import Deployment, WorkPool, WorkQueue
-from control_plane.settings import Settings
-from control_plane.storage.dynamodb import DynamoDbStore
-from control_plane.storage.dynamodb_schema import table_definition
-from provisioners.lambda_stack import LambdaStack, bootstrap_owner
-from pushers.base import PusherContext, PusherRegistry, default_job_template
-from sdk.client import PushpoolClient
+from pushpool.client import PushpoolClient
+from pushpool.control_plane import lambda_handler
+from pushpool.control_plane.clock import FakeClock
+from pushpool.control_plane.errors import ConfigurationError, InvalidInput
+from pushpool.control_plane.models import Deployment, WorkPool, WorkQueue
+from pushpool.control_plane.settings import Settings
+from pushpool.control_plane.storage.dynamodb import DynamoDbStore
+from pushpool.control_plane.storage.dynamodb_schema import table_definition
+from pushpool.provisioners.lambda_stack import LambdaStack, bootstrap_owner
+from pushpool.pushers.base import PusherContext, PusherRegistry, default_job_template
 from tests.e2e.test_ecs_loop import IMAGE, ecs_template, wait_for_infra
 from tests.fakes.aws import REGION, ContainerSimulator
 from tests.fakes.function_url import FunctionUrl, LambdaContext
@@ -78,7 +78,7 @@ def test_the_stack_has_what_the_template_promises(stack, aws):
     assert detail["Target"]["Arn"].endswith(f":function:{STACK}-tick")
     assert json.loads(detail["Target"]["Input"]) == SCHEDULE_EVENT
     tick = aws.client("lambda").get_function(FunctionName=f"{STACK}-tick")["Configuration"]
-    assert tick["Handler"] == "control_plane.lambda_handler.tick_handler"
+    assert tick["Handler"] == "pushpool.control_plane.lambda_handler.tick_handler"
     assert tick["Environment"]["Variables"]["PUSHPOOL_PUBLIC_API_URL"] == stack.outputs["ApiUrl"]
     logs = aws.client("logs").describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{STACK}-")["logGroups"]
     assert {g["logGroupName"]: g.get("retentionInDays") for g in logs} == {
@@ -94,7 +94,7 @@ def test_bootstrap_happens_once(stack):
 def test_handlers_serve_the_api_and_tick_a_run_to_completion_through_ecs(stack, lambda_env, aws, tmp_path):
     workspace, key = bootstrap_owner(stack)
     (tmp_path / "flows.py").write_text(textwrap.dedent('''
-        from sdk import flow
+        from pushpool import flow
 
         @flow
         def etl(rows: int = 3):
@@ -272,7 +272,7 @@ def test_lambda_refuses_host_processes_at_pool_creation(stack, lambda_env):
 def test_the_tick_crashes_a_run_of_a_local_pool_that_predates_the_rule(stack, lambda_env, tmp_path, monkeypatch):
     """A ``local:push`` pool already in the table (written before host processes were refused) never spawns a
     process in the tick: its run is CRASHED with a message naming the setting."""
-    from pushers.local import LocalPusher
+    from pushpool.pushers.local import LocalPusher
 
     spawned: list[object] = []
     monkeypatch.setattr(LocalPusher, "submit", lambda self, job: spawned.append(job))

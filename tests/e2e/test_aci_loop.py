@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from pushers.aci import AciPusher
+from pushpool.pushers.aci import AciPusher
 from tests.azure_fixtures import RESOURCE_GROUP, SUBSCRIPTION
 from tests.e2e.test_ecs_loop import wait_for_infra
 from tests.fakes.crashes import die_after_first_submit, dispatch_crash_then_restart
@@ -99,7 +99,7 @@ def test_a_resubmit_after_a_crash_mid_submit_creates_no_second_group(api, ctx, c
 
 
 def test_a_quota_error_is_retried_and_shown_on_the_run_while_it_waits(api, ctx, clock, arm_api):
-    from control_plane.services.dispatcher import Dispatcher
+    from pushpool.control_plane.services.dispatcher import Dispatcher
 
     add_block(lambda body: api.ok("POST", api.ws("/blocks"), json=body))
     api.pool("aci", type="azure-container-instance:push", base_job_template=aci_template())

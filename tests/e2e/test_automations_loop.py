@@ -16,13 +16,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sdk import Automation, EventTrigger
-from sdk.automations import RunDeployment, SendNotification
+from pushpool import Automation, EventTrigger
+from pushpool.automations import RunDeployment, SendNotification
 from tests.live_server import wait_for_state, wait_until
 
 FLOWS = textwrap.dedent('''
     import time
-    from sdk import flow
+    from pushpool import flow
 
     @flow
     def extract(batch: int = 1) -> int:

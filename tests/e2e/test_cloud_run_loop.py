@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from pushers.cloud_run import CloudRunPusher, job_id
+from pushpool.pushers.cloud_run import CloudRunPusher, job_id
 from tests.e2e.test_ecs_loop import wait_for_infra
 from tests.gcp_fixtures import PROJECT, REGION
 from tests.live_server import wait_for_state, wait_until
@@ -100,7 +100,7 @@ def test_flow_run_logs_come_from_cloud_logging_through_the_api(cloud_run, cloud_
     assert more["lines"] == ["one more"]
     from typer.testing import CliRunner
 
-    from sdk.cli.main import app
+    from pushpool.cli.main import app
 
     result = CliRunner().invoke(app, ["flow-run", "logs", run["id"], "--tail", "5"],
                                 env={"PUSHPOOL_API_URL": live.settings.api_url, "PUSHPOOL_API_KEY": live.key})

@@ -10,9 +10,9 @@ from datetime import timedelta
 
 import pytest
 
-from control_plane.services.dispatcher import Dispatcher
-from control_plane.services.reconciler import Reconciler
-from pushers.ecs import EcsPusher
+from pushpool.control_plane.services.dispatcher import Dispatcher
+from pushpool.control_plane.services.reconciler import Reconciler
+from pushpool.pushers.ecs import EcsPusher
 from tests.fakes.aws import REGION, ContainerSimulator
 from tests.fakes.crashes import die_after_first_submit, dispatch_crash_then_restart
 from tests.live_server import wait_for_state
@@ -36,7 +36,7 @@ def make_block(create) -> None:
 @pytest.fixture
 def project(tmp_path):
     (tmp_path / "flows.py").write_text(textwrap.dedent('''
-        from sdk import flow
+        from pushpool import flow
 
         @flow
         def etl(rows: int = 3):
@@ -118,7 +118,7 @@ def test_flow_run_logs_come_from_cloudwatch_through_the_api(ecs, aws, live):
     assert page["supported"] and page["lines"] == ["hello from ecs"]
     from typer.testing import CliRunner
 
-    from sdk.cli.main import app
+    from pushpool.cli.main import app
 
     result = CliRunner().invoke(app, ["flow-run", "logs", run["id"], "--tail", "5"],
                                 env={"PUSHPOOL_API_URL": live.settings.api_url, "PUSHPOOL_API_KEY": live.key})

@@ -6,8 +6,8 @@ import textwrap
 
 from typer.testing import CliRunner
 
-from sdk import profiles
-from sdk.cli.main import app
+from pushpool import profiles
+from pushpool.cli.main import app
 from tests.e2e.test_ecs_loop import IMAGE, wait_for_infra
 from tests.fakes.aws import REGION, ContainerSimulator, account_snapshot
 from tests.live_server import wait_for_state

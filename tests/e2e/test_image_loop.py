@@ -7,14 +7,14 @@ from __future__ import annotations
 import importlib.util
 import sys
 
-from sdk import DockerImage
-from sdk.images.registry import Registry
+from pushpool import DockerImage
+from pushpool.images.registry import Registry
 from tests.e2e.test_ecs_loop import ecs_template, make_block, wait_for_infra
 from tests.fakes.images import push_base_image, run_image
 from tests.live_server import wait_for_state
 
 FLOW = '''import six
-from sdk import flow
+from pushpool import flow
 
 
 @flow

@@ -16,7 +16,7 @@ from tests.live_server import wait_for_state
 
 FLOWS = textwrap.dedent('''
     import os, time
-    from sdk import flow
+    from pushpool import flow
 
     @flow
     def greet(name: str = "world") -> str:
@@ -162,3 +162,28 @@ def test_the_container_never_sees_the_users_key(live, project, tmp_path):
     env = json.loads((project["dir"] / "env.json").read_text())
     assert env["PUSHPOOL_RUN_TOKEN"].startswith("ppr_")
     assert live.key not in json.dumps(env)
+
+
+def test_a_project_with_its_own_sdk_and_infra_packages_runs_as_written(live, project):
+    """Folders named like pushpool's own (``sdk/``, ``infra/``) are the project's: pushpool installs only as
+    ``pushpool``, so neither shadows the other."""
+    root = project["dir"]
+    for own in ("sdk", "infra"):
+        (root / own).mkdir()
+        (root / own / "__init__.py").write_text(f"MINE = {own!r}\n")
+    (root / "own.py").write_text(textwrap.dedent('''
+        import infra, sdk
+        from pushpool import flow
+
+        @flow
+        def own():
+            print("packages:", sdk.MINE, infra.MINE)
+    '''))
+    client = project["client"]
+    dep = client.apply_deployment(flow_name="own", name="test", entrypoint="own.py:own", work_pool_name="local",
+                                  job_variables={"working_dir": str(root)})
+    run = client.create_flow_run(dep["id"])
+    done = wait_for_state(client, run["id"], {"COMPLETED", "FAILED", "CRASHED"})
+    assert done["state"]["type"] == "COMPLETED", done["state"]
+    log = Path(done["console_url"].removeprefix("file://")).read_text()
+    assert "packages: sdk infra" in log

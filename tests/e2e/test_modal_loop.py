@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from pushers.modal import ModalPusher
+from pushpool.pushers.modal import ModalPusher
 from tests.e2e.test_ecs_loop import wait_for_infra
 from tests.fakes.crashes import die_after_first_submit, dispatch_crash_then_restart
 from tests.live_server import wait_for_state
@@ -41,7 +41,7 @@ def project(tmp_path):
     (tmp_path / "flows.py").write_text(textwrap.dedent('''
         import sys
 
-        from sdk import flow
+        from pushpool import flow
 
         @flow
         def etl(rows: int = 3):

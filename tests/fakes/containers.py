@@ -18,7 +18,7 @@ HOST_PREFIXES = ("PUSHPOOL_", "AWS_", "MODAL_")
 def run_as_container(command: list[str], env: dict[str, str], workdir: Path, timeout: float = 60) -> tuple[int, str]:
     """(exit code, stdout + stderr) of ``command`` run with ``env`` in ``workdir``."""
     if command == ["pushpool-runner"]:
-        command = [sys.executable, "-m", "sdk.runner"]
+        command = [sys.executable, "-m", "pushpool.runner"]
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(HOST_PREFIXES)}
     full_env.update(env)
     full_env["PYTHONPATH"] = str(REPO)

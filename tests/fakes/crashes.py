@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from control_plane.clock import FakeClock
-from control_plane.services.context import ServiceContext
-from control_plane.services.dispatcher import Dispatcher
+from pushpool.control_plane.clock import FakeClock
+from pushpool.control_plane.services.context import ServiceContext
+from pushpool.control_plane.services.dispatcher import Dispatcher
 
 
 def die_after_first_submit(submit: Callable[..., Any]) -> Callable[..., Any]:

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pushers.base import InfraState, InfraStatus, Job, PermanentPusherError, Submission, TransientPusherError
-from pushers.local import LocalPusher
+from pushpool.pushers.base import InfraState, InfraStatus, Job, PermanentPusherError, Submission, TransientPusherError
+from pushpool.pushers.local import LocalPusher
 
 
 class FaultyPusher:

@@ -21,8 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from sdk.images.layers import image_config, image_manifest, tar_layer
-from sdk.images.registry import Registry, split_reference
+from pushpool.images.layers import image_config, image_manifest, tar_layer
+from pushpool.images.registry import Registry, split_reference
 
 HOST_PREFIXES = ("PUSHPOOL_", "AWS_", "MODAL_", "PYTHON")
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"

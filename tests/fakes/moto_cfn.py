@@ -21,7 +21,7 @@ from typing import Any
 from moto.cloudformation import parsing
 from moto.core.common_models import CloudFormationModel
 
-from provisioners.lambda_package import LambdaPackage
+from pushpool.provisioners.lambda_package import LambdaPackage
 
 
 class FunctionUrl(CloudFormationModel):
@@ -114,7 +114,7 @@ def placeholder_package(directory: Path) -> LambdaPackage:
     path = directory / "pushpool-lambda-test.zip"
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("control_plane/__init__.py", "")
+        archive.writestr("pushpool/control_plane/__init__.py", "")
     path.write_bytes(buffer.getvalue())
     return LambdaPackage(path, hashlib.sha256(buffer.getvalue()).hexdigest(), path.stat().st_size, 0, "3.13")
 

@@ -6,8 +6,8 @@ import threading
 from collections import Counter
 from typing import Any
 
-from pushers.base import InfraState, InfraStatus, Job, PermanentPusherError, Submission, TransientPusherError
-from pushers.local import LocalPusher
+from pushpool.pushers.base import InfraState, InfraStatus, Job, PermanentPusherError, Submission, TransientPusherError
+from pushpool.pushers.local import LocalPusher
 
 
 class RecordingPusher:

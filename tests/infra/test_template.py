@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from control_plane.storage.dynamodb_schema import table_definition
-from infra import stack_template
+from pushpool.control_plane.storage.dynamodb_schema import table_definition
+from pushpool.infra import stack_template
 
 
 @pytest.fixture(scope="module")

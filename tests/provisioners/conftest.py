@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from control_plane.errors import PushpoolError
-from sdk.cli.main import app
+from pushpool.cli.main import app
+from pushpool.control_plane.errors import PushpoolError
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from provisioners.aws import AwsProvisioner
-from provisioners.base import ProvisioningError, StepAction
+from pushpool.provisioners.aws import AwsProvisioner
+from pushpool.provisioners.base import ProvisioningError, StepAction
 from tests.fakes.aws import REGION
 from tests.fakes.aws import account_snapshot as snapshot
 

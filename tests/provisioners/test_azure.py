@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import textwrap
 
-from provisioners.azure import ACR_PULL, CONTRIBUTOR, names
-from sdk import profiles
+from pushpool import profiles
+from pushpool.provisioners.azure import ACR_PULL, CONTRIBUTOR, names
 from tests.azure_fixtures import SUBSCRIPTION
 from tests.e2e.test_ecs_loop import wait_for_infra
 from tests.live_server import wait_for_state
@@ -60,7 +60,8 @@ def test_provision_run_and_deprovision_an_aci_pool(cli, live, azure_api, tmp_pat
     assert simulator.run(run["infra_id"]) == 0, simulator.output
     assert wait_for_state(client, run["id"], {"COMPLETED", "FAILED", "CRASHED"})["state"]["type"] == "COMPLETED"
 
-    cli("work-pool", "deprovision", "aci", "--yes")
+    out = cli("work-pool", "deprovision", "aci", "--yes")
+    assert "Tearing down" in out and "(deleted)" in out and "(create)" not in out and "Provisioning" not in out
     after = azure_api.snapshot()
     assert after["applications"] == [] and after["servicePrincipals"] == []
     assert not [r for r in after["resources"] if r.startswith(group)]

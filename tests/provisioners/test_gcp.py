@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import textwrap
 
-from provisioners.gcp import ROLES, account_id
-from sdk import profiles
+from pushpool import profiles
+from pushpool.provisioners.gcp import ROLES, account_id
 from tests.e2e.test_ecs_loop import wait_for_infra
 from tests.gcp_fixtures import PROJECT
 from tests.live_server import wait_for_state

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from provisioners.base import ProvisioningError
-from provisioners.lambda_package import LAMBDA_REQUIREMENTS, build_package
+from pushpool.provisioners.base import ProvisioningError
+from pushpool.provisioners.lambda_package import LAMBDA_REQUIREMENTS, build_package
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -23,9 +23,12 @@ def package(tmp_path_factory):
 def test_the_package_holds_the_control_plane_and_its_dependencies_for_linux_x86_64(package):
     names = zipfile.ZipFile(package.path).namelist()
     tops = {n.split("/")[0] for n in names}
-    assert {"control_plane", "pushers", "fastapi", "mangum", "pydantic_core", "cryptography", "croniter"} <= tops
-    assert "control_plane/lambda_handler.py" in names and "pushers/ecs.py" in names
-    assert not tops & {"sdk", "provisioners", "tests", "boto3", "botocore", "google", "azure", "modal"}
+    assert {"pushpool", "fastapi", "mangum", "pydantic_core", "cryptography", "croniter"} <= tops
+    assert "pushpool/control_plane/lambda_handler.py" in names and "pushpool/pushers/ecs.py" in names
+    ours = {n.split("/")[1] for n in names if n.startswith("pushpool/")}
+    assert ours == {"__init__.py", "control_plane", "pushers"}  # not the SDK, CLI or provisioners
+    assert not tops & {"sdk", "control_plane", "pushers", "provisioners", "tests", "boto3", "botocore", "google",
+                       "azure", "modal"}
     assert any(re.fullmatch(r"pydantic_core/_pydantic_core\.cpython-313-x86_64-linux-gnu\.so", n) for n in names)
     assert not any("__pycache__" in n for n in names)
     assert package.zipped_bytes < 50 * 2**20 and package.unzipped_bytes < 250 * 2**20

@@ -7,8 +7,8 @@ import textwrap
 
 import pytest
 
-from provisioners.base import ProvisioningError
-from provisioners.modal import read_token
+from pushpool.provisioners.base import ProvisioningError
+from pushpool.provisioners.modal import read_token
 from tests.e2e.test_ecs_loop import wait_for_infra
 from tests.live_server import wait_for_state
 from tests.modal_fixtures import TOKEN

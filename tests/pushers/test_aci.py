@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pushers.aci import AciPusher, GroupRef, group_name
-from pushers.base import InfraState, Job, PermanentPusherError, PusherContext, TransientPusherError
+from pushpool.pushers.aci import AciPusher, GroupRef, group_name
+from pushpool.pushers.base import InfraState, Job, PermanentPusherError, PusherContext, TransientPusherError
 from tests.azure_fixtures import RESOURCE_GROUP, SUBSCRIPTION
 
 IMAGE = "pushpool.azurecr.io/flows:1"

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from pushers.base import InfraState, Job, PermanentPusherError, PusherContext, TransientPusherError
-from pushers.cloud_run import CloudRunPusher, job_id
+from pushpool.pushers.base import InfraState, Job, PermanentPusherError, PusherContext, TransientPusherError
+from pushpool.pushers.cloud_run import CloudRunPusher, job_id
 from tests.gcp_fixtures import PROJECT, REGION
 
 IMAGE = "europe-west1-docker.pkg.dev/pushpool-test/flows/etl:1"

@@ -8,10 +8,10 @@ from dataclasses import replace
 
 import pytest
 
-from control_plane.services.templating import render_job_configuration
-from pushers.base import InfraState, Job, PermanentPusherError, PusherContext, TransientPusherError
-from pushers.ecs import EcsPusher
-from pushers.ecs_taskdef import HASH_TAG
+from pushpool.control_plane.services.templating import render_job_configuration
+from pushpool.pushers.base import InfraState, Job, PermanentPusherError, PusherContext, TransientPusherError
+from pushpool.pushers.ecs import EcsPusher
+from pushpool.pushers.ecs_taskdef import HASH_TAG
 from tests.fakes.aws import REGION
 
 CREDS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": REGION}

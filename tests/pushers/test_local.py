@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pushers.base import InfraState, Job, PusherContext
-from pushers.local import LocalPusher
+from pushpool.pushers.base import InfraState, Job, PusherContext
+from pushpool.pushers.local import LocalPusher
 
 
 def make_job(run_id: str, script: str, tmp_path: Path) -> Job:
@@ -117,7 +117,7 @@ def test_cleanup_removes_state_and_keeps_the_log(pusher, tmp_path):
 
 
 def test_missing_working_dir_is_a_permanent_error(pusher, tmp_path):
-    from pushers.base import PermanentPusherError
+    from pushpool.pushers.base import PermanentPusherError
 
     job = make_job("run-9", "pass", tmp_path)
     job = Job(**{**job.__dict__, "configuration": {"working_dir": str(tmp_path / "nope")}})
@@ -127,7 +127,7 @@ def test_missing_working_dir_is_a_permanent_error(pusher, tmp_path):
 
 
 def test_a_marker_left_by_a_dead_control_plane_never_starts_a_second_process(pusher, tmp_path):
-    from pushers.base import TransientPusherError
+    from pushpool.pushers.base import TransientPusherError
 
     job = make_job("run-10", "import time; time.sleep(60)", tmp_path)
     first = pusher.submit(job)

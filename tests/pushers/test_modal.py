@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from pushers.base import InfraState, Job, PermanentPusherError, PusherContext, TransientPusherError
-from pushers.modal import ModalPusher, sandbox_name
+from pushpool.pushers.base import InfraState, Job, PermanentPusherError, PusherContext, TransientPusherError
+from pushpool.pushers.modal import ModalPusher, sandbox_name
 from tests.modal_fixtures import OTHER_TOKEN, TOKEN
 
 pytest.importorskip("modal")
@@ -136,7 +136,7 @@ def test_an_image_built_by_modal_is_waited_for_and_a_failed_build_names_the_imag
 
 @pytest.mark.parametrize("code, expected", [(0, None), (124, "timeout"), (137, "terminated"), (2, "exit code 2")])
 def test_a_return_code_alone_is_classified_too(code, expected):
-    from pushers.modal import classify
+    from pushpool.pushers.modal import classify
 
     status = classify(None, code)
     assert status.state is InfraState.EXITED and status.exit_code == code

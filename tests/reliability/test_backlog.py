@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from control_plane.services.ticker import Ticker
+from pushpool.control_plane.services.ticker import Ticker
 from tests.fakes.pushers import RecordingPusher
 
 

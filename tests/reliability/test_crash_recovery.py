@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sdk.client import PushpoolClient
+from pushpool.client import PushpoolClient
 from tests.fakes.net import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,7 +45,7 @@ class Server:
                         PUSHPOOL_TICK_INTERVAL_SECONDS="0.1", PYTHONPATH=str(REPO))
 
     def start(self) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "sdk.cli.main", "server", "start", "--port",
+        self.process = subprocess.Popen([sys.executable, "-m", "pushpool.cli.main", "server", "start", "--port",
                                          str(self.port), "--log-level", "warning"], env=self.env,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30

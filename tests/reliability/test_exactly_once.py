@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from control_plane.app import build_context
-from control_plane.clock import SystemClock
-from control_plane.models import FlowRunFilter, StateType
-from control_plane.services.dispatcher import Dispatcher
-from control_plane.settings import Settings
-from control_plane.storage.sqlite import SqliteStore
-from pushers.base import PusherContext, PusherRegistry
+from pushpool.control_plane.app import build_context
+from pushpool.control_plane.clock import SystemClock
+from pushpool.control_plane.models import FlowRunFilter, StateType
+from pushpool.control_plane.services.dispatcher import Dispatcher
+from pushpool.control_plane.settings import Settings
+from pushpool.control_plane.storage.sqlite import SqliteStore
+from pushpool.pushers.base import PusherContext, PusherRegistry
 from tests.fakes.faulty_pusher import FaultyPusher, submissions
 
 RUNS = int(os.environ.get("PUSHPOOL_EXACTLY_ONCE_RUNS", "400"))

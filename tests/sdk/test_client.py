@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from control_plane.errors import ConfigurationError, Conflict, InvalidInput, NotFound, Unauthorized
-from sdk.client import PushpoolClient
+from pushpool.client import PushpoolClient, normalize_api_url
+from pushpool.control_plane.errors import ConfigurationError, Conflict, InvalidInput, NotFound, Unauthorized
 
 
 def client_with(handler) -> PushpoolClient:
@@ -16,7 +16,7 @@ def client_with(handler) -> PushpoolClient:
 
 
 def test_retries_5xx_and_429_then_succeeds(monkeypatch):
-    monkeypatch.setattr("sdk.client.time.sleep", lambda s: None)
+    monkeypatch.setattr("pushpool.client.time.sleep", lambda s: None)
     answers = iter([503, 429, 200])
     seen = []
 
@@ -44,3 +44,24 @@ def test_errors_are_translated(status, body, error, text):
 def test_missing_api_url_is_a_clear_error():
     with pytest.raises(ConfigurationError, match="No API URL configured"):
         PushpoolClient()
+
+
+@pytest.mark.parametrize("written", ["http://127.0.0.1:4200/api", "http://127.0.0.1:4200/api/",
+                                     "http://127.0.0.1:4200/", " http://127.0.0.1:4200 "])
+def test_an_api_url_written_as_prefect_writes_it_means_the_base_url(written):
+    assert normalize_api_url(written) == "http://127.0.0.1:4200"
+    with PushpoolClient(written, "pp_key") as client:
+        assert client.api_url == "http://127.0.0.1:4200"
+
+
+def test_a_404_from_a_wrong_base_url_names_the_url_tried_and_the_expected_form():
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/api/me"):
+            return httpx.Response(404, json={"detail": "Not Found"})  # a route the server does not have
+        return httpx.Response(404, json={"detail": "flow run 'x' does not exist"})
+
+    client = PushpoolClient("http://example.test/prefix", "pp_key", transport=httpx.MockTransport(answer))
+    with pytest.raises(NotFound, match=r"GET http://example.test/prefix/api/me answered 404.*base URL"):
+        client.me()
+    with pytest.raises(NotFound, match="flow run 'x' does not exist"):  # pushpool's own 404s stay as they are
+        client.read_flow_run("x")

@@ -8,12 +8,12 @@ import textwrap
 
 import pytest
 
-from control_plane.errors import InvalidInput
-from sdk import Cron, DockerImage, Interval, deploy, run_deployment
-from sdk.runs import RunTimeout
+from pushpool import Cron, DockerImage, Interval, deploy, run_deployment
+from pushpool.control_plane.errors import InvalidInput
+from pushpool.runs import RunTimeout
 
 FLOWS = textwrap.dedent('''
-    from sdk import flow
+    from pushpool import flow
 
     @flow(name="etl-job")
     def etl(source: str, limit: int = 10):
@@ -70,8 +70,8 @@ def test_deploy_many_with_one_image(project, live):
 
 
 def test_deploy_builds_a_shared_image_once_and_records_it_by_digest(project, oci_registries, monkeypatch):
-    from sdk.images import build as daemonless
-    from sdk.images.registry import Registry
+    from pushpool.images import build as daemonless
+    from pushpool.images.registry import Registry
     from tests.fakes.images import push_base_image
 
     _, module = project
@@ -93,7 +93,7 @@ def test_deploy_builds_a_shared_image_once_and_records_it_by_digest(project, oci
 
 
 def test_an_unknown_pool_is_refused_before_any_build(project, monkeypatch):
-    from sdk.images import build as daemonless
+    from pushpool.images import build as daemonless
 
     _, module = project
     monkeypatch.setattr(daemonless, "build_daemonless", lambda *a, **k: pytest.fail("built before checking pools"))
@@ -122,7 +122,7 @@ def test_run_deployment_waits_or_not(project, live):
 
 
 def test_invalid_parameters_are_a_validation_error_with_fields(project, live):
-    from sdk.errors import ValidationError
+    from pushpool.errors import ValidationError
 
     _, module = project
     module.etl.deploy(name="typed", work_pool_name="local", parameters={"source": "db"})
@@ -132,7 +132,7 @@ def test_invalid_parameters_are_a_validation_error_with_fields(project, live):
 
 
 def test_deployment_triggers_become_automations_that_run_it(project, live):
-    from sdk import DeploymentTrigger
+    from pushpool import DeploymentTrigger
 
     _, module = project
     upstream = module.clean_up.deploy(name="first", work_pool_name="local")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sdk import flow
+from pushpool import flow
 
 
 def test_decorated_function_still_runs_and_keeps_metadata():

@@ -8,10 +8,10 @@ import textwrap
 
 import pytest
 
-from sdk.runner import EntrypointError, call_flow, load_entrypoint
+from pushpool.runner import EntrypointError, call_flow, load_entrypoint
 
 MODULE = textwrap.dedent('''
-    from sdk import flow
+    from pushpool import flow
     calls = []
 
     @flow(retries=2)
@@ -66,7 +66,7 @@ def test_async_functions_are_awaited(project):
 
 def test_runner_without_its_environment_exits_2_with_a_message():
     env = {"PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-m", "sdk.runner"], capture_output=True, text=True, env=env)
+    out = subprocess.run([sys.executable, "-m", "pushpool.runner"], capture_output=True, text=True, env=env)
     assert out.returncode == 2
     assert "missing environment variable(s) PUSHPOOL_API_URL, PUSHPOOL_FLOW_RUN_ID, PUSHPOOL_RUN_TOKEN" in out.stderr
 
@@ -92,7 +92,7 @@ class LostAnswerClient:
         return self.deployment
 
     def set_flow_run_state(self, run_id: str, type: str, message: str | None = None) -> dict:
-        from control_plane.errors import Conflict
+        from pushpool.control_plane.errors import Conflict
 
         self.reports.append(type)
         self.state = {"type": type, "message": message}
@@ -100,7 +100,7 @@ class LostAnswerClient:
 
 
 def test_a_report_whose_answer_was_lost_counts_as_made(project, monkeypatch):
-    from sdk.runner import run
+    from pushpool.runner import run
 
     monkeypatch.chdir(project)
     client = LostAnswerClient(project)
@@ -110,8 +110,8 @@ def test_a_report_whose_answer_was_lost_counts_as_made(project, monkeypatch):
 
 
 def test_a_run_started_by_another_runner_is_not_run_again(project, monkeypatch):
-    from control_plane.errors import Conflict
-    from sdk.runner import run
+    from pushpool.control_plane.errors import Conflict
+    from pushpool.runner import run
 
     monkeypatch.chdir(project)
     client = LostAnswerClient(project)

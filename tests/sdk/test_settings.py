@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sdk import profiles
-from sdk.settings import ClientSettings, setting_sources
+from pushpool import profiles
+from pushpool.settings import ClientSettings, setting_sources
 
 
 @pytest.fixture

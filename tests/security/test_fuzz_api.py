@@ -20,10 +20,10 @@ from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 
-from control_plane.app import create_app
-from control_plane.bootstrap import bootstrap
-from control_plane.settings import Settings
-from control_plane.storage.sqlite import SqliteStore
+from pushpool.control_plane.app import create_app
+from pushpool.control_plane.bootstrap import bootstrap
+from pushpool.control_plane.settings import Settings
+from pushpool.control_plane.storage.sqlite import SqliteStore
 
 EXAMPLES = int(os.environ.get("PUSHPOOL_FUZZ_EXAMPLES", "15"))
 

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from control_plane.models import Deployment, Schedule
+from pushpool.control_plane.models import Deployment, Schedule
 from tests.live_server import wait_until
 
 OTHER_TENANT_SECONDS = 3.0
@@ -297,8 +297,8 @@ def test_webhook_events_keep_no_credentials_from_the_caller(api):
 def braked_api(settings, store, clock, per_minute: int):
     from fastapi.testclient import TestClient
 
-    from control_plane.app import build_context, create_app
-    from control_plane.bootstrap import bootstrap
+    from pushpool.control_plane.app import build_context, create_app
+    from pushpool.control_plane.bootstrap import bootstrap
     from tests.conftest import Api
 
     braked = settings.model_copy(update={"failed_requests_per_minute": per_minute})

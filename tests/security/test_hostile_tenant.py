@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from control_plane.services.dispatcher import Dispatcher
+from pushpool.control_plane.services.dispatcher import Dispatcher
 from tests.live_server import wait_for_state
 
 SECRET = "pp-TOPSECRET-4b1d-never-leak"
@@ -104,8 +104,8 @@ def test_a_runner_cannot_override_commands_images_or_credentials_on_any_pool(ten
 def test_host_processes_off_refuses_even_the_admin(settings, store, clock):
     from fastapi.testclient import TestClient
 
-    from control_plane.app import build_context, create_app
-    from control_plane.bootstrap import bootstrap
+    from pushpool.control_plane.app import build_context, create_app
+    from pushpool.control_plane.bootstrap import bootstrap
     from tests.conftest import Api
 
     off = settings.model_copy(update={"host_processes": "off"})

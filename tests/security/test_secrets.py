@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 from typer.testing import CliRunner
 
-from sdk.cli.main import app as cli_app
+from pushpool.cli.main import app as cli_app
 from tests.live_server import wait_for_state
 
 SECRET = "pp-SECRET-7f3a9c-never-print-me"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from control_plane.services.dispatcher import Dispatcher
+from pushpool.control_plane.services.dispatcher import Dispatcher
 
 TEMPLATE = {
     "job_configuration": {"command": "{{ command }}", "env": "{{ env }}", "note": "{{ note }}",

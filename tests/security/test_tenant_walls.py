@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from control_plane.services.dispatcher import Dispatcher
+from pushpool.control_plane.services.dispatcher import Dispatcher
 
 WS_PREFIX = "/api/workspaces/{workspace}"
 PUBLIC = {("GET", "/api/health")}

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from control_plane.services.dispatcher import Dispatcher
+from pushpool.control_plane.services.dispatcher import Dispatcher
 
 
 def test_me_identifies_the_key(api):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from control_plane.services.automations import run_event_services
+from pushpool.control_plane.services.automations import run_event_services
 
 COMPLETED = "pushpool.flow-run.Completed"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from control_plane.services.dispatcher import Dispatcher
+from pushpool.control_plane.services.dispatcher import Dispatcher
 
 
 def events(api, **params) -> list[dict]:

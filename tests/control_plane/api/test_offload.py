@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 import time
 
-from control_plane.storage.sqlite import SqliteStore
+from pushpool.control_plane.storage.sqlite import SqliteStore
 
 
 def test_a_run_is_created_and_reported_while_another_process_holds_the_database(api, ctx, monkeypatch):
-    import control_plane.api.offload as offload
+    import pushpool.control_plane.api.offload as offload
 
     handed_over: list[str] = []
     real = offload.run_in_threadpool

@@ -191,8 +191,8 @@ def test_far_future_runs_and_offsets_are_rejected(api):
 def test_schedules_near_the_end_of_time_stop_quietly():
     from datetime import UTC, datetime
 
-    from control_plane.models import Schedule
-    from control_plane.services.schedules import occurrences
+    from pushpool.control_plane.models import Schedule
+    from pushpool.control_plane.services.schedules import occurrences
 
     schedule = Schedule(interval_seconds=86400 * 365, anchor_date=datetime(9990, 1, 1, tzinfo=UTC))
     assert len(occurrences(schedule, datetime(9995, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, tzinfo=UTC), 100)) <= 5

@@ -8,9 +8,9 @@ from datetime import timedelta
 
 import pytest
 
-from control_plane.services.dispatcher import Dispatcher, apply_late_policies
-from control_plane.services.reconciler import Reconciler
-from control_plane.storage.sqlite import SqliteStore
+from pushpool.control_plane.services.dispatcher import Dispatcher, apply_late_policies
+from pushpool.control_plane.services.reconciler import Reconciler
+from pushpool.control_plane.storage.sqlite import SqliteStore
 from tests.fakes.crashes import die_after_first_submit, dispatch_crash_then_restart
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from cryptography.fernet import Fernet
 
-from control_plane.errors import ConfigurationError
-from control_plane.services.crypto import BlockCipher
-from control_plane.services.kms_crypto import KmsBlockCipher
-from control_plane.storage.sqlite import SqliteStore
+from pushpool.control_plane.errors import ConfigurationError
+from pushpool.control_plane.services.crypto import BlockCipher
+from pushpool.control_plane.services.kms_crypto import KmsBlockCipher
+from pushpool.control_plane.storage.sqlite import SqliteStore
 
 
 @pytest.fixture

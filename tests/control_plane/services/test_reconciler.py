@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from control_plane.services.dispatcher import Dispatcher
-from control_plane.services.reconciler import Reconciler
-from pushers.base import InfraState, InfraStatus
+from pushpool.control_plane.services.dispatcher import Dispatcher
+from pushpool.control_plane.services.reconciler import Reconciler
+from pushpool.pushers.base import InfraState, InfraStatus
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from control_plane.services.sandbox import TemplateFailed, from_cloud_event, render, render_value
+from pushpool.control_plane.services.sandbox import TemplateFailed, from_cloud_event, render, render_value
 
 CONTEXT = {"body": {"a": 1, "name": "x"}, "headers": {"content-type": "application/json"}}
 

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from control_plane.services.sandbox import TemplateFailed, render
+from pushpool.control_plane.services.sandbox import TemplateFailed, render
 
 C_LEVEL_BOMBS = [
     "{{ 'x'.center(10**9) }}",
@@ -49,7 +49,7 @@ C_LEVEL_BOMBS = [
 CAPPED = textwrap.dedent("""
     import json, resource, sys, time
     resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))  # 1 GiB of address space
-    from control_plane.services.sandbox import TemplateFailed, render
+    from pushpool.control_plane.services.sandbox import TemplateFailed, render
     results = []
     for template in json.loads(sys.stdin.read()):
         started = time.monotonic()
@@ -96,12 +96,12 @@ def test_ordinary_string_work_still_renders(template, expected):
 
 
 def test_memory_error_is_a_failed_render(monkeypatch):
-    import control_plane.services.sandbox_limits as limits
+    import pushpool.control_plane.services.sandbox_limits as limits
 
     def exhausted(*_args, **_kwargs):
         raise MemoryError
 
     monkeypatch.setattr(limits, "check_binop", exhausted)
-    monkeypatch.setattr("control_plane.services.sandbox.check_binop", exhausted)
+    monkeypatch.setattr("pushpool.control_plane.services.sandbox.check_binop", exhausted)
     with pytest.raises(TemplateFailed, match="ran out of memory"):
         render("{{ 'a' + 'b' }}", {})

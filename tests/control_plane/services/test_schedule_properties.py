@@ -8,9 +8,9 @@ from zoneinfo import available_timezones
 from hypothesis import assume, given, note, settings
 from hypothesis import strategies as st
 
-from control_plane.errors import InvalidInput
-from control_plane.models import Schedule
-from control_plane.services.schedules import occurrences, validate_schedule
+from pushpool.control_plane.errors import InvalidInput
+from pushpool.control_plane.models import Schedule
+from pushpool.control_plane.services.schedules import occurrences, validate_schedule
 
 ZONES = sorted(z for z in available_timezones() if "/" in z and not z.startswith(("Etc/", "SystemV/")))
 FIELD = st.one_of(st.just("*"), st.integers(0, 70).map(str), st.builds(lambda a, b: f"{a}-{b}", st.integers(0, 30),
@@ -84,7 +84,7 @@ def test_plain_cron_fast_path_agrees_with_croniter(expression, start):
 
     from croniter import croniter
 
-    from control_plane.services.schedules import _plain_cron_walls
+    from pushpool.control_plane.services.schedules import _plain_cron_walls
 
     reference = croniter(expression, start)
     fast = _plain_cron_walls(reference.expanded, start)

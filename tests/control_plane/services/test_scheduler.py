@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
-from control_plane.models import FlowRunFilter
-from control_plane.services.scheduler import run_scheduler
-from control_plane.storage.sqlite import SqliteStore
+from pushpool.control_plane.models import FlowRunFilter
+from pushpool.control_plane.services.scheduler import run_scheduler
+from pushpool.control_plane.storage.sqlite import SqliteStore
 
 
 def auto_runs(ctx, api, deployment_id):
@@ -48,7 +48,7 @@ def test_a_deployments_own_request_writes_every_run_due_in_the_next_minutes(api,
 
 
 def test_one_pass_writes_many_deployments_in_few_transactions(api, ctx, clock, monkeypatch):
-    import control_plane.services.scheduler as scheduler
+    import pushpool.control_plane.services.scheduler as scheduler
 
     ctx.wake_scheduler = None
     api.pool()

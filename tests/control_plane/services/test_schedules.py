@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from control_plane.errors import InvalidInput
-from control_plane.models import Schedule
-from control_plane.services.schedules import occurrences, validate_schedule
+from pushpool.control_plane.errors import InvalidInput
+from pushpool.control_plane.models import Schedule
+from pushpool.control_plane.services.schedules import occurrences, validate_schedule
 
 
 def utc(*args: int) -> datetime:

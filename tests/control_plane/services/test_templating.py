@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from control_plane.errors import InvalidInput
-from control_plane.services.templating import (
+from pushpool.control_plane.errors import InvalidInput
+from pushpool.control_plane.services.templating import (
     MISSING,
     apply_values,
     merge_job_variables,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from control_plane.models import FlowRunFilter
-from control_plane.services.ticker import Ticker
+from pushpool.control_plane.models import FlowRunFilter
+from pushpool.control_plane.services.ticker import Ticker
 
 
 def test_a_schedule_change_wakes_the_scheduler_before_its_interval(api, ctx):

@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from control_plane.errors import AlreadyExists
-from control_plane.models import (
+from pushpool.control_plane.errors import AlreadyExists
+from pushpool.control_plane.models import (
     Actor,
     ActorKind,
     ApiKey,

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from control_plane.errors import AlreadyExists
-from control_plane.event_models import (
+from pushpool.control_plane.errors import AlreadyExists
+from pushpool.control_plane.event_models import (
     Automation,
     Event,
     EventFilter,
@@ -16,7 +16,7 @@ from control_plane.event_models import (
     TriggerBucket,
     Webhook,
 )
-from control_plane.models import Workspace
+from pushpool.control_plane.models import Workspace
 from tests.control_plane.storage.contract import T0, World
 
 

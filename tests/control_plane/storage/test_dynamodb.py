@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import pytest
 
-from control_plane.models import StateType
-from control_plane.storage.dynamodb import DynamoDbStore
-from control_plane.storage.dynamodb_schema import table_definition
+from pushpool.control_plane.models import StateType
+from pushpool.control_plane.storage.dynamodb import DynamoDbStore
+from pushpool.control_plane.storage.dynamodb_schema import table_definition
 from tests.control_plane.storage.contract import T0, StoreContract, World, state
 from tests.control_plane.storage.contract_events import EventsContract
 from tests.fakes.aws import REGION
@@ -101,7 +101,7 @@ def test_table_definition_is_on_demand_with_the_indexes_the_queries_use():
 
 
 def test_a_missing_table_is_a_clear_configuration_error(aws):
-    from control_plane.errors import ConfigurationError
+    from pushpool.control_plane.errors import ConfigurationError
 
     store = make_store(aws, "does-not-exist")
     with pytest.raises(ConfigurationError, match="does-not-exist.*control-plane deploy"):
@@ -109,7 +109,7 @@ def test_a_missing_table_is_a_clear_configuration_error(aws):
 
 
 def test_missing_aws_credentials_are_a_clear_configuration_error(aws, monkeypatch):
-    from control_plane.errors import ConfigurationError
+    from pushpool.control_plane.errors import ConfigurationError
 
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(name)

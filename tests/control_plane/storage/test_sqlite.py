@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from control_plane.storage.sqlite import SqliteStore
+from pushpool.control_plane.storage.sqlite import SqliteStore
 from tests.control_plane.storage.contract import StoreContract
 from tests.control_plane.storage.contract_events import EventsContract
 
@@ -46,7 +46,7 @@ def _meta_writes(store: SqliteStore) -> tuple:
 def test_a_write_that_must_not_wait_gives_way_to_a_writer_of_this_process(tmp_path):
     import threading
 
-    from control_plane.storage.base import WouldWait
+    from pushpool.control_plane.storage.base import WouldWait
 
     store = SqliteStore(tmp_path / "x.db")
     holding, release = threading.Event(), threading.Event()
@@ -74,7 +74,7 @@ def test_a_write_that_must_not_wait_gives_way_to_a_writer_of_this_process(tmp_pa
 
 
 def test_a_write_that_must_not_wait_gives_way_to_another_process(tmp_path):
-    from control_plane.storage.base import WouldWait
+    from pushpool.control_plane.storage.base import WouldWait
 
     ours, theirs = SqliteStore(tmp_path / "x.db"), SqliteStore(tmp_path / "x.db")  # two processes' views
     other = theirs._conn()

@@ -30,7 +30,7 @@ class Cli:
         return env
 
     def run(self, *args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "sdk.cli.main", *args], capture_output=True, text=True,
+        return subprocess.run([sys.executable, "-m", "pushpool.cli.main", *args], capture_output=True, text=True,
                               cwd=cwd or self.cwd, env=self.env(**env), stdin=subprocess.DEVNULL, timeout=120)
 
     def ok(self, *args: str, **kw) -> str:
@@ -62,7 +62,7 @@ def server(tmp_path_factory):
     cli = Cli(home=base / "home", cwd=base)
     port = free_port()
     log = open(base / "server.log", "w")  # noqa: SIM115 - open for the server's lifetime
-    process = subprocess.Popen([sys.executable, "-m", "sdk.cli.main", "server", "start", "--port", str(port)],
+    process = subprocess.Popen([sys.executable, "-m", "pushpool.cli.main", "server", "start", "--port", str(port)],
                                env=cli.env(PUSHPOOL_SCHEDULER_INTERVAL_SECONDS="1"), cwd=base, stdout=log,
                                stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
@@ -82,7 +82,7 @@ def server(tmp_path_factory):
 
 
 FLOW = '''
-from sdk import flow
+from pushpool import flow
 
 
 @flow

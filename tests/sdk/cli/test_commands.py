@@ -7,8 +7,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from sdk import profiles
-from sdk.cli.main import app
+from pushpool import profiles
+from pushpool.cli.main import app
 
 SECRET = "s3cr3t-Value-that-must-never-print"
 

@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 
-from sdk import profiles
+from pushpool import profiles
 from tests.fakes.aws import REGION
 from tests.fakes.moto_cfn import placeholder_package, register
 from tests.sdk.cli.conftest import Cli

@@ -82,7 +82,7 @@ def test_deploy_one_by_name_and_init(server, tmp_path):
 
 
 def test_an_image_mapping_is_built_once_and_recorded_by_digest(server, tmp_path, oci_registries):
-    from sdk.images.registry import Registry
+    from pushpool.images.registry import Registry
     from tests.fakes.images import push_base_image
 
     cli = server

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from sdk.images.registry import Registry
+from pushpool.images.registry import Registry
 from tests.fakes.images import push_base_image
 
 
@@ -14,7 +14,7 @@ def test_image_build_prints_the_digest_reference_and_skips_an_unchanged_project(
     base = push_base_image(registry, "cli-base/python")
     project = tmp_path / "project"
     project.mkdir()
-    (project / "flows.py").write_text("from sdk import flow\n\n\n@flow\ndef etl():\n    return 1\n")
+    (project / "flows.py").write_text("from pushpool import flow\n\n\n@flow\ndef etl():\n    return 1\n")
     args = ["image", "build", f"{registry.host}/cli/flows", "--path", str(project), "--base-image", base,
             "--backend", "daemonless"]
     reference = cli.ok(*args).strip().splitlines()[-1]

@@ -60,7 +60,7 @@ def test_a_failing_run_makes_watch_exit_non_zero(server, tmp_path):
     project = tmp_path / "failing"
     (project / "flows").mkdir(parents=True)
     (project / "flows" / "bad.py").write_text(
-        "from sdk import flow\n\n@flow\ndef bad():\n    raise RuntimeError('no luck')\n\n"
+        "from pushpool import flow\n\n@flow\ndef bad():\n    raise RuntimeError('no luck')\n\n"
         "if __name__ == '__main__':\n    bad.deploy(name='once', work_pool_name='demo')\n")
     assert cli.python(project / "flows" / "bad.py").returncode == 0
     run = cli.run("deployment", "run", "bad/once", "--watch")

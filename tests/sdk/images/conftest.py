@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from sdk.images.registry import Registry
+from pushpool.images.registry import Registry
 
 
 @pytest.fixture(scope="session")

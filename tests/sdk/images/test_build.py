@@ -7,14 +7,14 @@ import json
 
 import pytest
 
-from sdk.images import DockerImage, ImageBuildError
-from sdk.images.project import project_requirements
-from sdk.images.registry import Registry, RegistryError
+from pushpool.images import DockerImage, ImageBuildError
+from pushpool.images.project import project_requirements
+from pushpool.images.registry import Registry, RegistryError
 from tests.fakes.images import layer_names, push_base_image, run_image
 from tests.registry_fixtures import PASSWORD, USER
 
 FLOW = '''import six
-from sdk import flow
+from pushpool import flow
 
 
 @flow
@@ -31,6 +31,9 @@ def project(tmp_path):
     (root / "flows.py").write_text(FLOW)
     (root / "helpers" / "util.py").write_text("VALUE = 1\n")
     (root / "requirements.txt").write_text("six==1.16.0  # a pure-Python wheel\n")
+    for own in ("sdk", "infra"):  # packages of the user's own, named as pushpool's folders are
+        (root / own).mkdir()
+        (root / own / "__init__.py").write_text(f"MINE = {own!r}\n")
     (root / ".git").mkdir()
     (root / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
     return root
@@ -60,7 +63,7 @@ def test_build_push_and_pull_back_an_amd64_image_that_runs_the_runner(registry, 
 
     base_layer, runtime, dependencies, code = layer_names(report.reference, registry)
     assert "etc/os-release" in base_layer
-    assert {"opt/pushpool/bin/pushpool-runner", "opt/pushpool/runtime/sdk/runner.py"} <= set(runtime)
+    assert {"opt/pushpool/bin/pushpool-runner", "opt/pushpool/runtime/pushpool/runner.py"} <= set(runtime)
     assert any(name.startswith("opt/pushpool/runtime/httpx/") for name in runtime)
     assert "opt/pushpool/site-packages/six.py" in dependencies
     assert {"app/flows.py", "app/helpers/util.py", "app/requirements.txt"} <= set(code)
@@ -72,6 +75,11 @@ def test_build_push_and_pull_back_an_amd64_image_that_runs_the_runner(registry, 
     exit_code, output = run_image(report.reference, registry=registry,
                                   command=["python3", "-c", "import six, flows; print(flows.etl.name)"])
     assert (exit_code, output.strip()) == (0, "etl")
+    # The project's own sdk/ and infra/ are its own; pushpool is pushpool.
+    exit_code, output = run_image(report.reference, registry=registry, command=[
+        "python3", "-c",
+        "import sdk, infra, pushpool.runner, pushpool.control_plane.models; print(sdk.MINE, infra.MINE)"])
+    assert (exit_code, output.strip()) == (0, "sdk infra"), output
 
 
 def test_an_unchanged_project_pushes_nothing_and_a_code_change_only_the_code_layer(registry, base, project):

@@ -9,7 +9,7 @@ import stat
 
 import pytest
 
-from sdk.images.credentials import (
+from pushpool.images.credentials import (
     ACR_USER,
     CredentialsError,
     credentials_for,

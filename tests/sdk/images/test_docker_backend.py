@@ -11,8 +11,8 @@ import tarfile
 
 import pytest
 
-from sdk.images import DockerImage, ImageBuildError
-from sdk.images.docker_backend import build_context, generated_dockerfile
+from pushpool.images import DockerImage, ImageBuildError
+from pushpool.images.docker_backend import build_context, generated_dockerfile
 from tests.fakes.images import layer_names, push_base_image, run_image
 
 
@@ -20,7 +20,7 @@ from tests.fakes.images import layer_names, push_base_image, run_image
 def project(tmp_path):
     root = tmp_path / "project"
     root.mkdir()
-    (root / "flows.py").write_text("from sdk import flow\n\n\n@flow\ndef etl():\n    return 1\n")
+    (root / "flows.py").write_text("from pushpool import flow\n\n\n@flow\ndef etl():\n    return 1\n")
     (root / ".venv").mkdir()
     (root / ".venv" / "junk").write_text("x")
     return root
@@ -37,7 +37,7 @@ def test_the_generated_dockerfile_builds_an_amd64_image_that_runs_the_runner(doc
     assert (config["os"], config["architecture"]) == ("linux", "amd64")
     assert config["config"]["Cmd"] == ["pushpool-runner"] and config["config"]["WorkingDir"] == "/app"
     names = {name for layer in layer_names(report.reference, registry) for name in layer}
-    assert {"app/flows.py", "opt/pushpool/runtime/sdk/runner.py", "opt/pushpool/bin/pushpool-runner"} <= names
+    assert {"app/flows.py", "opt/pushpool/runtime/pushpool/runner.py", "opt/pushpool/bin/pushpool-runner"} <= names
     assert not any(".venv" in name for name in names)
     exit_code, output = run_image(report.reference, registry=registry)
     assert exit_code == 2 and "missing environment variable(s)" in output, output

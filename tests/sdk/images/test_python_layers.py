@@ -8,7 +8,7 @@ import tarfile
 
 import pytest
 
-from sdk.images.python_layers import SITE_PACKAGES, ImageBuildError, code_layer, dependency_layer
+from pushpool.images.python_layers import SITE_PACKAGES, ImageBuildError, code_layer, dependency_layer
 
 
 def names(layer) -> list[str]:

@@ -10,8 +10,8 @@ import tarfile
 
 import pytest
 
-from sdk.images.layers import OCI_INDEX, Blob, canonical, image_config, image_manifest, tar_layer
-from sdk.images.registry import Registry, RegistryError, split_reference
+from pushpool.images.layers import OCI_INDEX, Blob, canonical, image_config, image_manifest, tar_layer
+from pushpool.images.registry import Registry, RegistryError, split_reference
 from tests.registry_fixtures import PASSWORD, USER
 
 
