@@ -10,6 +10,7 @@ are replaced.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from pushpool.client import PushpoolClient
-from pushpool.control_plane.errors import InvalidInput
+from pushpool.control_plane.errors import InvalidInput, PushpoolError
 from pushpool.control_plane.event_models import DeploymentTrigger
 from pushpool.images import DockerImage, resolve_images
 from pushpool.schedules import Schedule, schedules_to_api
@@ -131,6 +132,17 @@ def as_triggers(triggers: list[DeploymentTrigger | dict] | None) -> list[Deploym
     return out
 
 
+def _naming(deployment: RunnerDeployment, call: Callable[[], Any]) -> Any:
+    """``call()``; a pushpool error it raises names the deployment it is about (``deploy --all`` applies many)."""
+    try:
+        return call()
+    except PushpoolError as exc:
+        if not exc.message.startswith(f"{deployment.full_name}: "):
+            exc.message = f"{deployment.full_name}: {exc.message}"
+            exc.args = (exc.message,)
+        raise
+
+
 def deploy(*deployments: RunnerDeployment, work_pool_name: str | None = None,
            image: str | DockerImage | None = None, build: bool = True, push: bool = True,
            client: PushpoolClient | None = None, quiet: bool = False) -> list[dict[str, Any]]:
@@ -144,11 +156,11 @@ def deploy(*deployments: RunnerDeployment, work_pool_name: str | None = None,
     try:
         ready = [replace(d, work_pool_name=d.work_pool_name or work_pool_name, image=d.image or image)
                  for d in deployments]
-        pool_types = [d.pool_type(client) for d in ready]
+        pool_types = [_naming(d, lambda d=d: d.pool_type(client)) for d in ready]
         images = resolve_images([(d.image, d.project_root) for d in ready], build, push, quiet=quiet)
         applied = []
         for d, reference, pool_type in zip(ready, images, pool_types, strict=True):
-            deployment = client.apply_deployment(**d.body(reference, pool_type))
+            deployment = _naming(d, lambda d=d, r=reference, t=pool_type: client.apply_deployment(**d.body(r, t)))
             client.request("PUT", client.ws(f"/deployments/{deployment['id']}/triggers"),
                            json=[t.model_dump(mode="json", exclude_none=True) for t in d.triggers])
             applied.append(deployment)

@@ -15,7 +15,9 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ConfigDict, create_model
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from pushpool.control_plane.errors import PushpoolError
 
 if TYPE_CHECKING:
     from pushpool.deployments import RunnerDeployment
@@ -60,17 +62,49 @@ class Flow:
 
     def parameter_schema(self) -> dict[str, Any]:
         """A JSON schema of the function's parameters (from its signature and type hints)."""
-        fields: dict[str, Any] = {}
-        for param in inspect.signature(self.fn).parameters.values():
-            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-                continue
-            annotation = Any if param.annotation is inspect.Parameter.empty else param.annotation
-            default = ... if param.default is inspect.Parameter.empty else param.default
-            fields[param.name] = (annotation, default)
-        model = create_model(f"{self.fn.__name__}_parameters", __config__=ConfigDict(extra="forbid"), **fields)
-        schema = model.model_json_schema()
+        schema = parameters_model(self.fn).model_json_schema()
         schema.pop("title", None)
         return schema
+
+
+def parameters_model(fn: Callable[..., Any]) -> type[BaseModel]:
+    """A pydantic model of ``fn``'s parameters: a field per parameter with its annotation and default;
+    extra names are refused unless ``fn`` takes ``**kwargs``."""
+    fields: dict[str, Any] = {}
+    extra = "forbid"
+    try:  # string annotations (``from __future__ import annotations``) resolved in the flow's own module
+        signature = inspect.signature(fn, eval_str=True)
+    except (NameError, TypeError, SyntaxError):
+        signature = inspect.signature(fn)
+    for param in signature.parameters.values():
+        if param.kind is param.VAR_KEYWORD:
+            extra = "allow"
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        annotation = param.annotation
+        if annotation is inspect.Parameter.empty or isinstance(annotation, str):
+            annotation = Any  # none, or one that does not resolve: passed on as given
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[param.name] = (annotation, default)
+    config = ConfigDict(extra=extra, arbitrary_types_allowed=True)  # type: ignore[typeddict-item]
+    return create_model(f"{getattr(fn, '__name__', 'flow')}_parameters", __config__=config, **fields)
+
+
+class ParameterError(PushpoolError):
+    """A run's parameter does not convert to the type the flow declares; the message names it."""
+
+
+def typed_parameters(fn: Callable[..., Any], parameters: dict[str, Any]) -> dict[str, Any]:
+    """``parameters`` (JSON values) converted to ``fn``'s annotated types — dates, datetimes, ``Decimal``,
+    enums, pydantic models, dataclasses, ``list[int]`` … — as pydantic validates them. Only the names
+    given are passed on, so the function's own defaults still apply."""
+    try:
+        validated = parameters_model(fn).model_validate(parameters)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors())
+        raise ParameterError(f"parameters: {problems}") from None
+    extras = validated.model_extra or {}
+    return {name: extras[name] if name in extras else getattr(validated, name) for name in parameters}
 
 
 def flow(fn: Callable[..., Any] | None = None, *, name: str | None = None, description: str | None = None,

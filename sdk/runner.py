@@ -28,7 +28,7 @@ from typing import Any
 
 from pushpool.client import PushpoolClient
 from pushpool.control_plane.errors import Conflict, PushpoolError
-from pushpool.flows import Flow
+from pushpool.flows import Flow, typed_parameters
 
 REQUIRED_ENV = ("PUSHPOOL_API_URL", "PUSHPOOL_FLOW_RUN_ID", "PUSHPOOL_RUN_TOKEN")
 #: The control plane may be restarting when a flow finishes: keep trying to report for
@@ -72,9 +72,10 @@ def call_flow(fn: Callable[..., Any], parameters: dict[str, Any]) -> Any:
     flow = fn if isinstance(fn, Flow) else None
     target = flow.fn if flow else fn
     attempts = 1 + (flow.retries if flow else 0)
+    arguments = typed_parameters(target, parameters)  # a bad value fails the run at once, not per attempt
     for attempt in range(1, attempts + 1):
         try:
-            result = target(**parameters)
+            result = target(**arguments)
             if inspect.iscoroutine(result):
                 result = asyncio.run(result)
             return result

@@ -63,7 +63,7 @@ def _check(ctx: ServiceContext, deployment: Deployment, pool: WorkPool) -> None:
         problem = schema_problem(deployment.parameter_schema)
         if problem is not None:
             raise InvalidInput(f"parameter_schema: not a valid JSON schema: {problem}")
-    validate_parameters(deployment, deployment.parameters)
+    validate_parameters(deployment, deployment.parameters, require=False)  # runs must supply what is missing
     for i, schedule in enumerate(deployment.schedules):
         try:
             validate_parameters(deployment, {**deployment.parameters, **schedule.parameters})

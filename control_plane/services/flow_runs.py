@@ -26,10 +26,14 @@ def generate_run_name(run_id: str) -> str:
     return f"{_ADJECTIVES[n % len(_ADJECTIVES)]}-{_ANIMALS[(n // 20) % len(_ANIMALS)]}"
 
 
-def validate_parameters(deployment: Deployment, parameters: dict[str, Any]) -> None:
+def validate_parameters(deployment: Deployment, parameters: dict[str, Any], *, require: bool = True) -> None:
+    """Raise naming the parameter unless ``parameters`` fit the deployment's schema. ``require=False`` (the
+    deployment's own defaults) lets required parameters be missing: each run must then supply them."""
     if deployment.parameter_schema is None:
         return
     errors = validation_errors(deployment.parameter_schema, parameters)
+    if not require:
+        errors = [e for e in errors if not (e.validator == "required" and not list(e.path))]
     if errors:
         first = errors[0]
         path = ".".join(["parameters", *(str(p) for p in first.path)])

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import subprocess
 import sys
 import textwrap
+from datetime import date, datetime
+from decimal import Decimal
 
 import pytest
+from pydantic import BaseModel
 
 from pushpool.runner import EntrypointError, call_flow, load_entrypoint
 
@@ -123,3 +128,54 @@ def test_a_run_started_by_another_runner_is_not_run_again(project, monkeypatch):
     client.set_flow_run_state = someone_else_started_it
     assert run(client, "r1") == 0
     assert client.state["message"] == "Started by runner other"
+
+
+class Color(enum.Enum):
+    RED = "red"
+
+
+class Window(BaseModel):
+    start: date
+    days: int = 1
+
+
+@dataclasses.dataclass
+class Point:
+    x: float
+    y: float
+
+
+def test_parameters_reach_the_flow_as_their_declared_types():
+    seen = {}
+
+    def typed(day: date, at: datetime, price: Decimal, color: Color, window: Window, point: Point,
+              counts: list[int], untyped, optional: int | None = None, default: str = "kept"):
+        seen.update(locals())
+
+    call_flow(typed, {"day": "2025-05-01", "at": "2025-05-01T10:00:00Z", "price": "1.10", "color": "red",
+                      "window": {"start": "2025-05-01"}, "point": {"x": 1, "y": 2.5}, "counts": ["1", 2],
+                      "untyped": {"as": "is"}, "optional": None})
+    assert seen["day"] == date(2025, 5, 1) and seen["at"].tzinfo is not None and seen["price"] == Decimal("1.10")
+    assert seen["color"] is Color.RED and seen["window"] == Window(start=date(2025, 5, 1))
+    assert seen["point"] == Point(1.0, 2.5) and seen["counts"] == [1, 2] and seen["untyped"] == {"as": "is"}
+    assert seen["optional"] is None and seen["default"] == "kept"
+
+
+def needs_a_date(day: date, n: int = 1):
+    return day
+
+
+def test_a_parameter_that_does_not_convert_fails_naming_it():
+    from pushpool.flows import ParameterError
+
+    with pytest.raises(ParameterError, match=r"parameters: day: .*date"):
+        call_flow(needs_a_date, {"day": "yesterday"})
+    with pytest.raises(ParameterError, match="parameters: n: "):
+        call_flow(needs_a_date, {"day": "2025-05-01", "n": "many"})
+
+
+def test_keyword_arguments_pass_through():
+    def anything(a: int, **rest):
+        return a, rest
+
+    assert call_flow(anything, {"a": "3", "b": [1]}) == (3, {"b": [1]})

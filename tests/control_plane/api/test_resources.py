@@ -115,6 +115,25 @@ def test_bad_deployments_name_the_field_and_write_nothing(api, fields, fragment)
     assert api.ok("GET", api.ws("/flow_runs")) == []
 
 
+def test_a_deployment_may_lack_required_parameters_that_each_run_then_supplies(api):
+    """As in Prefect: a flow with a required parameter and no default deploys; an ad-hoc run must supply it,
+    and a schedule whose parameters (the deployment's and its own) lack it is refused, naming it."""
+    api.pool()
+    dep = api.deployment(parameter_schema=SCHEMA)
+    assert dep["parameters"] == {}
+    missing = api.post(api.ws(f"/deployments/{dep['id']}/runs"), json={})
+    assert missing.status_code == 422 and "'name' is a required property" in missing.json()["detail"]
+    assert api.run(dep["id"], parameters={"name": "given"})["parameters"] == {"name": "given"}
+    scheduled = api.post(api.ws("/deployments"), json={
+        "flow_name": "flow", "name": "sched", "entrypoint": "flows.py:main", "work_pool_name": "pool",
+        "parameter_schema": SCHEMA, "schedules": [{"interval": 60}]})
+    assert scheduled.status_code == 422
+    assert "schedules[0].parameters: 'name' is a required property" in scheduled.json()["detail"]
+    with_it = api.deployment(name="sched", parameter_schema=SCHEMA,
+                             schedules=[{"interval": 60, "parameters": {"name": "nightly"}}])
+    assert with_it["schedules"][0]["parameters"] == {"name": "nightly"}
+
+
 def test_flow_run_parameters_are_validated_against_the_schema(api):
     api.pool()
     dep = api.deployment(parameter_schema=SCHEMA, parameters={"name": "x"})

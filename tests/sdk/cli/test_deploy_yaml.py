@@ -126,3 +126,21 @@ def test_triggers_in_the_yaml_make_automations_that_run_the_deployment(server, t
     assert automations[0]["actions"][0]["parameters"] == {"name": "after {{ flow_run.name }}"}
     (project / "pushpool.yaml").write_text(with_triggers.replace("pushpool.flow-run.Completed", "not-a-list: x"))
     assert "deployments" in cli.fails("deploy", "--all", cwd=project, TEAM="x")
+
+
+def test_deploy_all_names_the_deployment_each_error_is_about(server, tmp_path):
+    cli = server
+    cli.run("work-pool", "create", "demo", "--type", "local:push")
+    project = tmp_path / "project"
+    write_project(project, name="same")
+    (project / "pushpool.yaml").write_text(textwrap.dedent('''
+        deployments:
+          - name: fine
+            entrypoint: flows/greet.py:greet
+            work_pool: {name: demo}
+          - name: lost
+            entrypoint: flows/greet.py:greet
+            work_pool: {name: no-such-pool}
+    '''))
+    error = cli.fails("deploy", "--all", cwd=project)
+    assert "greet/lost: " in error and "no-such-pool" in error
