@@ -64,7 +64,8 @@ def create_app(settings: Settings, store: Store, *, clock: Clock | None = None,
 
     @app.get("/api/health", tags=["health"])
     def health() -> dict:
-        body: dict = {"status": "ok", "version": VERSION, "store": settings.store}
+        body: dict = {"status": "ok", "version": VERSION, "store": settings.store,
+                      "public_api_url": settings.api_url}
         last_tick = app.state.ctx.store.get_meta("last_tick")  # recorded by the Lambda tick
         if last_tick:
             tick = json.loads(last_tick)

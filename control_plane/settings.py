@@ -23,6 +23,26 @@ DROPPED_HEADERS = ("authorization", "proxy-authorization", "cookie", "set-cookie
                    "x-auth-token", "x-amz-security-token", "x-goog-iam-authorization-token")
 
 
+def is_loopback_url(url: str) -> bool:
+    """Whether ``url`` points at this machine only (a container in a cloud cannot call it back)."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(url).hostname or "").lower()
+    if host in ("localhost", "0.0.0.0", "") or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+#: What to tell someone whose cloud runs would be given a loopback URL to report to.
+LOOPBACK_HINT = ("runs on cloud pools report back to {url}, which a container in a cloud cannot reach: set "
+                 "PUSHPOOL_PUBLIC_API_URL to an address they can (a public host, or a tunnel to this server; "
+                 "see docs/self-hosting.md#expose-the-embedded-server)")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PUSHPOOL_", extra="ignore")
 

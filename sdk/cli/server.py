@@ -18,7 +18,7 @@ def start(
 ) -> None:
     """Start the server; on first start, create an owner key and store it in the local profile."""
     from pushpool.control_plane.server import serve
-    from pushpool.control_plane.settings import Settings
+    from pushpool.control_plane.settings import LOOPBACK_HINT, Settings, is_loopback_url
 
     settings = Settings(host=host, port=port)
     api_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
@@ -31,4 +31,6 @@ def start(
                    f"{profiles.DEFAULT_PROFILE!r} in {profiles.profiles_path()}")
 
     typer.echo(f"pushpool server on {api_url} (home {settings.home}); API docs at {api_url}/docs")
+    if is_loopback_url(settings.api_url):
+        typer.echo("Note: " + LOOPBACK_HINT.format(url=settings.api_url), err=True)
     serve(settings, on_bootstrap=remember_key, log_level=log_level)

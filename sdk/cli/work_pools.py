@@ -9,9 +9,23 @@ from typing import Any
 
 import typer
 
-from pushpool.cli.common import Output, OutputOption, YesOption, confirm, console, emit, get_client, short_time, table
+from pushpool.cli.common import (
+    Output,
+    OutputOption,
+    YesOption,
+    confirm,
+    console,
+    emit,
+    err_console,
+    get_client,
+    short_time,
+    table,
+)
 from pushpool.cli.provision import deprovision, plan_for, provision, show_plan
+from pushpool.client import PushpoolClient
 from pushpool.control_plane.errors import InvalidInput
+from pushpool.control_plane.services.host_runs import HOST_POOL_TYPES
+from pushpool.control_plane.settings import LOOPBACK_HINT, is_loopback_url
 from pushpool.provisioners.base import NOTHING_TO_PROVISION
 
 pool_app = typer.Typer(help="Create and manage work pools.", no_args_is_help=True)
@@ -86,6 +100,8 @@ def create(
         emit(pool, output, str)
     else:
         console.print(f"Created work pool {name!r} of type {type}")
+    with get_client() as client:
+        warn_if_unreachable(client, type)
     if provision_infra:
         with get_client() as client:
             provision(client, pool, options, yes=yes, dry_run=False)
@@ -106,7 +122,17 @@ def inspect(name: str, output: Output = OutputOption) -> None:
     with get_client() as client:
         pool = client.read_work_pool(name)
         pool["queues"] = client.request("GET", client.ws(f"/work_pools/{name}/queues"))
+        warn_if_unreachable(client, pool["type"])
     emit(pool, Output.json if output is Output.json else output, lambda p: json.dumps(p, indent=2))
+
+
+def warn_if_unreachable(client: PushpoolClient, pool_type: str) -> None:
+    """On stderr: a cloud pool's runs would be told to report to a loopback URL."""
+    if pool_type in HOST_POOL_TYPES:
+        return
+    url = client.health().get("public_api_url")
+    if url and is_loopback_url(url):
+        err_console.print("[yellow]Warning:[/] " + LOOPBACK_HINT.format(url=url), highlight=False)
 
 
 def _patch(name: str, **changes: Any) -> dict:
