@@ -18,6 +18,9 @@ flow_run_app = typer.Typer(help="List, inspect, cancel flow runs and read their 
 STATES = ("SCHEDULED", "PENDING", "RUNNING", "COMPLETED", "FAILED", "CRASHED", "CANCELLING", "CANCELLED")
 
 
+RUN_HELP = "Flow run: its id, the end of its id as 'flow-run ls' shows it, or its name."
+
+
 def _state(run: dict) -> str:
     state = run["state"]
     return state["type"] if state["name"].upper() == state["type"] else f"{state['type']} ({state['name']})"
@@ -30,9 +33,13 @@ def ls(
     pool: str = typer.Option(None, "--pool", help="Work pool name."),
     limit: int = typer.Option(20, "--limit", min=1, max=1000),
     upcoming: bool = typer.Option(False, "--upcoming", help="Also show runs scheduled in the future."),
+    wide: bool = typer.Option(False, "--wide", "-w", help="Also the start, infrastructure and console URL."),
     output: Output = OutputOption,
 ) -> None:
-    """Recent flow runs, newest first (future scheduled runs only with --upcoming)."""
+    """Recent flow runs, newest first (future scheduled runs only with --upcoming).
+
+    The ``run`` column is the end of the run's id (its random part): unique, and accepted by every command
+    that takes a run, as are the full id, a unique start of it and the run's name."""
     states = [s.upper() for s in state or []]
     unknown = [s for s in states if s not in STATES]
     if unknown:
@@ -42,10 +49,24 @@ def ls(
         before = None if upcoming else datetime.now(UTC).isoformat()
         runs = client.list_flow_runs(state=states or None, deployment_id=deployment_id, work_pool=pool, limit=limit,
                                      scheduled_before=before)
-    emit(runs, output, lambda rs: table("Flow runs", ["id", "name", "deployment", "state", "scheduled (UTC)",
-                                                      "start", "infra", "console URL"], [
-        (r["id"][:8], r["name"], f"{r['flow_name']}/{r['deployment_name']}", _state(r),
-         compact_time(r["scheduled_time"]), _lateness(r), r["infra_id"], r["console_url"]) for r in rs]))
+    columns = ["run", "name", "deployment", "state", "scheduled (UTC)"]
+    if wide:
+        columns += ["start", "infra", "console URL"]
+
+    def row(r: dict) -> tuple:
+        cells = (short_id(r["id"]), r["name"], f"{r['flow_name']}/{r['deployment_name']}", _state(r),
+                 compact_time(r["scheduled_time"]))
+        return cells + ((_lateness(r), r["infra_id"], r["console_url"]) if wide else ())
+
+    emit(runs, output, lambda rs: table("Flow runs", columns, [row(r) for r in rs]))
+
+
+#: Characters of the id's end that ``flow-run ls`` shows (a v7 id starts with its time, ends at random).
+SHORT_ID = 12
+
+
+def short_id(run_id: str) -> str:
+    return run_id.replace("-", "")[-SHORT_ID:]
 
 
 def compact_time(value: str | None) -> str:
@@ -59,17 +80,26 @@ def _lateness(run: dict) -> str:
     return f"+{late:.1f}s"
 
 
-def _resolve(client, run_id: str) -> dict:
-    if len(run_id) < 36:  # a prefix as shown by `flow-run ls`
-        matches = [r for r in client.list_flow_runs(limit=1000) if r["id"].startswith(run_id)]
-        if len(matches) != 1:
-            raise InvalidInput(f"flow run id: {run_id!r} matches {len(matches)} recent runs; give the full id")
-        return matches[0]
-    return client.read_flow_run(run_id)
+def _resolve(client, reference: str) -> dict:
+    """A run from its full id, the end of its id as ``flow-run ls`` shows it, a unique start of its id, or its
+    name (among the 1,000 most recent runs)."""
+    if len(reference) == 36:
+        return client.read_flow_run(reference)
+    compact = reference.replace("-", "").lower()
+    recent = client.list_flow_runs(limit=1000)
+    for matches in ([r for r in recent if r["name"] == reference],
+                    [r for r in recent if compact and r["id"].replace("-", "").endswith(compact)],
+                    [r for r in recent if compact and r["id"].replace("-", "").startswith(compact)]):
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise InvalidInput(f"flow run: {reference!r} matches {len(matches)} recent runs "
+                               f"({', '.join(short_id(r['id']) for r in matches[:5])}, ...); give more of the id")
+    raise InvalidInput(f"flow run: no recent run is named {reference!r} or has an id that starts or ends so")
 
 
 @flow_run_app.command("inspect")
-def inspect(run_id: str = typer.Argument(..., help="Flow run id (or a unique prefix).")) -> None:
+def inspect(run_id: str = typer.Argument(..., help=RUN_HELP)) -> None:
     """Show a flow run and its state history as JSON."""
     with get_client() as client:
         run = _resolve(client, run_id)
@@ -78,7 +108,7 @@ def inspect(run_id: str = typer.Argument(..., help="Flow run id (or a unique pre
 
 
 @flow_run_app.command("cancel")
-def cancel(run_id: str = typer.Argument(..., help="Flow run id (or a unique prefix)."), yes: bool = YesOption) -> None:
+def cancel(run_id: str = typer.Argument(..., help=RUN_HELP), yes: bool = YesOption) -> None:
     """Cancel a run: at once if it has not started, else its infrastructure is stopped."""
     with get_client() as client:
         run = _resolve(client, run_id)
@@ -88,7 +118,7 @@ def cancel(run_id: str = typer.Argument(..., help="Flow run id (or a unique pref
 
 
 @flow_run_app.command("logs")
-def logs(run_id: str = typer.Argument(..., help="Flow run id (or a unique prefix)."),
+def logs(run_id: str = typer.Argument(..., help=RUN_HELP),
          tail: int = typer.Option(None, "--tail", "-n", min=1, max=10_000, help="Only the last N lines."),
          follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines while the run runs.")
          ) -> None:

@@ -118,3 +118,24 @@ def test_login_profiles_config_and_workspaces(run, server):
     run("workspace", "set", "default")
     bad = run("config", "set", "colour=blue", ok=False)
     assert bad.exit_code != 0 and "unknown" in str(bad.exception)
+
+
+def test_a_run_is_found_by_its_name_its_id_tail_or_a_unique_id_start(run, server):
+    from pushpool.cli.flow_runs import _resolve
+    from pushpool.client import PushpoolClient
+    from pushpool.control_plane.errors import InvalidInput
+
+    run("work-pool", "create", "named", "--type", "local:push")
+    with PushpoolClient() as client:
+        dep = client.apply_deployment(flow_name="f", name="named", entrypoint="f.py:f", work_pool_name="named",
+                                      paused=True)
+        made = [client.create_flow_run(dep["id"], name=f"run-{i}",
+                                       scheduled_time="2030-01-01T00:00:00+00:00") for i in range(3)]
+        for target in made:
+            compact = target["id"].replace("-", "")
+            for reference in (target["id"], target["name"], compact[-12:], target["id"][:36]):
+                assert _resolve(client, reference)["id"] == target["id"], reference
+        with pytest.raises(InvalidInput, match="matches 3 recent runs"):
+            _resolve(client, made[0]["id"][:4])  # v7 ids of one minute share their start
+        with pytest.raises(InvalidInput, match="no recent run"):
+            _resolve(client, "zzzz-no-such-run")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime
 
@@ -38,9 +39,15 @@ def test_new_user_journey(server, tmp_path):
     [latest] = [r for r in recent if r["parameters"].get("name") == "x"]
     assert latest["state"]["type"] == "COMPLETED" and latest["parameters"] == {"name": "x", "times": 2}
     assert latest["infra_id"].startswith("pid-") and latest["console_url"].startswith("file://")
-    table = cli.ok("flow-run", "ls")
+    table = cli.ok("flow-run", "ls", "--wide")
     assert latest["infra_id"] in table and latest["name"] in table
     assert "hello x" in cli.ok("flow-run", "logs", latest["id"])
+    # Narrow, as in a pipe: the unique end of each id and the whole name, each accepted to name the run.
+    narrow = cli.ok("flow-run", "ls", COLUMNS="80")
+    tail = latest["id"].replace("-", "")[-12:]
+    assert tail in narrow and latest["name"] in narrow and max(len(line) for line in narrow.splitlines()) <= 80
+    assert "hello x" in cli.ok("flow-run", "logs", tail)
+    assert json.loads(cli.ok("flow-run", "inspect", tail))["id"] == latest["id"]
 
     assert future_auto_runs(cli), "a cron deployment has runs scheduled ahead"
     out = cli.ok("deployment", "schedule", "pause", "--all", "--yes")
