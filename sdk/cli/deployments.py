@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import string
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +27,7 @@ from pushpool.cli.common import (
 )
 from pushpool.client import PushpoolClient
 from pushpool.control_plane.errors import InvalidInput
-from pushpool.runs import wait_for_final
+from pushpool.runs import FINAL
 
 deployment_app = typer.Typer(help="List, inspect, run and schedule deployments.", no_args_is_help=True)
 schedule_app = typer.Typer(help="Manage a deployment's schedules.", no_args_is_help=True)
@@ -87,15 +88,21 @@ def _run_name(template: str | None, parameters: dict[str, Any]) -> str | None:
     return template.format_map(parameters)
 
 
-def watch_run(client: PushpoolClient, run: dict) -> None:
-    """Stream state changes until the run is final; exit 1 when it did not complete."""
-    def show(r: dict) -> None:
-        state = r["state"]
-        note = f" — {state['message']}" if state.get("message") else ""
-        console.print(f"{datetime.now().strftime('%H:%M:%S')} {r['name']}: {state['type']} ({state['name']}){note}",
-                      highlight=False)
-
-    final = wait_for_final(client, run["id"], poll_seconds=0.5, on_change=show)
+def watch_run(client: PushpoolClient, run: dict, poll_seconds: float = 0.5) -> None:
+    """Print every state of the run's history as it grows (also those a quick run passed through between two
+    looks) until the run is final; exit 1 when it did not complete."""
+    shown = 0
+    while True:
+        history = client.request("GET", client.ws(f"/flow_runs/{run['id']}/states"))
+        for state in history[shown:]:
+            note = f" — {state['message']}" if state.get("message") else ""
+            when = datetime.fromisoformat(state["timestamp"]).astimezone().strftime("%H:%M:%S")
+            console.print(f"{when} {run['name']}: {state['type']} ({state['name']}){note}", highlight=False)
+        shown = len(history)
+        if history and history[-1]["type"] in FINAL:
+            break
+        time.sleep(poll_seconds)
+    final = client.read_flow_run(run["id"])
     if final.get("console_url"):
         console.print(f"Logs: {final['console_url']}", soft_wrap=True, highlight=False)
     if final["state"]["type"] in FAILED_STATES:

@@ -129,7 +129,7 @@ def logs(run_id: str = typer.Argument(..., help=RUN_HELP),
         if page["supported"]:
             _print_pages(client, run, page, follow)
             return
-    _print_local_or_link(run, tail)
+        _print_local_or_link(client, run, tail, follow)
 
 
 def _print_pages(client, run: dict, page: dict, follow: bool) -> None:
@@ -141,14 +141,18 @@ def _print_pages(client, run: dict, page: dict, follow: bool) -> None:
                               params={"cursor": page["cursor"]} if page["cursor"] else None)
         for line in page["lines"]:
             typer.echo(line)
-        if current["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") and not page["lines"]:
+        if current["state"]["type"] in FINAL_STATES and not page["lines"]:
             return
         time.sleep(2)
     if run.get("logs_url"):
         console.print(f"Console: {run['logs_url']}", soft_wrap=True, highlight=False)
 
 
-def _print_local_or_link(run: dict, tail: int | None) -> None:
+FINAL_STATES = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+
+
+def _print_local_or_link(client, run: dict, tail: int | None, follow: bool = False,
+                         poll_seconds: float = 0.5) -> None:
     url = run.get("console_url")
     if not url:
         raise InvalidInput(f"flow run {run['name']!r} has no infrastructure yet ({run['state']['type']})")
@@ -157,6 +161,16 @@ def _print_local_or_link(run: dict, tail: int | None) -> None:
     if path is None or not path.is_file():
         console.print(f"Logs of {run['name']!r}: {url}", soft_wrap=True, highlight=False)
         return
-    lines = path.read_text(errors="replace").splitlines()
-    for line in lines[-tail:] if tail else lines:
-        typer.echo(line)
+    with path.open("rb") as log:
+        lines = log.read().decode(errors="replace").splitlines()
+        for line in lines[-tail:] if tail else lines:
+            typer.echo(line)
+        while follow:  # until the run is final and its file has nothing more
+            final = client.read_flow_run(run["id"])["state"]["type"] in FINAL_STATES
+            more = log.read()
+            if more:
+                typer.echo(more.decode(errors="replace"), nl=False)
+            elif final:
+                return
+            else:
+                time.sleep(poll_seconds)

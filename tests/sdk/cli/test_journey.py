@@ -85,3 +85,46 @@ def test_run_options(server, tmp_path):
     delay = datetime.fromisoformat(created["scheduled_time"]) - datetime.now(UTC)
     assert 7100 < delay.total_seconds() <= 7200
     assert cli.ok("flow-run", "cancel", created["id"], "--yes").strip().endswith("is CANCELLED")
+
+
+SLOW_FLOW = '''
+import time
+from pushpool import flow
+
+
+@flow
+def slow():
+    print("first line", flush=True)
+    time.sleep(3)
+    print("second line", flush=True)
+
+
+if __name__ == "__main__":
+    slow.deploy(name="slow", work_pool_name="demo")
+'''
+
+
+def test_watch_shows_every_state_and_logs_follow_until_the_run_is_final(server, tmp_path):
+    import subprocess
+    import sys
+
+    cli = server
+    cli.run("work-pool", "create", "demo", "--type", "local:push")
+    project = tmp_path / "slow"
+    (project / "flows").mkdir(parents=True)
+    (project / "flows" / "slow.py").write_text(SLOW_FLOW)
+    assert cli.python(project / "flows" / "slow.py").returncode == 0
+    created = json.loads(cli.ok("deployment", "run", "slow/slow", "--output", "json"))
+    deadline = time.monotonic() + 30
+    while "first line" not in cli.ok("flow-run", "logs", created["id"]):
+        assert time.monotonic() < deadline, "the run never started"
+        time.sleep(0.2)
+    follower = subprocess.run([sys.executable, "-m", "pushpool.cli.main", "flow-run", "logs", "-f", created["id"]],
+                              capture_output=True, text=True, env=cli.env(), timeout=60)
+    assert follower.returncode == 0 and "first line" in follower.stdout and "second line" in follower.stdout
+    watched = cli.run("deployment", "run", "slow/slow", "--watch")
+    assert watched.returncode == 0, watched.stdout + watched.stderr
+    order = [state for state in ("SCHEDULED", "PENDING", "RUNNING", "COMPLETED") if state in watched.stdout]
+    assert order == ["SCHEDULED", "PENDING", "RUNNING", "COMPLETED"], watched.stdout
+    positions = [watched.stdout.index(f": {state} (") for state in order]
+    assert positions == sorted(positions)
