@@ -65,6 +65,9 @@ class RunnerDeployment:
     description: str | None = None
     version: str | None = None
     concurrency_limit: int | None = None
+    #: What a run does when the deployment is at its concurrency limit: ``ENQUEUE`` (wait, the server's
+    #: default) or ``CANCEL_NEW``.
+    collision_strategy: str | None = None
     paused: bool = False
     #: Automations that run this deployment (replaced on every deploy; an empty list removes them).
     triggers: list[DeploymentTrigger] = field(default_factory=list)
@@ -77,8 +80,9 @@ class RunnerDeployment:
         job_variables = dict(self.job_variables)
         if pool_type == "local:push":
             job_variables.setdefault("working_dir", str(self.project_root))
+        extra = {"collision_strategy": self.collision_strategy} if self.collision_strategy else {}
         return {
-            "flow_name": self.flow_name, "name": self.name, "entrypoint": self.entrypoint,
+            **extra, "flow_name": self.flow_name, "name": self.name, "entrypoint": self.entrypoint,
             "work_pool_name": self.work_pool_name, "work_queue_name": self.work_queue_name, "image": image,
             "parameters": self.parameters, "parameter_schema": self.parameter_schema,
             "job_variables": job_variables, "schedules": self.schedules, "tags": self.tags,
@@ -108,8 +112,8 @@ def to_deployment(flow: Flow, name: str, *, work_pool_name: str | None = None, w
                   schedules: list[Schedule | dict] | None = None, parameters: dict[str, Any] | None = None,
                   job_variables: dict[str, Any] | None = None, tags: list[str] | None = None,
                   description: str | None = None, version: str | None = None,
-                  concurrency_limit: int | None = None, paused: bool = False,
-                  triggers: list[DeploymentTrigger | dict] | None = None) -> RunnerDeployment:
+                  concurrency_limit: int | None = None, collision_strategy: str | None = None,
+                  paused: bool = False, triggers: list[DeploymentTrigger | dict] | None = None) -> RunnerDeployment:
     entrypoint, root = entrypoint_of(flow)
     return RunnerDeployment(
         flow_name=flow.name, name=name, entrypoint=entrypoint, project_root=root,
@@ -117,8 +121,17 @@ def to_deployment(flow: Flow, name: str, *, work_pool_name: str | None = None, w
         image=image, parameters=dict(parameters or {}), job_variables=dict(job_variables or {}),
         schedules=schedules_to_api(cron, interval, rrule, schedules), tags=list(tags or []),
         description=description or flow.description, version=version, concurrency_limit=concurrency_limit,
-        paused=paused, triggers=as_triggers(triggers),
+        collision_strategy=_collision(collision_strategy), paused=paused, triggers=as_triggers(triggers),
     )
+
+
+def _collision(value: str | None) -> str | None:
+    if value is None:
+        return None
+    strategy = str(getattr(value, "value", value)).upper()
+    if strategy not in ("ENQUEUE", "CANCEL_NEW"):
+        raise InvalidInput(f"collision_strategy: {value!r} is not one of ENQUEUE, CANCEL_NEW")
+    return strategy
 
 
 def as_triggers(triggers: list[DeploymentTrigger | dict] | None) -> list[DeploymentTrigger]:

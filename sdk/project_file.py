@@ -12,7 +12,7 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -66,6 +66,8 @@ class DeploymentSpec(Spec):
     parameters: dict[str, Any] = Field(default_factory=dict)
     schedules: list[ScheduleIn] = Field(default_factory=list)  # the API's own schedule schema
     concurrency_limit: int | None = None
+    #: ENQUEUE (wait for a slot, the default) or CANCEL_NEW, when the deployment is at its limit.
+    collision_strategy: Literal["ENQUEUE", "CANCEL_NEW"] | None = None
     #: An existing image (a string), or one to build and push (a mapping).
     image: str | ImageSpec | None = None
     paused: bool = False
@@ -155,7 +157,8 @@ def to_runner_deployment(spec: DeploymentSpec, root: Path) -> RunnerDeployment:
         image=image, parameters=spec.parameters,
         job_variables=spec.work_pool.job_variables, schedules=schedules, tags=spec.tags,
         description=spec.description or flow.description, version=spec.version,
-        concurrency_limit=spec.concurrency_limit, paused=spec.paused, triggers=spec.triggers,
+        concurrency_limit=spec.concurrency_limit, collision_strategy=spec.collision_strategy, paused=spec.paused,
+        triggers=spec.triggers,
     )
 
 

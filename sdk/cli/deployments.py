@@ -77,6 +77,57 @@ def delete(name: str = typer.Argument(..., help="flow-name/deployment-name"), ye
     console.print(f"Deleted deployment {name!r}")
 
 
+def _update(name: str, changes: dict[str, Any]) -> dict[str, Any]:
+    with get_client() as client:
+        deployment = client.read_deployment_by_name(name)
+        return client.request("PATCH", client.ws(f"/deployments/{deployment['id']}"), json=changes)
+
+
+@deployment_app.command("pause")
+def pause(name: str = typer.Argument(..., help="flow-name/deployment-name")) -> None:
+    """Pause a deployment: no scheduled runs are made and its waiting ones are dropped until it resumes."""
+    _update(name, {"paused": True})
+    console.print(f"Paused deployment {name!r}")
+
+
+@deployment_app.command("resume")
+def resume(name: str = typer.Argument(..., help="flow-name/deployment-name")) -> None:
+    """Resume a paused deployment (its schedules make runs again)."""
+    _update(name, {"paused": False})
+    console.print(f"Resumed deployment {name!r}")
+
+
+@deployment_app.command("update")
+def update(
+    name: str = typer.Argument(..., help="flow-name/deployment-name"),
+    concurrency_limit: int = typer.Option(None, "--concurrency-limit", min=0, help="At most N active runs."),
+    no_concurrency_limit: bool = typer.Option(False, "--no-concurrency-limit", help="Remove the limit."),
+    collision_strategy: str = typer.Option(None, "--collision-strategy",
+                                           help="At the limit: ENQUEUE (wait) or CANCEL_NEW."),
+    output: Output = OutputOption,
+) -> None:
+    """Change a deployment's concurrency limit or collision strategy."""
+    changes: dict[str, Any] = {}
+    if concurrency_limit is not None and no_concurrency_limit:
+        raise InvalidInput("--concurrency-limit and --no-concurrency-limit: give one of them")
+    if concurrency_limit is not None or no_concurrency_limit:
+        changes["concurrency_limit"] = None if no_concurrency_limit else concurrency_limit
+    if collision_strategy is not None:
+        strategy = collision_strategy.upper()
+        if strategy not in ("ENQUEUE", "CANCEL_NEW"):
+            raise InvalidInput(f"--collision-strategy: {collision_strategy!r} is not one of ENQUEUE, CANCEL_NEW")
+        changes["collision_strategy"] = strategy
+    if not changes:
+        raise InvalidInput("nothing to change: give --concurrency-limit, --no-concurrency-limit or "
+                           "--collision-strategy")
+    updated = _update(name, changes)
+    if output is Output.json:
+        emit(updated, output, str)
+    else:
+        console.print(f"Deployment {name!r}: concurrency limit {updated['concurrency_limit'] or 'none'}, "
+                      f"collision strategy {updated['collision_strategy']}")
+
+
 def _run_name(template: str | None, parameters: dict[str, Any]) -> str | None:
     if template is None:
         return None

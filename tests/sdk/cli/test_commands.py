@@ -139,3 +139,38 @@ def test_a_run_is_found_by_its_name_its_id_tail_or_a_unique_id_start(run, server
             _resolve(client, made[0]["id"][:4])  # v7 ids of one minute share their start
         with pytest.raises(InvalidInput, match="no recent run"):
             _resolve(client, "zzzz-no-such-run")
+
+
+def test_concurrency_and_collision_strategy_from_python_yaml_and_the_cli(run, server, tmp_path):
+    from pushpool.client import PushpoolClient
+    from pushpool.control_plane.errors import InvalidInput
+    from pushpool.project_file import DeploymentSpec
+    from tests.sdk.cli.conftest import write_project
+
+    run("work-pool", "create", "limits", "--type", "local:push")
+    project = tmp_path / "limits"
+    write_project(project, pool="limits")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("greet_for_limits", project / "flows" / "greet.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    flow = module.greet
+    applied = flow.deploy(name="capped", work_pool_name="limits", concurrency_limit=1, collision_strategy="CANCEL_NEW")
+    assert (applied["concurrency_limit"], applied["collision_strategy"]) == (1, "CANCEL_NEW")
+    with pytest.raises(InvalidInput, match="collision_strategy: 'SOMETIMES'"):
+        flow.to_deployment("bad", work_pool_name="limits", collision_strategy="SOMETIMES")
+    assert DeploymentSpec.model_validate({"name": "y", "entrypoint": "flows/greet.py:greet",
+                                          "work_pool": {"name": "limits"},
+                                          "collision_strategy": "CANCEL_NEW"}).collision_strategy == "CANCEL_NEW"
+
+    out = run("deployment", "update", "greet/capped", "--concurrency-limit", "3", "--collision-strategy", "enqueue")
+    assert "concurrency limit 3, collision strategy ENQUEUE" in out.output
+    assert "concurrency limit none" in run("deployment", "update", "greet/capped", "--no-concurrency-limit").output
+    assert "nothing to change" in str(run("deployment", "update", "greet/capped", ok=False).exception)
+    run("deployment", "pause", "greet/capped")
+    with PushpoolClient() as client:
+        assert client.read_deployment_by_name("greet/capped")["paused"] is True
+    run("deployment", "resume", "greet/capped")
+    with PushpoolClient() as client:
+        assert client.read_deployment_by_name("greet/capped")["paused"] is False
