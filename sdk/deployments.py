@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from pushpool.client import PushpoolClient
 from pushpool.control_plane.errors import InvalidInput, PushpoolError
 from pushpool.control_plane.event_models import DeploymentTrigger
+from pushpool.control_plane.models import CollisionStrategy
 from pushpool.images import DockerImage, resolve_images
 from pushpool.schedules import Schedule, schedules_to_api
 
@@ -121,17 +122,19 @@ def to_deployment(flow: Flow, name: str, *, work_pool_name: str | None = None, w
         image=image, parameters=dict(parameters or {}), job_variables=dict(job_variables or {}),
         schedules=schedules_to_api(cron, interval, rrule, schedules), tags=list(tags or []),
         description=description or flow.description, version=version, concurrency_limit=concurrency_limit,
-        collision_strategy=_collision(collision_strategy), paused=paused, triggers=as_triggers(triggers),
+        collision_strategy=collision_strategy_value(collision_strategy), paused=paused, triggers=as_triggers(triggers),
     )
 
 
-def _collision(value: str | None) -> str | None:
+def collision_strategy_value(value: str | None, field: str = "collision_strategy") -> str | None:
+    """``value`` as the API spells a collision strategy (any case, or the enum); the error names ``field``."""
     if value is None:
         return None
-    strategy = str(getattr(value, "value", value)).upper()
-    if strategy not in ("ENQUEUE", "CANCEL_NEW"):
-        raise InvalidInput(f"collision_strategy: {value!r} is not one of ENQUEUE, CANCEL_NEW")
-    return strategy
+    try:
+        return CollisionStrategy(str(getattr(value, "value", value)).upper()).value
+    except ValueError:
+        choices = ", ".join(c.value for c in CollisionStrategy)
+        raise InvalidInput(f"{field}: {value!r} is not one of {choices}") from None
 
 
 def as_triggers(triggers: list[DeploymentTrigger | dict] | None) -> list[DeploymentTrigger]:

@@ -12,7 +12,7 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pushpool.control_plane.api.schemas import ScheduleIn
 from pushpool.control_plane.errors import InvalidInput
 from pushpool.control_plane.event_models import DeploymentTrigger
+from pushpool.control_plane.models import CollisionStrategy
 from pushpool.deployments import RunnerDeployment
 from pushpool.flows import Flow
 from pushpool.images import DockerImage
@@ -67,7 +68,7 @@ class DeploymentSpec(Spec):
     schedules: list[ScheduleIn] = Field(default_factory=list)  # the API's own schedule schema
     concurrency_limit: int | None = None
     #: ENQUEUE (wait for a slot, the default) or CANCEL_NEW, when the deployment is at its limit.
-    collision_strategy: Literal["ENQUEUE", "CANCEL_NEW"] | None = None
+    collision_strategy: CollisionStrategy | None = None
     #: An existing image (a string), or one to build and push (a mapping).
     image: str | ImageSpec | None = None
     paused: bool = False

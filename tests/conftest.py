@@ -176,3 +176,16 @@ def app(settings: Settings, store: SqliteStore, ctx: ServiceContext):
 def api(app, ctx: ServiceContext) -> Api:
     workspace, key = bootstrap(ctx)
     return Api(TestClient(app), key, workspace)
+
+
+@pytest.fixture
+def api_with(settings: Settings, store: SqliteStore, clock: FakeClock):
+    """``api_with(**settings)``: an authenticated client of an app whose settings differ from ``settings``
+    (its own context, on the same store)."""
+    def make(**changes: Any) -> Api:
+        changed = settings.model_copy(update=changes)
+        context = build_context(changed, store, clock)
+        workspace, key = bootstrap(context)
+        return Api(TestClient(create_app(changed, store, ctx=context)), key, workspace)
+
+    return make

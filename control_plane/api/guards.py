@@ -51,8 +51,10 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.max_webhook_bytes if scope["path"].startswith(HOOKS_PREFIX) else self.max_bytes
-        setting = "PUSHPOOL_MAX_WEBHOOK_BODY_BYTES" if limit == self.max_webhook_bytes else "PUSHPOOL_MAX_BODY_BYTES"
+        if scope["path"].startswith(HOOKS_PREFIX):
+            limit, setting = self.max_webhook_bytes, "PUSHPOOL_MAX_WEBHOOK_BODY_BYTES"
+        else:
+            limit, setting = self.max_bytes, "PUSHPOOL_MAX_BODY_BYTES"
         detail = f"request body: larger than the limit of {limit} bytes ({setting})"
         message = {"detail": detail}
         for name, value in scope.get("headers", ()):
@@ -106,11 +108,9 @@ class FailureBrake:
 
     def _record(self, source: str, now: float) -> None:
         with self._lock:
-            failures = self._failures.setdefault(source, deque())
+            failures = self._failures.setdefault(source, deque(maxlen=self.per_minute + 1))
             self._failures.move_to_end(source)
             failures.append(now)
-            while len(failures) > self.per_minute + 1:
-                failures.popleft()
             while len(self._failures) > MAX_SOURCES:
                 self._failures.popitem(last=False)
 

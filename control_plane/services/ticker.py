@@ -30,7 +30,7 @@ class Ticker:
         self.reconciler = Reconciler(ctx)
         self._last_schedule: float | None = None
         self._stop = threading.Event()
-        self._wake = threading.Event()  # cuts the dispatch loop's wait short (stop, new runs written)
+        self._wake = threading.Event()  # cuts the dispatch loop's wait short (stop, new runs scheduled)
         self._wake_scheduler = threading.Event()  # cuts the scheduler loop's wait short
         self._schedule_requested = False
         self._threads: list[threading.Thread] = []
@@ -39,7 +39,6 @@ class Ticker:
         """A schedule changed: run a scheduler pass now rather than at its interval."""
         self._schedule_requested = True
         self._wake_scheduler.set()
-        self._wake.set()  # for callers of tick() without a scheduler thread
 
     def tick(self, *, force_schedule: bool = False) -> None:
         """One pass of every service, the scheduler first when due; each is isolated so one failing does

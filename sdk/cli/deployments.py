@@ -27,6 +27,7 @@ from pushpool.cli.common import (
 )
 from pushpool.client import PushpoolClient
 from pushpool.control_plane.errors import InvalidInput
+from pushpool.deployments import collision_strategy_value
 from pushpool.runs import FINAL
 
 deployment_app = typer.Typer(help="List, inspect, run and schedule deployments.", no_args_is_help=True)
@@ -113,10 +114,7 @@ def update(
     if concurrency_limit is not None or no_concurrency_limit:
         changes["concurrency_limit"] = None if no_concurrency_limit else concurrency_limit
     if collision_strategy is not None:
-        strategy = collision_strategy.upper()
-        if strategy not in ("ENQUEUE", "CANCEL_NEW"):
-            raise InvalidInput(f"--collision-strategy: {collision_strategy!r} is not one of ENQUEUE, CANCEL_NEW")
-        changes["collision_strategy"] = strategy
+        changes["collision_strategy"] = collision_strategy_value(collision_strategy, "--collision-strategy")
     if not changes:
         raise InvalidInput("nothing to change: give --concurrency-limit, --no-concurrency-limit or "
                            "--collision-strategy")

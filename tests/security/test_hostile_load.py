@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from pushpool.control_plane.models import Deployment, Schedule
+from tests.conftest import Api
 from tests.live_server import wait_until
 
 OTHER_TENANT_SECONDS = 3.0
@@ -158,19 +159,25 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
-def notify_on_ping(api, url: str, name: str = "n") -> str:
+def _json(who):
+    """The JSON-returning call of a TestClient ``Api`` (``ok``) or of a ``PushpoolClient`` (``request``)."""
+    return who.ok if isinstance(who, Api) else who.request
+
+
+def notify_on_ping(who, url: str, name: str = "n") -> str:
     """A webhook that makes a ``ping-<name>`` event and an automation that notifies ``url`` on it; the hook's path."""
-    api.ok("POST", api.ws("/blocks"), json={"name": name, "type": "webhook", "data": {"url": url}})
-    api.ok("POST", api.ws("/automations"), json={"name": f"tell-{name}", "trigger": {"expect": [f"ping-{name}"]},
-                                                 "actions": [{"type": "send-notification", "block": name}]})
-    hook = api.ok("POST", api.ws("/webhooks"), json={
+    call = _json(who)
+    call("POST", who.ws("/blocks"), json={"name": name, "type": "webhook", "data": {"url": url}})
+    call("POST", who.ws("/automations"), json={"name": f"tell-{name}", "trigger": {"expect": [f"ping-{name}"]},
+                                               "actions": [{"type": "send-notification", "block": name}]})
+    hook = call("POST", who.ws("/webhooks"), json={
         "name": f"ping-{name}",
         "template": json.dumps({"event": f"ping-{name}", "resource": {"pushpool.resource.id": "x"}})})
     return hook["path"]
 
 
-def failure_reasons(api) -> list[str]:
-    events = api.ok("GET", api.ws("/events"), params={"event": "pushpool.automation.action.failed"})["events"]
+def failure_reasons(who) -> list[str]:
+    events = _json(who)("GET", who.ws("/events"), params={"event": "pushpool.automation.action.failed"})["events"]
     return [e["payload"]["reason"] for e in events]
 
 
@@ -195,20 +202,9 @@ def test_notifications_to_internal_addresses_are_refused_without_detail(api):
 def test_an_allowed_closed_port_says_only_that_it_could_not_be_reached(live_with):
     live = live_with(outbound_allow=["127.0.0.1"])
     client = live.client()
-    client.request("POST", client.ws("/blocks"), json={"name": "n", "type": "webhook",
-                                                       "data": {"url": f"http://127.0.0.1:{closed_port()}/"}})
-    client.request("POST", client.ws("/automations"), json={
-        "name": "tell", "trigger": {"expect": ["ping"]}, "actions": [{"type": "send-notification", "block": "n"}]})
-    hook = client.request("POST", client.ws("/webhooks"), json={
-        "name": "p", "template": '{"event": "ping", "resource": {"pushpool.resource.id": "x"}}'})
-    httpx.post(live.settings.api_url + hook["path"], content=b"{}")
-
-    def reasons() -> list[str]:
-        events = client.request("GET", client.ws("/events"), params={"event": "pushpool.automation.action.failed"})
-        return [e["payload"]["reason"] for e in events["events"]]
-
-    wait_until(reasons, "the failed notification")
-    assert reasons()[0].endswith("the URL could not be reached"), reasons()
+    httpx.post(live.settings.api_url + notify_on_ping(client, f"http://127.0.0.1:{closed_port()}/"), content=b"{}")
+    wait_until(lambda: failure_reasons(client), "the failed notification")
+    assert failure_reasons(client)[0].endswith("the URL could not be reached"), failure_reasons(client)
 
 
 def test_a_slow_notification_url_delays_no_one_else(live_with):
@@ -217,15 +213,8 @@ def test_a_slow_notification_url_delays_no_one_else(live_with):
         live = live_with(outbound_allow=["127.0.0.1"], outbound_timeout_seconds=2)
         attacker = live.client()
         victim, dep = other_tenant(live)
-        for who, url in ((attacker, slow.url), (victim, fast.url)):
-            who.request("POST", who.ws("/blocks"), json={"name": "n", "type": "webhook", "data": {"url": url}})
-            who.request("POST", who.ws("/automations"), json={
-                "name": "tell", "trigger": {"expect": ["ping"]},
-                "actions": [{"type": "send-notification", "block": "n"}]})
-        hooks = {}
-        for name, who in (("attacker", attacker), ("victim", victim)):
-            hooks[name] = live.settings.api_url + who.request("POST", who.ws("/webhooks"), json={
-                "name": "p", "template": '{"event": "ping", "resource": {"pushpool.resource.id": "x"}}'})["path"]
+        hooks = {name: live.settings.api_url + notify_on_ping(who, url)
+                 for name, who, url in (("attacker", attacker, slow.url), ("victim", victim, fast.url))}
         for _ in range(10):
             httpx.post(hooks["attacker"], content=b"{}")
         time.sleep(0.5)  # the attacker's notifications are now hanging on the slow URL
@@ -234,14 +223,8 @@ def test_a_slow_notification_url_delays_no_one_else(live_with):
         wait_until(lambda: fast.bodies, "the victim's notification", timeout=OTHER_TENANT_SECONDS)
         assert time.monotonic() - started <= OTHER_TENANT_SECONDS
         assert dispatch_latency(victim, dep["id"]) <= OTHER_TENANT_SECONDS
-
-        def reasons() -> list[str]:
-            events = attacker.request("GET", attacker.ws("/events"),
-                                      params={"event": "pushpool.automation.action.failed"})["events"]
-            return [e["payload"]["reason"] for e in events]
-
-        wait_until(reasons, "the attacker's timed-out notification", timeout=10)
-        assert "did not answer within 2 s" in reasons()[0]
+        wait_until(lambda: failure_reasons(attacker), "the attacker's timed-out notification", timeout=10)
+        assert "did not answer within 2 s" in failure_reasons(attacker)[0]
     finally:
         slow.close()
         fast.close()
@@ -294,21 +277,8 @@ def test_webhook_events_keep_no_credentials_from_the_caller(api):
 # --------------------------------------------------------------------------- guessing, full disk
 
 
-def braked_api(settings, store, clock, per_minute: int):
-    from fastapi.testclient import TestClient
-
-    from pushpool.control_plane.app import build_context, create_app
-    from pushpool.control_plane.bootstrap import bootstrap
-    from tests.conftest import Api
-
-    braked = settings.model_copy(update={"failed_requests_per_minute": per_minute})
-    ctx = build_context(braked, store, clock)
-    workspace, key = bootstrap(ctx)
-    return Api(TestClient(create_app(braked, store, ctx=ctx)), key, workspace)
-
-
-def test_guessing_keys_or_slugs_gets_429(settings, store, clock):
-    api = braked_api(settings, store, clock, per_minute=5)
+def test_guessing_keys_or_slugs_gets_429(api_with):
+    api = api_with(failed_requests_per_minute=5)
     guesser = api.as_key("pp_wrong_key")
     assert [guesser.get(api.ws("/work_pools")).status_code for _ in range(5)] == [401] * 5
     braked = guesser.get(api.ws("/work_pools"))
@@ -317,8 +287,8 @@ def test_guessing_keys_or_slugs_gets_429(settings, store, clock):
     assert api.client.get("/api/health").status_code == 200  # health stays reachable
 
 
-def test_guessing_webhook_slugs_gets_429(settings, store, clock):
-    api = braked_api(settings, store, clock, per_minute=3)
+def test_guessing_webhook_slugs_gets_429(api_with):
+    api = api_with(failed_requests_per_minute=3)
     assert [api.client.post(f"/hooks/guess-{i}", content=b"{}").status_code for i in range(3)] == [404] * 3
     assert api.client.post("/hooks/guess-9", content=b"{}").status_code == 429
 

@@ -16,18 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from pushpool.control_plane.services.dispatcher import Dispatcher
 from tests.live_server import wait_for_state
 
 SECRET = "pp-TOPSECRET-4b1d-never-leak"
 PLACEHOLDER = "{{ pushpool.blocks.topsecret.value }}"
-
-
-@pytest.fixture
-def dispatch(ctx):
-    dispatcher = Dispatcher(ctx)
-    yield dispatcher.run_once
-    dispatcher.close()
 
 
 @pytest.fixture
@@ -101,17 +93,8 @@ def test_a_runner_cannot_override_commands_images_or_credentials_on_any_pool(ten
     assert allowed.status_code == 201, allowed.text  # parameters and run-overridable variables are fine
 
 
-def test_host_processes_off_refuses_even_the_admin(settings, store, clock):
-    from fastapi.testclient import TestClient
-
-    from pushpool.control_plane.app import build_context, create_app
-    from pushpool.control_plane.bootstrap import bootstrap
-    from tests.conftest import Api
-
-    off = settings.model_copy(update={"host_processes": "off"})
-    ctx = build_context(off, store, clock)
-    workspace, key = bootstrap(ctx)
-    admin = Api(TestClient(create_app(off, store, ctx=ctx)), key, workspace)
+def test_host_processes_off_refuses_even_the_admin(api_with):
+    admin = api_with(host_processes="off")
     response = admin.post(admin.ws("/work_pools"), json={"name": "host", "type": "local:push"})
     assert response.status_code == 422 and "PUSHPOOL_HOST_PROCESSES=off" in response.json()["detail"]
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from pushpool.control_plane.services.dispatcher import Dispatcher
-
 TEMPLATE = {
     "job_configuration": {"command": "{{ command }}", "env": "{{ env }}", "note": "{{ note }}",
                           "working_dir": "/tmp"},
@@ -14,13 +12,6 @@ TEMPLATE = {
         "command": {"type": "string"}, "env": {"type": "object"}, "note": {"type": "string"},
         "a": {"type": "string"}, "b": {"type": "string"}}},
 }
-
-
-@pytest.fixture
-def dispatch(ctx):
-    dispatcher = Dispatcher(ctx)
-    yield dispatcher.run_once
-    dispatcher.close()
 
 
 @pytest.mark.timeout(30)
