@@ -276,6 +276,8 @@ class FlowRun(Record):
     schedule_id: str | None = None
     #: Unique per deployment; makes schedule materialisation idempotent.
     idempotency_key: str | None = None
+    #: ``flow-run retry``: the final run this one is a new attempt of (same parameters and job variables).
+    retry_of: str | None = None
     start_time: UtcDatetime | None = None
     end_time: UtcDatetime | None = None
     #: What the pusher returned: its handle on the infrastructure, and a link for people.

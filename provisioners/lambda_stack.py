@@ -210,7 +210,10 @@ class LambdaStack:
 
 
 def bootstrap_owner(info: StackInfo, session: Any = None) -> tuple[str, str] | None:
-    """The first workspace and owner key, written into the stack's table; ``None`` when it has workspaces."""
+    """The first workspace and owner key, written into the stack's table; ``None`` when it has workspaces.
+
+    Also the store's one-off upgrade steps, which every deploy of a new release must run once.
+    """
     from pushpool.control_plane.app import build_context
     from pushpool.control_plane.bootstrap import bootstrap
     from pushpool.control_plane.settings import Settings
@@ -221,6 +224,7 @@ def bootstrap_owner(info: StackInfo, session: Any = None) -> tuple[str, str] | N
         raise ProvisioningError(f"stack {info.name} has no TableName/KmsKeyArn outputs: is it a pushpool stack?")
     store = DynamoDbStore(table, region=info.region, session=session)
     try:
+        store.index_identity_records()
         settings = Settings(store="dynamodb", dynamodb_table=table, kms_key_id=kms)
         return bootstrap(build_context(settings, store))
     finally:

@@ -1,13 +1,15 @@
-"""Deployments: create-or-update by name, read, update, delete; schedules materialise at once."""
+"""Deployments (and the flows they name): create-or-update by name, read, update, delete; schedules
+materialise at once."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
 
 from fastapi import APIRouter, Depends, Response, status
 
 from pushpool.control_plane.api.deps import Access, workspace_access
-from pushpool.control_plane.api.schemas import DeploymentCreate, DeploymentUpdate, ScheduleIn
+from pushpool.control_plane.api.schemas import DeploymentCreate, DeploymentUpdate, FlowSummary, ScheduleIn
 from pushpool.control_plane.errors import InvalidInput, NotFound
 from pushpool.control_plane.models import Deployment, Schedule, WorkPool, with_changes
 from pushpool.control_plane.services import host_runs
@@ -146,6 +148,18 @@ def list_deployments(work_pool: str | None = None, access: Access = Depends(work
             return []
         pool_id = pool.id
     return ctx.store.list_deployments(access.workspace_id, pool_id=pool_id)
+
+
+@router.get("/flows", response_model=list[FlowSummary], tags=["flows"])
+def list_flows(access: Access = Depends(workspace_access)):
+    """The flows of the workspace, each with its deployments (a flow exists while it has one)."""
+    access.require(Permission.READ)
+    by_flow: dict[str, list[Deployment]] = defaultdict(list)
+    for deployment in access.ctx.store.list_deployments(access.workspace_id):
+        by_flow[deployment.flow_name].append(deployment)
+    return [FlowSummary(name=name, deployments=sorted(d.name for d in group),
+                        created=min(d.created for d in group), updated=max(d.updated for d in group))
+            for name, group in sorted(by_flow.items())]
 
 
 @router.get("/deployments/name/{flow_name}/{name}", response_model=Deployment)

@@ -1,4 +1,4 @@
-"""Flow runs: create from a deployment, list, read, state history, set state, cancel."""
+"""Flow runs: create from a deployment, list, read, state history, set state, cancel, retry, delete."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pushpool.control_plane.api.offload import on_loop_unless_busy
 from pushpool.control_plane.api.responses import record_json, records_json
 from pushpool.control_plane.api.schemas import FlowRunCreate, StateUpdate
 from pushpool.control_plane.errors import Forbidden, NotFound
-from pushpool.control_plane.models import FlowRun, FlowRunFilter, State, StateType
+from pushpool.control_plane.models import FlowRun, FlowRunFilter, State, StateType, WorkPool
 from pushpool.control_plane.services import flow_runs
 from pushpool.control_plane.services.context import ServiceContext
 from pushpool.control_plane.services.keys import Permission
@@ -54,6 +54,10 @@ def _create_flow_run(deployment_id: str, body: FlowRunCreate, access: Access) ->
         ctx, deployment, pool, scheduled_time=body.scheduled_time or ctx.clock.now(), parameters=body.parameters,
         job_variables=body.job_variables, tags=body.tags, name=body.name,
     )
+    return _store_new_run(ctx, pool, run)
+
+
+def _store_new_run(ctx: ServiceContext, pool: WorkPool, run: FlowRun) -> Response:
     created = ctx.store.create_flow_run(run)
     ctx.events.flow_run_state(created, None)
     if created.scheduled_time <= ctx.clock.now() + timedelta(seconds=WAKE_WITHIN_SECONDS + pool.prefetch_seconds):
@@ -138,3 +142,31 @@ def cancel_flow_run(run_id: str, access: Access = Depends(workspace_access)):
     ctx = access.ctx
     access.require(Permission.RUN)
     return record_json(FlowRun, flow_runs.cancel(ctx, load_run(ctx, access, run_id, Permission.RUN)))
+
+
+@router.post("/flow_runs/{run_id}/retry", response_model=FlowRun, status_code=status.HTTP_201_CREATED)
+def retry_flow_run(run_id: str, access: Access = Depends(workspace_access)):
+    """A new attempt of a finished run: a new run of its deployment, due now, with the same parameters, job
+    variables and tags (``retry_of`` names the original). The caller needs the run permission, and may set those
+    job variables (a runner cannot retry its way into variables only a developer may set)."""
+    ctx = access.ctx
+    access.require(Permission.RUN)
+    run = load_run(ctx, access, run_id, Permission.RUN)
+    deployment = ctx.store.get_deployment(access.workspace_id, run.deployment_id)
+    if deployment is None:
+        raise NotFound(f"Deployment {run.flow_name}/{run.deployment_name} of this run no longer exists")
+    pool = ctx.store.get_work_pool_by_id(access.workspace_id, deployment.pool_id)
+    if pool is None:
+        raise NotFound("The deployment's work pool no longer exists")
+    check_run_overrides(ctx.settings, pool, run.job_variables, may_write=Permission.WRITE in access.permissions,
+                        actor=access.caller.actor)
+    return _store_new_run(ctx, pool, flow_runs.retry(ctx, run, deployment, pool))
+
+
+@router.delete("/flow_runs/{run_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_flow_run(run_id: str, access: Access = Depends(workspace_access)) -> None:
+    """Delete a run with its state history: one that is SCHEDULED, or finished with its infrastructure cleaned
+    up (409 otherwise, saying what to do). Its events stay in the event log."""
+    ctx = access.ctx
+    access.require(Permission.WRITE)
+    flow_runs.delete(ctx, load_run(ctx, access, run_id, Permission.WRITE))

@@ -1,4 +1,4 @@
-"""Who is calling, workspaces, users, API keys and service accounts."""
+"""Who is calling, workspaces, API keys and service accounts (users and members: :mod:`.members`)."""
 
 from __future__ import annotations
 
@@ -24,14 +24,12 @@ from pushpool.control_plane.api.schemas import (
     IssuedKey,
     Me,
     MembershipOut,
-    MembershipSet,
     ServiceAccountCreate,
     ServiceAccountIssued,
     ServiceAccountOut,
-    UserCreate,
     WorkspaceCreate,
 )
-from pushpool.control_plane.errors import AlreadyExists, Forbidden, InvalidInput, NotFound
+from pushpool.control_plane.errors import AlreadyExists, Forbidden, NotFound
 from pushpool.control_plane.models import Actor, ActorKind, ApiKey, Membership, Role, Workspace
 from pushpool.control_plane.services import keys
 from pushpool.control_plane.services.context import ServiceContext
@@ -103,30 +101,6 @@ def update_workspace_settings(body: WorkspaceSettings, access: Access = Depends(
     updated = access.workspace.model_copy(update=body.model_dump(exclude_none=True))
     access.ctx.store.update_workspace(updated)
     return updated
-
-
-@router.post("/users", response_model=IssuedKey, status_code=status.HTTP_201_CREATED)
-def create_user(body: UserCreate, _: Caller = Depends(require_admin), ctx: ServiceContext = Depends(get_ctx)):
-    ws = None
-    if body.workspace is not None:
-        ws = ctx.store.get_workspace(body.workspace)
-        if ws is None:
-            raise InvalidInput(f"workspace: workspace {body.workspace!r} does not exist")
-    user = ctx.store.create_actor(Actor(kind=ActorKind.USER, name=body.name, is_admin=body.is_admin,
-                                        created=ctx.clock.now()))
-    if ws is not None:
-        ctx.store.set_membership(Membership(workspace_id=ws.id, actor_id=user.id, role=body.role))
-    return issue_key(ctx, user, "initial")
-
-
-@router.put("/workspaces/{workspace}/members/{actor_id}", status_code=status.HTTP_204_NO_CONTENT)
-def set_member(actor_id: str, body: MembershipSet, access: Access = Depends(workspace_access)) -> None:
-    ctx = access.ctx
-    access.require(Permission.ADMIN)
-    actor = ctx.store.get_actor(actor_id)
-    if actor is None or (actor.workspace_id is not None and actor.workspace_id != access.workspace_id):
-        raise NotFound("User or service account not found")
-    ctx.store.set_membership(Membership(workspace_id=access.workspace_id, actor_id=actor_id, role=body.role))
 
 
 # --------------------------------------------------------------------------- own API keys

@@ -61,6 +61,11 @@ class MembershipSet(Body):
     role: Role
 
 
+class MemberAdd(Body):
+    user: str = Field(min_length=1, max_length=100, description="The user's name or id.")
+    role: Role = Role.DEVELOPER
+
+
 class ApiKeyCreate(Body):
     name: str = Field(default="default", min_length=1, max_length=100)
     expires_in_seconds: int | None = Field(default=None, gt=0, le=TEN_YEARS)
@@ -108,6 +113,22 @@ class ServiceAccountIssued(BaseModel):
     role: Role
     key: str
     api_key: ApiKeyOut
+
+
+class MemberOut(BaseModel):
+    """Someone who belongs to a workspace: a user or one of its service accounts."""
+
+    actor: ActorOut
+    role: Role
+
+
+class FlowSummary(BaseModel):
+    """A flow, known by its deployments (flows are not registered on their own)."""
+
+    name: str
+    deployments: list[str]
+    created: datetime
+    updated: datetime
 
 
 class MembershipOut(BaseModel):

@@ -131,3 +131,25 @@ def cancel(ctx: ServiceContext, run: FlowRun) -> FlowRun:
             raise Conflict("Flow run changed while being cancelled; try again")
         return cancel(ctx, fresh)
     return updated
+
+
+def retry(ctx: ServiceContext, run: FlowRun, deployment: Deployment, pool: WorkPool) -> FlowRun:
+    """A new run, due now, with the parameters, job variables and tags of the final run ``run``; not stored."""
+    if not run.state.type.is_final:
+        raise Conflict(f"Flow run {run.name!r} is {run.state.type.value}: only a finished run can be retried")
+    again = build_flow_run(ctx, deployment, pool, scheduled_time=ctx.clock.now(), parameters=run.parameters,
+                           job_variables=run.job_variables, tags=run.tags)
+    return again.model_copy(update={"retry_of": run.id})
+
+
+def delete(ctx: ServiceContext, run: FlowRun) -> None:
+    """Delete a run that will not start (SCHEDULED) or has finished and left no infrastructure behind."""
+    current = run.state.type
+    if not (current is StateType.SCHEDULED or current.is_final):
+        raise Conflict(f"Flow run {run.name!r} is {current.value}: cancel it first (pushpool flow-run cancel)")
+    awaits_cleanup = run.infra_id is not None and not run.cleaned_up
+    # A run whose pool was deleted is cleaned up by nobody: nothing is gained by keeping it.
+    if current.is_final and awaits_cleanup and ctx.store.get_work_pool_by_id(run.workspace_id, run.pool_id):
+        raise Conflict(f"Flow run {run.name!r} still has infrastructure being cleaned up; try again in a minute")
+    if not ctx.store.delete_flow_run(run.workspace_id, run.id, expect=current):
+        raise Conflict(f"Flow run {run.name!r} changed while being deleted; try again")

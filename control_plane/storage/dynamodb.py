@@ -40,6 +40,8 @@ from pushpool.control_plane.storage.dynamodb_table import Item, Table, Transacti
 M = TypeVar("M", bound=BaseModel)
 
 _NEW = "attribute_not_exists(PK)"
+#: Set once every user and membership item carries its ``lists`` index entry (see ``index_identity_records``).
+IDENTITY_INDEX_META = "identity_lists_indexed"
 _EXISTS = "attribute_exists(PK)"
 
 
@@ -113,13 +115,24 @@ class DynamoDbStore(DynamoRunsMixin, DynamoEventsMixin):
         self._update_pair(doc_item(workspace, f"WSNAME#{workspace.name}", "WSNAME"),
                           doc_item(workspace, f"WS#{workspace.id}", "WS", G5PK="WORKSPACES", G5SK=workspace.name))
 
-    def create_actor(self, actor: Actor) -> Actor:
-        extra = {}
+    @staticmethod
+    def _actor_item(actor: Actor) -> Item:
         if actor.kind is ActorKind.SERVICE_ACCOUNT and actor.workspace_id:
-            extra = {"G5PK": f"SA#{actor.workspace_id}", "G5SK": actor.id}
-        if not self.table.put(doc_item(actor, f"ACTOR#{actor.id}", "ACTOR", **extra), condition=_NEW):
+            return doc_item(actor, f"ACTOR#{actor.id}", "ACTOR", G5PK=f"SA#{actor.workspace_id}", G5SK=actor.id)
+        return doc_item(actor, f"ACTOR#{actor.id}", "ACTOR", G5PK="USERS", G5SK=actor.id)
+
+    @staticmethod
+    def _membership_item(membership: Membership) -> Item:
+        return doc_item(membership, f"ACTOR#{membership.actor_id}", f"MEMBER#{membership.workspace_id}",
+                        G5PK=f"MEMBERS#{membership.workspace_id}", G5SK=membership.actor_id)
+
+    def create_actor(self, actor: Actor) -> Actor:
+        if not self.table.put(self._actor_item(actor), condition=_NEW):
             raise AlreadyExists(f"Actor {actor.name!r} already exists")
         return actor
+
+    def list_users(self) -> list[Actor]:
+        return self._list(Actor, "USERS", index="lists")
 
     def get_actor(self, actor_id: str) -> Actor | None:
         return self._get(Actor, f"ACTOR#{actor_id}", "ACTOR")
@@ -134,13 +147,39 @@ class DynamoDbStore(DynamoRunsMixin, DynamoEventsMixin):
         self.table.delete_many(keys)
 
     def set_membership(self, membership: Membership) -> None:
-        self.table.put(doc_item(membership, f"ACTOR#{membership.actor_id}", f"MEMBER#{membership.workspace_id}"))
+        self.table.put(self._membership_item(membership))
 
     def get_membership(self, workspace_id: str, actor_id: str) -> Membership | None:
         return self._get(Membership, f"ACTOR#{actor_id}", f"MEMBER#{workspace_id}")
 
     def list_memberships(self, actor_id: str) -> list[Membership]:
         return self._list(Membership, f"ACTOR#{actor_id}", "MEMBER#")
+
+    def list_members(self, workspace_id: str) -> list[Membership]:
+        return self._list(Membership, f"MEMBERS#{workspace_id}", index="lists")
+
+    def delete_membership(self, workspace_id: str, actor_id: str) -> None:
+        self.table.delete_many([(f"ACTOR#{actor_id}", f"MEMBER#{workspace_id}")])
+
+    def index_identity_records(self) -> int:
+        """Once per table: give users and memberships written by earlier releases the index entries that list them.
+
+        One paged ``Scan`` (an upgrade step, run by ``pushpool control-plane deploy``), remembered in a meta
+        item so later deploys skip it; returns how many items it rewrote.
+        """
+        if self.get_meta(IDENTITY_INDEX_META) is not None:
+            return 0
+        rewritten = 0
+        for item in self.table.scan("(SK = :actor OR begins_with(SK, :member)) AND attribute_not_exists(G5PK)",
+                                    {":actor": {"S": "ACTOR"}, ":member": {"S": "MEMBER#"}}):
+            if item["SK"]["S"] == "ACTOR":
+                fresh = self._actor_item(Actor.model_validate_json(item["doc"]["S"]))
+            else:
+                fresh = self._membership_item(Membership.model_validate_json(item["doc"]["S"]))
+            # Only if still there and not rewritten meanwhile (a newer write carries the index attributes).
+            rewritten += self.table.put(fresh, condition="attribute_exists(PK) AND attribute_not_exists(G5PK)")
+        self.set_meta(IDENTITY_INDEX_META, "1")
+        return rewritten
 
     def _key_items(self, key: ApiKey) -> tuple[Item, Item]:
         return (doc_item(key, f"KEYHASH#{key.key_hash}", "KEYHASH"),

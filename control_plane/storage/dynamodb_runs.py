@@ -136,12 +136,12 @@ class DynamoRunsMixin:
     def _free(self, kind: str, ident: str, limit: int | None) -> float:
         return float("inf") if limit is None else limit - self._active(kind, ident)
 
-    def _delete_run(self, item: Item) -> bool:
-        """Delete a run that is still SCHEDULED, with its guard, history and token."""
+    def _delete_run(self, item: Item, expect: StateType = StateType.SCHEDULED) -> bool:
+        """Delete a run that is still in state ``expect``, with its guard, history and token."""
         run = _run(item)
         actions: list[dict[str, Any]] = [{"Delete": {
             "Key": {"PK": {"S": f"RUN#{run.id}"}, "SK": {"S": "RUN"}},
-            "ConditionExpression": "st = :s", "ExpressionAttributeValues": {":s": {"S": "SCHEDULED"}}}}]
+            "ConditionExpression": "st = :s", "ExpressionAttributeValues": {":s": {"S": expect.value}}}}]
         if run.idempotency_key is not None:
             actions.append({"Delete": {"Key": {"PK": {"S": f"DEPRUNKEY#{run.deployment_id}"},
                                                "SK": {"S": run.idempotency_key}}}})
@@ -161,6 +161,14 @@ class DynamoRunsMixin:
         if queue_id is not None:
             items = [i for i in items if _run(i).queue_id == queue_id]
         return sum(self._delete_run(i) for i in items)
+
+    def delete_flow_run(self, workspace_id: str, run_id: str, *, expect: StateType) -> bool:
+        if expect in ACTIVE_STATES:
+            raise ValueError("a run holding concurrency slots cannot be deleted")
+        item = self.table.get(f"RUN#{run_id}", "RUN")
+        if item is None or _run(item).workspace_id != workspace_id:
+            return False
+        return self._delete_run(item, expect)
 
     # ------------------------------------------------------------------ create and read
     def _create_actions(self, run: FlowRun) -> list[dict[str, Any]]:

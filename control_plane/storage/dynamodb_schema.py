@@ -8,7 +8,8 @@ item                   PK / SK                     indexes (PK → SK)
 workspace              WS#id / WS                  lists: WORKSPACES → name
 workspace name guard   WSNAME#name / WSNAME
 actor                  ACTOR#id / ACTOR            lists: SA#workspace → id (service accounts)
-membership             ACTOR#actor / MEMBER#ws
+                                                   | USERS → id (users)
+membership             ACTOR#actor / MEMBER#ws     lists: MEMBERS#ws → actor
 API key                KEY#id / KEY                lists: KEYS#actor → id
 API key by hash        KEYHASH#hash / KEYHASH
 pool (by name)         WS#ws / POOL#name

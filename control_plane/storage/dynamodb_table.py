@@ -103,6 +103,20 @@ class Table:
                 return
             request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
+    def scan(self, filter_expression: str, values: dict[str, Any]) -> Iterator[Item]:
+        """Every matching item of the whole table, page by page: only for one-off upgrades, never a request."""
+        request: dict[str, Any] = {"TableName": self.name, "FilterExpression": filter_expression,
+                                   "ExpressionAttributeValues": values, "ConsistentRead": True}
+        while True:
+            try:
+                answer = self.client.scan(**request)
+            except self._client_error as exc:
+                raise self._translate(exc) from exc
+            yield from answer.get("Items", [])
+            if "LastEvaluatedKey" not in answer:
+                return
+            request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
     def batch_get(self, keys: list[tuple[str, str]]) -> list[Item]:
         found: list[Item] = []
         for start in range(0, len(keys), 100):

@@ -207,6 +207,9 @@ class SqliteStore(SqliteRunsMixin, SqliteEventsMixin):
             (workspace_id, ActorKind.SERVICE_ACCOUNT.value),
         )
 
+    def list_users(self) -> list[Actor]:
+        return self._many(Actor, "SELECT doc FROM actors WHERE kind = ?", (ActorKind.USER.value,))
+
     def delete_actor(self, actor_id: str) -> None:
         with self._write() as conn:
             conn.execute("DELETE FROM actors WHERE id = ?", (actor_id,))
@@ -229,6 +232,13 @@ class SqliteStore(SqliteRunsMixin, SqliteEventsMixin):
 
     def list_memberships(self, actor_id: str) -> list[Membership]:
         return self._many(Membership, "SELECT doc FROM memberships WHERE actor_id = ?", (actor_id,))
+
+    def list_members(self, workspace_id: str) -> list[Membership]:
+        return self._many(Membership, "SELECT doc FROM memberships WHERE workspace_id = ?", (workspace_id,))
+
+    def delete_membership(self, workspace_id: str, actor_id: str) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM memberships WHERE workspace_id = ? AND actor_id = ?", (workspace_id, actor_id))
 
     def create_api_key(self, key: ApiKey) -> ApiKey:
         self._insert(

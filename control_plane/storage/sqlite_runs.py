@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from pushpool.control_plane.errors import AlreadyExists
 from pushpool.control_plane.models import (
+    ACTIVE_STATES,
     CollisionStrategy,
     FlowRun,
     FlowRunFilter,
@@ -147,6 +148,13 @@ class SqliteRunsMixin:
     def get_state_history(self, run_id: str) -> list[State]:
         rows = self._conn().execute("SELECT doc FROM flow_run_states WHERE run_id = ? ORDER BY seq", (run_id,))
         return [State.model_validate_json(r["doc"]) for r in rows]
+
+    def delete_flow_run(self, workspace_id: str, run_id: str, *, expect: StateType) -> bool:
+        if expect in ACTIVE_STATES:
+            raise ValueError("a run holding concurrency slots cannot be deleted")
+        with self._write() as conn:
+            return self._delete_runs(conn, "id = ? AND workspace_id = ? AND state_type = ?",
+                                     (run_id, workspace_id, expect.value)) == 1
 
     # ------------------------------------------------------------------ conditional writes
     def set_flow_run_state(

@@ -110,7 +110,9 @@ def test_another_workspace_sees_404_for_every_resource_and_changes_nothing(api, 
         ("GET", f"/flow_runs/{run_id}"), ("POST", f"/flow_runs/{run_id}/cancel"),
         ("POST", f"/flow_runs/{run_id}/set_state"), ("GET", f"/flow_runs/{run_id}/states"),
         ("GET", "/service_accounts"), ("DELETE", f"/service_accounts/{sa_id}"),
-        ("POST", f"/service_accounts/{sa_id}/rotate"),
+        ("POST", f"/service_accounts/{sa_id}/rotate"), ("GET", "/members"), ("POST", "/members"),
+        ("DELETE", f"/members/{sa_id}"), ("PUT", f"/members/{sa_id}"), ("GET", "/flows"),
+        ("POST", f"/flow_runs/{run_id}/retry"), ("DELETE", f"/flow_runs/{run_id}"),
     ]
     for method, path in attempts:
         response = out.request(method, out.ws(path), json={})

@@ -107,6 +107,29 @@ class StoreContract:
         assert store.get_actor(sa.id) is None
         assert store.get_membership(world.ws.id, sa.id) is None
 
+    def test_members_of_a_workspace_and_users_of_the_instance(self, world):
+        store = world.store
+        other = store.create_workspace(Workspace(name="other", created=T0))
+        ann = store.create_actor(Actor(kind=ActorKind.USER, name="ann", created=T0))
+        bob = store.create_actor(Actor(kind=ActorKind.USER, name="bob", created=T0))
+        bot = store.create_actor(Actor(kind=ActorKind.SERVICE_ACCOUNT, name="bot", workspace_id=world.ws.id,
+                                       created=T0))
+        for actor, role in ((ann, Role.OWNER), (bob, Role.VIEWER), (bot, Role.RUNNER)):
+            store.set_membership(Membership(workspace_id=world.ws.id, actor_id=actor.id, role=role))
+        store.set_membership(Membership(workspace_id=other.id, actor_id=bob.id, role=Role.OWNER))
+        assert sorted((m.actor_id, m.role) for m in store.list_members(world.ws.id)) == sorted(
+            [(ann.id, Role.OWNER), (bob.id, Role.VIEWER), (bot.id, Role.RUNNER)])
+        assert [(m.actor_id, m.role) for m in store.list_members(other.id)] == [(bob.id, Role.OWNER)]
+        assert sorted(u.name for u in store.list_users()) == ["ann", "bob"]  # not the service account
+
+        store.delete_membership(world.ws.id, bob.id)
+        assert store.get_membership(world.ws.id, bob.id) is None
+        assert sorted(m.actor_id for m in store.list_members(world.ws.id)) == sorted([ann.id, bot.id])
+        assert store.get_membership(other.id, bob.id).role is Role.OWNER  # only that workspace
+        store.delete_actor(ann.id)
+        assert [m.actor_id for m in store.list_members(world.ws.id)] == [bot.id]
+        assert [u.name for u in store.list_users()] == ["bob"]
+
     # ------------------------------------------------------------------ catalog
     def test_pool_comes_with_its_default_queue_and_is_workspace_scoped(self, world):
         pool, queue = world.pool()
@@ -206,6 +229,25 @@ class StoreContract:
         assert world.store.get_flow_run(None, past.id) and world.store.get_flow_run(None, manual.id)
         assert world.store.latest_auto_scheduled_time(dep.id, T0 - timedelta(minutes=5)) == (1, past.scheduled_time)
         assert world.store.latest_auto_scheduled_time(dep.id, T0) == (0, past.scheduled_time)
+
+    def test_delete_a_run_only_in_the_state_it_was_read_in(self, world):
+        pool, queue = world.pool()
+        dep = world.deployment(pool, queue)
+        done, waiting = world.run(dep, idempotency_key="k1"), world.run(dep)
+        store = world.store
+        store.set_flow_run_state(done.id, state(StateType.FAILED))
+        store.set_run_token(done.id, "hash", LEASE)
+        assert not store.delete_flow_run(world.ws.id, done.id, expect=StateType.COMPLETED)
+        assert not store.delete_flow_run("other-workspace", done.id, expect=StateType.FAILED)
+        assert store.get_flow_run(None, done.id) is not None
+        assert store.delete_flow_run(world.ws.id, done.id, expect=StateType.FAILED)
+        assert store.get_flow_run(None, done.id) is None and store.get_state_history(done.id) == []
+        assert store.get_run_token(done.id) is None
+        assert not store.delete_flow_run(world.ws.id, done.id, expect=StateType.FAILED)  # already gone
+        world.run(dep, idempotency_key="k1")  # its idempotency key is free again
+        with pytest.raises(ValueError):
+            store.delete_flow_run(world.ws.id, waiting.id, expect=StateType.RUNNING)
+        assert store.delete_flow_run(world.ws.id, waiting.id, expect=StateType.SCHEDULED)
 
     def test_run_tokens(self, world):
         pool, queue = world.pool()

@@ -119,3 +119,36 @@ def test_missing_aws_credentials_are_a_clear_configuration_error(aws, monkeypatc
     store = make_store(aws, "t")
     with pytest.raises(ConfigurationError, match="cannot be reached: Unable to locate credentials"):
         store.get_workspace("default")
+
+
+def test_users_and_memberships_of_an_earlier_release_are_indexed_once(aws, table_name):
+    """Items written before the ``lists`` entries existed are found by ``list_users``/``list_members`` after
+    the upgrade step, which deletes nothing and runs once."""
+    from pushpool.control_plane.models import Actor, ActorKind, Membership, Role
+    from pushpool.control_plane.storage.dynamodb_schema import doc_item
+
+    store = make_store(aws, table_name, create=True)
+    world = World(store)
+    old_user = Actor(kind=ActorKind.USER, name="old", created=T0)
+    old_membership = Membership(workspace_id=world.ws.id, actor_id=old_user.id, role=Role.OWNER)
+    gone = Membership(workspace_id=world.ws.id, actor_id="removed-meanwhile", role=Role.VIEWER)
+    store.table.put(doc_item(old_user, f"ACTOR#{old_user.id}", "ACTOR"))  # as the earlier release wrote them
+    for membership in (old_membership, gone):
+        store.table.put(doc_item(membership, f"ACTOR#{membership.actor_id}", f"MEMBER#{membership.workspace_id}"))
+    new_user = store.create_actor(Actor(kind=ActorKind.USER, name="new", created=T0))
+    assert [u.name for u in store.list_users()] == ["new"] and store.list_members(world.ws.id) == []
+
+    original_scan = store.table.scan
+
+    def scan_then_lose_one(*args, **kwargs):  # a member removed while the upgrade runs is not brought back
+        items = list(original_scan(*args, **kwargs))
+        store.delete_membership(world.ws.id, "removed-meanwhile")
+        return iter(items)
+
+    store.table.scan = scan_then_lose_one
+    assert store.index_identity_records() == 2
+    assert sorted(u.name for u in store.list_users()) == ["new", "old"]
+    assert [(m.actor_id, m.role) for m in store.list_members(world.ws.id)] == [(old_user.id, Role.OWNER)]
+    assert store.get_actor(new_user.id) == new_user
+    store.table.scan = original_scan
+    assert store.index_identity_records() == 0  # remembered: later deploys do not scan again
