@@ -10,7 +10,7 @@ from pushpool.client import PushpoolClient, normalize_api_url
 from pushpool.control_plane.errors import InvalidInput
 from pushpool.settings import SETTING_NAMES, selected_profile_name, setting_sources
 
-workspace_app = typer.Typer(help="List workspaces and choose the one commands use.", no_args_is_help=True)
+workspace_app = typer.Typer(help="Create and list workspaces, and choose the one commands use.", no_args_is_help=True)
 config_app = typer.Typer(help="View and change settings of the active profile.", no_args_is_help=True)
 profile_app = typer.Typer(help="Manage profiles (sets of settings) in $PUSHPOOL_HOME/profiles.toml.",
                           no_args_is_help=True)
@@ -60,6 +60,22 @@ def workspace_ls(output: Output = OutputOption) -> None:
     emit(rows, output, lambda rs: table("Workspaces", ["name", "role", "current", "id"], [
         (r["workspace_name"], r["role"], "*" if current in (r["workspace_name"], r["workspace_id"]) else "",
          r["workspace_id"]) for r in rs]))
+
+
+@workspace_app.command("create")
+def workspace_create(name: str = typer.Argument(..., help="Workspace name: letters, digits, '-', '_' and '.'."),
+                     use: bool = typer.Option(False, "--use", help="Use it from now on (in the active profile)."),
+                     output: Output = OutputOption) -> None:
+    """Create a workspace (instance administrators); you become its owner."""
+    with get_client() as client:
+        workspace = client.request("POST", "/api/workspaces", json={"name": name})
+    if use:
+        profiles.update_profile(selected_profile_name(), {"PUSHPOOL_WORKSPACE": name})
+    if output is Output.json:
+        emit(workspace, output, str)
+        return
+    console.print(f"Created workspace {name!r}; you are its owner. "
+                  + ("Using it from now on." if use else f"Use it with 'pushpool workspace set {name}'."))
 
 
 @workspace_app.command("set")

@@ -1,4 +1,4 @@
-"""``flow-run`` commands: list, inspect, cancel, logs."""
+"""``flow-run`` commands: list, inspect, cancel, retry, delete, logs."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from urllib.parse import unquote, urlparse
 import typer
 
 from pushpool.cli.common import Output, OutputOption, YesOption, confirm, console, emit, get_client, table
+from pushpool.cli.deployments import watch_run
 from pushpool.control_plane.errors import InvalidInput
 
-flow_run_app = typer.Typer(help="List, inspect, cancel flow runs and read their logs.", no_args_is_help=True)
+flow_run_app = typer.Typer(help="List, inspect, cancel, retry and delete flow runs and read their logs.",
+                           no_args_is_help=True)
 
 STATES = ("SCHEDULED", "PENDING", "RUNNING", "COMPLETED", "FAILED", "CRASHED", "CANCELLING", "CANCELLED")
 
@@ -115,6 +117,35 @@ def cancel(run_id: str = typer.Argument(..., help=RUN_HELP), yes: bool = YesOpti
         confirm(f"Cancel flow run {run['name']!r} ({run['state']['type']})?", yes)
         updated = client.cancel_flow_run(run["id"])
     console.print(f"Flow run {run['name']!r} is {updated['state']['type']}")
+
+
+@flow_run_app.command("retry")
+def retry(run_id: str = typer.Argument(..., help=RUN_HELP), watch: bool = typer.Option(
+              False, "--watch", help="Follow the new run until it is final; exit 1 unless it COMPLETED."),
+          output: Output = OutputOption) -> None:
+    """Start a new attempt of a finished run: a new run, due now, with the same parameters and job variables."""
+    with get_client() as client:
+        run = _resolve(client, run_id)
+        again = client.request("POST", client.ws(f"/flow_runs/{run['id']}/retry"))
+        if output is Output.json:
+            emit(again, output, str)
+        else:
+            console.print(f"Flow run {again['name']!r} ({short_id(again['id'])}) retries {run['name']!r} "
+                          f"({run['state']['type']}) of {run['flow_name']}/{run['deployment_name']}", highlight=False)
+        if watch:
+            watch_run(client, again)
+
+
+@flow_run_app.command("delete")
+def delete(run_ids: list[str] = typer.Argument(..., help="Flow runs: " + RUN_HELP), yes: bool = YesOption) -> None:
+    """Delete finished (or not yet started) runs and their state history; active runs must be cancelled first."""
+    with get_client() as client:
+        runs = [_resolve(client, reference) for reference in run_ids]
+        names = ", ".join(f"{r['name']!r} ({r['state']['type']})" for r in runs)
+        confirm(f"Delete flow run(s) {names}?", yes)
+        for run in runs:
+            client.request("DELETE", client.ws(f"/flow_runs/{run['id']}"))
+            console.print(f"Deleted flow run {run['name']!r}", highlight=False)
 
 
 @flow_run_app.command("logs")

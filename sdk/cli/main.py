@@ -16,7 +16,9 @@ from pushpool.cli import (
     deployments,
     events,
     flow_runs,
+    flows,
     images,
+    members,
     server,
     work_pools,
 )
@@ -33,10 +35,14 @@ app.add_typer(config.profile_app, name="profile")
 app.add_typer(work_pools.pool_app, name="work-pool")
 app.add_typer(work_pools.queue_app, name="work-queue")
 app.add_typer(deployments.deployment_app, name="deployment")
+app.add_typer(flows.flow_app, name="flow")
 app.add_typer(flow_runs.flow_run_app, name="flow-run")
 app.add_typer(admin.block_app, name="block")
 app.add_typer(admin.api_key_app, name="api-key")
 app.add_typer(admin.service_account_app, name="service-account")
+app.add_typer(members.user_app, name="user")
+app.add_typer(members.member_app, name="member")
+app.command("whoami")(members.whoami)
 app.add_typer(events.events_app, name="events")
 app.add_typer(events.webhook_app, name="webhook")
 app.add_typer(automations.automation_app, name="automation")

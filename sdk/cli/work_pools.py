@@ -296,6 +296,37 @@ def queue_set_concurrency_limit(name: str, limit: int = typer.Argument(..., min=
     console.print(f"Work queue {name!r}: at most {limit} concurrent runs")
 
 
+@queue_app.command("update")
+def queue_update(
+    name: str,
+    pool: str = PoolOption,
+    priority: int = typer.Option(None, "--priority", min=1, help="Lower numbers are served first."),
+    concurrency_limit: int = typer.Option(None, "--concurrency-limit", min=0, help="At most N active runs."),
+    no_concurrency_limit: bool = typer.Option(False, "--no-concurrency-limit", help="Remove the limit."),
+    description: str = typer.Option(None, "--description"),
+    output: Output = OutputOption,
+) -> None:
+    """Change a queue's priority, concurrency limit or description."""
+    if concurrency_limit is not None and no_concurrency_limit:
+        raise InvalidInput("--concurrency-limit and --no-concurrency-limit: give one of them")
+    changes: dict[str, Any] = {key: value for key, value in (
+        ("priority", priority), ("concurrency_limit", concurrency_limit), ("description", description))
+        if value is not None}
+    if no_concurrency_limit:
+        changes["clear_concurrency_limit"] = True
+    if not changes:
+        raise InvalidInput("nothing to change: give --priority, --concurrency-limit, --no-concurrency-limit or "
+                           "--description")
+    with get_client() as client:
+        updated = client.request("PATCH", client.ws(f"/work_pools/{pool}/queues/{name}"), json=changes)
+    if output is Output.json:
+        emit(updated, output, str)
+        return
+    limit = updated["concurrency_limit"]
+    console.print(f"Work queue {name!r} of pool {pool!r}: priority {updated['priority']}, "
+                  f"concurrency limit {'none' if limit is None else limit}")
+
+
 @queue_app.command("delete")
 def queue_delete(name: str, pool: str = PoolOption, yes: bool = YesOption) -> None:
     """Delete a queue (not 'default')."""

@@ -128,3 +128,108 @@ def test_watch_shows_every_state_and_logs_follow_until_the_run_is_final(server, 
     assert order == ["SCHEDULED", "PENDING", "RUNNING", "COMPLETED"], watched.stdout
     positions = [watched.stdout.index(f": {state} (") for state in order]
     assert positions == sorted(positions)
+
+
+def test_a_teams_first_day_workspaces_users_and_members(server, tmp_path):
+    from tests.sdk.cli.conftest import Cli
+
+    admin = server
+    url = {r["setting"]: r["value"] for r in admin.json("config", "view")}["PUSHPOOL_API_URL"]
+    assert "Created workspace 'team'" in admin.ok("workspace", "create", "team")
+    assert "team" in [w["workspace_name"] for w in admin.json("whoami")["memberships"]]
+    ann_key = admin.ok("user", "create", "ann@example.com", "--workspace", "team", "--role", "developer"
+                       ).strip().splitlines()[-1]
+    bob_key = admin.json("user", "create", "bob@example.com")["key"]
+    assert {"ann@example.com", "bob@example.com"} <= {u["name"] for u in admin.json("user", "ls")}
+
+    in_team = {"PUSHPOOL_WORKSPACE": "team"}
+    assert "--role: 'boss' is not a role" in admin.fails("member", "add", "bob@example.com", "--role", "boss",
+                                                        **in_team)
+    assert "Added 'bob@example.com' to workspace 'team' as viewer" in admin.ok(
+        "member", "add", "bob@example.com", "--role", "viewer", **in_team)
+    roles = {m["actor"]["name"]: m["role"] for m in admin.json("member", "ls", **in_team)}
+    assert roles == {"admin": "owner", "ann@example.com": "developer", "bob@example.com": "viewer"}
+
+    # Bob, on his own machine: logs in with the key he was handed and sees only what a viewer sees.
+    bob = Cli(home=tmp_path / "bob-home", cwd=tmp_path)
+    assert "workspace 'team'" in bob.ok("login", "--key", bob_key, "--url", url + "/api")
+    assert [(w["workspace_name"], w["role"]) for w in bob.json("whoami")["memberships"]] == [("team", "viewer")]
+    assert bob.json("member", "ls")  # any member may see who is in the workspace
+    assert "lacks the 'admin' permission" in bob.fails("member", "add", "ann@example.com")
+    assert "lacks the 'write' permission" in bob.fails("work-pool", "create", "mine", "--type", "local:push")
+    assert "Only an instance administrator" in bob.fails("user", "ls")
+
+    assert "is now runner (was viewer)" in admin.ok("member", "set-role", "bob@example.com", "runner", **in_team)
+    assert bob.json("whoami")["memberships"][0]["role"] == "runner"
+    assert "last owner" in admin.fails("member", "remove", "admin", "--yes", **in_team)
+    assert "Removed 'bob@example.com'" in admin.ok("member", "remove", "bob@example.com", "--yes", **in_team)
+    assert bob.json("whoami")["memberships"] == []
+    assert "not found" in bob.fails("work-pool", "ls").lower()
+    assert "no member 'bob@example.com'" in admin.fails("member", "remove", "bob@example.com", "--yes", **in_team)
+
+    ann = Cli(home=tmp_path / "ann-home", cwd=tmp_path)
+    ann.ok("login", "--key", ann_key, "--url", url)
+    assert "Created secret block" in ann.ok("block", "create", "ann-token", "--type", "secret", "--field",
+                                            "value=s3cret")  # a developer may write
+    assert "Only an instance administrator" in ann.fails("workspace", "create", "anns")
+
+
+FLAKY_FLOW = '''
+import os
+from pushpool import flow
+
+
+@flow
+def flaky(day: str = "2026-01-01"):
+    marker = os.path.join(os.path.dirname(__file__), "tried")
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        raise RuntimeError("upstream not ready")
+    print(f"processed {day}")
+
+
+if __name__ == "__main__":
+    flaky.deploy(name="daily", work_pool_name="demo", concurrency_limit=2, collision_strategy="CANCEL_NEW")
+'''
+
+
+def test_the_housekeeping_a_prefect_user_reaches_for(server, tmp_path):
+    """Queues changed in place, flows listed, a failed run retried with its parameters, old runs deleted."""
+    cli = server
+    cli.run("work-pool", "create", "demo", "--type", "local:push")
+    cli.ok("work-queue", "create", "fast", "--pool", "demo")
+    out = cli.ok("work-queue", "update", "fast", "--pool", "demo", "--priority", "5", "--concurrency-limit", "3")
+    assert "priority 5, concurrency limit 3" in out
+    cli.ok("work-queue", "update", "fast", "--pool", "demo", "--no-concurrency-limit")
+    [fast] = [q for q in cli.json("work-queue", "ls", "--pool", "demo") if q["name"] == "fast"]
+    assert (fast["priority"], fast["concurrency_limit"]) == (5, None)
+    assert "nothing to change" in cli.fails("work-queue", "update", "fast", "--pool", "demo")
+
+    project = tmp_path / "flaky"
+    (project / "flows").mkdir(parents=True)
+    (project / "flows" / "flaky.py").write_text(FLAKY_FLOW)
+    assert cli.python(project / "flows" / "flaky.py").returncode == 0
+    [flaky] = [f for f in cli.json("flow", "ls") if f["name"] == "flaky"]
+    assert flaky["deployments"] == ["daily"] and "flaky" in cli.ok("flow", "ls")
+    deployment = json.loads(cli.ok("deployment", "inspect", "flaky/daily"))
+    assert (deployment["concurrency_limit"], deployment["collision_strategy"]) == (2, "CANCEL_NEW")
+
+    failed = cli.run("deployment", "run", "flaky/daily", "--param", "day=2026-05-01", "--watch")
+    assert failed.returncode == 1 and "upstream not ready" in failed.stdout
+    [first] = cli.json("flow-run", "ls", "--deployment", "flaky/daily", "--state", "FAILED")
+    retried = cli.run("flow-run", "retry", first["name"], "--watch")
+    assert retried.returncode == 0 and "COMPLETED" in retried.stdout, retried.stdout + retried.stderr
+    runs = cli.json("flow-run", "ls", "--deployment", "flaky/daily")
+    [second] = [r for r in runs if r["retry_of"] == first["id"]]
+    assert second["state"]["type"] == "COMPLETED" and second["parameters"] == {"day": "2026-05-01"}
+    assert "processed 2026-05-01" in cli.ok("flow-run", "logs", second["id"])
+    later = cli.json("deployment", "run", "flaky/daily", "--start-in", "1 hour")
+    assert "only a finished run can be retried" in cli.fails("flow-run", "retry", later["id"])
+
+    out = cli.ok("flow-run", "delete", first["name"], second["id"].replace("-", "")[-12:], later["id"], "--yes")
+    assert f"Deleted flow run {first['name']!r}" in out and f"Deleted flow run {second['name']!r}" in out
+    assert cli.json("flow-run", "ls", "--deployment", "flaky/daily") == []
+    assert "no recent run" in cli.fails("flow-run", "inspect", first["name"])
+
+    assert "Paused deployment" in cli.ok("deployment", "pause", "flaky/daily")
+    assert "Resumed deployment" in cli.ok("deployment", "resume", "flaky/daily")
