@@ -1,6 +1,7 @@
 """pushpool: flows, deployments, runs and automations for push work pools, and the control plane behind them.
 
-    from pushpool import flow, deploy, run_deployment, DockerImage, Cron, Interval, RRule
+    from pushpool import flow, task, unmapped, deploy, run_deployment, DockerImage, Cron, Interval, RRule
+    from pushpool import ThreadPoolTaskRunner, exponential_backoff, INPUTS, TASK_SOURCE
     from pushpool import Automation, DeploymentTrigger, EventTrigger
 
 The package is the repository's ``sdk/`` folder; the others install under it:
@@ -26,18 +27,25 @@ _PUBLIC = {
     "EventTrigger": "pushpool.automations", "deploy": "pushpool.deployments", "Flow": "pushpool.flows",
     "flow": "pushpool.flows", "DockerImage": "pushpool.images", "run_deployment": "pushpool.runs",
     "Cron": "pushpool.schedules", "Interval": "pushpool.schedules", "RRule": "pushpool.schedules",
+    "task": "pushpool.tasks", "Task": "pushpool.tasks", "exponential_backoff": "pushpool.tasks",
+    "TaskRunFuture": "pushpool.futures", "ThreadPoolTaskRunner": "pushpool.futures", "unmapped": "pushpool.futures",
+    "INPUTS": "pushpool.caching", "NO_CACHE": "pushpool.caching", "TASK_SOURCE": "pushpool.caching",
 }
 
-__all__ = ["Automation", "Cron", "DeploymentTrigger", "DockerImage", "EventTrigger", "Flow", "Interval", "RRule",
-           "__version__", "deploy", "flow", "run_deployment"]
+__all__ = ["INPUTS", "NO_CACHE", "TASK_SOURCE", "Automation", "Cron", "DeploymentTrigger", "DockerImage",
+           "EventTrigger", "Flow", "Interval", "RRule", "Task", "TaskRunFuture", "ThreadPoolTaskRunner",
+           "__version__", "deploy", "exponential_backoff", "flow", "run_deployment", "task", "unmapped"]
 
 if TYPE_CHECKING:
     from pushpool.automations import Automation, DeploymentTrigger, EventTrigger
+    from pushpool.caching import INPUTS, NO_CACHE, TASK_SOURCE
     from pushpool.deployments import deploy
     from pushpool.flows import Flow, flow
+    from pushpool.futures import TaskRunFuture, ThreadPoolTaskRunner, unmapped
     from pushpool.images import DockerImage
     from pushpool.runs import run_deployment
     from pushpool.schedules import Cron, Interval, RRule
+    from pushpool.tasks import Task, exponential_backoff, task
 
 
 def __getattr__(name: str) -> Any:

@@ -1,23 +1,27 @@
 """The ``@flow`` decorator: a function plus the metadata pushpool needs to run it.
 
-The decorated function still runs when called directly. Its parameter schema is
-derived from its signature with pydantic. ``retries``/``retry_delay_seconds`` are
-applied by the runner. ``log_prints`` is accepted for Prefect compatibility; there
-is no separate log API yet, so a run's prints (and everything else on stdout and
-stderr) always go to its infrastructure's log, which ``pushpool flow-run logs`` shows.
+The decorated function still runs when called directly, with its own task runner (a thread
+pool, ``task_runner=ThreadPoolTaskRunner(max_workers=N)``) for the tasks it submits; every
+submitted task has finished when the flow returns. Its parameter schema is derived from its
+signature with pydantic. ``retries``/``retry_delay_seconds`` are applied by the runner. A run's
+prints (and everything else on stdout and stderr) go to its infrastructure's log, which
+``pushpool flow-run logs`` shows.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from pushpool.context import FlowRunContext, current_flow_run, flow_run_context
 from pushpool.control_plane.errors import PushpoolError
+from pushpool.futures import ThreadPoolTaskRunner
 
 if TYPE_CHECKING:
     from pushpool.deployments import RunnerDeployment
@@ -26,17 +30,42 @@ if TYPE_CHECKING:
 
 class Flow:
     def __init__(self, fn: Callable[..., Any], name: str | None = None, description: str | None = None,
-                 log_prints: bool = False, retries: int = 0, retry_delay_seconds: float = 0) -> None:
+                 log_prints: bool = False, retries: int = 0, retry_delay_seconds: float = 0,
+                 task_runner: ThreadPoolTaskRunner | None = None, result_storage: str | None = None) -> None:
         self.fn = fn
         self.name = name or fn.__name__.replace("_", "-")
         self.description = description or inspect.getdoc(fn)
         self.log_prints = log_prints
         self.retries = retries
         self.retry_delay_seconds = retry_delay_seconds
+        self.task_runner = task_runner or ThreadPoolTaskRunner()
+        self.result_storage = result_storage
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.fn(*args, **kwargs)
+        if current_flow_run() is not None:  # called inside another flow: part of that run
+            return self.fn(*args, **kwargs)
+        if inspect.iscoroutinefunction(self.fn):
+            return self._call_async(*args, **kwargs)
+        with self.run_context(FlowRunContext()):
+            return self.fn(*args, **kwargs)
+
+    async def _call_async(self, *args: Any, **kwargs: Any) -> Any:
+        with self.run_context(FlowRunContext()):
+            return await self.fn(*args, **kwargs)
+
+    @contextmanager
+    def run_context(self, context: FlowRunContext) -> Iterator[FlowRunContext]:
+        """Run this flow's body inside ``context`` (its own task runner; every submitted task waited for)."""
+        context.flow_name = context.flow_name or self.name
+        context.task_runner = self.task_runner.duplicate()
+        context.log_prints = context.log_prints or self.log_prints
+        context.result_storage = self.result_storage
+        try:
+            with flow_run_context(context):
+                yield context
+        finally:
+            context.task_runner.shutdown()
 
     def to_deployment(self, name: str, **options: Any) -> RunnerDeployment:
         """Describe a deployment of this flow (see :func:`sdk.deployments.to_deployment`)."""
@@ -110,9 +139,10 @@ def typed_parameters(fn: Callable[..., Any], parameters: dict[str, Any]) -> dict
 
 
 def flow(fn: Callable[..., Any] | None = None, *, name: str | None = None, description: str | None = None,
-         log_prints: bool = False, retries: int = 0, retry_delay_seconds: float = 0) -> Any:
-    """Mark a function as a flow; usable as ``@flow`` or ``@flow(name=...)``."""
+         log_prints: bool = False, retries: int = 0, retry_delay_seconds: float = 0,
+         task_runner: ThreadPoolTaskRunner | None = None, result_storage: str | None = None) -> Any:
+    """Mark a function as a flow; usable as ``@flow`` or ``@flow(name=..., task_runner=...)``."""
     def decorate(f: Callable[..., Any]) -> Flow:
         return Flow(f, name=name, description=description, log_prints=log_prints, retries=retries,
-                    retry_delay_seconds=retry_delay_seconds)
+                    retry_delay_seconds=retry_delay_seconds, task_runner=task_runner, result_storage=result_storage)
     return decorate(fn) if fn is not None else decorate

@@ -1,0 +1,167 @@
+"""Task caching: cache policies (which calls count as the same) and where cached results are kept.
+
+``@task(cache_policy=INPUTS)`` reuses the result of an earlier call with equal arguments;
+``INPUTS + TASK_SOURCE`` also requires the same code; ``cache_key_fn(context, parameters)`` lets the
+task say its key itself. ``cache_expiration`` bounds how old a reused result may be.
+
+Results are kept in the process (the default: calls within one flow run share them) or in a
+directory named by ``result_storage=`` / ``PUSHPOOL_RESULT_STORAGE`` (shared by every run that can
+read it: the same machine for ``local:push``, a mounted volume in a container). Values are stored
+with :mod:`pickle`: point ``result_storage`` only at a place your own runs write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import pickle
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+RESULT_STORAGE_ENV = "PUSHPOOL_RESULT_STORAGE"
+
+
+def stable_hash(*values: Any) -> str | None:
+    """A hex digest of ``values`` that is the same in every process; ``None`` when they cannot be hashed."""
+    try:
+        text = json.dumps(values, sort_keys=True, default=_json_fallback)
+    except (TypeError, ValueError, RecursionError):
+        try:
+            text = pickle.dumps(values, protocol=4).hex()
+        except Exception:
+            return None
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _json_fallback(value: Any) -> Any:
+    if hasattr(value, "model_dump"):  # pydantic models
+        return value.model_dump(mode="json")
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=repr)
+    if isinstance(value, bytes):
+        return value.hex()
+    raise TypeError(type(value).__name__)
+
+
+class CachePolicy:
+    """Decides a task run's cache key; ``None`` means "do not cache this call"."""
+
+    def key(self, task: Any, parameters: dict[str, Any], context: Any) -> str | None:
+        raise NotImplementedError
+
+    def __add__(self, other: CachePolicy) -> CachePolicy:
+        return CompoundPolicy(self, other)
+
+
+class CompoundPolicy(CachePolicy):
+    def __init__(self, *policies: CachePolicy) -> None:
+        self.policies = policies
+
+    def key(self, task: Any, parameters: dict[str, Any], context: Any) -> str | None:
+        parts = [p.key(task, parameters, context) for p in self.policies]
+        return None if any(part is None for part in parts) else stable_hash(*parts)
+
+
+class Inputs(CachePolicy):
+    """The same task called with equal arguments."""
+
+    def key(self, task: Any, parameters: dict[str, Any], context: Any) -> str | None:
+        return stable_hash(task.task_key, parameters)
+
+
+class TaskSource(CachePolicy):
+    """The same code of the task's function."""
+
+    def key(self, task: Any, parameters: dict[str, Any], context: Any) -> str | None:
+        try:
+            source = inspect.getsource(task.fn)
+        except (OSError, TypeError):
+            source = task.fn.__code__.co_code.hex()
+        return stable_hash(task.task_key, source)
+
+
+class NoCache(CachePolicy):
+    def key(self, task: Any, parameters: dict[str, Any], context: Any) -> str | None:
+        return None
+
+
+class KeyFunction(CachePolicy):
+    """``cache_key_fn(context, parameters)`` as a policy."""
+
+    def __init__(self, fn: Callable[[Any, dict[str, Any]], str | None]) -> None:
+        self.fn = fn
+
+    def key(self, task: Any, parameters: dict[str, Any], context: Any) -> str | None:
+        custom = self.fn(context, parameters)
+        return None if custom is None else stable_hash(task.task_key, str(custom))
+
+
+INPUTS = Inputs()
+TASK_SOURCE = TaskSource()
+NO_CACHE = NoCache()
+
+
+class MemoryResults:
+    """Cached results of this process."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, tuple[float | None, Any]] = {}
+        self._lock = threading.Lock()
+
+    def read(self, key: str) -> tuple[bool, Any]:
+        with self._lock:
+            found = self._items.get(key)
+        if found is None or (found[0] is not None and found[0] < time.time()):
+            return False, None
+        return True, found[1]
+
+    def write(self, key: str, value: Any, expires_at: float | None) -> None:
+        with self._lock:
+            self._items[key] = (expires_at, value)
+
+
+class LocalResults:
+    """Cached results as files in a directory (written atomically: a reader never sees half a file)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self, key: str) -> tuple[bool, Any]:
+        try:
+            expires_at, value = pickle.loads((self.path / f"{key}.pickle").read_bytes())  # noqa: S301 - own storage
+        except FileNotFoundError:
+            return False, None
+        except Exception:  # a file from an incompatible version, or damaged: a miss
+            return False, None
+        if expires_at is not None and expires_at < time.time():
+            return False, None
+        return True, value
+
+    def write(self, key: str, value: Any, expires_at: float | None) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        data = pickle.dumps((expires_at, value), protocol=4)
+        fd, temporary = tempfile.mkstemp(dir=self.path, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(temporary, self.path / f"{key}.pickle")
+
+
+_MEMORY = MemoryResults()
+
+
+def result_store(location: str | None) -> MemoryResults | LocalResults:
+    """The store for ``location`` (a directory, ``file://`` URL, or ``None`` for this process's memory)."""
+    location = location or os.environ.get(RESULT_STORAGE_ENV) or None
+    if location is None:
+        return _MEMORY
+    if "://" in location and not location.startswith("file://"):
+        scheme = location.split("://", 1)[0]
+        raise ValueError(f"result_storage: {scheme}:// is not supported yet; use a directory (a local path or a "
+                         "mounted volume)")
+    return LocalResults(Path(location.removeprefix("file://")).expanduser())

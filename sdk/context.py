@@ -1,0 +1,85 @@
+"""What a running flow and task know about themselves: the run context, kept in context variables.
+
+A flow called directly (a test, a notebook) gets a local context that records nothing; the
+in-container runner gives the flow a context whose ``recorder`` ships task runs (and, with
+``log_prints``, prints) to the control plane. Tasks find their flow's context here, so a task
+called outside any flow still runs, as a plain function with retries and caching.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import itertools
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class TaskRunRecorder(Protocol):
+    """Receives each task run's record (a dict, see :mod:`pushpool.tasks`) whenever it changes."""
+
+    def record(self, task_run: dict[str, Any]) -> None: ...
+
+
+class NullRecorder:
+    """Outside a deployment's run: task runs are not reported anywhere."""
+
+    def record(self, task_run: dict[str, Any]) -> None:
+        return None
+
+
+@dataclass
+class FlowRunContext:
+    flow_run_id: str | None = None
+    flow_name: str | None = None
+    recorder: TaskRunRecorder = field(default_factory=NullRecorder)
+    task_runner: Any = None
+    log_prints: bool = False
+    #: Where results and cache entries are kept (a local path); ``None``: in memory for this process.
+    result_storage: str | None = None
+    _counters: dict[str, itertools.count] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def next_task_run_name(self, task_name: str) -> str:
+        """``add-0``, ``add-1``, …: task run names numbered per task within the flow run."""
+        with self._lock:
+            return f"{task_name}-{next(self._counters.setdefault(task_name, itertools.count()))}"
+
+
+@dataclass
+class TaskRunContext:
+    task_run_id: str
+    task_name: str
+    log_prints: bool = False
+
+
+_flow_run: contextvars.ContextVar[FlowRunContext | None] = contextvars.ContextVar("pushpool_flow_run", default=None)
+_task_run: contextvars.ContextVar[TaskRunContext | None] = contextvars.ContextVar("pushpool_task_run", default=None)
+
+
+def current_flow_run() -> FlowRunContext | None:
+    return _flow_run.get()
+
+
+def current_task_run() -> TaskRunContext | None:
+    return _task_run.get()
+
+
+@contextmanager
+def flow_run_context(context: FlowRunContext) -> Iterator[FlowRunContext]:
+    token = _flow_run.set(context)
+    try:
+        yield context
+    finally:
+        _flow_run.reset(token)
+
+
+@contextmanager
+def task_run_context(context: TaskRunContext) -> Iterator[TaskRunContext]:
+    token = _task_run.set(context)
+    try:
+        yield context
+    finally:
+        _task_run.reset(token)
