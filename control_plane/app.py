@@ -22,6 +22,7 @@ from pushpool.control_plane.api import (
     flow_runs,
     identity,
     members,
+    task_runs,
     webhooks,
     work_pools,
 )
@@ -78,9 +79,9 @@ def create_app(settings: Settings, store: Store, *, clock: Clock | None = None,
     # already carry their routers' prefixes, tags and dependencies. Matching tries routes in order,
     # at a few microseconds each, so the busiest (flow runs: runners and dispatch) come first; no two
     # routes match the same method and path (a test checks), so the order changes nothing else.
-    for router in (flow_runs.router, deployments.router, work_pools.ws_router, work_pools.router, blocks.router,
-                   events.router, webhooks.router, webhooks.hooks_router, automations.router, identity.router,
-                   members.router):
+    for router in (flow_runs.router, task_runs.router, deployments.router, work_pools.ws_router, work_pools.router,
+                   blocks.router, events.router, webhooks.router, webhooks.hooks_router, automations.router,
+                   identity.router, members.router):
         app.router.routes.extend(router.routes)
     app.add_middleware(FlushEvents, sink=app.state.ctx.events, outbound=app.state.ctx.outbound,
                        outbound_seconds=settings.outbound_timeout_seconds + 1)

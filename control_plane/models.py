@@ -299,6 +299,27 @@ class FlowRun(Record):
     updated: UtcDatetime
 
 
+class TaskRun(Record):
+    """One task run of a flow run, as its runner last reported it (task runs are kept with their flow run)."""
+
+    id: str
+    workspace_id: str
+    flow_run_id: str
+    name: str
+    task_key: str
+    #: SCHEDULED (waiting to retry), PENDING, RUNNING, COMPLETED or FAILED.
+    state_type: StateType
+    state_name: str
+    attempts: int = 0
+    cache_hit: bool = False
+    error: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    start_time: UtcDatetime | None = None
+    end_time: UtcDatetime | None = None
+    #: When the control plane received the latest report.
+    updated: UtcDatetime
+
+
 class FlowRunFilter(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -102,6 +102,8 @@ class Settings(BaseSettings):
     #: Largest request body the API reads (bytes), and the largest for ``/hooks/<slug>``.
     max_body_bytes: int = 1_048_576
     max_webhook_body_bytes: int = 524_288
+    #: Task-run reports one flow run may send (every version of every task run counts); past it, 413.
+    max_task_run_reports_per_flow_run: int = Field(default=200_000, ge=1)
     #: Outbound calls (notifications) may go to these addresses although they are loopback, private or
     #: link-local (comma-separated CIDRs or host names): for a webhook receiver inside your own network.
     outbound_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -273,6 +273,32 @@ class FlowRunCreate(Body):
     tags: list[str] = Field(default_factory=list)
     name: str | None = Field(default=None, min_length=1, max_length=200)
     scheduled_time: datetime | None = None
+
+
+#: Task runs in one report; the runner sends at most this many per request.
+MAX_TASK_RUNS_PER_REPORT = 1000
+
+
+class TaskRunReport(Body):
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")
+    name: str = Field(min_length=1, max_length=200)
+    task_key: str = Field(min_length=1, max_length=500)
+    #: SCHEDULED means waiting to retry; a task run is never CRASHED or CANCELLED on its own.
+    state_type: Literal[StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.COMPLETED,
+                        StateType.FAILED]
+    state_name: str = Field(min_length=1, max_length=50)
+    attempts: int = Field(default=0, ge=0, le=10_000)
+    cache_hit: bool = False
+    error: str | None = Field(default=None, max_length=4000)
+    tags: list[Annotated[str, Field(max_length=100)]] = Field(default_factory=list, max_length=50)
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    #: The runner's own copy of the flow run id (checked against the path; ignored otherwise).
+    flow_run_id: str | None = Field(default=None, max_length=64)
+
+
+class TaskRunBatch(Body):
+    task_runs: list[TaskRunReport] = Field(max_length=MAX_TASK_RUNS_PER_REPORT)
 
 
 class StateUpdate(Body):

@@ -32,6 +32,7 @@ from pushpool.control_plane.models import (
     Membership,
     State,
     StateType,
+    TaskRun,
     WorkPool,
     WorkQueue,
     Workspace,
@@ -185,6 +186,15 @@ class Store(Protocol):
         ...
 
     def get_state_history(self, run_id: str) -> list[State]: ...
+
+    def save_task_runs(self, flow_run_id: str, task_runs: list[TaskRun], *, max_reports: int) -> bool:
+        """Insert or replace task runs (by flow run and id); ``False``, writing nothing, once the flow run's
+        reports (every task run of every call counts) would pass ``max_reports``."""
+        ...
+
+    def list_task_runs(self, flow_run_id: str, *, after: str | None = None, limit: int = 1000) -> list[TaskRun]:
+        """A flow run's task runs in id order (ids are time-ordered), after the id ``after``."""
+        ...
 
     def delete_flow_run(self, workspace_id: str, run_id: str, *, expect: StateType) -> bool:
         """Delete the run, its state history and token, if it is still in state ``expect``.

@@ -26,6 +26,8 @@ flow run               RUN#id / RUN                due: DUE#pool → time#id (on
                                                    auto: DEPAUTO#dep → time#id (auto-scheduled)
                                                    lists: SUBMIT → eligible#id | RECONCILE → time#id
 state history          RUN#id / STATE#version
+task run               RUN#run / TASK#id
+task-run report count  RUN#run / TASKREPORTS       (``reports`` counter: the per-run cap)
 run token              RUN#id / TOKEN
 idempotency guard      DEPRUNKEY#dep / key
 concurrency slots      SLOTS#pool|queue|deployment#id / SLOTS  (``active`` counter)

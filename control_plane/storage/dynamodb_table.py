@@ -160,6 +160,20 @@ class Table:
         except self._client_error as exc:
             raise self._translate(exc) from exc
 
+    def update_counter(self, pk: str, sk: str, attribute: str, amount: int, *, at_most: int) -> bool:
+        """Add ``amount`` to a number attribute (0 when missing) unless the sum would pass ``at_most``."""
+        try:
+            self.client.update_item(
+                TableName=self.name, Key=key(pk, sk), UpdateExpression="ADD #n :amount",
+                ConditionExpression="attribute_not_exists(#n) OR #n <= :room",
+                ExpressionAttributeNames={"#n": attribute},
+                ExpressionAttributeValues={":amount": {"N": str(amount)}, ":room": {"N": str(at_most - amount)}})
+        except self._client_error as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise self._translate(exc) from exc
+        return amount <= at_most
+
     def transact(self, actions: list[dict[str, Any]]) -> None:
         """One ``TransactWriteItems``; raises :class:`TransactionFailed` with per-action reasons."""
         for action in actions:

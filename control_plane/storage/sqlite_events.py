@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from pushpool.control_plane.errors import AlreadyExists
 from pushpool.control_plane.event_models import Automation, Event, EventFilter, TriggerBucket, Webhook
 from pushpool.control_plane.storage.records import ts
 
 if TYPE_CHECKING:
-    from pushpool.control_plane.storage.sqlite import SqliteStore
+    from contextlib import AbstractContextManager
 
-    _Base = SqliteStore
-else:
-    _Base = object
+    from pydantic import BaseModel
+
+    M = TypeVar("M", bound=BaseModel)
 
 EVENTS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -42,7 +42,15 @@ def like_pattern(pattern: str) -> str:
     return escaped.replace("*", "%")
 
 
-class SqliteEventsMixin(_Base):
+class SqliteEventsMixin:
+    """Events half of :class:`~control_plane.storage.sqlite.SqliteStore` (which provides these helpers)."""
+
+    if TYPE_CHECKING:
+        def _write(self) -> AbstractContextManager[sqlite3.Connection]: ...
+        def _one(self, model: type[M], sql: str, params: tuple = ()) -> M | None: ...
+        def _many(self, model: type[M], sql: str, params: tuple = ()) -> list[M]: ...
+        def _insert(self, table: str, columns: dict, what: str) -> None: ...
+
     # ------------------------------------------------------------------ events
     def append_events(self, events: list[Event]) -> int:
         if not events:

@@ -73,6 +73,8 @@ class SqliteRunsMixin:
         """Delete the runs matching ``where`` together with their state histories; return how many."""
         ids = [(r[0],) for r in conn.execute(f"SELECT id FROM flow_runs WHERE {where}", params)]
         conn.executemany("DELETE FROM flow_run_states WHERE run_id = ?", ids)
+        conn.executemany("DELETE FROM task_runs WHERE flow_run_id = ?", ids)
+        conn.executemany("DELETE FROM task_run_reports WHERE flow_run_id = ?", ids)
         conn.executemany("DELETE FROM flow_runs WHERE id = ?", ids)
         return len(ids)
 

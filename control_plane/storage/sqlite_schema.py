@@ -53,4 +53,7 @@ CREATE INDEX IF NOT EXISTS runs_by_deployment_time ON flow_runs (deployment_id, 
 CREATE INDEX IF NOT EXISTS runs_by_workspace ON flow_runs (workspace_id, scheduled_time);
 CREATE TABLE IF NOT EXISTS flow_run_states (
     run_id TEXT NOT NULL, seq INTEGER NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (run_id, seq));
+CREATE TABLE IF NOT EXISTS task_runs (
+    flow_run_id TEXT NOT NULL, id TEXT NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (flow_run_id, id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS task_run_reports (flow_run_id TEXT PRIMARY KEY, reports INTEGER NOT NULL);
 """

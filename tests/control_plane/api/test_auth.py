@@ -113,6 +113,7 @@ def test_another_workspace_sees_404_for_every_resource_and_changes_nothing(api, 
         ("POST", f"/service_accounts/{sa_id}/rotate"), ("GET", "/members"), ("POST", "/members"),
         ("DELETE", f"/members/{sa_id}"), ("PUT", f"/members/{sa_id}"), ("GET", "/flows"),
         ("POST", f"/flow_runs/{run_id}/retry"), ("DELETE", f"/flow_runs/{run_id}"),
+        ("GET", f"/flow_runs/{run_id}/task_runs"), ("POST", f"/flow_runs/{run_id}/task_runs"),
     ]
     for method, path in attempts:
         response = out.request(method, out.ws(path), json={})

@@ -26,6 +26,7 @@ from pushpool.control_plane.models import (
     Schedule,
     State,
     StateType,
+    TaskRun,
     WorkPool,
     WorkQueue,
     Workspace,
@@ -248,6 +249,34 @@ class StoreContract:
         with pytest.raises(ValueError):
             store.delete_flow_run(world.ws.id, waiting.id, expect=StateType.RUNNING)
         assert store.delete_flow_run(world.ws.id, waiting.id, expect=StateType.SCHEDULED)
+
+    def test_task_runs_are_kept_with_their_flow_run_up_to_a_cap(self, world):
+        pool, queue = world.pool()
+        dep = world.deployment(pool, queue)
+        run, other = world.run(dep), world.run(dep)
+        store = world.store
+
+        def task_run(task_id: str, flow_run: FlowRun, state_type: StateType = StateType.RUNNING) -> TaskRun:
+            return TaskRun(id=task_id, workspace_id=world.ws.id, flow_run_id=flow_run.id, name=f"t-{task_id}",
+                           task_key="m.t", state_type=state_type, state_name=state_type.value.title(), updated=T0)
+
+        assert store.save_task_runs(run.id, [task_run(f"{i:03d}", run) for i in range(5)], max_reports=8)
+        assert store.save_task_runs(run.id, [task_run("002", run, StateType.COMPLETED)], max_reports=8)
+        assert store.save_task_runs(other.id, [task_run("002", other)], max_reports=8)  # same id, another run
+        listed = store.list_task_runs(run.id)
+        assert [t.id for t in listed] == ["000", "001", "002", "003", "004"]
+        assert listed[2].state_type is StateType.COMPLETED  # replaced, not added
+        assert [t.id for t in store.list_task_runs(run.id, after="001", limit=2)] == ["002", "003"]
+        assert [t.flow_run_id for t in store.list_task_runs(other.id)] == [other.id]
+        # 6 reports so far: 3 more would pass the cap of 8, and nothing of that batch is written.
+        assert not store.save_task_runs(run.id, [task_run(f"x{i}", run) for i in range(3)], max_reports=8)
+        assert len(store.list_task_runs(run.id)) == 5
+        assert store.save_task_runs(run.id, [task_run("x0", run), task_run("x1", run)], max_reports=8)
+
+        store.set_flow_run_state(run.id, state(StateType.FAILED))
+        assert store.delete_flow_run(world.ws.id, run.id, expect=StateType.FAILED)
+        assert store.list_task_runs(run.id) == []
+        assert len(store.list_task_runs(other.id)) == 1
 
     def test_run_tokens(self, world):
         pool, queue = world.pool()
