@@ -19,6 +19,7 @@ from pushpool.control_plane.errors import (
     InvalidInput,
     NotFound,
     PushpoolError,
+    TooLarge,
     Unauthorized,
 )
 from pushpool.settings import ClientSettings
@@ -43,7 +44,7 @@ def _error_for(response: httpx.Response) -> PushpoolError:
         if error.reason == "expired":
             error.message = "Your API key has expired; create a new one and run 'pushpool login --key KEY'"
         return error
-    cls = {403: Forbidden, 404: NotFound, 422: InvalidInput}.get(code)
+    cls = {403: Forbidden, 404: NotFound, 413: TooLarge, 422: InvalidInput}.get(code)
     if cls is None and code == 409:
         cls = AlreadyExists if "already exists" in message else Conflict
     return (cls or PushpoolError)(message, errors=errors)

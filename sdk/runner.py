@@ -27,8 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from pushpool.client import PushpoolClient
+from pushpool.context import FlowRunContext
 from pushpool.control_plane.errors import Conflict, PushpoolError
 from pushpool.flows import Flow, typed_parameters
+from pushpool.reporting import TaskRunReporter
 
 REQUIRED_ENV = ("PUSHPOOL_API_URL", "PUSHPOOL_FLOW_RUN_ID", "PUSHPOOL_RUN_TOKEN")
 #: The control plane may be restarting when a flow finishes: keep trying to report for
@@ -68,24 +70,24 @@ def load_entrypoint(entrypoint: str, root: Path | None = None) -> Callable[..., 
         raise EntrypointError(f"entrypoint {entrypoint!r}: {target} has no attribute {attr!r}") from None
 
 
-def call_flow(fn: Callable[..., Any], parameters: dict[str, Any]) -> Any:
-    flow = fn if isinstance(fn, Flow) else None
-    target = flow.fn if flow else fn
-    attempts = 1 + (flow.retries if flow else 0)
-    arguments = typed_parameters(target, parameters)  # a bad value fails the run at once, not per attempt
+def call_flow(fn: Callable[..., Any], parameters: dict[str, Any], context: FlowRunContext | None = None) -> Any:
+    flow = fn if isinstance(fn, Flow) else Flow(fn)
+    attempts = 1 + flow.retries
+    arguments = typed_parameters(flow.fn, parameters)  # a bad value fails the run at once, not per attempt
     for attempt in range(1, attempts + 1):
         try:
-            result = target(**arguments)
-            if inspect.iscoroutine(result):
-                result = asyncio.run(result)
+            with flow.run_context(context or FlowRunContext()):
+                result = flow.fn(**arguments)
+                if inspect.iscoroutine(result):
+                    result = asyncio.run(result)
             return result
         except Exception:
             if attempt == attempts:
                 raise
             print(f"pushpool: flow attempt {attempt}/{attempts} failed; retrying in "
-                  f"{flow.retry_delay_seconds if flow else 0}s", file=sys.stderr)
+                  f"{flow.retry_delay_seconds}s", file=sys.stderr)
             traceback.print_exc()
-            time.sleep(flow.retry_delay_seconds if flow else 0)
+            time.sleep(flow.retry_delay_seconds)
     raise AssertionError("unreachable")
 
 
@@ -109,15 +111,27 @@ def run(client: PushpoolClient, run_id: str) -> int:
     if not report(client, run_id, "RUNNING", started):
         print(f"pushpool: not starting flow run {run_id}: it is {client.read_flow_run(run_id)['state']['type']}")
         return 0
+    reporter = task_run_reporter(client, run_id)
     try:
         fn = load_entrypoint(deployment["entrypoint"])
-        call_flow(fn, flow_run["parameters"])
+        call_flow(fn, flow_run["parameters"], FlowRunContext(flow_run_id=run_id, recorder=reporter))
     except Exception as exc:
         traceback.print_exc()
+        reporter.close()
         report(client, run_id, "FAILED", f"{type(exc).__name__}: {exc}"[:5000])
         return 1
+    reporter.close()
     report(client, run_id, "COMPLETED", None)
     return 0
+
+
+def task_run_reporter(client: PushpoolClient, run_id: str) -> TaskRunReporter:
+    """Task runs go to the control plane in batches, on a client of their own that gives up sooner (the
+    reporter keeps what it could not send and tries again)."""
+    shipper = PushpoolClient(client.api_url, client.api_key, workspace=client.workspace, retries=2)
+    path = shipper.ws(f"/flow_runs/{run_id}/task_runs")
+    return TaskRunReporter(lambda batch: shipper.request("POST", path, json={"task_runs": batch}),
+                           on_close=shipper.close)
 
 
 def report(client: PushpoolClient, run_id: str, state: str, message: str | None) -> bool:

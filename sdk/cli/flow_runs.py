@@ -82,7 +82,7 @@ def _lateness(run: dict) -> str:
     return f"+{late:.1f}s"
 
 
-def _resolve(client, reference: str) -> dict:
+def resolve_run(client, reference: str) -> dict:
     """A run from its full id, the end of its id as ``flow-run ls`` shows it, a unique start of its id, or its
     name (among the 1,000 most recent runs)."""
     if len(reference) == 36:
@@ -102,10 +102,16 @@ def _resolve(client, reference: str) -> dict:
 
 @flow_run_app.command("inspect")
 def inspect(run_id: str = typer.Argument(..., help=RUN_HELP)) -> None:
-    """Show a flow run and its state history as JSON."""
+    """Show a flow run, its state history and how many of its task runs are in which state, as JSON."""
     with get_client() as client:
-        run = _resolve(client, run_id)
+        run = resolve_run(client, run_id)
         run["state_history"] = client.request("GET", client.ws(f"/flow_runs/{run['id']}/states"))
+        task_runs = client.request("GET", client.ws(f"/flow_runs/{run['id']}/task_runs"), params={"limit": 1000})
+    counts: dict[str, int] = {}
+    for task_run in task_runs:
+        counts[task_run["state_type"]] = counts.get(task_run["state_type"], 0) + 1
+    # The first page only: 'pushpool task-run ls --flow-run RUN' lists them all.
+    run["task_runs"] = {"by_state": counts, "listed": len(task_runs), "more": len(task_runs) == 1000}
     typer.echo(json.dumps(run, indent=2))
 
 
@@ -113,7 +119,7 @@ def inspect(run_id: str = typer.Argument(..., help=RUN_HELP)) -> None:
 def cancel(run_id: str = typer.Argument(..., help=RUN_HELP), yes: bool = YesOption) -> None:
     """Cancel a run: at once if it has not started, else its infrastructure is stopped."""
     with get_client() as client:
-        run = _resolve(client, run_id)
+        run = resolve_run(client, run_id)
         confirm(f"Cancel flow run {run['name']!r} ({run['state']['type']})?", yes)
         updated = client.cancel_flow_run(run["id"])
     console.print(f"Flow run {run['name']!r} is {updated['state']['type']}")
@@ -125,7 +131,7 @@ def retry(run_id: str = typer.Argument(..., help=RUN_HELP), watch: bool = typer.
           output: Output = OutputOption) -> None:
     """Start a new attempt of a finished run: a new run, due now, with the same parameters and job variables."""
     with get_client() as client:
-        run = _resolve(client, run_id)
+        run = resolve_run(client, run_id)
         again = client.request("POST", client.ws(f"/flow_runs/{run['id']}/retry"))
         if output is Output.json:
             emit(again, output, str)
@@ -140,7 +146,7 @@ def retry(run_id: str = typer.Argument(..., help=RUN_HELP), watch: bool = typer.
 def delete(run_ids: list[str] = typer.Argument(..., help="Flow runs: " + RUN_HELP), yes: bool = YesOption) -> None:
     """Delete finished (or not yet started) runs and their state history; active runs must be cancelled first."""
     with get_client() as client:
-        runs = [_resolve(client, reference) for reference in run_ids]
+        runs = [resolve_run(client, reference) for reference in run_ids]
         names = ", ".join(f"{r['name']!r} ({r['state']['type']})" for r in runs)
         confirm(f"Delete flow run(s) {names}?", yes)
         for run in runs:
@@ -155,7 +161,7 @@ def logs(run_id: str = typer.Argument(..., help=RUN_HELP),
          ) -> None:
     """Print the run's log lines (read by the control plane from the cloud), or where to find them."""
     with get_client() as client:
-        run = _resolve(client, run_id)
+        run = resolve_run(client, run_id)
         page = client.request("GET", client.ws(f"/flow_runs/{run['id']}/logs"), params={"tail": tail} if tail else None)
         if page["supported"]:
             _print_pages(client, run, page, follow)

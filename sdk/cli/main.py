@@ -20,6 +20,7 @@ from pushpool.cli import (
     images,
     members,
     server,
+    task_runs,
     work_pools,
 )
 from pushpool.control_plane.errors import PushpoolError
@@ -37,6 +38,7 @@ app.add_typer(work_pools.queue_app, name="work-queue")
 app.add_typer(deployments.deployment_app, name="deployment")
 app.add_typer(flows.flow_app, name="flow")
 app.add_typer(flow_runs.flow_run_app, name="flow-run")
+app.add_typer(task_runs.task_run_app, name="task-run")
 app.add_typer(admin.block_app, name="block")
 app.add_typer(admin.api_key_app, name="api-key")
 app.add_typer(admin.service_account_app, name="service-account")

@@ -80,6 +80,8 @@ class LostAnswerClient:
     """A control plane that records the first report of each state, then "loses" the answer: the
     client's retry is refused with a Conflict, as after a control-plane crash mid-request."""
 
+    api_url, api_key, workspace = "http://127.0.0.1:9", "ppr_test", "w"  # task-run reports: none in this flow
+
     def __init__(self, project) -> None:
         self.state = {"type": "PENDING", "message": None}
         self.run = {"id": "r1", "deployment_id": "d1", "scheduled_time": "2020-01-01T00:00:00+00:00",

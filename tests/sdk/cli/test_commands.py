@@ -121,7 +121,7 @@ def test_login_profiles_config_and_workspaces(run, server):
 
 
 def test_a_run_is_found_by_its_name_its_id_tail_or_a_unique_id_start(run, server):
-    from pushpool.cli.flow_runs import _resolve
+    from pushpool.cli.flow_runs import resolve_run
     from pushpool.client import PushpoolClient
     from pushpool.control_plane.errors import InvalidInput
 
@@ -134,11 +134,11 @@ def test_a_run_is_found_by_its_name_its_id_tail_or_a_unique_id_start(run, server
         for target in made:
             compact = target["id"].replace("-", "")
             for reference in (target["id"], target["name"], compact[-12:], target["id"][:36]):
-                assert _resolve(client, reference)["id"] == target["id"], reference
+                assert resolve_run(client, reference)["id"] == target["id"], reference
         with pytest.raises(InvalidInput, match="matches 3 recent runs"):
-            _resolve(client, made[0]["id"][:4])  # v7 ids of one minute share their start
+            resolve_run(client, made[0]["id"][:4])  # v7 ids of one minute share their start
         with pytest.raises(InvalidInput, match="no recent run"):
-            _resolve(client, "zzzz-no-such-run")
+            resolve_run(client, "zzzz-no-such-run")
 
 
 def test_concurrency_and_collision_strategy_from_python_yaml_and_the_cli(run, server, tmp_path):

@@ -233,3 +233,44 @@ def test_the_housekeeping_a_prefect_user_reaches_for(server, tmp_path):
 
     assert "Paused deployment" in cli.ok("deployment", "pause", "flaky/daily")
     assert "Resumed deployment" in cli.ok("deployment", "resume", "flaky/daily")
+
+
+TASK_FLOW = '''
+from pushpool import flow, task
+
+
+@task(retries=1, retry_delay_seconds=0)
+def fetch(i: int) -> int:
+    if i == 2:
+        raise ValueError("row 2 is bad")
+    return i
+
+
+@flow
+def etl(n: int = 4):
+    results = [f.result(raise_on_failure=False) for f in fetch.map(range(n))]
+    return sum(r for r in results if isinstance(r, int))
+
+
+if __name__ == "__main__":
+    etl.deploy(name="tasks", work_pool_name="demo")
+'''
+
+
+def test_a_prefect_style_flow_of_tasks_and_its_task_runs(server, tmp_path):
+    cli = server
+    cli.run("work-pool", "create", "demo", "--type", "local:push")
+    project = tmp_path / "etl"
+    (project / "flows").mkdir(parents=True)
+    (project / "flows" / "etl.py").write_text(TASK_FLOW)
+    assert cli.python(project / "flows" / "etl.py").returncode == 0
+    watched = cli.run("deployment", "run", "etl/tasks", "--watch")
+    assert watched.returncode == 0, watched.stdout + watched.stderr
+    [run] = cli.json("flow-run", "ls", "--deployment", "etl/tasks")
+    rows = {t["name"]: t for t in cli.json("task-run", "ls", "--flow-run", run["name"])}
+    assert sorted(rows) == ["fetch-0", "fetch-1", "fetch-2", "fetch-3"]
+    assert (rows["fetch-2"]["state_type"], rows["fetch-2"]["attempts"]) == ("FAILED", 2)
+    table = cli.ok("task-run", "ls", "--flow-run", run["name"], "--state", "failed")
+    assert "fetch-2" in table and "row 2 is bad" in table and "fetch-1" not in table
+    detail = json.loads(cli.ok("flow-run", "inspect", run["name"]))
+    assert detail["task_runs"]["by_state"] == {"COMPLETED": 3, "FAILED": 1}

@@ -1,0 +1,71 @@
+"""A flow made of tasks through ``local:push`` on a real server: its task runs reach the control plane."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from tests.live_server import wait_for_state
+
+TASK_FLOWS = textwrap.dedent('''
+    import time
+    from pushpool import INPUTS, ThreadPoolTaskRunner, flow, task, unmapped
+
+    attempts = []
+
+    @task
+    def square(x: int, offset: int = 0) -> int:
+        return x * x + offset
+
+    @task(retries=2, retry_delay_seconds=0.1)
+    def flaky() -> str:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise ConnectionError(f"attempt {len(attempts)}")
+        return "ok"
+
+    @task(cache_policy=INPUTS, result_storage="cache")
+    def cached(day: str) -> str:
+        return day.upper()
+
+    @task(timeout_seconds=0.2)
+    def too_slow() -> None:
+        time.sleep(5)
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=4))
+    def pipeline(n: int = 20) -> int:
+        total = sum(f.result() for f in square.map(range(n), offset=unmapped(1)))
+        flaky()
+        cached("mon")
+        try:
+            too_slow()
+        except TimeoutError:
+            pass
+        return total
+''')
+
+
+def test_task_runs_of_a_local_run_are_listed_by_the_control_plane(live, tmp_path: Path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "flows.py").write_text(TASK_FLOWS)
+    client = live.client()
+    client.create_work_pool("local", "local:push")
+    dep = client.apply_deployment(flow_name="pipeline", name="tasks", entrypoint="flows.py:pipeline",
+                                  work_pool_name="local", job_variables={"working_dir": str(project)})
+
+    listings = []
+    for _ in range(2):  # the second run finds 'cached' in the cache the first one wrote
+        run = client.create_flow_run(dep["id"], parameters={"n": 20})
+        done = wait_for_state(client, run["id"], {"COMPLETED", "FAILED", "CRASHED"}, timeout=60)
+        assert done["state"]["type"] == "COMPLETED", done["state"]
+        listings.append({t["name"]: t for t in client.request("GET", client.ws(f"/flow_runs/{run['id']}/task_runs"),
+                                                              params={"limit": 1000})})
+    first, second = listings
+    assert sorted(first) == sorted([f"square-{i}" for i in range(20)] + ["flaky-0", "cached-0", "too_slow-0"])
+    assert all(first[f"square-{i}"]["state_type"] == "COMPLETED" for i in range(20))
+    assert (first["flaky-0"]["attempts"], first["flaky-0"]["state_type"]) == (3, "COMPLETED")
+    assert (first["too_slow-0"]["state_name"], first["too_slow-0"]["state_type"]) == ("TimedOut", "FAILED")
+    assert "exceeded its timeout" in first["too_slow-0"]["error"]
+    assert not first["cached-0"]["cache_hit"] and second["cached-0"]["cache_hit"]
+    assert second["cached-0"]["state_name"] == "Cached"

@@ -1,0 +1,98 @@
+"""The task-run reporter: batches, coalesced versions, retries after failures, a cap, and never blocking."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from pushpool.control_plane.errors import PushpoolError, TooLarge
+from pushpool.reporting import TaskRunReporter
+
+
+class Endpoint:
+    """Stands in for the API: records every batch; can fail for a while, or refuse for good."""
+
+    def __init__(self, fail_times: int = 0, too_large: bool = False, delay: float = 0.0) -> None:
+        self.batches: list[list[dict]] = []
+        self.fail_times, self.too_large, self.delay = fail_times, too_large, delay
+
+    def __call__(self, batch: list[dict]) -> None:
+        time.sleep(self.delay)
+        if self.too_large:
+            raise TooLarge("flow run has reported 5 task runs")
+        if self.fail_times:
+            self.fail_times -= 1
+            raise PushpoolError("Cannot reach the pushpool API")
+        self.batches.append(batch)
+
+
+def version(i: int, state: str) -> dict:
+    return {"id": f"t{i}", "name": f"t-{i}", "state_type": state}
+
+
+def test_versions_of_one_task_run_are_coalesced_and_sent_in_batches():
+    endpoint = Endpoint()
+    reporter = TaskRunReporter(endpoint, interval=60, batch_size=3)
+    for i in range(7):
+        reporter.record(version(i, "RUNNING"))
+        reporter.record(version(i, "COMPLETED"))
+    reporter.close()
+    sent = [r for batch in endpoint.batches for r in batch]
+    assert [r["id"] for r in sent] == [f"t{i}" for i in range(7)] and {r["state_type"] for r in sent} == {"COMPLETED"}
+    assert all(len(batch) <= 3 for batch in endpoint.batches) and reporter.sent == 7 and reporter.dropped == 0
+
+
+def test_a_second_passes_between_sends_when_batches_do_not_fill():
+    endpoint = Endpoint()
+    reporter = TaskRunReporter(endpoint, interval=0.2, batch_size=100)
+    reporter.record(version(0, "RUNNING"))
+    time.sleep(0.5)
+    assert [r["id"] for batch in endpoint.batches for r in batch] == ["t0"]  # before close
+    reporter.close()
+
+
+def test_a_failed_send_keeps_the_records_and_the_newest_version_wins():
+    endpoint = Endpoint(fail_times=2)
+    reporter = TaskRunReporter(endpoint, interval=0.05, batch_size=10, close_timeout=5)
+    reporter.record(version(0, "RUNNING"))
+    time.sleep(0.12)  # a send or two failed meanwhile
+    reporter.record(version(0, "COMPLETED"))
+    reporter.close()
+    sent = [r for batch in endpoint.batches for r in batch]
+    assert sent[-1] == version(0, "COMPLETED") and reporter.dropped == 0
+
+
+def test_a_refusal_for_good_stops_reporting_and_counts_what_was_dropped(capsys):
+    reporter = TaskRunReporter(Endpoint(too_large=True), interval=60, batch_size=2)
+    for i in range(5):
+        reporter.record(version(i, "RUNNING"))
+    reporter.close()
+    assert reporter.dropped == 5 and reporter.sent == 0
+    assert "no longer recorded" in capsys.readouterr().err
+
+
+def test_recording_never_waits_for_a_slow_control_plane():
+    endpoint = Endpoint(delay=0.5)
+    reporter = TaskRunReporter(endpoint, interval=0.01, batch_size=1, max_pending=1000, close_timeout=0)
+    started = time.perf_counter()
+    for i in range(1000):
+        reporter.record(version(i, "RUNNING"))
+    assert time.perf_counter() - started < 0.5  # 1,000 records while one send takes 0.5 s
+    for i in range(1000, 1010):  # past max_pending while the endpoint is slow: dropped and counted
+        reporter.record(version(i, "RUNNING"))
+    assert reporter.dropped >= 8
+    reporter.record(version(5, "COMPLETED"))  # a newer version of a pending record is never dropped
+    assert reporter._pending["t5"]["state_type"] == "COMPLETED"
+    closer = threading.Thread(target=reporter.close)
+    closer.start()
+    closer.join(10)
+    assert not closer.is_alive()
+
+
+def test_close_gives_up_after_its_timeout_and_says_how_many_were_lost(capsys):
+    reporter = TaskRunReporter(Endpoint(fail_times=10_000), interval=60, close_timeout=0.3)
+    reporter.record(version(0, "RUNNING"))
+    started = time.monotonic()
+    reporter.close()
+    assert time.monotonic() - started < 3 and reporter.dropped == 1
+    assert "1 task-run report(s) could not be recorded" in capsys.readouterr().err
