@@ -24,6 +24,8 @@ WRITE_BODIES: dict[tuple[str, str], dict] = {
     ("POST", "/api/api_keys"): {"name": "k"},
     ("DELETE", "/api/api_keys/{key_id}"): {},
     ("PUT", WS_PREFIX + "/members/{actor_id}"): {"role": "owner"},
+    ("POST", WS_PREFIX + "/members"): {"user": "viewer", "role": "owner"},
+    ("DELETE", WS_PREFIX + "/members/{actor_id}"): {},
     ("POST", WS_PREFIX + "/service_accounts"): {"name": "sa2"},
     ("POST", WS_PREFIX + "/service_accounts/{account_id}/rotate"): {},
     ("DELETE", WS_PREFIX + "/service_accounts/{account_id}"): {},
@@ -43,6 +45,10 @@ WRITE_BODIES: dict[tuple[str, str], dict] = {
     ("POST", WS_PREFIX + "/deployments/{deployment_id}/runs"): {},
     ("POST", WS_PREFIX + "/flow_runs/{run_id}/set_state"): {"type": "PENDING"},
     ("POST", WS_PREFIX + "/flow_runs/{run_id}/cancel"): {},
+    ("POST", WS_PREFIX + "/flow_runs/{run_id}/retry"): {},
+    ("DELETE", WS_PREFIX + "/flow_runs/{run_id}"): {},
+    ("POST", WS_PREFIX + "/flow_runs/{run_id}/task_runs"): {"task_runs": [
+        {"id": "t1", "name": "t-0", "task_key": "m.t", "state_type": "RUNNING", "state_name": "Running"}]},
     ("PATCH", WS_PREFIX): {"require_webhook_service_account": True},
     ("POST", WS_PREFIX + "/webhooks"): {"name": "hook2", "template": "{{ body|tojson }}"},
     ("PATCH", WS_PREFIX + "/webhooks/{name}"): {"enabled": False},
@@ -63,7 +69,11 @@ RUN_TOKEN_ALLOWED = {
     ("GET", WS_PREFIX + "/flow_runs/{run_id}/states"),
     ("POST", WS_PREFIX + "/flow_runs/{run_id}/set_state"),
     ("GET", WS_PREFIX + "/deployments/{deployment_id}"),
+    ("GET", WS_PREFIX + "/flow_runs/{run_id}/task_runs"),
+    ("POST", WS_PREFIX + "/flow_runs/{run_id}/task_runs"),
 }
+#: What a run token may write, for its own run only (it reports its own progress, nothing else).
+RUN_TOKEN_REPORTS = {("POST", WS_PREFIX + "/flow_runs/{run_id}/task_runs")}
 
 
 def all_routes(app) -> list[tuple[str, str]]:
@@ -187,7 +197,9 @@ def test_run_token_reaches_only_its_own_run(app, world):
         url = fill(path, world["params"])
         response = api.as_key(world["token"]).request(method, url, json=WRITE_BODIES.get((method, path), {}))
         if (method, path) in RUN_TOKEN_ALLOWED:
-            if method == "POST":  # a run token may only report its own progress
+            if (method, path) in RUN_TOKEN_REPORTS:
+                assert response.status_code == 202, (method, path, response.text)
+            elif method == "POST":  # a run token may only report its own progress
                 assert response.status_code == 403, (method, path, response.text)
             else:
                 assert response.status_code == 200, (method, path, response.text)

@@ -217,7 +217,7 @@ def test_the_housekeeping_a_prefect_user_reaches_for(server, tmp_path):
     failed = cli.run("deployment", "run", "flaky/daily", "--param", "day=2026-05-01", "--watch")
     assert failed.returncode == 1 and "upstream not ready" in failed.stdout
     [first] = cli.json("flow-run", "ls", "--deployment", "flaky/daily", "--state", "FAILED")
-    retried = cli.run("flow-run", "retry", first["name"], "--watch")
+    retried = cli.run("flow-run", "retry", first["id"], "--watch")  # random names may repeat; ids do not
     assert retried.returncode == 0 and "COMPLETED" in retried.stdout, retried.stdout + retried.stderr
     runs = cli.json("flow-run", "ls", "--deployment", "flaky/daily")
     [second] = [r for r in runs if r["retry_of"] == first["id"]]
@@ -226,10 +226,10 @@ def test_the_housekeeping_a_prefect_user_reaches_for(server, tmp_path):
     later = cli.json("deployment", "run", "flaky/daily", "--start-in", "1 hour")
     assert "only a finished run can be retried" in cli.fails("flow-run", "retry", later["id"])
 
-    out = cli.ok("flow-run", "delete", first["name"], second["id"].replace("-", "")[-12:], later["id"], "--yes")
+    out = cli.ok("flow-run", "delete", first["id"], second["id"].replace("-", "")[-12:], later["id"], "--yes")
     assert f"Deleted flow run {first['name']!r}" in out and f"Deleted flow run {second['name']!r}" in out
     assert cli.json("flow-run", "ls", "--deployment", "flaky/daily") == []
-    assert "no recent run" in cli.fails("flow-run", "inspect", first["name"])
+    assert "not found" in cli.fails("flow-run", "inspect", first["id"]).lower()
 
     assert "Paused deployment" in cli.ok("deployment", "pause", "flaky/daily")
     assert "Resumed deployment" in cli.ok("deployment", "resume", "flaky/daily")
@@ -267,10 +267,10 @@ def test_a_prefect_style_flow_of_tasks_and_its_task_runs(server, tmp_path):
     watched = cli.run("deployment", "run", "etl/tasks", "--watch")
     assert watched.returncode == 0, watched.stdout + watched.stderr
     [run] = cli.json("flow-run", "ls", "--deployment", "etl/tasks")
-    rows = {t["name"]: t for t in cli.json("task-run", "ls", "--flow-run", run["name"])}
+    rows = {t["name"]: t for t in cli.json("task-run", "ls", "--flow-run", run["id"])}
     assert sorted(rows) == ["fetch-0", "fetch-1", "fetch-2", "fetch-3"]
     assert (rows["fetch-2"]["state_type"], rows["fetch-2"]["attempts"]) == ("FAILED", 2)
-    table = cli.ok("task-run", "ls", "--flow-run", run["name"], "--state", "failed")
+    table = cli.ok("task-run", "ls", "--flow-run", run["id"], "--state", "failed")
     assert "fetch-2" in table and "row 2 is bad" in table and "fetch-1" not in table
-    detail = json.loads(cli.ok("flow-run", "inspect", run["name"]))
+    detail = json.loads(cli.ok("flow-run", "inspect", run["id"]))
     assert detail["task_runs"]["by_state"] == {"COMPLETED": 3, "FAILED": 1}
