@@ -320,6 +320,30 @@ class TaskRun(Record):
     updated: UtcDatetime
 
 
+class LogLine(BaseModel):
+    """One line a run logged or printed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timestamp: UtcDatetime
+    #: Python's logging levels: 10 debug, 20 info, 30 warning, 40 error, 50 critical.
+    level: int = 20
+    message: str
+    #: ``log`` (a logger, ``log_prints``), or the captured ``stdout``/``stderr``.
+    stream: str = "log"
+    logger: str | None = None
+    task_run_id: str | None = None
+
+
+class LogChunk(Record):
+    """A batch of a run's log lines as its runner sent it; ``seq`` orders a run's chunks."""
+
+    flow_run_id: str
+    seq: int
+    received: UtcDatetime
+    lines: list[LogLine]
+
+
 class FlowRunFilter(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

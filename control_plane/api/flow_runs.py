@@ -16,7 +16,6 @@ from pushpool.control_plane.services import flow_runs
 from pushpool.control_plane.services.context import ServiceContext
 from pushpool.control_plane.services.keys import Permission
 from pushpool.control_plane.services.overrides import check_run_overrides
-from pushpool.control_plane.services.pool_pushers import pusher_for
 
 router = APIRouter(prefix="/api/workspaces/{workspace}", tags=["flow runs"])
 
@@ -100,25 +99,6 @@ async def read_flow_run(run_id: str, access: Access = Depends(workspace_access))
 def read_state_history(run_id: str, access: Access = Depends(workspace_access)):
     ctx = access.ctx
     return ctx.store.get_state_history(load_run(ctx, access, run_id).id)
-
-
-@router.get("/flow_runs/{run_id}/logs")
-def read_flow_run_logs(run_id: str, tail: int | None = Query(default=None, ge=1, le=10_000),
-                       cursor: str | None = Query(default=None, max_length=2048),
-                       access: Access = Depends(workspace_access)) -> dict:
-    """The run's log lines, read by its pusher with the pool's credentials (when the pusher can)."""
-    ctx = access.ctx
-    access.require(Permission.READ)  # not for run tokens
-    run = load_run(ctx, access, run_id)
-    out = {"supported": False, "lines": [], "cursor": None, "console_url": run.console_url, "logs_url": run.logs_url}
-    pool = ctx.store.get_work_pool_by_id(access.workspace_id, run.pool_id)
-    if pool is None or run.infra_id is None:
-        return out
-    pusher = pusher_for(ctx, pool)
-    if not hasattr(pusher, "logs"):
-        return out
-    page = pusher.logs(run.infra_id, tail=tail, cursor=cursor)
-    return {**out, "supported": True, "lines": page.lines, "cursor": page.cursor}
 
 
 @router.post("/flow_runs/{run_id}/set_state", response_model=FlowRun)

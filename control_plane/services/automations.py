@@ -162,7 +162,7 @@ RETENTION_SWEEP_SECONDS = 600
 
 def run_event_services(ctx: ServiceContext) -> int:
     """The tick's part: store pending events (automations see them), fire overdue Proactive triggers,
-    and now and then delete events past the retention. Returns how many automations fired."""
+    and now and then delete events and run logs past their retention. Returns how many automations fired."""
     ctx.events.flush()
     fired = ctx.automations.fire_overdue() if ctx.automations is not None else 0
     now = ctx.clock.now()
@@ -172,5 +172,8 @@ def run_event_services(ctx: ServiceContext) -> int:
         deleted = ctx.store.delete_events_before(now - timedelta(days=ctx.settings.events_retention_days))
         if deleted:
             log.info("deleted %d events older than %s days", deleted, ctx.settings.events_retention_days)
+        expired_logs = ctx.store.delete_expired_log_chunks(now)
+        if expired_logs:
+            log.info("deleted %d chunks of run logs past their retention", expired_logs)
     ctx.events.flush()
     return fired

@@ -29,6 +29,7 @@ from pushpool.control_plane.models import (
     Deployment,
     FlowRun,
     FlowRunFilter,
+    LogChunk,
     Membership,
     State,
     StateType,
@@ -194,6 +195,20 @@ class Store(Protocol):
 
     def list_task_runs(self, flow_run_id: str, *, after: str | None = None, limit: int = 1000) -> list[TaskRun]:
         """A flow run's task runs in id order (ids are time-ordered), after the id ``after``."""
+        ...
+
+    def append_log_chunk(self, chunk: LogChunk, *, size: int, max_bytes: int, keep_until: datetime) -> bool:
+        """Store a chunk of a run's log lines (replacing one with the same ``seq``: a resent batch) unless the
+        run's log bytes, ``size`` included, would pass ``max_bytes`` (``False``, nothing written)."""
+        ...
+
+    def list_log_chunks(self, flow_run_id: str, *, after: int | None = None, limit: int = 100,
+                        newest_first: bool = False) -> list[LogChunk]:
+        """A run's chunks by ``seq`` (after ``after``; the newest first for a tail)."""
+        ...
+
+    def delete_expired_log_chunks(self, now: datetime, limit: int = 5000) -> int:
+        """Retention: delete up to ``limit`` chunks kept until before ``now`` (DynamoDB: its TTL does)."""
         ...
 
     def delete_flow_run(self, workspace_id: str, run_id: str, *, expect: StateType) -> bool:

@@ -26,6 +26,7 @@ from pushpool.control_plane.models import (
     Workspace,
 )
 from pushpool.control_plane.storage.dynamodb_events import DynamoEventsMixin
+from pushpool.control_plane.storage.dynamodb_reports import DynamoReportsMixin
 from pushpool.control_plane.storage.dynamodb_runs import DynamoRunsMixin
 from pushpool.control_plane.storage.dynamodb_schema import (
     INDEXES,
@@ -36,7 +37,6 @@ from pushpool.control_plane.storage.dynamodb_schema import (
     to_attrs,
 )
 from pushpool.control_plane.storage.dynamodb_table import Item, Table, TransactionFailed
-from pushpool.control_plane.storage.dynamodb_task_runs import DynamoTaskRunsMixin
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -50,7 +50,7 @@ def _load(model: type[M], item: Item | None) -> M | None:
     return model.model_validate_json(item["doc"]["S"]) if item else None
 
 
-class DynamoDbStore(DynamoRunsMixin, DynamoTaskRunsMixin, DynamoEventsMixin):
+class DynamoDbStore(DynamoRunsMixin, DynamoReportsMixin, DynamoEventsMixin):
     """``Store`` on DynamoDB. ``create_table=True`` creates the table when missing (tests, local use)."""
 
     def __init__(self, table_name: str, *, region: str | None = None, endpoint_url: str | None = None,

@@ -28,6 +28,8 @@ flow run               RUN#id / RUN                due: DUE#pool → time#id (on
 state history          RUN#id / STATE#version
 task run               RUN#run / TASK#id
 task-run report count  RUN#run / TASKREPORTS       (``reports`` counter: the per-run cap)
+log chunk              RUN#run / LOG#seq           ``expires`` (epoch seconds): DynamoDB's TTL
+log byte count         RUN#run / LOGBYTES          (``bytes`` counter: the per-run cap)
 run token              RUN#id / TOKEN
 idempotency guard      DEPRUNKEY#dep / key
 concurrency slots      SLOTS#pool|queue|deployment#id / SLOTS  (``active`` counter)

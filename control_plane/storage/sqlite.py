@@ -32,15 +32,15 @@ from pushpool.control_plane.models import (
 )
 from pushpool.control_plane.storage.base import WouldWait
 from pushpool.control_plane.storage.sqlite_events import EVENTS_SCHEMA, SqliteEventsMixin
+from pushpool.control_plane.storage.sqlite_reports import SqliteReportsMixin
 from pushpool.control_plane.storage.sqlite_runs import SqliteRunsMixin
 from pushpool.control_plane.storage.sqlite_schema import SCHEMA, SCHEMA_VERSION
-from pushpool.control_plane.storage.sqlite_task_runs import SqliteTaskRunsMixin
 
 M = TypeVar("M", bound=BaseModel)
 BUSY_TIMEOUT_MS = 30_000
 
 
-class SqliteStore(SqliteRunsMixin, SqliteTaskRunsMixin, SqliteEventsMixin):
+class SqliteStore(SqliteRunsMixin, SqliteReportsMixin, SqliteEventsMixin):
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         if self.path != ":memory:":

@@ -75,6 +75,8 @@ class SqliteRunsMixin:
         conn.executemany("DELETE FROM flow_run_states WHERE run_id = ?", ids)
         conn.executemany("DELETE FROM task_runs WHERE flow_run_id = ?", ids)
         conn.executemany("DELETE FROM task_run_reports WHERE flow_run_id = ?", ids)
+        conn.executemany("DELETE FROM log_chunks WHERE flow_run_id = ?", ids)
+        conn.executemany("DELETE FROM log_bytes WHERE flow_run_id = ?", ids)
         conn.executemany("DELETE FROM flow_runs WHERE id = ?", ids)
         return len(ids)
 

@@ -49,6 +49,8 @@ WRITE_BODIES: dict[tuple[str, str], dict] = {
     ("DELETE", WS_PREFIX + "/flow_runs/{run_id}"): {},
     ("POST", WS_PREFIX + "/flow_runs/{run_id}/task_runs"): {"task_runs": [
         {"id": "t1", "name": "t-0", "task_key": "m.t", "state_type": "RUNNING", "state_name": "Running"}]},
+    ("POST", WS_PREFIX + "/flow_runs/{run_id}/logs"): {"seq": 0, "lines": [
+        {"timestamp": "2026-06-01T12:00:00+00:00", "message": "hello"}]},
     ("PATCH", WS_PREFIX): {"require_webhook_service_account": True},
     ("POST", WS_PREFIX + "/webhooks"): {"name": "hook2", "template": "{{ body|tojson }}"},
     ("PATCH", WS_PREFIX + "/webhooks/{name}"): {"enabled": False},
@@ -71,9 +73,11 @@ RUN_TOKEN_ALLOWED = {
     ("GET", WS_PREFIX + "/deployments/{deployment_id}"),
     ("GET", WS_PREFIX + "/flow_runs/{run_id}/task_runs"),
     ("POST", WS_PREFIX + "/flow_runs/{run_id}/task_runs"),
+    ("POST", WS_PREFIX + "/flow_runs/{run_id}/logs"),
 }
 #: What a run token may write, for its own run only (it reports its own progress, nothing else).
-RUN_TOKEN_REPORTS = {("POST", WS_PREFIX + "/flow_runs/{run_id}/task_runs")}
+RUN_TOKEN_REPORTS = {("POST", WS_PREFIX + "/flow_runs/{run_id}/task_runs"),
+                     ("POST", WS_PREFIX + "/flow_runs/{run_id}/logs")}
 
 
 def all_routes(app) -> list[tuple[str, str]]:

@@ -21,6 +21,8 @@ from pushpool.control_plane.models import (
     Deployment,
     FlowRun,
     FlowRunFilter,
+    LogChunk,
+    LogLine,
     Membership,
     Role,
     Schedule,
@@ -277,6 +279,36 @@ class StoreContract:
         assert store.delete_flow_run(world.ws.id, run.id, expect=StateType.FAILED)
         assert store.list_task_runs(run.id) == []
         assert len(store.list_task_runs(other.id)) == 1
+
+    def test_log_chunks_in_order_up_to_a_cap_and_until_their_retention(self, world):
+        pool, queue = world.pool()
+        dep = world.deployment(pool, queue)
+        run, other = world.run(dep), world.run(dep)
+        store, keep = world.store, T0 + timedelta(days=30)
+
+        def chunk(seq: int, flow_run: FlowRun = run, text: str = "line") -> LogChunk:
+            return LogChunk(flow_run_id=flow_run.id, seq=seq, received=T0, lines=[
+                LogLine(timestamp=T0, message=f"{text} {seq}.{i}") for i in range(2)])
+
+        for seq in (0, 1, 2):
+            assert store.append_log_chunk(chunk(seq), size=10, max_bytes=45, keep_until=keep)
+        assert store.append_log_chunk(chunk(1, text="resent"), size=10, max_bytes=45, keep_until=keep)
+        assert store.append_log_chunk(chunk(0, other), size=40, max_bytes=45, keep_until=T0)
+        assert [c.seq for c in store.list_log_chunks(run.id)] == [0, 1, 2]
+        assert store.list_log_chunks(run.id)[1].lines[0].message == "resent 1.0"  # a resent batch replaces
+        assert [c.seq for c in store.list_log_chunks(run.id, after=0, limit=1)] == [1]
+        assert [c.seq for c in store.list_log_chunks(run.id, newest_first=True, limit=2)] == [2, 1]
+        assert not store.append_log_chunk(chunk(3), size=10, max_bytes=45, keep_until=keep)  # 40 + 10 > 45
+        assert store.append_log_chunk(chunk(3), size=5, max_bytes=45, keep_until=keep)
+        assert [c.seq for c in store.list_log_chunks(run.id)] == [0, 1, 2, 3]
+
+        deleted = store.delete_expired_log_chunks(T0 + timedelta(days=1))
+        assert deleted in (0, 1)  # DynamoDB leaves it to its TTL (the item carries the time)
+        if deleted:
+            assert store.list_log_chunks(other.id) == []
+        store.set_flow_run_state(run.id, state(StateType.COMPLETED))
+        assert store.delete_flow_run(world.ws.id, run.id, expect=StateType.COMPLETED)
+        assert store.list_log_chunks(run.id) == []
 
     def test_run_tokens(self, world):
         pool, queue = world.pool()
