@@ -1,7 +1,7 @@
 """pushpool: flows, deployments, runs and automations for push work pools, and the control plane behind them.
 
     from pushpool import flow, task, unmapped, deploy, run_deployment, DockerImage, Cron, Interval, RRule
-    from pushpool import ThreadPoolTaskRunner, exponential_backoff, INPUTS, TASK_SOURCE
+    from pushpool import ThreadPoolTaskRunner, exponential_backoff, get_run_logger, INPUTS, TASK_SOURCE
     from pushpool import Automation, DeploymentTrigger, EventTrigger
 
 The package is the repository's ``sdk/`` folder; the others install under it:
@@ -29,12 +29,14 @@ _PUBLIC = {
     "Cron": "pushpool.schedules", "Interval": "pushpool.schedules", "RRule": "pushpool.schedules",
     "task": "pushpool.tasks", "Task": "pushpool.tasks", "exponential_backoff": "pushpool.tasks",
     "TaskRunFuture": "pushpool.futures", "ThreadPoolTaskRunner": "pushpool.futures", "unmapped": "pushpool.futures",
+    "get_run_logger": "pushpool.run_logging",
     "INPUTS": "pushpool.caching", "NO_CACHE": "pushpool.caching", "TASK_SOURCE": "pushpool.caching",
 }
 
 __all__ = ["INPUTS", "NO_CACHE", "TASK_SOURCE", "Automation", "Cron", "DeploymentTrigger", "DockerImage",
            "EventTrigger", "Flow", "Interval", "RRule", "Task", "TaskRunFuture", "ThreadPoolTaskRunner",
-           "__version__", "deploy", "exponential_backoff", "flow", "run_deployment", "task", "unmapped"]
+           "__version__", "deploy", "exponential_backoff", "flow", "get_run_logger", "run_deployment", "task",
+           "unmapped"]
 
 if TYPE_CHECKING:
     from pushpool.automations import Automation, DeploymentTrigger, EventTrigger
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
     from pushpool.flows import Flow, flow
     from pushpool.futures import TaskRunFuture, ThreadPoolTaskRunner, unmapped
     from pushpool.images import DockerImage
+    from pushpool.run_logging import get_run_logger
     from pushpool.runs import run_deployment
     from pushpool.schedules import Cron, Interval, RRule
     from pushpool.tasks import Task, exponential_backoff, task

@@ -12,6 +12,7 @@ success (or when the run was cancelled before it started), 1 when the flow faile
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import importlib.util
 import inspect
@@ -30,7 +31,8 @@ from pushpool.client import PushpoolClient
 from pushpool.context import FlowRunContext
 from pushpool.control_plane.errors import Conflict, PushpoolError
 from pushpool.flows import Flow, typed_parameters
-from pushpool.reporting import TaskRunReporter
+from pushpool.reporting import LogShipper, TaskRunReporter
+from pushpool.run_logging import shipping_logs
 
 REQUIRED_ENV = ("PUSHPOOL_API_URL", "PUSHPOOL_FLOW_RUN_ID", "PUSHPOOL_RUN_TOKEN")
 #: The control plane may be restarting when a flow finishes: keep trying to report for
@@ -111,27 +113,43 @@ def run(client: PushpoolClient, run_id: str) -> int:
     if not report(client, run_id, "RUNNING", started):
         print(f"pushpool: not starting flow run {run_id}: it is {client.read_flow_run(run_id)['state']['type']}")
         return 0
-    reporter = task_run_reporter(client, run_id)
-    try:
-        fn = load_entrypoint(deployment["entrypoint"])
-        call_flow(fn, flow_run["parameters"], FlowRunContext(flow_run_id=run_id, recorder=reporter))
-    except Exception as exc:
-        traceback.print_exc()
-        reporter.close()
-        report(client, run_id, "FAILED", f"{type(exc).__name__}: {exc}"[:5000])
-        return 1
+    reporter, logs = shippers(client, run_id)
+    failure = None
+    with shipping_logs(logs.emit) if logs else contextlib.nullcontext():
+        try:
+            fn = load_entrypoint(deployment["entrypoint"])
+            call_flow(fn, flow_run["parameters"], FlowRunContext(flow_run_id=run_id, recorder=reporter))
+        except Exception as exc:
+            traceback.print_exc()
+            failure = f"{type(exc).__name__}: {exc}"[:5000]
     reporter.close()
+    if logs:
+        logs.close()
+    if failure is not None:
+        report(client, run_id, "FAILED", failure)
+        return 1
     report(client, run_id, "COMPLETED", None)
     return 0
 
 
-def task_run_reporter(client: PushpoolClient, run_id: str) -> TaskRunReporter:
-    """Task runs go to the control plane in batches, on a client of their own that gives up sooner (the
-    reporter keeps what it could not send and tries again)."""
-    shipper = PushpoolClient(client.api_url, client.api_key, workspace=client.workspace, retries=2)
-    path = shipper.ws(f"/flow_runs/{run_id}/task_runs")
-    return TaskRunReporter(lambda batch: shipper.request("POST", path, json={"task_runs": batch}),
-                           on_close=shipper.close)
+def shippers(client: PushpoolClient, run_id: str) -> tuple[TaskRunReporter, LogShipper | None]:
+    """Task runs and log lines go to the control plane in batches, each on a client of its own that gives up
+    sooner than the state reports' (the shipper keeps what it could not send and tries again). Logs are not
+    sent with ``PUSHPOOL_RUN_LOGS=off`` in the run's environment."""
+    def client_for() -> PushpoolClient:
+        return PushpoolClient(client.api_url, client.api_key, workspace=client.workspace, retries=2)
+
+    tasks = client_for()
+    tasks_path = tasks.ws(f"/flow_runs/{run_id}/task_runs")
+    reporter = TaskRunReporter(lambda batch: tasks.request("POST", tasks_path, json={"task_runs": batch}),
+                               on_close=tasks.close)
+    if os.environ.get("PUSHPOOL_RUN_LOGS", "on").lower() in ("off", "false", "0"):
+        return reporter, None
+    lines = client_for()
+    lines_path = lines.ws(f"/flow_runs/{run_id}/logs")
+    return reporter, LogShipper(lambda seq, batch: lines.request("POST", lines_path, json={"seq": seq,
+                                                                                       "lines": batch}),
+                                on_close=lines.close)
 
 
 def report(client: PushpoolClient, run_id: str, state: str, message: str | None) -> bool:

@@ -69,3 +69,46 @@ def test_task_runs_of_a_local_run_are_listed_by_the_control_plane(live, tmp_path
     assert "exceeded its timeout" in first["too_slow-0"]["error"]
     assert not first["cached-0"]["cache_hit"] and second["cached-0"]["cache_hit"]
     assert second["cached-0"]["state_name"] == "Cached"
+
+
+LOGGING_FLOW = textwrap.dedent('''
+    import sys
+    from pushpool import flow, get_run_logger, task
+
+    @task(log_prints=True)
+    def load(rows: int) -> int:
+        print(f"loading {rows} rows")
+        return rows
+
+    @flow
+    def report(rows: int = 3) -> None:
+        get_run_logger().info("report starts")
+        print("plain print")
+        print("to stderr", file=sys.stderr)
+        load(rows)
+        get_run_logger().warning("report done")
+''')
+
+
+def test_logs_of_a_local_run_are_read_from_the_control_plane(live, tmp_path: Path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "flows.py").write_text(LOGGING_FLOW)
+    client = live.client()
+    client.create_work_pool("local", "local:push")
+    dep = client.apply_deployment(flow_name="report", name="logs", entrypoint="flows.py:report",
+                                  work_pool_name="local", job_variables={"working_dir": str(project)})
+    run = client.create_flow_run(dep["id"], parameters={"rows": 7})
+    done = wait_for_state(client, run["id"], {"COMPLETED", "FAILED", "CRASHED"}, timeout=60)
+    assert done["state"]["type"] == "COMPLETED", done["state"]
+    local_file = Path(done["console_url"].removeprefix("file://"))
+    local_file.unlink()  # read as from another machine: nothing local to fall back on
+    page = client.request("GET", client.ws(f"/flow_runs/{run['id']}/logs"))
+    assert page["source"] == "control_plane"
+    text = "\n".join(page["lines"])
+    for expected in ("INFO    | report - report starts", "plain print", "to stderr",
+                     "INFO    | load - loading 7 rows", "WARNING | report - report done"):
+        assert expected in text, (expected, text)
+    assert text.index("report starts") < text.index("loading 7 rows") < text.index("report done")
+    tail = client.request("GET", client.ws(f"/flow_runs/{run['id']}/logs"), params={"tail": 1})["lines"]
+    assert len(tail) == 1 and "report done" in tail[0]

@@ -63,7 +63,7 @@ def test_a_failed_send_keeps_the_records_and_the_newest_version_wins():
 
 
 def test_a_refusal_for_good_stops_reporting_and_counts_what_was_dropped(capsys):
-    reporter = TaskRunReporter(Endpoint(too_large=True), interval=60, batch_size=2)
+    reporter = TaskRunReporter(Endpoint(too_large=True), interval=60, batch_size=2)  # 413: the cap
     for i in range(5):
         reporter.record(version(i, "RUNNING"))
     reporter.close()
@@ -95,4 +95,36 @@ def test_close_gives_up_after_its_timeout_and_says_how_many_were_lost(capsys):
     started = time.monotonic()
     reporter.close()
     assert time.monotonic() - started < 3 and reporter.dropped == 1
-    assert "1 task-run report(s) could not be recorded" in capsys.readouterr().err
+    assert "1 task-run report(s) could not be sent" in capsys.readouterr().err
+
+
+def test_log_lines_go_in_numbered_batches_and_a_resend_keeps_its_number():
+    from pushpool.reporting import LOG_BATCH_LINES, LogShipper
+
+    calls: list[tuple[int, int]] = []
+    fail = [1]
+
+    def post(seq: int, lines: list[dict]) -> dict:
+        calls.append((seq, len(lines)))
+        if fail[0]:
+            fail[0] -= 1
+            raise PushpoolError("Cannot reach the pushpool API")
+        return {"accepted": len(lines), "truncated": False}
+
+    shipper = LogShipper(post, interval=60, close_timeout=5)
+    for i in range(LOG_BATCH_LINES + 10):
+        shipper.emit({"message": f"line {i}"})
+    shipper.close()
+    assert calls[0] == calls[1] == (0, LOG_BATCH_LINES)  # failed, then sent again as batch 0
+    assert calls[2] == (1, 10) and shipper.sent == LOG_BATCH_LINES + 10 and shipper.dropped == 0
+
+
+def test_log_shipping_stops_once_the_run_is_truncated(capsys):
+    from pushpool.reporting import LogShipper
+
+    shipper = LogShipper(lambda seq, lines: {"accepted": 0, "truncated": True}, interval=60)
+    for i in range(5):
+        shipper.emit({"message": f"line {i}"})
+    shipper.close()
+    shipper.emit({"message": "after"})
+    assert shipper.dropped == 1 and shipper.requests == 1  # the batch was the notice's; nothing more is sent
