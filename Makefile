@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint docs install clean bench bench-lambda bench-images
+.PHONY: demo test test-slow lint docs install clean bench bench-lambda bench-images bench-flows
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ bench-lambda: $(STAMP)
 # Daemonless image build + push against a local registry: cold, unchanged, one file changed.
 bench-images: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.image_build
+
+# What tasks and shipped logs cost inside a flow (10,000 tasks, 100,000 printed lines), against an embedded
+# server on 127.0.0.1; writes its table into docs/benchmarks.md. About 15 seconds.
+bench-flows: $(STAMP)
+	$(BIN)/python -m tests.benchmarks.flow_overhead --update-docs
 
 docs: $(STAMP)
 	$(BIN)/typer pushpool.cli.main utils docs --name pushpool --output docs/cli.md

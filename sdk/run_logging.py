@@ -15,6 +15,7 @@ import io
 import logging
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -101,18 +102,24 @@ class TeeStream(io.TextIOBase):
 
     def write(self, text: str) -> int:
         written = self.original.write(text)
-        with self._lock:
-            buffered = self._partial + text
-            *complete, self._partial = buffered.split("\n")
-            if len(self._partial) > MAX_LINE_CHARS:  # a huge line without a newline yet: send its whole pieces
-                whole = len(self._partial) - len(self._partial) % MAX_LINE_CHARS
-                complete.append(self._partial[:whole])
-                self._partial = self._partial[whole:]
+        if "\n" not in text:  # print() writes its text, then its end: only the end completes a line
+            with self._lock:
+                self._partial += text
+                if len(self._partial) <= MAX_LINE_CHARS:
+                    return written
+                whole = len(self._partial) - len(self._partial) % MAX_LINE_CHARS  # send the whole pieces
+                complete, self._partial = [self._partial[:whole]], self._partial[whole:]
+        else:
+            with self._lock:
+                *complete, self._partial = (self._partial + text).split("\n")
         task_run = current_task_run()
+        task_run_id = task_run.task_run_id if task_run else None
+        now = time.time()  # epoch seconds: the API reads them as times, and a float costs nothing here
         for line in complete:
-            for piece in _pieces(line):
-                self._emit_line({"timestamp": _now(), "level": 20, "message": piece, "stream": self.stream,
-                                 "task_run_id": task_run.task_run_id if task_run else None})
+            pieces = (line,) if len(line) <= MAX_LINE_CHARS else _pieces(line)
+            for piece in pieces:
+                self._emit_line({"timestamp": now, "level": 20, "message": piece, "stream": self.stream,
+                                 "task_run_id": task_run_id})
         return written
 
     def flush(self) -> None:
@@ -122,7 +129,7 @@ class TeeStream(io.TextIOBase):
         with self._lock:
             rest, self._partial = self._partial, ""
         if rest:
-            self._emit_line({"timestamp": _now(), "level": 20, "message": rest, "stream": self.stream})
+            self._emit_line({"timestamp": time.time(), "level": 20, "message": rest, "stream": self.stream})
 
     @property
     def encoding(self) -> str:  # type: ignore[override]
