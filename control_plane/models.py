@@ -278,6 +278,9 @@ class FlowRun(Record):
     idempotency_key: str | None = None
     #: ``flow-run retry``: the final run this one is a new attempt of (same parameters and job variables).
     retry_of: str | None = None
+    #: The flow's return value when it persists it: ``{"value": ...}`` (JSON, at most 64 KiB),
+    #: ``{"storage": ..., "key": ...}`` where the runner stored another, or ``{"unpersisted": why}``.
+    result: dict[str, Any] | None = None
     start_time: UtcDatetime | None = None
     end_time: UtcDatetime | None = None
     #: What the pusher returned: its handle on the infrastructure, and a link for people.

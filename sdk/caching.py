@@ -165,3 +165,24 @@ def result_store(location: str | None) -> MemoryResults | LocalResults:
         raise ValueError(f"result_storage: {scheme}:// is not supported yet; use a directory (a local path or a "
                          "mounted volume)")
     return LocalResults(Path(location.removeprefix("file://")).expanduser())
+
+
+#: The largest return value the control plane keeps itself (as JSON); the API refuses larger ones.
+MAX_INLINE_RESULT_BYTES = 60 * 1024
+
+
+def persisted_result(value: Any, *, location: str | None, key: str) -> dict[str, Any]:
+    """What the control plane keeps of a flow's return value: the value itself when it is small JSON, else
+    where it was written (``result_storage``), else why it was not kept."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = None
+    if text is not None and len(text) <= MAX_INLINE_RESULT_BYTES:
+        return {"value": value}
+    location = location or os.environ.get(RESULT_STORAGE_ENV)
+    why = "is not JSON" if text is None else f"is larger than {MAX_INLINE_RESULT_BYTES // 1024} KiB as JSON"
+    if not location:
+        return {"unpersisted": f"the {type(value).__name__} returned {why}; set result_storage to keep it"}
+    result_store(location).write(key, value, None)
+    return {"storage": location, "key": key}

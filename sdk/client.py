@@ -164,8 +164,9 @@ class PushpoolClient:
     def list_flow_runs(self, **params: Any) -> list[dict]:
         return self.request("GET", self.ws("/flow_runs"), params={k: v for k, v in params.items() if v is not None})
 
-    def set_flow_run_state(self, run_id: str, type: str, message: str | None = None, name: str | None = None) -> dict:
-        body = {"type": type, "message": message, "name": name}
+    def set_flow_run_state(self, run_id: str, type: str, message: str | None = None, name: str | None = None,
+                           result: Any = None) -> dict:
+        body = {"type": type, "message": message, "name": name, "result": result}
         return self.request("POST", self.ws(f"/flow_runs/{run_id}/set_state"),
                             json={k: v for k, v in body.items() if v is not None})
 

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 class Flow:
     def __init__(self, fn: Callable[..., Any], name: str | None = None, description: str | None = None,
                  log_prints: bool = False, retries: int = 0, retry_delay_seconds: float = 0,
-                 task_runner: ThreadPoolTaskRunner | None = None, result_storage: str | None = None) -> None:
+                 task_runner: ThreadPoolTaskRunner | None = None, result_storage: str | None = None,
+                 persist_result: bool = False) -> None:
         self.fn = fn
         self.name = name or fn.__name__.replace("_", "-")
         self.description = description or inspect.getdoc(fn)
@@ -40,6 +41,9 @@ class Flow:
         self.retry_delay_seconds = retry_delay_seconds
         self.task_runner = task_runner or ThreadPoolTaskRunner()
         self.result_storage = result_storage
+        #: Keep the return value of each run (``flow-run inspect`` shows it): small JSON in the control plane,
+        #: anything else in ``result_storage``.
+        self.persist_result = persist_result
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -140,9 +144,11 @@ def typed_parameters(fn: Callable[..., Any], parameters: dict[str, Any]) -> dict
 
 def flow(fn: Callable[..., Any] | None = None, *, name: str | None = None, description: str | None = None,
          log_prints: bool = False, retries: int = 0, retry_delay_seconds: float = 0,
-         task_runner: ThreadPoolTaskRunner | None = None, result_storage: str | None = None) -> Any:
+         task_runner: ThreadPoolTaskRunner | None = None, result_storage: str | None = None,
+         persist_result: bool = False) -> Any:
     """Mark a function as a flow; usable as ``@flow`` or ``@flow(name=..., task_runner=...)``."""
     def decorate(f: Callable[..., Any]) -> Flow:
         return Flow(f, name=name, description=description, log_prints=log_prints, retries=retries,
-                    retry_delay_seconds=retry_delay_seconds, task_runner=task_runner, result_storage=result_storage)
+                    retry_delay_seconds=retry_delay_seconds, task_runner=task_runner, result_storage=result_storage,
+                    persist_result=persist_result)
     return decorate(fn) if fn is not None else decorate

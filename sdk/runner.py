@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pushpool.caching import persisted_result
 from pushpool.client import PushpoolClient
 from pushpool.context import FlowRunContext
 from pushpool.control_plane.errors import Conflict, PushpoolError
@@ -114,11 +115,13 @@ def run(client: PushpoolClient, run_id: str) -> int:
         print(f"pushpool: not starting flow run {run_id}: it is {client.read_flow_run(run_id)['state']['type']}")
         return 0
     reporter, logs = shippers(client, run_id)
-    failure = None
+    failure = result = None
     with shipping_logs(logs.emit) if logs else contextlib.nullcontext():
         try:
             fn = load_entrypoint(deployment["entrypoint"])
-            call_flow(fn, flow_run["parameters"], FlowRunContext(flow_run_id=run_id, recorder=reporter))
+            value = call_flow(fn, flow_run["parameters"], FlowRunContext(flow_run_id=run_id, recorder=reporter))
+            if isinstance(fn, Flow) and fn.persist_result:
+                result = persisted_result(value, location=fn.result_storage, key=f"flow-run-{run_id}")
         except Exception as exc:
             traceback.print_exc()
             failure = f"{type(exc).__name__}: {exc}"[:5000]
@@ -128,7 +131,7 @@ def run(client: PushpoolClient, run_id: str) -> int:
     if failure is not None:
         report(client, run_id, "FAILED", failure)
         return 1
-    report(client, run_id, "COMPLETED", None)
+    report(client, run_id, "COMPLETED", None, result)
     return 0
 
 
@@ -152,14 +155,14 @@ def shippers(client: PushpoolClient, run_id: str) -> tuple[TaskRunReporter, LogS
                                 on_close=lines.close)
 
 
-def report(client: PushpoolClient, run_id: str, state: str, message: str | None) -> bool:
+def report(client: PushpoolClient, run_id: str, state: str, message: str | None, result: Any = None) -> bool:
     """Report a state; ``True`` once it is recorded, also when an earlier attempt was (its answer lost).
 
     ``False`` when the run is elsewhere (cancelled, or started by someone else); a final report
     refused because the run ended otherwise (e.g. cancelled meanwhile) raises the Conflict.
     """
     try:
-        client.set_flow_run_state(run_id, state, message=message)
+        client.set_flow_run_state(run_id, state, message=message, result=result)
         return True
     except Conflict:
         current = client.read_flow_run(run_id)["state"]

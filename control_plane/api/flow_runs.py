@@ -10,7 +10,7 @@ from pushpool.control_plane.api.deps import Access, workspace_access
 from pushpool.control_plane.api.offload import on_loop_unless_busy
 from pushpool.control_plane.api.responses import record_json, records_json
 from pushpool.control_plane.api.schemas import FlowRunCreate, StateUpdate
-from pushpool.control_plane.errors import Forbidden, NotFound
+from pushpool.control_plane.errors import Forbidden, InvalidInput, NotFound
 from pushpool.control_plane.models import FlowRun, FlowRunFilter, State, StateType, WorkPool
 from pushpool.control_plane.services import flow_runs
 from pushpool.control_plane.services.context import ServiceContext
@@ -114,7 +114,12 @@ def _set_flow_run_state(run_id: str, body: StateUpdate, access: Access) -> Respo
         raise Forbidden("A run token may only report RUNNING, COMPLETED or FAILED")
     if body.type is StateType.CANCELLED and not run.state.type.is_final:
         return record_json(FlowRun, flow_runs.cancel(ctx, run))
-    return record_json(FlowRun, flow_runs.set_state(ctx, run, body.type, body.message, body.name))
+    if body.result is None:
+        return record_json(FlowRun, flow_runs.set_state(ctx, run, body.type, body.message, body.name))
+    if body.type is not StateType.COMPLETED:
+        raise InvalidInput("result: only a COMPLETED state carries a result")
+    return record_json(FlowRun, flow_runs.set_state(ctx, run, body.type, body.message, body.name,
+                                                    result=body.result))
 
 
 @router.post("/flow_runs/{run_id}/cancel", response_model=FlowRun)

@@ -321,7 +321,19 @@ class LogBatch(Body):
     lines: list[LogLineIn] = Field(min_length=1, max_length=MAX_LOG_LINES_PER_REPORT)
 
 
+#: The largest flow result kept by the control plane itself (JSON bytes); larger ones go to result storage.
+MAX_RESULT_BYTES = 64 * 1024
+
+
+def _bounded_result(value: Any) -> Any:
+    if value is not None and len(json.dumps(value, separators=(",", ":"))) > MAX_RESULT_BYTES:
+        raise ValueError(f"is larger than {MAX_RESULT_BYTES // 1024} KB as JSON; keep it in result_storage")
+    return value
+
+
 class StateUpdate(Body):
     type: StateType
     name: str | None = Field(default=None, max_length=100)
     message: str | None = Field(default=None, max_length=10_000)
+    #: With COMPLETED: the flow's return value, when it persists it (see ``FlowRun.result``).
+    result: Annotated[dict[str, Any] | None, AfterValidator(_bounded_result)] = None

@@ -112,3 +112,50 @@ def test_logs_of_a_local_run_are_read_from_the_control_plane(live, tmp_path: Pat
     assert text.index("report starts") < text.index("loading 7 rows") < text.index("report done")
     tail = client.request("GET", client.ws(f"/flow_runs/{run['id']}/logs"), params={"tail": 1})["lines"]
     assert len(tail) == 1 and "report done" in tail[0]
+
+
+RESULT_FLOWS = textwrap.dedent('''
+    import datetime
+    from pushpool import flow
+
+    @flow(persist_result=True)
+    def summary(n: int = 3) -> dict:
+        return {"rows": n, "ok": True}
+
+    @flow(persist_result=True, result_storage="results")
+    def big() -> bytes:
+        return b"x" * 100
+
+    @flow(persist_result=True)
+    def unkept() -> datetime.date:
+        return datetime.date(2026, 5, 1)
+
+    @flow
+    def not_persisted() -> int:
+        return 7
+''')
+
+
+def test_persisted_results_are_shown_with_the_run(live, tmp_path: Path):
+    import pickle
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "flows.py").write_text(RESULT_FLOWS)
+    client = live.client()
+    client.create_work_pool("local", "local:push")
+    results = {}
+    for name in ("summary", "big", "unkept", "not_persisted"):
+        dep = client.apply_deployment(flow_name=name, name="r", entrypoint=f"flows.py:{name}",
+                                      work_pool_name="local", job_variables={"working_dir": str(project)})
+        run = client.create_flow_run(dep["id"])
+        done = wait_for_state(client, run["id"], {"COMPLETED", "FAILED", "CRASHED"}, timeout=60)
+        assert done["state"]["type"] == "COMPLETED", done["state"]
+        results[name] = (run["id"], done["result"])
+    assert results["summary"][1] == {"value": {"rows": 3, "ok": True}}
+    big_id, big = results["big"]
+    assert big == {"storage": "results", "key": f"flow-run-{big_id}"}
+    expires_at, value = pickle.loads((project / "results" / f"flow-run-{big_id}.pickle").read_bytes())
+    assert value == b"x" * 100 and expires_at is None
+    assert "date returned is not JSON" in results["unkept"][1]["unpersisted"]
+    assert results["not_persisted"][1] is None

@@ -121,3 +121,18 @@ def test_flows_are_listed_with_their_deployments(api):
     flows = api.ok("GET", api.ws("/flows"))
     assert [(f["name"], f["deployments"]) for f in flows] == [("etl", ["hourly", "nightly"]), ("report", ["once"])]
     assert all(f["created"] <= f["updated"] for f in flows)
+
+
+def test_a_result_comes_only_with_completed_and_is_bounded(api, ctx, fake_pusher):
+    from tests.control_plane.api.test_auth import run_token_for
+
+    token, run, _, _ = run_token_for(api, ctx, fake_pusher)
+    path = token.ws(f"/flow_runs/{run['id']}/set_state")
+    token.ok("POST", path, json={"type": "RUNNING"})
+    early = token.post(path, json={"type": "FAILED", "result": {"value": 1}})
+    assert early.status_code == 422 and "only a COMPLETED state carries a result" in early.text
+    huge = token.post(path, json={"type": "COMPLETED", "result": {"value": "x" * 70_000}})
+    assert huge.status_code == 422 and "result_storage" in huge.text
+    done = token.ok("POST", path, json={"type": "COMPLETED", "result": {"value": {"rows": 3}}})
+    assert done["result"] == {"value": {"rows": 3}}
+    assert api.ok("GET", api.ws(f"/flow_runs/{run['id']}"))["result"] == {"value": {"rows": 3}}
