@@ -8,6 +8,7 @@ ciphertext.
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from datetime import datetime
@@ -23,15 +24,27 @@ from pushpool.control_plane.errors import InvalidInput
 TEN_YEARS_SECONDS = 10 * 366 * 86400
 
 
+_last_id = 0
+_id_lock = threading.Lock()
+
+
 def new_id() -> str:
     """A version 7 UUID (RFC 9562): 48 bits of Unix milliseconds, then 74 random bits.
 
     Ids made later sort later, so new rows go to the end of every index keyed by id
     instead of landing on a random page (the scheduler writes thousands of runs at once).
+    Within one process they also strictly increase (RFC 9562's monotonic random: an id made
+    in the same millisecond as the last is that one plus one), so task runs list in the
+    order they were made.
     """
+    global _last_id
     millis = time.time_ns() // 1_000_000
     rand = int.from_bytes(os.urandom(10), "big")  # 80 bits; 74 are used
     value = (millis << 80) | (0x7 << 76) | ((rand >> 62) & 0xFFF) << 64 | (0b10 << 62) | (rand & ((1 << 62) - 1))
+    with _id_lock:
+        if value <= _last_id and (_last_id & ((1 << 62) - 1)) != (1 << 62) - 1:
+            value = _last_id + 1  # the random tail grows by one; version and variant bits stay
+        _last_id = value
     return str(uuid.UUID(int=value))
 
 
