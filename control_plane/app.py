@@ -24,6 +24,7 @@ from pushpool.control_plane.api import (
     logs,
     members,
     task_runs,
+    variables,
     webhooks,
     work_pools,
 )
@@ -82,7 +83,7 @@ def create_app(settings: Settings, store: Store, *, clock: Clock | None = None,
     # routes match the same method and path (a test checks), so the order changes nothing else.
     for router in (flow_runs.router, task_runs.router, deployments.router, work_pools.ws_router, work_pools.router,
                    blocks.router, events.router, webhooks.router, webhooks.hooks_router, automations.router,
-                   identity.router, members.router, logs.router):
+                   identity.router, members.router, logs.router, variables.router):
         app.router.routes.extend(router.routes)
     app.add_middleware(FlushEvents, sink=app.state.ctx.events, outbound=app.state.ctx.outbound,
                        outbound_seconds=settings.outbound_timeout_seconds + 1)

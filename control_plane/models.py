@@ -336,6 +336,17 @@ class TaskRun(Record):
     updated: UtcDatetime
 
 
+class Variable(Record):
+    """A named JSON value of a workspace, for flows to read and set (configuration, not secrets: use a block)."""
+
+    workspace_id: str
+    name: str
+    value: Any
+    tags: list[str] = Field(default_factory=list)
+    created: UtcDatetime
+    updated: UtcDatetime
+
+
 class LogLine(BaseModel):
     """One line a run logged or printed."""
 

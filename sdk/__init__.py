@@ -29,12 +29,12 @@ _PUBLIC = {
     "Cron": "pushpool.schedules", "Interval": "pushpool.schedules", "RRule": "pushpool.schedules",
     "task": "pushpool.tasks", "Task": "pushpool.tasks", "exponential_backoff": "pushpool.tasks",
     "TaskRunFuture": "pushpool.futures", "ThreadPoolTaskRunner": "pushpool.futures", "unmapped": "pushpool.futures",
-    "get_run_logger": "pushpool.run_logging",
+    "get_run_logger": "pushpool.run_logging", "Variable": "pushpool.variables",
     "INPUTS": "pushpool.caching", "NO_CACHE": "pushpool.caching", "TASK_SOURCE": "pushpool.caching",
 }
 
 __all__ = ["INPUTS", "NO_CACHE", "TASK_SOURCE", "Automation", "Cron", "DeploymentTrigger", "DockerImage",
-           "EventTrigger", "Flow", "Interval", "RRule", "Task", "TaskRunFuture", "ThreadPoolTaskRunner",
+           "EventTrigger", "Flow", "Interval", "RRule", "Task", "TaskRunFuture", "ThreadPoolTaskRunner", "Variable",
            "__version__", "deploy", "exponential_backoff", "flow", "get_run_logger", "run_deployment", "task",
            "unmapped"]
 
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from pushpool.runs import run_deployment
     from pushpool.schedules import Cron, Interval, RRule
     from pushpool.tasks import Task, exponential_backoff, task
+    from pushpool.variables import Variable
 
 
 def __getattr__(name: str) -> Any:

@@ -39,6 +39,8 @@ class FlowRunContext:
     log_prints: bool = False
     #: Where results and cache entries are kept (a local path); ``None``: in memory for this process.
     result_storage: str | None = None
+    #: In a deployment's run: the runner's client (its run token), for variables and events.
+    client: Any = None
     _counters: dict[str, itertools.count] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -119,7 +119,8 @@ def run(client: PushpoolClient, run_id: str) -> int:
     with shipping_logs(logs.emit) if logs else contextlib.nullcontext():
         try:
             fn = load_entrypoint(deployment["entrypoint"])
-            value = call_flow(fn, flow_run["parameters"], FlowRunContext(flow_run_id=run_id, recorder=reporter))
+            value = call_flow(fn, flow_run["parameters"],
+                              FlowRunContext(flow_run_id=run_id, recorder=reporter, client=client))
             if isinstance(fn, Flow) and fn.persist_result:
                 result = persisted_result(value, location=fn.result_storage, key=f"flow-run-{run_id}")
         except Exception as exc:

@@ -17,7 +17,9 @@ from pushpool.control_plane.models import (
     StateType,
 )
 
-NAME = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+#: Names of pools, queues, workspaces, variables: what is safe in a URL path and a log line.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+NAME = Field(min_length=1, max_length=100, pattern=NAME_PATTERN)
 
 #: Bounds that keep client numbers inside what datetimes and SQLite integers can hold.
 TEN_YEARS = TEN_YEARS_SECONDS
@@ -329,6 +331,23 @@ def _bounded_result(value: Any) -> Any:
     if value is not None and len(json.dumps(value, separators=(",", ":"))) > MAX_RESULT_BYTES:
         raise ValueError(f"is larger than {MAX_RESULT_BYTES // 1024} KB as JSON; keep it in result_storage")
     return value
+
+
+#: The largest variable value (JSON bytes): configuration, not data.
+MAX_VARIABLE_BYTES = 10 * 1024
+
+
+def _bounded_variable(value: Any) -> Any:
+    if len(json.dumps(value, separators=(",", ":"))) > MAX_VARIABLE_BYTES:
+        raise ValueError(f"is larger than {MAX_VARIABLE_BYTES // 1024} KB as JSON")
+    return value
+
+
+class VariableSet(Body):
+    value: Annotated[Any, AfterValidator(_bounded_variable)]
+    tags: list[Annotated[str, Field(max_length=100)]] = Field(default_factory=list, max_length=20)
+    #: False: refuse (409) when the variable exists already.
+    overwrite: bool = True
 
 
 class StateUpdate(Body):

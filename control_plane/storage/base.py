@@ -34,6 +34,7 @@ from pushpool.control_plane.models import (
     State,
     StateType,
     TaskRun,
+    Variable,
     WorkPool,
     WorkQueue,
     Workspace,
@@ -135,6 +136,17 @@ class Store(Protocol):
     def update_deployment(self, deployment: Deployment) -> None: ...
     def delete_deployment(self, workspace_id: str, deployment_id: str) -> None:
         """Delete the deployment and its runs that never started."""
+        ...
+
+    def put_variable(self, variable: Variable) -> None:
+        """Create or replace the workspace's variable of that name."""
+        ...
+
+    def get_variable(self, workspace_id: str, name: str) -> Variable | None: ...
+    def list_variables(self, workspace_id: str) -> list[Variable]: ...
+    def count_variables(self, workspace_id: str) -> int: ...
+    def delete_variable(self, workspace_id: str, name: str) -> bool:
+        """``True`` when there was one."""
         ...
 
     # ------------------------------------------------------------------ flow runs

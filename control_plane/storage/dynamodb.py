@@ -37,6 +37,7 @@ from pushpool.control_plane.storage.dynamodb_schema import (
     to_attrs,
 )
 from pushpool.control_plane.storage.dynamodb_table import Item, Table, TransactionFailed
+from pushpool.control_plane.storage.dynamodb_variables import DynamoVariablesMixin
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -50,7 +51,7 @@ def _load(model: type[M], item: Item | None) -> M | None:
     return model.model_validate_json(item["doc"]["S"]) if item else None
 
 
-class DynamoDbStore(DynamoRunsMixin, DynamoReportsMixin, DynamoEventsMixin):
+class DynamoDbStore(DynamoRunsMixin, DynamoReportsMixin, DynamoVariablesMixin, DynamoEventsMixin):
     """``Store`` on DynamoDB. ``create_table=True`` creates the table when missing (tests, local use)."""
 
     def __init__(self, table_name: str, *, region: str | None = None, endpoint_url: str | None = None,

@@ -35,12 +35,13 @@ from pushpool.control_plane.storage.sqlite_events import EVENTS_SCHEMA, SqliteEv
 from pushpool.control_plane.storage.sqlite_reports import SqliteReportsMixin
 from pushpool.control_plane.storage.sqlite_runs import SqliteRunsMixin
 from pushpool.control_plane.storage.sqlite_schema import SCHEMA, SCHEMA_VERSION
+from pushpool.control_plane.storage.sqlite_variables import SqliteVariablesMixin
 
 M = TypeVar("M", bound=BaseModel)
 BUSY_TIMEOUT_MS = 30_000
 
 
-class SqliteStore(SqliteRunsMixin, SqliteReportsMixin, SqliteEventsMixin):
+class SqliteStore(SqliteRunsMixin, SqliteReportsMixin, SqliteVariablesMixin, SqliteEventsMixin):
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         if self.path != ":memory:":

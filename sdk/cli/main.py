@@ -21,6 +21,7 @@ from pushpool.cli import (
     members,
     server,
     task_runs,
+    variables,
     work_pools,
 )
 from pushpool.control_plane.errors import PushpoolError
@@ -40,6 +41,7 @@ app.add_typer(flows.flow_app, name="flow")
 app.add_typer(flow_runs.flow_run_app, name="flow-run")
 app.add_typer(task_runs.task_run_app, name="task-run")
 app.add_typer(admin.block_app, name="block")
+app.add_typer(variables.variable_app, name="variable")
 app.add_typer(admin.api_key_app, name="api-key")
 app.add_typer(admin.service_account_app, name="service-account")
 app.add_typer(members.user_app, name="user")

@@ -159,3 +159,31 @@ def test_persisted_results_are_shown_with_the_run(live, tmp_path: Path):
     assert value == b"x" * 100 and expires_at is None
     assert "date returned is not JSON" in results["unkept"][1]["unpersisted"]
     assert results["not_persisted"][1] is None
+
+
+VARIABLE_FLOW = textwrap.dedent('''
+    from pushpool import Variable, flow
+
+    @flow
+    def configured() -> None:
+        limits = Variable.get("limits", default={"rows": 1})
+        Variable.set("last_rows", limits["rows"] * 2)
+        print("missing is", Variable.get("missing", default="fallback"))
+''')
+
+
+def test_a_flow_reads_and_sets_variables_with_its_run_token(live, tmp_path: Path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "flows.py").write_text(VARIABLE_FLOW)
+    client = live.client()
+    client.request("PUT", client.ws("/variables/limits"), json={"value": {"rows": 21}})
+    client.create_work_pool("local", "local:push")
+    dep = client.apply_deployment(flow_name="configured", name="v", entrypoint="flows.py:configured",
+                                  work_pool_name="local", job_variables={"working_dir": str(project)})
+    run = client.create_flow_run(dep["id"])
+    done = wait_for_state(client, run["id"], {"COMPLETED", "FAILED", "CRASHED"}, timeout=60)
+    assert done["state"]["type"] == "COMPLETED", done["state"]
+    assert client.request("GET", client.ws("/variables/last_rows"))["value"] == 42
+    page = client.request("GET", client.ws(f"/flow_runs/{run['id']}/logs"))
+    assert "missing is fallback" in page["lines"]

@@ -29,6 +29,7 @@ from pushpool.control_plane.models import (
     State,
     StateType,
     TaskRun,
+    Variable,
     WorkPool,
     WorkQueue,
     Workspace,
@@ -132,6 +133,21 @@ class StoreContract:
         store.delete_actor(ann.id)
         assert [m.actor_id for m in store.list_members(world.ws.id)] == [bot.id]
         assert [u.name for u in store.list_users()] == ["bob"]
+
+    def test_variables_by_workspace_and_name(self, world):
+        store = world.store
+        other = store.create_workspace(Workspace(name="other", created=T0))
+        store.put_variable(Variable(workspace_id=world.ws.id, name="region", value="eu", created=T0, updated=T0))
+        store.put_variable(Variable(workspace_id=world.ws.id, name="limits", value={"rows": 5}, tags=["etl"],
+                                    created=T0, updated=T0))
+        store.put_variable(Variable(workspace_id=other.id, name="region", value="us", created=T0, updated=T0))
+        store.put_variable(Variable(workspace_id=world.ws.id, name="region", value="ap", created=T0, updated=T0))
+        assert store.get_variable(world.ws.id, "region").value == "ap"
+        assert store.get_variable(other.id, "region").value == "us"
+        assert [v.name for v in store.list_variables(world.ws.id)] == ["limits", "region"]
+        assert store.count_variables(world.ws.id) == 2
+        assert store.delete_variable(world.ws.id, "region") and not store.delete_variable(world.ws.id, "region")
+        assert store.get_variable(world.ws.id, "region") is None and store.get_variable(other.id, "region")
 
     # ------------------------------------------------------------------ catalog
     def test_pool_comes_with_its_default_queue_and_is_workspace_scoped(self, world):

@@ -274,3 +274,15 @@ def test_a_prefect_style_flow_of_tasks_and_its_task_runs(server, tmp_path):
     assert "fetch-2" in table and "row 2 is bad" in table and "fetch-1" not in table
     detail = json.loads(cli.ok("flow-run", "inspect", run["id"]))
     assert detail["task_runs"]["by_state"] == {"COMPLETED": 3, "FAILED": 1}
+
+
+def test_variables_from_the_cli(server):
+    cli = server
+    assert "Set variable 'region'" in cli.ok("variable", "set", "region", "eu-west-1", "--tag", "aws")
+    cli.ok("variable", "set", "limits", '{"rows": 5}')
+    assert json.loads(cli.ok("variable", "get", "limits")) == {"rows": 5}
+    assert cli.ok("variable", "get", "region").strip() == '"eu-west-1"'
+    assert {v["name"] for v in cli.json("variable", "ls")} >= {"region", "limits"}
+    assert "already exists" in cli.fails("variable", "set", "region", "x", "--no-overwrite")
+    cli.ok("variable", "delete", "region", "--yes")
+    assert "not found" in cli.fails("variable", "get", "region").lower()

@@ -1,0 +1,44 @@
+"""``Variable``: named JSON values of the workspace, read and set from flows or anywhere.
+
+Inside a deployment's run the run's own token is used (it may read and set variables of its
+workspace, not list or delete them); elsewhere, the active profile's key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import quote
+
+from pushpool.client import PushpoolClient
+from pushpool.context import current_flow_run
+from pushpool.control_plane.errors import NotFound
+
+
+@contextmanager
+def _client() -> Iterator[PushpoolClient]:
+    flow_run = current_flow_run()
+    if flow_run is not None and flow_run.client is not None:
+        yield flow_run.client
+        return
+    with PushpoolClient() as client:
+        yield client
+
+
+class Variable:
+    @staticmethod
+    def get(name: str, default: Any = None) -> Any:
+        """The variable's value, or ``default`` when there is none of that name."""
+        with _client() as client:
+            try:
+                return client.request("GET", client.ws(f"/variables/{quote(name, safe='')}"))["value"]
+            except NotFound:
+                return default
+
+    @staticmethod
+    def set(name: str, value: Any, *, tags: list[str] | None = None, overwrite: bool = True) -> Any:
+        """Create or replace the variable; with ``overwrite=False`` an existing one is an error (AlreadyExists)."""
+        with _client() as client:
+            body = {"value": value, "tags": tags or [], "overwrite": overwrite}
+            return client.request("PUT", client.ws(f"/variables/{quote(name, safe='')}"), json=body)["value"]
