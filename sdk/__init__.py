@@ -29,19 +29,20 @@ _PUBLIC = {
     "Cron": "pushpool.schedules", "Interval": "pushpool.schedules", "RRule": "pushpool.schedules",
     "task": "pushpool.tasks", "Task": "pushpool.tasks", "exponential_backoff": "pushpool.tasks",
     "TaskRunFuture": "pushpool.futures", "ThreadPoolTaskRunner": "pushpool.futures", "unmapped": "pushpool.futures",
-    "get_run_logger": "pushpool.run_logging", "Variable": "pushpool.variables",
+    "get_run_logger": "pushpool.run_logging", "Variable": "pushpool.variables", "emit_event": "pushpool.events",
     "INPUTS": "pushpool.caching", "NO_CACHE": "pushpool.caching", "TASK_SOURCE": "pushpool.caching",
 }
 
 __all__ = ["INPUTS", "NO_CACHE", "TASK_SOURCE", "Automation", "Cron", "DeploymentTrigger", "DockerImage",
            "EventTrigger", "Flow", "Interval", "RRule", "Task", "TaskRunFuture", "ThreadPoolTaskRunner", "Variable",
-           "__version__", "deploy", "exponential_backoff", "flow", "get_run_logger", "run_deployment", "task",
-           "unmapped"]
+           "__version__", "deploy", "emit_event", "exponential_backoff", "flow", "get_run_logger", "run_deployment",
+           "task", "unmapped"]
 
 if TYPE_CHECKING:
     from pushpool.automations import Automation, DeploymentTrigger, EventTrigger
     from pushpool.caching import INPUTS, NO_CACHE, TASK_SOURCE
     from pushpool.deployments import deploy
+    from pushpool.events import emit_event
     from pushpool.flows import Flow, flow
     from pushpool.futures import TaskRunFuture, ThreadPoolTaskRunner, unmapped
     from pushpool.images import DockerImage

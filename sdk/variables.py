@@ -17,7 +17,8 @@ from pushpool.control_plane.errors import NotFound
 
 
 @contextmanager
-def _client() -> Iterator[PushpoolClient]:
+def run_or_profile_client() -> Iterator[PushpoolClient]:
+    """The run's own client inside a deployment's run, else one from the active profile."""
     flow_run = current_flow_run()
     if flow_run is not None and flow_run.client is not None:
         yield flow_run.client
@@ -30,7 +31,7 @@ class Variable:
     @staticmethod
     def get(name: str, default: Any = None) -> Any:
         """The variable's value, or ``default`` when there is none of that name."""
-        with _client() as client:
+        with run_or_profile_client() as client:
             try:
                 return client.request("GET", client.ws(f"/variables/{quote(name, safe='')}"))["value"]
             except NotFound:
@@ -39,6 +40,6 @@ class Variable:
     @staticmethod
     def set(name: str, value: Any, *, tags: list[str] | None = None, overwrite: bool = True) -> Any:
         """Create or replace the variable; with ``overwrite=False`` an existing one is an error (AlreadyExists)."""
-        with _client() as client:
+        with run_or_profile_client() as client:
             body = {"value": value, "tags": tags or [], "overwrite": overwrite}
             return client.request("PUT", client.ws(f"/variables/{quote(name, safe='')}"), json=body)["value"]

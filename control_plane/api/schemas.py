@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from pushpool.control_plane.models import (
     TEN_YEARS_SECONDS,
@@ -348,6 +348,29 @@ class VariableSet(Body):
     tags: list[Annotated[str, Field(max_length=100)]] = Field(default_factory=list, max_length=20)
     #: False: refuse (409) when the variable exists already.
     overwrite: bool = True
+
+
+Labels = Annotated[dict[Annotated[str, Field(max_length=200)], Annotated[str, Field(max_length=1000)]],
+                   Field(max_length=20)]
+
+
+class EventIn(Body):
+    """An event a client emits (``pushpool.*`` names are the control plane's own)."""
+
+    @field_validator("event")
+    @classmethod
+    def _not_ours(cls, value: str) -> str:
+        if value.startswith("pushpool."):
+            raise ValueError("names starting with 'pushpool.' are the control plane's own events")
+        return value
+
+    event: str = Field(min_length=1, max_length=1024)
+    #: Labels of what the event is about (``pushpool.resource.id`` required); a run's token may leave it out:
+    #: then it is the run.
+    resource: Labels | None = None
+    related: list[Labels] = Field(default_factory=list, max_length=20)
+    payload: JsonObject = Field(default_factory=dict)
+    occurred: datetime | None = None
 
 
 class StateUpdate(Body):

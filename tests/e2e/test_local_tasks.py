@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from tests.live_server import wait_for_state
+from tests.live_server import wait_for_state, wait_until
 
 TASK_FLOWS = textwrap.dedent('''
     import time
@@ -162,17 +162,18 @@ def test_persisted_results_are_shown_with_the_run(live, tmp_path: Path):
 
 
 VARIABLE_FLOW = textwrap.dedent('''
-    from pushpool import Variable, flow
+    from pushpool import Variable, emit_event, flow
 
     @flow
     def configured() -> None:
         limits = Variable.get("limits", default={"rows": 1})
         Variable.set("last_rows", limits["rows"] * 2)
         print("missing is", Variable.get("missing", default="fallback"))
+        emit_event("etl.rows.counted", payload={"rows": limits["rows"]})
 ''')
 
 
-def test_a_flow_reads_and_sets_variables_with_its_run_token(live, tmp_path: Path):
+def test_a_flow_reads_and_sets_variables_and_emits_events_with_its_run_token(live, tmp_path: Path):
     project = tmp_path / "project"
     project.mkdir()
     (project / "flows.py").write_text(VARIABLE_FLOW)
@@ -187,3 +188,10 @@ def test_a_flow_reads_and_sets_variables_with_its_run_token(live, tmp_path: Path
     assert client.request("GET", client.ws("/variables/last_rows"))["value"] == 42
     page = client.request("GET", client.ws(f"/flow_runs/{run['id']}/logs"))
     assert "missing is fallback" in page["lines"]
+    def counted() -> list[dict]:
+        return client.request("GET", client.ws("/events"), params={"event": "etl.rows.counted"})["events"]
+
+    wait_until(counted, "the flow's event was stored")
+    [event] = counted()
+    assert event["payload"] == {"rows": 21}
+    assert event["resource"]["pushpool.resource.id"] == f"pushpool.flow-run.{run['id']}"
