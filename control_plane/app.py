@@ -17,6 +17,7 @@ from pushpool.control_plane import __doc__ as _doc
 from pushpool.control_plane.api import (
     automations,
     blocks,
+    child_runs,
     deployments,
     events,
     flow_runs,
@@ -81,9 +82,9 @@ def create_app(settings: Settings, store: Store, *, clock: Clock | None = None,
     # already carry their routers' prefixes, tags and dependencies. Matching tries routes in order,
     # at a few microseconds each, so the busiest (flow runs: runners and dispatch) come first; no two
     # routes match the same method and path (a test checks), so the order changes nothing else.
-    for router in (flow_runs.router, task_runs.router, deployments.router, work_pools.ws_router, work_pools.router,
-                   blocks.router, events.router, webhooks.router, webhooks.hooks_router, automations.router,
-                   identity.router, members.router, logs.router, variables.router):
+    for router in (flow_runs.router, child_runs.router, task_runs.router, deployments.router, work_pools.ws_router,
+                   work_pools.router, blocks.router, events.router, webhooks.router, webhooks.hooks_router,
+                   automations.router, identity.router, members.router, logs.router, variables.router):
         app.router.routes.extend(router.routes)
     app.add_middleware(FlushEvents, sink=app.state.ctx.events, outbound=app.state.ctx.outbound,
                        outbound_seconds=settings.outbound_timeout_seconds + 1)

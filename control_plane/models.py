@@ -291,6 +291,9 @@ class FlowRun(Record):
     idempotency_key: str | None = None
     #: ``flow-run retry``: the final run this one is a new attempt of (same parameters and job variables).
     retry_of: str | None = None
+    #: A child run: the run whose flow started it (``run_deployment`` inside a flow), and how deep it is.
+    parent_flow_run_id: str | None = None
+    depth: int = 0
     #: The flow's return value when it persists it: ``{"value": ...}`` (JSON, at most 64 KiB),
     #: ``{"storage": ..., "key": ...}`` where the runner stored another, or ``{"unpersisted": why}``.
     result: dict[str, Any] | None = None

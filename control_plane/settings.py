@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     max_task_run_reports_per_flow_run: int = Field(default=200_000, ge=1)
     #: Log bytes one flow run may send to the control plane; past it, one "truncated" line and no more.
     max_log_bytes_per_flow_run: int = Field(default=32 * 1024 * 1024, ge=1024)
+    #: Child runs (``run_deployment`` inside a flow) one run may start, and how deep runs may nest.
+    max_child_runs_per_flow_run: int = Field(default=1000, ge=1)
+    max_flow_run_depth: int = Field(default=10, ge=1)
     #: Variables one workspace may have.
     max_variables_per_workspace: int = Field(default=1000, ge=1)
     #: Run logs are deleted this long after they arrive (by the tick; on DynamoDB by its TTL).

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from pushpool.client import PushpoolClient
+from pushpool.context import current_flow_run
 from pushpool.control_plane.errors import PushpoolError
 from pushpool.control_plane.models import FlowRun
 
@@ -41,19 +42,25 @@ def run_deployment(name: str, parameters: dict[str, Any] | None = None,
                    client: PushpoolClient | None = None, poll_seconds: float = 1.0) -> FlowRun:
     """Create a run of ``flow-name/deployment-name``; wait for a final state unless ``timeout=0``.
 
-    ``timeout=None`` waits as long as it takes; on timeout :class:`RunTimeout` is raised.
+    ``timeout=None`` waits as long as it takes; on timeout :class:`RunTimeout` is raised. Inside a
+    deployment's run the new run is a child of that run (``parent_flow_run_id``), started with the
+    run's own token; cancelling the parent cancels it.
     """
-    owned = client is None
-    client = client or PushpoolClient()
+    flow_run = current_flow_run()
+    parent = flow_run.flow_run_id if client is None and flow_run is not None and flow_run.client else None
+    owned = client is None and parent is None
+    client = client or (flow_run.client if parent else PushpoolClient())
     try:
-        deployment = client.read_deployment_by_name(name)
         body: dict[str, Any] = {"parameters": parameters or {}, "job_variables": job_variables or {},
                                 "tags": tags or []}
         if scheduled_time is not None:
             body["scheduled_time"] = scheduled_time.isoformat()
         if flow_run_name:
             body["name"] = flow_run_name
-        run = client.create_flow_run(deployment["id"], **body)
+        if parent is not None:
+            run = client.request("POST", client.ws(f"/flow_runs/{parent}/children"), json={**body, "deployment": name})
+        else:
+            run = client.create_flow_run(client.read_deployment_by_name(name)["id"], **body)
         if timeout != 0:
             run = wait_for_final(client, run["id"], timeout, poll_seconds)
         return FlowRun.model_validate(run)

@@ -26,6 +26,11 @@ WAKE_WITHIN_SECONDS = 60
 
 
 def load_run(ctx: ServiceContext, access: Access, run_id: str, permission: Permission = Permission.READ) -> FlowRun:
+    own = access.caller.run
+    if own is not None and own.id != run_id and permission is Permission.READ:
+        child = ctx.store.get_flow_run(access.workspace_id, run_id)
+        if child is not None and child.parent_flow_run_id == own.id:  # a run may watch the runs it started
+            return child
     access.require_run(run_id, permission)
     run = ctx.store.get_flow_run(access.workspace_id, run_id)
     if run is None:
@@ -53,10 +58,10 @@ def _create_flow_run(deployment_id: str, body: FlowRunCreate, access: Access) ->
         ctx, deployment, pool, scheduled_time=body.scheduled_time or ctx.clock.now(), parameters=body.parameters,
         job_variables=body.job_variables, tags=body.tags, name=body.name,
     )
-    return _store_new_run(ctx, pool, run)
+    return store_new_run(ctx, pool, run)
 
 
-def _store_new_run(ctx: ServiceContext, pool: WorkPool, run: FlowRun) -> Response:
+def store_new_run(ctx: ServiceContext, pool: WorkPool, run: FlowRun) -> Response:
     created = ctx.store.create_flow_run(run)
     ctx.events.flow_run_state(created, None)
     if created.scheduled_time <= ctx.clock.now() + timedelta(seconds=WAKE_WITHIN_SECONDS + pool.prefetch_seconds):
@@ -145,7 +150,7 @@ def retry_flow_run(run_id: str, access: Access = Depends(workspace_access)):
         raise NotFound("The deployment's work pool no longer exists")
     check_run_overrides(ctx.settings, pool, run.job_variables, may_write=Permission.WRITE in access.permissions,
                         actor=access.caller.actor)
-    return _store_new_run(ctx, pool, flow_runs.retry(ctx, run, deployment, pool))
+    return store_new_run(ctx, pool, flow_runs.retry(ctx, run, deployment, pool))
 
 
 @router.delete("/flow_runs/{run_id}", status_code=status.HTTP_204_NO_CONTENT)

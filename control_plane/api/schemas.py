@@ -277,6 +277,11 @@ class FlowRunCreate(Body):
     scheduled_time: datetime | None = None
 
 
+class ChildRunCreate(FlowRunCreate):
+    #: ``flow-name/deployment-name`` of the deployment to run.
+    deployment: str = Field(min_length=3, max_length=201, pattern=r"^[^/]+/[^/]+$")
+
+
 #: Task runs in one report; the runner sends at most this many per request.
 MAX_TASK_RUNS_PER_REPORT = 1000
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import Any
 
@@ -56,6 +57,7 @@ def build_flow_run(
     auto_scheduled: bool = False,
     schedule_id: str | None = None,
     idempotency_key: str | None = None,
+    parent: FlowRun | None = None,
 ) -> FlowRun:
     """A new SCHEDULED run of ``deployment``, validated (parameters, job variables) but not stored."""
     now = ctx.clock.now()
@@ -75,6 +77,7 @@ def build_flow_run(
         tags=sorted(set(deployment.tags) | set(tags or [])),
         state=states.make_state(StateType.SCHEDULED, now), scheduled_time=scheduled_time,
         auto_scheduled=auto_scheduled, schedule_id=schedule_id, idempotency_key=idempotency_key,
+        parent_flow_run_id=parent.id if parent else None, depth=parent.depth + 1 if parent else 0,
         created=now, updated=now,
     )
 
@@ -130,6 +133,10 @@ def cancel(ctx: ServiceContext, run: FlowRun) -> FlowRun:
         if fresh.state.type == current:
             raise Conflict("Flow run changed while being cancelled; try again")
         return cancel(ctx, fresh)
+    for child in ctx.store.list_child_runs(run.id):  # the runs its flow started go with it
+        if not child.state.type.is_final:
+            with contextlib.suppress(Conflict, NotFound):  # it finished or went meanwhile
+                cancel(ctx, child)
     return updated
 
 

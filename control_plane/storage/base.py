@@ -200,6 +200,10 @@ class Store(Protocol):
 
     def get_state_history(self, run_id: str) -> list[State]: ...
 
+    def list_child_runs(self, parent_id: str, limit: int = 1000) -> list[FlowRun]:
+        """Runs started by the flow of ``parent_id`` (``parent_flow_run_id``), oldest first."""
+        ...
+
     def save_task_runs(self, flow_run_id: str, task_runs: list[TaskRun], *, max_reports: int) -> bool:
         """Insert or replace task runs (by flow run and id); ``False``, writing nothing, once the flow run's
         reports (every task run of every call counts) would pass ``max_reports``."""

@@ -11,6 +11,7 @@ slots back in the same transaction that records its state.
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -178,7 +179,16 @@ class DynamoRunsMixin:
             actions.append({"Put": {"Item": guard, "ConditionExpression": "attribute_not_exists(PK)"}})
         if run.state.type in ACTIVE_STATES:
             actions += _slots(run, 1)
+        if run.parent_flow_run_id is not None:  # the parent's list of children (deleted with the parent)
+            link = to_attrs({"PK": f"RUN#{run.parent_flow_run_id}", "SK": f"CHILD#{run.id}", "child": run.id})
+            actions.append({"Put": {"Item": link}})
         return actions
+
+    def list_child_runs(self, parent_id: str, limit: int = 1000) -> list[FlowRun]:
+        links = itertools.islice(self.table.query(f"RUN#{parent_id}", sk_prefix="CHILD#"), limit)
+        ids = [link["child"]["S"] for link in links]
+        found = {_run(i).id: _run(i) for i in self.table.batch_get([(f"RUN#{c}", "RUN") for c in ids])}
+        return [found[c] for c in ids if c in found]  # a deleted child leaves its link: skipped
 
     def create_flow_run(self, run: FlowRun) -> FlowRun:
         try:

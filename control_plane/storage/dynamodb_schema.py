@@ -28,6 +28,7 @@ flow run               RUN#id / RUN                due: DUE#pool → time#id (on
                                                    lists: SUBMIT → eligible#id | RECONCILE → time#id
 state history          RUN#id / STATE#version
 task run               RUN#run / TASK#id
+child run link         RUN#parent / CHILD#child    (``child``: the child's id)
 task-run report count  RUN#run / TASKREPORTS       (``reports`` counter: the per-run cap)
 log chunk              RUN#run / LOG#seq           ``expires`` (epoch seconds): DynamoDB's TTL
 log byte count         RUN#run / LOGBYTES          (``bytes`` counter: the per-run cap)

@@ -77,6 +77,8 @@ class SqliteRunsMixin:
         conn.executemany("DELETE FROM task_run_reports WHERE flow_run_id = ?", ids)
         conn.executemany("DELETE FROM log_chunks WHERE flow_run_id = ?", ids)
         conn.executemany("DELETE FROM log_bytes WHERE flow_run_id = ?", ids)
+        conn.executemany("DELETE FROM child_runs WHERE parent_id = ?", ids)
+        conn.executemany("DELETE FROM child_runs WHERE child_id = ?", ids)
         conn.executemany("DELETE FROM flow_runs WHERE id = ?", ids)
         return len(ids)
 
@@ -90,6 +92,9 @@ class SqliteRunsMixin:
             with self._write() as conn:
                 conn.execute(_INSERT_RUN, _run_row(run))
                 conn.execute(_INSERT_FIRST_STATE, (run.id, run.state.model_dump_json()))
+                if run.parent_flow_run_id is not None:
+                    conn.execute("INSERT INTO child_runs (parent_id, child_id) VALUES (?, ?)",
+                                 (run.parent_flow_run_id, run.id))
         except sqlite3.IntegrityError as exc:
             raise AlreadyExists(f"Flow run with idempotency key {run.idempotency_key!r} already exists") from exc
         return run
@@ -148,6 +153,12 @@ class SqliteRunsMixin:
         with self._write() as conn:
             return self._delete_runs(conn, "deployment_id = ? AND auto_scheduled = 1 AND state_type = 'SCHEDULED' "
                                            "AND scheduled_time >= ?", (deployment_id, ts(after)))
+
+    def list_child_runs(self, parent_id: str, limit: int = 1000) -> list[FlowRun]:
+        rows = self._conn().execute(
+            "SELECT r.doc FROM child_runs c JOIN flow_runs r ON r.id = c.child_id WHERE c.parent_id = ? "
+            "ORDER BY c.child_id LIMIT ?", (parent_id, limit))
+        return [FlowRun.model_validate_json(r["doc"]) for r in rows]
 
     def get_state_history(self, run_id: str) -> list[State]:
         rows = self._conn().execute("SELECT doc FROM flow_run_states WHERE run_id = ? ORDER BY seq", (run_id,))

@@ -36,6 +36,7 @@ def ls(
     limit: int = typer.Option(20, "--limit", min=1, max=1000),
     upcoming: bool = typer.Option(False, "--upcoming", help="Also show runs scheduled in the future."),
     wide: bool = typer.Option(False, "--wide", "-w", help="Also the start, infrastructure and console URL."),
+    parent: str = typer.Option(None, "--parent", help="Only the runs this run's flow started (run_deployment)."),
     output: Output = OutputOption,
 ) -> None:
     """Recent flow runs, newest first (future scheduled runs only with --upcoming).
@@ -47,10 +48,14 @@ def ls(
     if unknown:
         raise InvalidInput(f"--state: unknown state {unknown[0]!r} (states: {', '.join(STATES)})")
     with get_client() as client:
-        deployment_id = client.read_deployment_by_name(deployment)["id"] if deployment else None
-        before = None if upcoming else datetime.now(UTC).isoformat()
-        runs = client.list_flow_runs(state=states or None, deployment_id=deployment_id, work_pool=pool, limit=limit,
-                                     scheduled_before=before)
+        if parent is not None:
+            children = client.request("GET", client.ws(f"/flow_runs/{resolve_run(client, parent)['id']}/children"))
+            runs = [r for r in children if not states or r["state"]["type"] in states][:limit]
+        else:
+            deployment_id = client.read_deployment_by_name(deployment)["id"] if deployment else None
+            before = None if upcoming else datetime.now(UTC).isoformat()
+            runs = client.list_flow_runs(state=states or None, deployment_id=deployment_id, work_pool=pool,
+                                         limit=limit, scheduled_before=before)
     columns = ["run", "name", "deployment", "state", "scheduled (UTC)"]
     if wide:
         columns += ["start", "infra", "console URL"]

@@ -195,3 +195,36 @@ def test_a_flow_reads_and_sets_variables_and_emits_events_with_its_run_token(liv
     [event] = counted()
     assert event["payload"] == {"rows": 21}
     assert event["resource"]["pushpool.resource.id"] == f"pushpool.flow-run.{run['id']}"
+
+
+PARENT_CHILD_FLOWS = textwrap.dedent('''
+    from pushpool import flow, run_deployment
+
+    @flow
+    def child(day: str) -> None:
+        print(f"child processed {day}")
+
+    @flow(persist_result=True)
+    def parent() -> str:
+        done = run_deployment("child/c", parameters={"day": "mon"}, timeout=60, poll_seconds=0.2)
+        return done.state.type
+''')
+
+
+def test_a_parent_flow_runs_a_child_deployment_and_gets_its_state(live, tmp_path: Path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "flows.py").write_text(PARENT_CHILD_FLOWS)
+    client = live.client()
+    client.create_work_pool("local", "local:push")
+    deps = {name: client.apply_deployment(flow_name=name, name=name[0], entrypoint=f"flows.py:{name}",
+                                          work_pool_name="local", job_variables={"working_dir": str(project)})
+            for name in ("parent", "child")}
+    run = client.create_flow_run(deps["parent"]["id"])
+    done = wait_for_state(client, run["id"], {"COMPLETED", "FAILED", "CRASHED"}, timeout=90)
+    assert done["state"]["type"] == "COMPLETED", done["state"]
+    assert done["result"] == {"value": "COMPLETED"}
+    [child] = client.request("GET", client.ws(f"/flow_runs/{run['id']}/children"))
+    assert child["parent_flow_run_id"] == run["id"] and child["state"]["type"] == "COMPLETED"
+    assert child["parameters"] == {"day": "mon"}
+    assert "child processed mon" in client.request("GET", client.ws(f"/flow_runs/{child['id']}/logs"))["lines"]

@@ -46,6 +46,7 @@ WRITE_BODIES: dict[tuple[str, str], dict] = {
     ("POST", WS_PREFIX + "/flow_runs/{run_id}/set_state"): {"type": "PENDING"},
     ("POST", WS_PREFIX + "/flow_runs/{run_id}/cancel"): {},
     ("POST", WS_PREFIX + "/flow_runs/{run_id}/retry"): {},
+    ("POST", WS_PREFIX + "/flow_runs/{run_id}/children"): {"deployment": "flow/dep"},
     ("DELETE", WS_PREFIX + "/flow_runs/{run_id}"): {},
     ("POST", WS_PREFIX + "/flow_runs/{run_id}/task_runs"): {"task_runs": [
         {"id": "t1", "name": "t-0", "task_key": "m.t", "state_type": "RUNNING", "state_name": "Running"}]},
@@ -80,11 +81,13 @@ RUN_TOKEN_ALLOWED = {
     ("GET", WS_PREFIX + "/variables/{name}"),
     ("PUT", WS_PREFIX + "/variables/{name}"),
     ("POST", WS_PREFIX + "/events"),
+    ("POST", WS_PREFIX + "/flow_runs/{run_id}/children"),
+    ("GET", WS_PREFIX + "/flow_runs/{run_id}/children"),
 }
 #: What a run token may write, for its own run only (it reports its own progress, nothing else).
 RUN_TOKEN_REPORTS = {("POST", WS_PREFIX + "/flow_runs/{run_id}/task_runs"),
                      ("POST", WS_PREFIX + "/flow_runs/{run_id}/logs"), ("PUT", WS_PREFIX + "/variables/{name}"),
-                     ("POST", WS_PREFIX + "/events")}
+                     ("POST", WS_PREFIX + "/events"), ("POST", WS_PREFIX + "/flow_runs/{run_id}/children")}
 
 
 def all_routes(app) -> list[tuple[str, str]]:
@@ -115,6 +118,7 @@ def world(api, ctx, fake_pusher):
     d.run_once()
     d.close()
     token = next(j for j in fake_pusher.jobs if j.flow_run_id == run["id"]).env["PUSHPOOL_RUN_TOKEN"]
+    api.as_key(token).ok("POST", api.ws(f"/flow_runs/{run['id']}/set_state"), json={"type": "RUNNING"})
     key_id = api.ok("GET", "/api/me")["api_key"]["id"]
     params = {"workspace": "default", "deployment_id": dep["id"], "run_id": run["id"], "account_id":
               sa["account"]["id"], "actor_id": sa["account"]["id"], "key_id": key_id, "flow_name": "flow",
@@ -224,5 +228,7 @@ def test_run_token_reaches_only_its_own_run(app, world):
                 assert api.as_key(world["token"]).request(method, other, json=body).status_code == 404
         else:
             assert response.status_code in (403, 404), (method, path, response.status_code, response.text)
+    for child in api.ok("GET", api.ws(f"/flow_runs/{world['params']['run_id']}/children")):  # it started one
+        api.ok("DELETE", api.ws(f"/flow_runs/{child['id']}"))
     assert snapshot(api, skip=("/variables", "/events")) == before
     assert [v["name"] for v in api.ok("GET", api.ws("/variables"))] == ["v"]  # set by the run, never deleted

@@ -326,6 +326,21 @@ class StoreContract:
         assert store.delete_flow_run(world.ws.id, run.id, expect=StateType.COMPLETED)
         assert store.list_log_chunks(run.id) == []
 
+    def test_child_runs_are_listed_by_their_parent(self, world):
+        pool, queue = world.pool()
+        dep = world.deployment(pool, queue)
+        parent = world.run(dep)
+        first = world.run(dep, parent_flow_run_id=parent.id, depth=1)
+        second = world.run(dep, parent_flow_run_id=parent.id, depth=1)
+        grandchild = world.run(dep, parent_flow_run_id=first.id, depth=2)
+        store = world.store
+        assert [r.id for r in store.list_child_runs(parent.id)] == [first.id, second.id]
+        assert [r.id for r in store.list_child_runs(first.id)] == [grandchild.id]
+        assert store.list_child_runs(second.id) == []
+        assert [r.id for r in store.list_child_runs(parent.id, limit=1)] == [first.id]
+        assert store.delete_flow_run(world.ws.id, second.id, expect=StateType.SCHEDULED)
+        assert [r.id for r in store.list_child_runs(parent.id)] == [first.id]
+
     def test_run_tokens(self, world):
         pool, queue = world.pool()
         run = world.run(world.deployment(pool, queue))
