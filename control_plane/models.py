@@ -158,6 +158,10 @@ class WorkPool(Record):
     #: Job variables a run may set when its caller cannot write the workspace (None: the pool type's
     #: defaults; see control_plane/services/overrides.py).
     run_overridable_variables: list[str] | None = None
+    #: A run whose infrastructure failed (killed, out of memory, preempted, never started, vanished) is
+    #: submitted again this many times, after ``crash_retry_delay_seconds`` doubling; never a flow that raised.
+    crash_retries: int = 0
+    crash_retry_delay_seconds: int = 10
     #: Resources a provisioner created for this pool (filled by provisioners).
     provisioning: dict[str, Any] = Field(default_factory=dict)
     created: UtcDatetime
@@ -226,6 +230,8 @@ class Deployment(Record):
     schedules: list[Schedule] = Field(default_factory=list)
     concurrency_limit: int | None = None
     collision_strategy: CollisionStrategy = CollisionStrategy.ENQUEUE
+    #: Overrides the pool's ``crash_retries`` for this deployment's runs (None: the pool's).
+    crash_retries: int | None = None
     tags: list[str] = Field(default_factory=list)
     version: str | None = None
     description: str | None = None
@@ -291,6 +297,8 @@ class FlowRun(Record):
     idempotency_key: str | None = None
     #: ``flow-run retry``: the final run this one is a new attempt of (same parameters and job variables).
     retry_of: str | None = None
+    #: Times its infrastructure crashed and the run was submitted again (``crash_retries``).
+    crash_attempts: int = 0
     #: A child run: the run whose flow started it (``run_deployment`` inside a flow), and how deep it is.
     parent_flow_run_id: str | None = None
     depth: int = 0

@@ -146,7 +146,7 @@ class AciPusher:
         if not resource_group:
             raise PermanentPusherError("no resource group: set the pool's 'resource_group_name' variable")
         client = self.client(config)
-        name = group_name(job.flow_run_id)
+        name = group_name(job.idempotency_key)
         try:
             existing = client.container_groups.get(resource_group, name)
             return self._submission(existing.id)  # an earlier attempt created it: adopt it, never redeploy

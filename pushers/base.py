@@ -55,10 +55,14 @@ class Job:
     labels: dict[str, str] = field(default_factory=dict)
     #: 1 for the first submission of the run; more when a submission is retried or taken over.
     attempt: int = 1
+    #: How often the run's infrastructure crashed before and the run was submitted again (``crash_retries``).
+    crash_attempt: int = 0
 
     @property
     def idempotency_key(self) -> str:
-        return self.flow_run_id
+        """What names the run's infrastructure and lets a resubmission adopt it instead of starting it twice.
+        A crash retry is new infrastructure, so it has a key of its own (at most 40 characters)."""
+        return self.flow_run_id if self.crash_attempt == 0 else f"{self.flow_run_id}-r{self.crash_attempt}"
 
 
 @dataclass(frozen=True)

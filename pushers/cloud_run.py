@@ -173,12 +173,12 @@ class CloudRunPusher:
         if not project:
             raise PermanentPusherError("no Google Cloud project: set the pool's 'project' variable")
         parent = f"projects/{project}/locations/{config.get('region') or 'us-central1'}"
-        name = f"{parent}/jobs/{job_id(job.flow_run_id)}"
+        name = f"{parent}/jobs/{job_id(job.idempotency_key)}"
         from google.api_core import exceptions
 
         try:
             operation = clients.jobs.create_job(parent=parent, job=self._job(job, image),
-                                                job_id=job_id(job.flow_run_id))
+                                                job_id=job_id(job.idempotency_key))
             operation.result(timeout=CREATE_TIMEOUT_SECONDS)
         except exceptions.Conflict:  # 409 ALREADY_EXISTS (AlreadyExists is its subclass over gRPC)
             pass  # created by an earlier attempt: the same job, by its id

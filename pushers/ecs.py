@@ -87,7 +87,7 @@ class EcsPusher:
         ecs = self.client("ecs", config)
         region = ecs.meta.region_name
         cluster = config.get("cluster") or "default"
-        started_by = f"pushpool:{job.flow_run_id}"
+        started_by = f"pushpool:{job.idempotency_key}"
         if job.attempt > 1:
             existing = self._existing_task(ecs, cluster, started_by)
             if existing:
@@ -117,7 +117,7 @@ class EcsPusher:
         tags = {**{str(k): str(v) for k, v in (config.get("labels") or {}).items()}, **job.labels}
         params: dict[str, Any] = {
             "cluster": cluster, "taskDefinition": task_definition, "count": 1, "startedBy": started_by,
-            "clientToken": job.flow_run_id, "overrides": overrides,
+            "clientToken": job.idempotency_key, "overrides": overrides,
             "tags": [{"key": k[:128], "value": v[:256]} for k, v in sorted(tags.items())][:50],
         }
         strategy = config.get("capacity_provider_strategy")

@@ -129,7 +129,7 @@ class LocalPusher:
 
     # ------------------------------------------------------------------ protocol
     def submit(self, job: Job) -> Submission:
-        marker = self._marker(job.flow_run_id)
+        marker = self._marker(job.idempotency_key)
         try:
             fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:

@@ -36,6 +36,8 @@ RUNNER_COMMAND = ["pushpool-runner"]
 #: The ``modal`` releases this pusher is tested with (pyproject pins the same range).
 MODAL_TESTED = ">=1.6,<1.7"
 RUN_TAG = "pushpool.flow-run-id"
+#: Names a crash retry's sandbox apart from the crashed one's (see ``Job.idempotency_key``).
+SUBMISSION_TAG = "pushpool.submission"
 TRANSIENT = ("ResourceExhaustedError", "ConnectionError", "InternalError", "ServiceError", "TimeoutError",
              "ClientClosed")
 
@@ -115,7 +117,7 @@ class ModalPusher:
         try:
             app = self._app(modal, config, client)
             if job.attempt > 1:
-                existing = self._sandbox_of_run(modal, app, client, job.flow_run_id)
+                existing = self._sandbox_of_run(modal, app, client, job)
                 if existing is not None:
                     return self._submission(existing)
             sandbox = self._create(modal, app, client, job, image)
@@ -129,10 +131,10 @@ class ModalPusher:
         secret = (modal.Secret.from_name(registry_secret, environment_name=config.get("environment") or None)
                   if registry_secret else None)
         options: dict[str, Any] = {
-            "app": app, "name": sandbox_name(job.flow_run_id), "client": client,
+            "app": app, "name": sandbox_name(job.idempotency_key), "client": client,
             "image": modal.Image.from_registry(image, secret=secret),
             "secrets": [modal.Secret.from_dict(dict(job.env))],
-            "tags": {k[:63]: v[:255] for k, v in sorted(job.labels.items())},
+            "tags": {k[:63]: v[:255] for k, v in sorted({**job.labels, SUBMISSION_TAG: job.idempotency_key}.items())},
             "timeout": int(config.get("timeout") or 3600),
         }
         for name in ("cpu", "memory", "gpu", "region", "cloud"):
@@ -142,13 +144,15 @@ class ModalPusher:
             return modal.Sandbox.create(*(job.command or RUNNER_COMMAND), **options)
         except modal.exception.AlreadyExistsError:
             # A sandbox of this run is already running (a submission that crashed after creating it): adopt it.
-            return modal.Sandbox.from_name(config.get("app_name") or "pushpool", sandbox_name(job.flow_run_id),
+            return modal.Sandbox.from_name(config.get("app_name") or "pushpool", sandbox_name(job.idempotency_key),
                                            environment_name=config.get("environment") or None,
                                            include_terminated=True, client=client)
 
     @staticmethod
-    def _sandbox_of_run(modal: Any, app: Any, client: Any, run_id: str) -> str | None:
-        for sandbox in modal.Sandbox.list(app_id=app.app_id, tags={RUN_TAG: run_id}, client=client):
+    def _sandbox_of_run(modal: Any, app: Any, client: Any, job: Job) -> str | None:
+        # The first submission is found by its run (also sandboxes made before the submission tag existed).
+        tags = {RUN_TAG: job.flow_run_id} if job.crash_attempt == 0 else {SUBMISSION_TAG: job.idempotency_key}
+        for sandbox in modal.Sandbox.list(app_id=app.app_id, tags=tags, client=client):
             return sandbox.object_id
         return None
 

@@ -163,6 +163,8 @@ class WorkPoolCreate(Body):
     run_overridable_variables: list[str] | None = Field(
         default=None, max_length=100, description="Job variables a run may set when its caller cannot write the "
         "workspace (default: the pool type's resource variables).")
+    crash_retries: int = Field(default=0, ge=0, le=10)
+    crash_retry_delay_seconds: int = Field(default=10, ge=0, le=3600)
 
 
 class WorkPoolUpdate(Body):
@@ -175,6 +177,8 @@ class WorkPoolUpdate(Body):
     late_run_policy: LateRunPolicy | None = None
     run_overridable_variables: list[str] | None = Field(default=None, max_length=100)
     provisioning: dict[str, Any] | None = Field(default=None, description="What a provisioner created.")
+    crash_retries: int | None = Field(default=None, ge=0, le=10)
+    crash_retry_delay_seconds: int | None = Field(default=None, ge=0, le=3600)
 
 
 class WorkQueueCreate(Body):
@@ -244,6 +248,7 @@ class DeploymentCreate(Body):
     schedules: list[ScheduleIn] = Field(default_factory=list)
     concurrency_limit: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
     collision_strategy: CollisionStrategy = CollisionStrategy.ENQUEUE
+    crash_retries: int | None = Field(default=None, ge=0, le=10)
     tags: list[str] = Field(default_factory=list)
     version: str | None = None
     description: Description = None
@@ -260,6 +265,7 @@ class DeploymentUpdate(Body):
     schedules: list[ScheduleIn] | None = None
     concurrency_limit: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
     collision_strategy: CollisionStrategy | None = None
+    crash_retries: int | None = Field(default=None, ge=0, le=10)
     tags: list[str] | None = None
     version: str | None = None
     description: Description = None

@@ -60,7 +60,8 @@ def create_work_pool(body: WorkPoolCreate, access: Access = Depends(workspace_ac
         workspace_id=access.workspace_id, name=body.name, type=body.type, description=body.description,
         base_job_template=template, concurrency_limit=body.concurrency_limit, paused=body.paused,
         prefetch_seconds=body.prefetch_seconds, late_run_policy=body.late_run_policy or LateRunPolicy(),
-        run_overridable_variables=body.run_overridable_variables, created=now, updated=now,
+        run_overridable_variables=body.run_overridable_variables, crash_retries=body.crash_retries,
+        crash_retry_delay_seconds=body.crash_retry_delay_seconds, created=now, updated=now,
     )
     queue = WorkQueue(workspace_id=access.workspace_id, pool_id=pool.id, name=DEFAULT_QUEUE, created=now)
     created = ctx.store.create_work_pool(pool, queue)

@@ -156,7 +156,7 @@ def build_job(ctx: ServiceContext, run: FlowRun, pool: WorkPool, token: str,
         flow_run_id=run.id, workspace_id=run.workspace_id, pool_name=pool.name,
         deployment_name=deployment.full_name, flow_run_name=run.name, configuration=config, env=env,
         image=config.get("image") or deployment.image, command=command or None, labels=labels,
-        attempt=run.submission_attempts,
+        attempt=run.submission_attempts, crash_attempt=run.crash_attempts,
     )
     try:
         max_runtime = int(config.get("max_runtime_seconds") or ctx.settings.default_max_runtime_seconds)

@@ -1,6 +1,7 @@
 """The reconciler: watches submitted runs through their pushers and keeps the record true.
 
-* infrastructure finished but the run is not final → CRASHED with the classified reason;
+* infrastructure finished but the run is not final → CRASHED with the classified reason, or, within
+  the pool's or deployment's ``crash_retries``, back to SCHEDULED (AwaitingRetry) to be submitted again;
 * CANCELLING → stop the infrastructure → CANCELLED once it is gone;
 * past the runtime deadline → stop the infrastructure → CRASHED;
 * final runs → the pusher's cleanup, once, when the infrastructure is gone.
@@ -10,12 +11,14 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from datetime import timedelta
 
 from pushpool.control_plane.errors import PushpoolError
 from pushpool.control_plane.models import FlowRun, StateType, WorkPool
 from pushpool.control_plane.services.context import ServiceContext
 from pushpool.control_plane.services.flow_runs import try_set_state
 from pushpool.control_plane.services.pool_pushers import pusher_for
+from pushpool.control_plane.services.states import make_state
 from pushpool.pushers.base import InfraState, InfraStatus, Pusher
 
 log = logging.getLogger("pushpool.reconciler")
@@ -58,12 +61,12 @@ class Reconciler:
                 status = statuses.get(run.infra_id or "")
                 if status is not None:
                     try:
-                        self._reconcile(pusher, run, status)
+                        self._reconcile(pusher, run, status, pool)
                     except PushpoolError as exc:
                         log.warning("reconciling flow run %s failed: %s", run.id, exc)
         return len(runs)
 
-    def _reconcile(self, pusher: Pusher, run: FlowRun, status: InfraStatus) -> None:
+    def _reconcile(self, pusher: Pusher, run: FlowRun, status: InfraStatus, pool: WorkPool) -> None:
         ctx, state = self.ctx, run.state.type
         infra_id = run.infra_id or ""
         if state.is_final:
@@ -81,6 +84,8 @@ class Reconciler:
             return
         if status.finished:
             reason = crash_message(status)
+            if self._retry_after_crash(pusher, run, pool, reason):
+                return
             if try_set_state(ctx, run, StateType.CRASHED, reason) is not None:
                 ctx.events.infrastructure(run, "crashed", reason=reason)
             return
@@ -89,3 +94,33 @@ class Reconciler:
             pusher.cancel(infra_id)
             try_set_state(ctx, run, StateType.CRASHED,
                           f"Exceeded the maximum runtime ({runtime}s); the infrastructure was stopped")
+
+    def _retry_after_crash(self, pusher: Pusher, run: FlowRun, pool: WorkPool, reason: str) -> bool:
+        """Within the pool's (or deployment's) ``crash_retries``: the run goes back to SCHEDULED
+        (AwaitingRetry), due after a doubling delay, to be submitted afresh; its history keeps the attempt."""
+        ctx = self.ctx
+        deployment = ctx.store.get_deployment(run.workspace_id, run.deployment_id)
+        allowed = deployment.crash_retries if deployment and deployment.crash_retries is not None else \
+            pool.crash_retries
+        if run.crash_attempts >= allowed:
+            return False
+        delay = pool.crash_retry_delay_seconds * 2 ** run.crash_attempts
+        try:
+            pusher.cleanup(run.infra_id or "")
+        except PushpoolError as exc:  # what is left is the cloud's to expire; the retry goes ahead
+            log.warning("cleaning up the crashed infrastructure of flow run %s failed: %s", run.id, exc)
+        now = ctx.clock.now()
+        attempt = run.crash_attempts + 1
+        state = make_state(StateType.SCHEDULED, now, f"{reason}; submitting it again ({attempt} of {allowed}) "
+                           f"in {delay}s", "AwaitingRetry")
+        changes = {"crash_attempts": attempt, "scheduled_time": now + timedelta(seconds=delay), "infra_id": None,
+                   "console_url": None, "logs_url": None, "submitted_at": None, "submission_attempts": 0,
+                   "lease_until": None, "next_attempt_at": None, "submission_error": None, "deadline": None,
+                   "start_time": None, "cleaned_up": False}
+        updated = ctx.store.set_flow_run_state(run.id, state, expect={run.state.type}, changes=changes)
+        if updated is None:
+            return False  # it moved meanwhile (the runner reported): nothing to retry
+        ctx.events.infrastructure(run, "crashed", reason=reason, retrying=True, attempt=attempt)
+        ctx.events.flow_run_state(updated, run.state.type)
+        ctx.request_tick("crashed run resubmitted")
+        return True

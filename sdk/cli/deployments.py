@@ -105,10 +105,14 @@ def update(
     no_concurrency_limit: bool = typer.Option(False, "--no-concurrency-limit", help="Remove the limit."),
     collision_strategy: str = typer.Option(None, "--collision-strategy",
                                            help="At the limit: ENQUEUE (wait) or CANCEL_NEW."),
+    crash_retries: int = typer.Option(None, "--crash-retries", min=0, max=10,
+                                      help="Instead of the pool's: resubmit a run whose infrastructure crashed."),
     output: Output = OutputOption,
 ) -> None:
-    """Change a deployment's concurrency limit or collision strategy."""
+    """Change a deployment's concurrency limit, collision strategy or crash retries."""
     changes: dict[str, Any] = {}
+    if crash_retries is not None:
+        changes["crash_retries"] = crash_retries
     if concurrency_limit is not None and no_concurrency_limit:
         raise InvalidInput("--concurrency-limit and --no-concurrency-limit: give one of them")
     if concurrency_limit is not None or no_concurrency_limit:
@@ -116,14 +120,15 @@ def update(
     if collision_strategy is not None:
         changes["collision_strategy"] = collision_strategy_value(collision_strategy, "--collision-strategy")
     if not changes:
-        raise InvalidInput("nothing to change: give --concurrency-limit, --no-concurrency-limit or "
-                           "--collision-strategy")
+        raise InvalidInput("nothing to change: give --concurrency-limit, --no-concurrency-limit, "
+                           "--collision-strategy or --crash-retries")
     updated = _update(name, changes)
     if output is Output.json:
         emit(updated, output, str)
     else:
+        crash = "the pool's" if updated.get("crash_retries") is None else updated["crash_retries"]
         console.print(f"Deployment {name!r}: concurrency limit {updated['concurrency_limit'] or 'none'}, "
-                      f"collision strategy {updated['collision_strategy']}")
+                      f"collision strategy {updated['collision_strategy']}, crash retries {crash}")
 
 
 def _run_name(template: str | None, parameters: dict[str, Any]) -> str | None:

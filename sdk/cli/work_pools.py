@@ -68,6 +68,8 @@ def create(
     base_job_template: Path = typer.Option(None, "--base-job-template", help="JSON file with the template."),
     concurrency_limit: int = typer.Option(None, "--concurrency-limit", min=0),
     prefetch_seconds: int = typer.Option(0, "--prefetch-seconds", min=0, help="Submit runs this early."),
+    crash_retries: int = typer.Option(0, "--crash-retries", min=0, max=10,
+                                      help="Submit a run again when its infrastructure crashed (not a raising flow)."),
     paused: bool = typer.Option(False, "--paused"),
     provision_infra: bool = typer.Option(False, "--provision-infra", help="Create the cloud side of the pool."),
     region: str = RegionOption,
@@ -89,7 +91,8 @@ def create(
             show_plan(plan_for(name, type, options))
         console.print("Dry run: no pool was created and nothing was changed.")
         return
-    body: dict[str, Any] = {"name": name, "type": type, "paused": paused, "prefetch_seconds": prefetch_seconds}
+    body: dict[str, Any] = {"name": name, "type": type, "paused": paused, "prefetch_seconds": prefetch_seconds,
+                            "crash_retries": crash_retries}
     if concurrency_limit is not None:
         body["concurrency_limit"] = concurrency_limit
     if base_job_template is not None:
@@ -148,9 +151,17 @@ def update(
     prefetch_seconds: int = typer.Option(None, "--prefetch-seconds", min=0),
     late_runs: str = typer.Option(None, "--late-runs", help="run_all, latest_only or skip_late."),
     skip_after_seconds: int = typer.Option(300, "--skip-after-seconds", min=0, help="With --late-runs skip_late."),
+    crash_retries: int = typer.Option(None, "--crash-retries", min=0, max=10,
+                                      help="Submit a run again when its infrastructure crashed (not a raising flow)."),
+    crash_retry_delay: int = typer.Option(None, "--crash-retry-delay-seconds", min=0, max=3600,
+                                          help="Before the first crash retry; doubles for each further one."),
 ) -> None:
-    """Change a pool's template, description, prefetch or late-run policy."""
+    """Change a pool's template, description, prefetch, late-run policy or crash retries."""
     changes: dict[str, Any] = {}
+    if crash_retries is not None:
+        changes["crash_retries"] = crash_retries
+    if crash_retry_delay is not None:
+        changes["crash_retry_delay_seconds"] = crash_retry_delay
     if base_job_template is not None:
         changes["base_job_template"] = _read_template(base_job_template)
     if description is not None:

@@ -92,3 +92,30 @@ def test_runtime_limit_comes_from_the_job_variable(api, ctx, fake_pusher, clock)
     clock.advance(61)
     Reconciler(ctx).run_once()
     assert "maximum runtime (60s)" in state(api, run["id"])["message"]
+
+
+def test_crash_retries_submit_the_run_again_under_a_new_key_and_the_deployment_may_say_none(api, ctx, fake_pusher,
+                                                                                           clock):
+    api.pool("retrying", crash_retries=2, crash_retry_delay_seconds=30)
+    retried = api.deployment(name="retried", pool="retrying")
+    never = api.deployment(name="never", pool="retrying", crash_retries=0)
+    runs = {d["name"]: api.run(d["id"]) for d in (retried, never)}
+    dispatcher = Dispatcher(ctx)
+    dispatcher.run_once()
+    for run in runs.values():
+        fake_pusher.finish(run["id"], 137, "exit code 137: killed (SIGKILL), likely out of memory")
+    Reconciler(ctx).run_once()
+    assert state(api, runs["never"]["id"])["type"] == "CRASHED"  # the deployment's 0 wins over the pool's 2
+    again = api.ok("GET", api.ws(f"/flow_runs/{runs['retried']['id']}"))
+    assert (again["state"]["type"], again["state"]["name"], again["crash_attempts"]) == (
+        "SCHEDULED", "AwaitingRetry", 1)
+    assert again["infra_id"] is None and f"fake-{runs['retried']['id']}" in fake_pusher.cleaned
+    assert "in 30s" in again["state"]["message"]
+    dispatcher.run_once()  # not due yet: the delay holds
+    assert [j.crash_attempt for j in fake_pusher.jobs if j.flow_run_id == runs["retried"]["id"]] == [0]
+    clock.advance(31)
+    dispatcher.run_once()
+    jobs = [j for j in fake_pusher.jobs if j.flow_run_id == runs["retried"]["id"]]
+    assert [(j.crash_attempt, j.idempotency_key) for j in jobs] == [
+        (0, runs["retried"]["id"]), (1, f"{runs['retried']['id']}-r1")]
+    dispatcher.close()
