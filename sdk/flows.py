@@ -32,7 +32,12 @@ class Flow:
     def __init__(self, fn: Callable[..., Any], name: str | None = None, description: str | None = None,
                  log_prints: bool = False, retries: int = 0, retry_delay_seconds: float = 0,
                  task_runner: ThreadPoolTaskRunner | None = None, result_storage: str | None = None,
-                 persist_result: bool = False) -> None:
+                 persist_result: bool = False, timeout_seconds: float | None = None,
+                 on_completion: list[Callable[..., Any]] | None = None,
+                 on_failure: list[Callable[..., Any]] | None = None,
+                 on_cancellation: list[Callable[..., Any]] | None = None) -> None:
+        if timeout_seconds is not None and timeout_seconds <= 0:
+            raise ValueError("flow: timeout_seconds must be positive")
         self.fn = fn
         self.name = name or fn.__name__.replace("_", "-")
         self.description = description or inspect.getdoc(fn)
@@ -44,6 +49,12 @@ class Flow:
         #: Keep the return value of each run (``flow-run inspect`` shows it): small JSON in the control plane,
         #: anything else in ``result_storage``.
         self.persist_result = persist_result
+        #: In a deployment's run (see :mod:`pushpool.run_control`): past it the run ends FAILED (TimedOut).
+        self.timeout_seconds = timeout_seconds
+        #: ``hook(flow, flow_run, state)`` when a deployment's run of this flow ends so.
+        self.on_completion = list(on_completion or [])
+        self.on_failure = list(on_failure or [])
+        self.on_cancellation = list(on_cancellation or [])
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -68,8 +79,10 @@ class Flow:
         try:
             with flow_run_context(context):
                 yield context
-        finally:
-            context.task_runner.shutdown()
+        except BaseException:
+            context.task_runner.shutdown(wait=False)  # interrupted (an error, a timeout, a stop): do not wait
+            raise
+        context.task_runner.shutdown()
 
     def to_deployment(self, name: str, **options: Any) -> RunnerDeployment:
         """Describe a deployment of this flow (see :func:`sdk.deployments.to_deployment`)."""
@@ -145,10 +158,13 @@ def typed_parameters(fn: Callable[..., Any], parameters: dict[str, Any]) -> dict
 def flow(fn: Callable[..., Any] | None = None, *, name: str | None = None, description: str | None = None,
          log_prints: bool = False, retries: int = 0, retry_delay_seconds: float = 0,
          task_runner: ThreadPoolTaskRunner | None = None, result_storage: str | None = None,
-         persist_result: bool = False) -> Any:
+         persist_result: bool = False, timeout_seconds: float | None = None,
+         on_completion: list[Callable[..., Any]] | None = None, on_failure: list[Callable[..., Any]] | None = None,
+         on_cancellation: list[Callable[..., Any]] | None = None) -> Any:
     """Mark a function as a flow; usable as ``@flow`` or ``@flow(name=..., task_runner=...)``."""
     def decorate(f: Callable[..., Any]) -> Flow:
         return Flow(f, name=name, description=description, log_prints=log_prints, retries=retries,
                     retry_delay_seconds=retry_delay_seconds, task_runner=task_runner, result_storage=result_storage,
-                    persist_result=persist_result)
+                    persist_result=persist_result, timeout_seconds=timeout_seconds, on_completion=on_completion,
+                    on_failure=on_failure, on_cancellation=on_cancellation)
     return decorate(fn) if fn is not None else decorate

@@ -118,12 +118,13 @@ class ThreadPoolTaskRunner:
         context = contextvars.copy_context()  # the flow's context (its run, recorder) goes with the task
         return self._executor.submit(context.run, fn, *args)
 
-    def shutdown(self) -> None:
-        """Wait for every submitted task run (a flow ends when its tasks have)."""
+    def shutdown(self, wait: bool = True) -> None:
+        """Wait for every submitted task run (a flow ends when its tasks have); ``wait=False``: drop those not
+        started yet and leave the running ones (the flow was interrupted)."""
         with self._lock:
             executor, self._executor = self._executor, None
         if executor is not None:
-            executor.shutdown(wait=True)
+            executor.shutdown(wait=wait, cancel_futures=not wait)
 
     def duplicate(self) -> ThreadPoolTaskRunner:
         """A fresh runner with the same settings (one per flow run)."""

@@ -33,6 +33,7 @@ from pushpool.context import FlowRunContext
 from pushpool.control_plane.errors import Conflict, PushpoolError
 from pushpool.flows import Flow, typed_parameters
 from pushpool.reporting import LogShipper, TaskRunReporter
+from pushpool.run_control import FlowCancelled, FlowTimeout, call_hooks, interruptions
 from pushpool.run_logging import shipping_logs
 
 REQUIRED_ENV = ("PUSHPOOL_API_URL", "PUSHPOOL_FLOW_RUN_ID", "PUSHPOOL_RUN_TOKEN")
@@ -115,25 +116,44 @@ def run(client: PushpoolClient, run_id: str) -> int:
         print(f"pushpool: not starting flow run {run_id}: it is {client.read_flow_run(run_id)['state']['type']}")
         return 0
     reporter, logs = shippers(client, run_id)
-    failure = result = None
+    failure = result = failure_name = None
+    stopped = False
+    flow: Flow | None = None
     with shipping_logs(logs.emit) if logs else contextlib.nullcontext():
         try:
             fn = load_entrypoint(deployment["entrypoint"])
-            value = call_flow(fn, flow_run["parameters"],
-                              FlowRunContext(flow_run_id=run_id, recorder=reporter, client=client))
-            if isinstance(fn, Flow) and fn.persist_result:
-                result = persisted_result(value, location=fn.result_storage, key=f"flow-run-{run_id}")
+            flow = fn if isinstance(fn, Flow) else None
+            with interruptions(flow.timeout_seconds if flow else None):
+                value = call_flow(fn, flow_run["parameters"],
+                                  FlowRunContext(flow_run_id=run_id, recorder=reporter, client=client))
+            if flow is not None and flow.persist_result:
+                result = persisted_result(value, location=flow.result_storage, key=f"flow-run-{run_id}")
+        except FlowTimeout as exc:
+            failure, failure_name = str(exc), "TimedOut"
+            print(f"pushpool: {exc}", file=sys.stderr)
+        except FlowCancelled as exc:
+            stopped = True
+            print(f"pushpool: {exc}", file=sys.stderr)
         except Exception as exc:
             traceback.print_exc()
             failure = f"{type(exc).__name__}: {exc}"[:5000]
+        if flow is not None:
+            outcome = ("CANCELLED", flow.on_cancellation) if stopped else (
+                ("FAILED", flow.on_failure) if failure is not None else ("COMPLETED", flow.on_completion))
+            call_hooks(outcome[1], flow, flow_run, {"type": outcome[0], "name": failure_name, "message": failure})
     reporter.close()
     if logs:
         logs.close()
     if failure is not None:
-        report(client, run_id, "FAILED", failure)
-        return 1
-    report(client, run_id, "COMPLETED", None, result)
-    return 0
+        report(client, run_id, "FAILED", failure, name=failure_name)
+    else:
+        if not stopped:  # a stopped run is recorded by the control plane once its infrastructure is gone
+            report(client, run_id, "COMPLETED", None, result)
+    if stopped or failure_name:  # the interrupted flow's task threads may still run: leave without them
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(143 if stopped else 1)
+    return 0 if failure is None else 1
 
 
 def shippers(client: PushpoolClient, run_id: str) -> tuple[TaskRunReporter, LogShipper | None]:
@@ -156,14 +176,15 @@ def shippers(client: PushpoolClient, run_id: str) -> tuple[TaskRunReporter, LogS
                                 on_close=lines.close)
 
 
-def report(client: PushpoolClient, run_id: str, state: str, message: str | None, result: Any = None) -> bool:
+def report(client: PushpoolClient, run_id: str, state: str, message: str | None, result: Any = None,
+           name: str | None = None) -> bool:
     """Report a state; ``True`` once it is recorded, also when an earlier attempt was (its answer lost).
 
     ``False`` when the run is elsewhere (cancelled, or started by someone else); a final report
     refused because the run ended otherwise (e.g. cancelled meanwhile) raises the Conflict.
     """
     try:
-        client.set_flow_run_state(run_id, state, message=message, result=result)
+        client.set_flow_run_state(run_id, state, message=message, name=name, result=result)
         return True
     except Conflict:
         current = client.read_flow_run(run_id)["state"]

@@ -98,7 +98,7 @@ class LostAnswerClient:
     def read_deployment(self, deployment_id: str) -> dict:
         return self.deployment
 
-    def set_flow_run_state(self, run_id: str, type: str, message: str | None = None, result=None) -> dict:
+    def set_flow_run_state(self, run_id: str, type: str, message: str | None = None, name=None, result=None) -> dict:
         from pushpool.control_plane.errors import Conflict
 
         self.reports.append(type)
@@ -123,7 +123,7 @@ def test_a_run_started_by_another_runner_is_not_run_again(project, monkeypatch):
     monkeypatch.chdir(project)
     client = LostAnswerClient(project)
 
-    def someone_else_started_it(run_id, type, message=None, result=None):
+    def someone_else_started_it(run_id, type, message=None, name=None, result=None):
         client.state = {"type": "RUNNING", "message": "Started by runner other"}
         raise Conflict("Cannot move a flow run from RUNNING to RUNNING")
 

@@ -1,0 +1,75 @@
+"""Flow options through ``local:push``: a timeout ends the run FAILED (TimedOut); hooks run on completion,
+failure and cancellation; cancellation reaches the runner as SIGTERM."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from pathlib import Path
+
+from tests.live_server import wait_for_state, wait_until
+
+FLOWS = textwrap.dedent('''
+    import os, time
+    from pushpool import flow, task
+
+    def note(what):
+        def hook(flow, flow_run, state):
+            open(f"hook-{what}-{flow_run['id']}", "w").write(f"{state['type']}|{state.get('name')}")
+        hook.__name__ = f"note_{what}"
+        return hook
+
+    def broken_hook(flow, flow_run, state):
+        raise RuntimeError("a hook that breaks changes nothing")
+
+    @task
+    def nap(seconds: float) -> None:
+        time.sleep(seconds)
+
+    @flow(timeout_seconds=1, on_failure=[note("failure")])
+    def slow() -> None:
+        nap.submit(30)  # a task still running when the flow times out does not keep the run alive
+        time.sleep(30)
+
+    @flow(on_completion=[broken_hook, note("completion")])
+    def quick() -> str:
+        return "ok"
+
+    @flow(on_cancellation=[note("cancellation")])
+    def cancellable() -> None:
+        open("started-" + os.environ["PUSHPOOL_FLOW_RUN_ID"], "w").close()
+        time.sleep(60)
+''')
+
+
+def deploy(client, project: Path, name: str) -> dict:
+    return client.apply_deployment(flow_name=name, name="d", entrypoint=f"flows.py:{name}", work_pool_name="local",
+                                   job_variables={"working_dir": str(project)})
+
+
+def test_timeouts_hooks_and_cancellation(live, tmp_path: Path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "flows.py").write_text(FLOWS)
+    client = live.client()
+    client.create_work_pool("local", "local:push")
+
+    started = time.monotonic()
+    run = client.create_flow_run(deploy(client, project, "slow")["id"])
+    done = wait_for_state(client, run["id"], {"COMPLETED", "FAILED", "CRASHED"}, timeout=30)
+    assert (done["state"]["type"], done["state"]["name"]) == ("FAILED", "TimedOut")
+    assert "exceeded its timeout of 1s" in done["state"]["message"] and time.monotonic() - started < 20
+    assert (project / f"hook-failure-{run['id']}").read_text() == "FAILED|TimedOut"
+
+    quick = client.create_flow_run(deploy(client, project, "quick")["id"])
+    assert wait_for_state(client, quick["id"], {"COMPLETED", "FAILED", "CRASHED"})["state"]["type"] == "COMPLETED"
+    assert (project / f"hook-completion-{quick['id']}").read_text() == "COMPLETED|None"
+    lines = "\n".join(client.request("GET", client.ws(f"/flow_runs/{quick['id']}/logs"))["lines"])
+    assert "broken_hook hook failed" in lines and "a hook that breaks changes nothing" in lines
+
+    stop = client.create_flow_run(deploy(client, project, "cancellable")["id"])
+    wait_until(lambda: (project / f"started-{stop['id']}").exists(), "the flow started")
+    client.cancel_flow_run(stop["id"])
+    final = wait_for_state(client, stop["id"], {"CANCELLED", "CRASHED", "COMPLETED", "FAILED"}, timeout=30)
+    assert final["state"]["type"] == "CANCELLED"
+    assert (project / f"hook-cancellation-{stop['id']}").read_text() == "CANCELLED|None"
