@@ -18,6 +18,7 @@ from pushpool.control_plane.api import (
     automations,
     blocks,
     child_runs,
+    concurrency_limits,
     deployments,
     events,
     flow_runs,
@@ -84,7 +85,8 @@ def create_app(settings: Settings, store: Store, *, clock: Clock | None = None,
     # routes match the same method and path (a test checks), so the order changes nothing else.
     for router in (flow_runs.router, child_runs.router, task_runs.router, deployments.router, work_pools.ws_router,
                    work_pools.router, blocks.router, events.router, webhooks.router, webhooks.hooks_router,
-                   automations.router, identity.router, members.router, logs.router, variables.router):
+                   automations.router, identity.router, members.router, logs.router, variables.router,
+                   concurrency_limits.router):
         app.router.routes.extend(router.routes)
     app.add_middleware(FlushEvents, sink=app.state.ctx.events, outbound=app.state.ctx.outbound,
                        outbound_seconds=settings.outbound_timeout_seconds + 1)

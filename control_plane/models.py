@@ -358,6 +358,26 @@ class Variable(Record):
     updated: UtcDatetime
 
 
+class ConcurrencyLimit(Record):
+    """At most ``limit`` task runs carrying ``tag`` run at once, across every run of the workspace.
+
+    ``holders`` maps each task run holding a slot to when its lease ends (epoch seconds): a runner
+    renews its leases while the task runs, so a slot whose runner died frees itself.
+    """
+
+    workspace_id: str
+    tag: str
+    limit: int
+    holders: dict[str, float] = Field(default_factory=dict)
+    #: Bumped by every write: writes are conditional on it (slots are taken by many runners at once).
+    version: int = 0
+    created: UtcDatetime
+    updated: UtcDatetime
+
+    def active(self, now: float) -> dict[str, float]:
+        return {holder: until for holder, until in self.holders.items() if until > now}
+
+
 class LogLine(BaseModel):
     """One line a run logged or printed."""
 

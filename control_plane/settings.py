@@ -109,6 +109,8 @@ class Settings(BaseSettings):
     #: Child runs (``run_deployment`` inside a flow) one run may start, and how deep runs may nest.
     max_child_runs_per_flow_run: int = Field(default=1000, ge=1)
     max_flow_run_depth: int = Field(default=10, ge=1)
+    #: Tag concurrency limits one workspace may have.
+    max_concurrency_limits_per_workspace: int = Field(default=1000, ge=1)
     #: Variables one workspace may have.
     max_variables_per_workspace: int = Field(default=1000, ge=1)
     #: Run logs are deleted this long after they arrive (by the tick; on DynamoDB by its TTL).

@@ -25,6 +25,7 @@ from pushpool.caching import NO_CACHE, CachePolicy, KeyFunction, result_store
 from pushpool.context import FlowRunContext, TaskRunContext, current_flow_run, task_run_context
 from pushpool.control_plane.models import new_id
 from pushpool.futures import TaskRunFuture, ThreadPoolTaskRunner, map_arguments, resolve_futures
+from pushpool.tag_slots import TagSlots
 
 #: The most characters of an error message a task run's record keeps.
 MAX_ERROR_CHARS = 4000
@@ -219,12 +220,31 @@ class TaskRun:
         args, kwargs = self._bind_call(parameters)
         return args, kwargs, key, store, TaskRunContext(self.record["id"], self.task.name, self._log_prints())
 
+    def _slots(self) -> TagSlots | None:
+        """The tag concurrency slots this run must hold (inside a deployment's run, for a task with tags)."""
+        if not self.task.tags or self.flow_run is None or self.flow_run.client is None:
+            return None
+        return TagSlots(self.flow_run.client, self.task.tags, self.record["id"],
+                        lambda full: self._set(state_type="PENDING", state_name="AwaitingConcurrencySlot",
+                                               error=f"waiting for a slot of {', '.join(full)}"))
+
     # ------------------------------------------------------------------ sync
     def run(self) -> Any:
         args, kwargs, key, store, context = self._start()
         found, value = self._cached(store, key)
         if found:
             return value
+        slots = self._slots()
+        if slots is None:
+            return self._attempts(args, kwargs, key, store, context)
+        slots.acquire()
+        try:
+            return self._attempts(args, kwargs, key, store, context)
+        finally:
+            slots.release()
+
+    def _attempts(self, args: tuple[Any, ...], kwargs: dict[str, Any], key: str | None, store: Any,
+                  context: TaskRunContext) -> Any:
         for attempt in itertools.count(1):
             self._begin(attempt)
             try:
@@ -267,6 +287,17 @@ class TaskRun:
         found, value = self._cached(store, key)
         if found:
             return value
+        slots = self._slots()
+        if slots is None:
+            return await self._attempts_async(args, kwargs, key, store, context)
+        await asyncio.to_thread(slots.acquire)
+        try:
+            return await self._attempts_async(args, kwargs, key, store, context)
+        finally:
+            await asyncio.to_thread(slots.release)
+
+    async def _attempts_async(self, args: tuple[Any, ...], kwargs: dict[str, Any], key: str | None, store: Any,
+                              context: TaskRunContext) -> Any:
         for attempt in itertools.count(1):
             self._begin(attempt)
             try:

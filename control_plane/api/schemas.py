@@ -384,6 +384,25 @@ class EventIn(Body):
     occurred: datetime | None = None
 
 
+Tag = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class ConcurrencyLimitSet(Body):
+    limit: int = Field(ge=0, le=MAX_LIMIT)
+
+
+class SlotRequest(Body):
+    #: The task run asking (its id): one holder per task run.
+    holder: str = Field(min_length=1, max_length=64)
+    tags: list[Tag] = Field(min_length=1, max_length=50)
+    lease_seconds: float = Field(default=60, ge=5, le=3600)
+
+
+class SlotRelease(Body):
+    holder: str = Field(min_length=1, max_length=64)
+    tags: list[Tag] = Field(min_length=1, max_length=50)
+
+
 class StateUpdate(Body):
     type: StateType
     name: str | None = Field(default=None, max_length=100)

@@ -26,6 +26,7 @@ from pushpool.control_plane.models import (
     Actor,
     ApiKey,
     Block,
+    ConcurrencyLimit,
     Deployment,
     FlowRun,
     FlowRunFilter,
@@ -148,6 +149,15 @@ class Store(Protocol):
     def delete_variable(self, workspace_id: str, name: str) -> bool:
         """``True`` when there was one."""
         ...
+
+    def get_concurrency_limit(self, workspace_id: str, tag: str) -> ConcurrencyLimit | None: ...
+    def list_concurrency_limits(self, workspace_id: str) -> list[ConcurrencyLimit]: ...
+    def save_concurrency_limits(self, limits: list[ConcurrencyLimit]) -> bool:
+        """Write these limits (new or changed) in one atomic step, each only if it is still at the ``version``
+        it was read at (0: new); ``False``, writing nothing, when another write came first. Versions grow by one."""
+        ...
+
+    def delete_concurrency_limit(self, workspace_id: str, tag: str) -> bool: ...
 
     # ------------------------------------------------------------------ flow runs
     def create_flow_run(self, run: FlowRun) -> FlowRun:

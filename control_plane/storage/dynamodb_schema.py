@@ -19,6 +19,7 @@ queue (by id)          QUEUE#id / QUEUE
 block (by name)        WS#ws / BLOCK#name
 block (by id)          BLOCK#id / BLOCK
 variable               WS#ws / VAR#name
+tag concurrency limit  WS#ws / TAGLIMIT#tag        ``ver`` for conditional writes (holders inside)
 deployment (by name)   WS#ws / DEP#<len>#flow#name
 deployment (by id)     DEPLOY#id / DEPLOY          lists: SCHEDULED_DEPLOYMENTS → id (sparse)
 flow run               RUN#id / RUN                due: DUE#pool → time#id (only SCHEDULED)

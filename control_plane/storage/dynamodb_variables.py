@@ -1,18 +1,20 @@
-"""DynamoDB storage of workspace variables (mixed into ``DynamoDbStore``): items ``WS#ws / VAR#name``."""
+"""DynamoDB storage of workspace variables (items ``WS#ws / VAR#name``) and tag concurrency limits (items
+``WS#ws / TAGLIMIT#tag``, ``ver`` for conditional writes), mixed into ``DynamoDbStore``."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pushpool.control_plane.models import Variable
-from pushpool.control_plane.storage.dynamodb_schema import doc_item
+from pushpool.control_plane.models import ConcurrencyLimit, Variable
+from pushpool.control_plane.storage.dynamodb_schema import doc_item, put_action
+from pushpool.control_plane.storage.dynamodb_table import TransactionFailed
 
 if TYPE_CHECKING:
     from pushpool.control_plane.storage.dynamodb_table import Table
 
 
 class DynamoVariablesMixin:
-    """Variables of :class:`~control_plane.storage.dynamodb.DynamoDbStore`."""
+    """Variables and tag concurrency limits of :class:`~control_plane.storage.dynamodb.DynamoDbStore`."""
 
     if TYPE_CHECKING:
         table: Table
@@ -34,4 +36,33 @@ class DynamoVariablesMixin:
     def delete_variable(self, workspace_id: str, name: str) -> bool:
         existed = self.table.get(f"WS#{workspace_id}", f"VAR#{name}") is not None
         self.table.delete(f"WS#{workspace_id}", f"VAR#{name}")
+        return existed
+
+    # ------------------------------------------------------------------ tag concurrency limits
+    def get_concurrency_limit(self, workspace_id: str, tag: str) -> ConcurrencyLimit | None:
+        item = self.table.get(f"WS#{workspace_id}", f"TAGLIMIT#{tag}")
+        return ConcurrencyLimit.model_validate_json(item["doc"]["S"]) if item else None
+
+    def list_concurrency_limits(self, workspace_id: str) -> list[ConcurrencyLimit]:
+        return [ConcurrencyLimit.model_validate_json(i["doc"]["S"])
+                for i in self.table.query(f"WS#{workspace_id}", sk_prefix="TAGLIMIT#")]
+
+    def save_concurrency_limits(self, limits: list[ConcurrencyLimit]) -> bool:
+        actions = []
+        for limit in limits:  # each was read at ``version``; any other write meanwhile fails them all
+            saved = limit.model_copy(update={"version": limit.version + 1})
+            item = doc_item(saved, f"WS#{limit.workspace_id}", f"TAGLIMIT#{limit.tag}", ver=saved.version)
+            action = put_action(item, "attribute_not_exists(PK)" if limit.version == 0 else "ver = :v")
+            if limit.version:
+                action["Put"]["ExpressionAttributeValues"] = {":v": {"N": str(limit.version)}}
+            actions.append(action)
+        try:
+            self.table.transact(actions)
+        except TransactionFailed:
+            return False
+        return True
+
+    def delete_concurrency_limit(self, workspace_id: str, tag: str) -> bool:
+        existed = self.table.get(f"WS#{workspace_id}", f"TAGLIMIT#{tag}") is not None
+        self.table.delete(f"WS#{workspace_id}", f"TAGLIMIT#{tag}")
         return existed

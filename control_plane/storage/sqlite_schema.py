@@ -63,6 +63,9 @@ CREATE INDEX IF NOT EXISTS log_chunks_by_expiry ON log_chunks (keep_until);
 CREATE TABLE IF NOT EXISTS log_bytes (flow_run_id TEXT PRIMARY KEY, bytes INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS child_runs (
     parent_id TEXT NOT NULL, child_id TEXT NOT NULL, PRIMARY KEY (parent_id, child_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS concurrency_limits (
+    workspace_id TEXT NOT NULL, tag TEXT NOT NULL, version INTEGER NOT NULL, doc TEXT NOT NULL,
+    PRIMARY KEY (workspace_id, tag)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS variables (
     workspace_id TEXT NOT NULL, name TEXT NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (workspace_id, name)) WITHOUT ROWID;
 """

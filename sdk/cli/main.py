@@ -10,6 +10,7 @@ import typer
 from pushpool.cli import (
     admin,
     automations,
+    concurrency_limits,
     config,
     control_plane,
     deploy,
@@ -40,6 +41,7 @@ app.add_typer(deployments.deployment_app, name="deployment")
 app.add_typer(flows.flow_app, name="flow")
 app.add_typer(flow_runs.flow_run_app, name="flow-run")
 app.add_typer(task_runs.task_run_app, name="task-run")
+app.add_typer(concurrency_limits.concurrency_limit_app, name="concurrency-limit")
 app.add_typer(admin.block_app, name="block")
 app.add_typer(variables.variable_app, name="variable")
 app.add_typer(admin.api_key_app, name="api-key")

@@ -228,3 +228,43 @@ def test_a_parent_flow_runs_a_child_deployment_and_gets_its_state(live, tmp_path
     assert child["parent_flow_run_id"] == run["id"] and child["state"]["type"] == "COMPLETED"
     assert child["parameters"] == {"day": "mon"}
     assert "child processed mon" in client.request("GET", client.ws(f"/flow_runs/{child['id']}/logs"))["lines"]
+
+
+LIMITED_FLOW = textwrap.dedent('''
+    import json, os, time
+    from pushpool import flow, task
+
+    @task(tags=["warehouse"])
+    def load(i: int) -> None:
+        started = time.time()
+        time.sleep(0.3)
+        with open("spans.jsonl", "a") as out:
+            out.write(json.dumps([started, time.time(), os.environ["PUSHPOOL_FLOW_RUN_ID"], i]) + "\\n")
+
+    @flow
+    def loads() -> None:
+        for future in load.map(range(3)):
+            future.result()
+''')
+
+
+def test_a_tag_limit_holds_across_concurrent_runs(live, tmp_path: Path):
+    import json
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "flows.py").write_text(LIMITED_FLOW)
+    client = live.client()
+    client.request("PUT", client.ws("/concurrency_limits/warehouse"), json={"limit": 1})
+    client.create_work_pool("local", "local:push")
+    dep = client.apply_deployment(flow_name="loads", name="l", entrypoint="flows.py:loads", work_pool_name="local",
+                                  job_variables={"working_dir": str(project)})
+    runs = [client.create_flow_run(dep["id"]) for _ in range(2)]
+    for run in runs:
+        done = wait_for_state(client, run["id"], {"COMPLETED", "FAILED", "CRASHED"}, timeout=90)
+        assert done["state"]["type"] == "COMPLETED", done["state"]
+    spans = sorted(json.loads(line) for line in (project / "spans.jsonl").read_text().splitlines())
+    assert len(spans) == 6 and {s[2] for s in spans} == {r["id"] for r in runs}
+    for before, after in zip(spans, spans[1:], strict=False):
+        assert after[0] >= before[1] - 0.01, (before, after)  # one at a time, across both runs
+    assert client.request("GET", client.ws("/concurrency_limits/warehouse"))["holders"] == {}

@@ -51,6 +51,10 @@ WRITE_BODIES: dict[tuple[str, str], dict] = {
     ("POST", WS_PREFIX + "/flow_runs/{run_id}/task_runs"): {"task_runs": [
         {"id": "t1", "name": "t-0", "task_key": "m.t", "state_type": "RUNNING", "state_name": "Running"}]},
     ("PUT", WS_PREFIX + "/variables/{name}"): {"value": {"changed": True}},
+    ("PUT", WS_PREFIX + "/concurrency_limits/{tag}"): {"limit": 5},
+    ("DELETE", WS_PREFIX + "/concurrency_limits/{tag}"): {},
+    ("POST", WS_PREFIX + "/concurrency_limits/acquire"): {"holder": "t1", "tags": ["db"]},
+    ("POST", WS_PREFIX + "/concurrency_limits/release"): {"holder": "t1", "tags": ["db"]},
     ("POST", WS_PREFIX + "/events"): {"event": "etl.done", "resource": {"pushpool.resource.id": "etl.table.x"}},
     ("DELETE", WS_PREFIX + "/variables/{name}"): {},
     ("POST", WS_PREFIX + "/flow_runs/{run_id}/logs"): {"seq": 0, "lines": [
@@ -83,11 +87,15 @@ RUN_TOKEN_ALLOWED = {
     ("POST", WS_PREFIX + "/events"),
     ("POST", WS_PREFIX + "/flow_runs/{run_id}/children"),
     ("GET", WS_PREFIX + "/flow_runs/{run_id}/children"),
+    ("POST", WS_PREFIX + "/concurrency_limits/acquire"),
+    ("POST", WS_PREFIX + "/concurrency_limits/release"),
 }
 #: What a run token may write, for its own run only (it reports its own progress, nothing else).
 RUN_TOKEN_REPORTS = {("POST", WS_PREFIX + "/flow_runs/{run_id}/task_runs"),
                      ("POST", WS_PREFIX + "/flow_runs/{run_id}/logs"), ("PUT", WS_PREFIX + "/variables/{name}"),
-                     ("POST", WS_PREFIX + "/events"), ("POST", WS_PREFIX + "/flow_runs/{run_id}/children")}
+                     ("POST", WS_PREFIX + "/events"), ("POST", WS_PREFIX + "/flow_runs/{run_id}/children"),
+                     ("POST", WS_PREFIX + "/concurrency_limits/acquire"),
+                     ("POST", WS_PREFIX + "/concurrency_limits/release")}
 
 
 def all_routes(app) -> list[tuple[str, str]]:
@@ -120,7 +128,8 @@ def world(api, ctx, fake_pusher):
     token = next(j for j in fake_pusher.jobs if j.flow_run_id == run["id"]).env["PUSHPOOL_RUN_TOKEN"]
     api.as_key(token).ok("POST", api.ws(f"/flow_runs/{run['id']}/set_state"), json={"type": "RUNNING"})
     key_id = api.ok("GET", "/api/me")["api_key"]["id"]
-    params = {"workspace": "default", "deployment_id": dep["id"], "run_id": run["id"], "account_id":
+    api.ok("PUT", api.ws("/concurrency_limits/db"), json={"limit": 3})
+    params = {"workspace": "default", "deployment_id": dep["id"], "run_id": run["id"], "tag": "db", "account_id":
               sa["account"]["id"], "actor_id": sa["account"]["id"], "key_id": key_id, "flow_name": "flow",
               "pool_name": "pool", "pool_type": "local:push", "reference": "auto"}
     return {"api": api, "params": params, "outsider": outsider, "viewer": viewer, "token": token,
@@ -147,7 +156,7 @@ def fill(path: str, params: dict, **override: str) -> str:
 def snapshot(api, skip: tuple[str, ...] = ()) -> str:
     """Everything the owner can read, to prove a refused call changed nothing."""
     paths = ("/work_pools", "/blocks", "/deployments", "/flow_runs", "/service_accounts", "/work_pools/pool/queues",
-             "/webhooks", "/automations", "/variables", "/members")
+             "/webhooks", "/automations", "/variables", "/members", "/concurrency_limits")
     parts = [api.get(api.ws(p)).text for p in paths if p not in skip]
     if "/events" not in skip:
         parts.append(api.get(f"/api/workspaces/{api.workspace}/events").text)
@@ -209,7 +218,8 @@ def test_revoked_and_expired_keys_get_401_everywhere(app, world, clock, how):
 
 def test_run_token_reaches_only_its_own_run(app, world):
     api = world["api"]
-    before = snapshot(api, skip=("/variables", "/events"))  # a run may set a variable, emit an event
+    # A run may set a variable, emit an event, take a slot of a limit.
+    before = snapshot(api, skip=("/variables", "/events", "/concurrency_limits"))
     for method, path in all_routes(app):
         if (method, path) in PUBLIC:
             continue
@@ -230,5 +240,5 @@ def test_run_token_reaches_only_its_own_run(app, world):
             assert response.status_code in (403, 404), (method, path, response.status_code, response.text)
     for child in api.ok("GET", api.ws(f"/flow_runs/{world['params']['run_id']}/children")):  # it started one
         api.ok("DELETE", api.ws(f"/flow_runs/{child['id']}"))
-    assert snapshot(api, skip=("/variables", "/events")) == before
+    assert snapshot(api, skip=("/variables", "/events", "/concurrency_limits")) == before
     assert [v["name"] for v in api.ok("GET", api.ws("/variables"))] == ["v"]  # set by the run, never deleted

@@ -18,6 +18,7 @@ from pushpool.control_plane.models import (
     ActorKind,
     ApiKey,
     CollisionStrategy,
+    ConcurrencyLimit,
     Deployment,
     FlowRun,
     FlowRunFilter,
@@ -148,6 +149,25 @@ class StoreContract:
         assert store.count_variables(world.ws.id) == 2
         assert store.delete_variable(world.ws.id, "region") and not store.delete_variable(world.ws.id, "region")
         assert store.get_variable(world.ws.id, "region") is None and store.get_variable(other.id, "region")
+
+    def test_tag_limits_are_written_only_from_the_version_read(self, world):
+        store = world.store
+        new = ConcurrencyLimit(workspace_id=world.ws.id, tag="db", limit=2, created=T0, updated=T0)
+        api = ConcurrencyLimit(workspace_id=world.ws.id, tag="api", limit=1, created=T0, updated=T0)
+        assert store.save_concurrency_limits([new, api])
+        assert not store.save_concurrency_limits([new])  # created meanwhile: version 0 is gone
+        db = store.get_concurrency_limit(world.ws.id, "db")
+        assert db.version == 1 and [c.tag for c in store.list_concurrency_limits(world.ws.id)] == ["api", "db"]
+        held = db.model_copy(update={"holders": {"t1": 100.0}})
+        assert store.save_concurrency_limits([held, store.get_concurrency_limit(world.ws.id, "api")])
+        assert not store.save_concurrency_limits([held])  # stale: version 1 was written over
+        assert store.get_concurrency_limit(world.ws.id, "db").holders == {"t1": 100.0}
+        stale_api = api  # version 0, but api is at 2 now: the pair fails together, db untouched
+        fresh_db = store.get_concurrency_limit(world.ws.id, "db")
+        assert not store.save_concurrency_limits([fresh_db.model_copy(update={"holders": {}}), stale_api])
+        assert store.get_concurrency_limit(world.ws.id, "db").holders == {"t1": 100.0}
+        assert store.delete_concurrency_limit(world.ws.id, "db")
+        assert store.get_concurrency_limit(world.ws.id, "db") is None
 
     # ------------------------------------------------------------------ catalog
     def test_pool_comes_with_its_default_queue_and_is_workspace_scoped(self, world):
