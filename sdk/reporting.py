@@ -22,8 +22,8 @@ from pushpool.control_plane.errors import PushpoolError, TooLarge
 
 #: Task runs per request (the API takes at most 1,000).
 BATCH_SIZE = 500
-#: Log lines per request (the API takes at most 1,000) and the bytes of text one request carries.
-LOG_BATCH_LINES = 1000
+#: Log lines per request (the API takes at most 5,000) and the bytes of text one request carries.
+LOG_BATCH_LINES = 5000
 LOG_BATCH_BYTES = 256 * 1024
 
 

@@ -315,7 +315,7 @@ class TaskRunBatch(Body):
 
 
 #: Lines in one log report, and the longest line (the runner cuts longer ones).
-MAX_LOG_LINES_PER_REPORT = 1000
+MAX_LOG_LINES_PER_REPORT = 5000
 MAX_LOG_LINE_CHARS = 16_384
 
 

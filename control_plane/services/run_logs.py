@@ -33,7 +33,7 @@ def store_lines(ctx: ServiceContext, run: FlowRun, seq: int, lines: list[LogLine
     now = ctx.clock.now()
     keep_until = now + timedelta(days=ctx.settings.log_retention_days)
     cap = ctx.settings.max_log_bytes_per_flow_run
-    chunk = LogChunk(flow_run_id=run.id, seq=seq, received=now, lines=lines)
+    chunk = LogChunk.model_construct(flow_run_id=run.id, seq=seq, received=now, lines=lines)
     if ctx.store.append_log_chunk(chunk, size=chunk_size(lines), max_bytes=cap, keep_until=keep_until):
         return {"accepted": len(lines), "truncated": False}
     notice = LogLine(timestamp=now, level=30, logger="pushpool", message=(

@@ -51,7 +51,7 @@ def test_bad_batches_are_refused_whole(api, ctx, fake_pusher):
                         ({"seq": 0, "lines": lines("ok", stream="stdin")}, "stream"),
                         ({"seq": -1, "lines": lines("ok")}, "seq"),
                         ({"seq": 0, "lines": []}, "lines"),
-                        ({"seq": 0, "lines": lines(*["l"] * 1001)}, "lines")):
+                        ({"seq": 0, "lines": lines(*["l"] * 5001)}, "lines")):
         response = token.post(path, json=body)
         assert response.status_code == 422 and field in response.text, (field, response.text)
     assert api.ok("GET", api.ws(f"/flow_runs/{run['id']}/logs"))["source"] != "control_plane"
