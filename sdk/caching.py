@@ -4,10 +4,11 @@
 ``INPUTS + TASK_SOURCE`` also requires the same code; ``cache_key_fn(context, parameters)`` lets the
 task say its key itself. ``cache_expiration`` bounds how old a reused result may be.
 
-Results are kept in the process (the default: calls within one flow run share them) or in a
-directory named by ``result_storage=`` / ``PUSHPOOL_RESULT_STORAGE`` (shared by every run that can
-read it: the same machine for ``local:push``, a mounted volume in a container). Values are stored
-with :mod:`pickle`: point ``result_storage`` only at a place your own runs write.
+Results are kept in the process (the default: calls within one flow run share them), in an S3
+prefix (``s3://bucket/prefix``: shared by runs on any cloud that can reach it) or in a directory
+named by ``result_storage=`` / ``PUSHPOOL_RESULT_STORAGE`` (the same machine for ``local:push``, a
+mounted volume in a container). Values are stored with :mod:`pickle`: point ``result_storage`` only
+at a place your own runs write.
 """
 
 from __future__ import annotations
@@ -152,18 +153,58 @@ class LocalResults:
         os.replace(temporary, self.path / f"{key}.pickle")
 
 
+class S3Results:
+    """Cached results as objects under ``s3://bucket/prefix/`` (boto3, imported when first used; credentials,
+    region and endpoint from the run's environment as boto3 finds them)."""
+
+    def __init__(self, bucket: str, prefix: str) -> None:
+        try:
+            import boto3
+        except ImportError:
+            raise ValueError("result_storage: s3:// needs boto3 where the flow runs: add pushpool[aws] (or boto3) "
+                             "to the image's requirements") from None
+
+        self.bucket, self.prefix = bucket, prefix.strip("/")
+        self.client = boto3.client("s3")
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}.pickle" if self.prefix else f"{key}.pickle"
+
+    def read(self, key: str) -> tuple[bool, Any]:
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+        except self.client.exceptions.NoSuchKey:
+            return False, None
+        try:
+            expires_at, value = pickle.loads(body)  # noqa: S301 - the user's own storage
+        except Exception:
+            return False, None
+        if expires_at is not None and expires_at < time.time():
+            return False, None
+        return True, value
+
+    def write(self, key: str, value: Any, expires_at: float | None) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=pickle.dumps((expires_at, value), 4))
+
+
 _MEMORY = MemoryResults()
 
 
-def result_store(location: str | None) -> MemoryResults | LocalResults:
-    """The store for ``location`` (a directory, ``file://`` URL, or ``None`` for this process's memory)."""
+def result_store(location: str | None) -> MemoryResults | LocalResults | S3Results:
+    """The store for ``location``: ``s3://bucket/prefix``, a directory (or ``file://`` URL), or ``None`` for this
+    process's memory."""
     location = location or os.environ.get(RESULT_STORAGE_ENV) or None
     if location is None:
         return _MEMORY
+    if location.startswith("s3://"):
+        bucket, _, prefix = location.removeprefix("s3://").partition("/")
+        if not bucket:
+            raise ValueError(f"result_storage: {location!r} names no bucket; write s3://BUCKET/PREFIX")
+        return S3Results(bucket, prefix)
     if "://" in location and not location.startswith("file://"):
         scheme = location.split("://", 1)[0]
-        raise ValueError(f"result_storage: {scheme}:// is not supported yet; use a directory (a local path or a "
-                         "mounted volume)")
+        raise ValueError(f"result_storage: {scheme}:// is not supported yet; use s3://BUCKET/PREFIX or a directory "
+                         "(a local path or a mounted volume)")
     return LocalResults(Path(location.removeprefix("file://")).expanduser())
 
 

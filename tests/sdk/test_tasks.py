@@ -266,9 +266,34 @@ def test_task_source_is_part_of_the_key_and_uncacheable_inputs_do_not_cache():
 
 
 def test_unknown_result_storage_is_a_clear_error():
-    @task(cache_policy=INPUTS, result_storage="s3://bucket/prefix")
+    @task(cache_policy=INPUTS, result_storage="gs://bucket/prefix")
     def cached() -> int:
         return 1
 
-    with pytest.raises(ValueError, match="result_storage: s3:// is not supported yet"):
+    with pytest.raises(ValueError, match="result_storage: gs:// is not supported yet; use s3://"):
         cached()
+
+
+def test_caching_and_results_in_s3(aws):
+    from pushpool.caching import persisted_result
+
+    aws.client("s3").create_bucket(Bucket="results", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    calls: list[int] = []
+
+    @task(cache_policy=INPUTS, result_storage="s3://results/cache", cache_expiration=timedelta(hours=1))
+    def expensive(x: int) -> int:
+        calls.append(x)
+        return x * 10
+
+    @flow
+    def pipeline(x: int):
+        return expensive(x)
+
+    first, _ = run_flow(pipeline, 3)
+    second, recorder = run_flow(pipeline, 3)  # another run, maybe on another machine: read from S3
+    assert first == second == 30 and calls == [3] and recorder.final()["expensive-0"]["cache_hit"]
+    keys = [o["Key"] for o in aws.client("s3").list_objects_v2(Bucket="results")["Contents"]]
+    assert len(keys) == 1 and keys[0].startswith("cache/") and keys[0].endswith(".pickle")
+    kept = persisted_result(b"\x00" * 10, location="s3://results/flows", key="flow-run-1")
+    assert kept == {"storage": "s3://results/flows", "key": "flow-run-1"}
+    assert aws.client("s3").get_object(Bucket="results", Key="flows/flow-run-1.pickle")["ContentLength"] > 10
