@@ -74,7 +74,10 @@ def load_entrypoint(entrypoint: str, root: Path | None = None) -> Callable[..., 
         raise EntrypointError(f"entrypoint {entrypoint!r}: {target} has no attribute {attr!r}") from None
 
 
-def call_flow(fn: Callable[..., Any], parameters: dict[str, Any], context: FlowRunContext | None = None) -> Any:
+def call_flow(fn: Callable[..., Any], parameters: dict[str, Any], context: FlowRunContext | None = None,
+              on_retry: Callable[[str, str], None] | None = None) -> Any:
+    """Call the flow with its parameters, retrying it (``@flow(retries=...)``); ``on_retry(name, message)`` is
+    told of each failed attempt (``AwaitingRetry``) and each new one (``Retrying``), for the run's history."""
     flow = fn if isinstance(fn, Flow) else Flow(fn)
     attempts = 1 + flow.retries
     arguments = typed_parameters(flow.fn, parameters)  # a bad value fails the run at once, not per attempt
@@ -85,13 +88,17 @@ def call_flow(fn: Callable[..., Any], parameters: dict[str, Any], context: FlowR
                 if inspect.iscoroutine(result):
                     result = asyncio.run(result)
             return result
-        except Exception:
+        except Exception as exc:
             if attempt == attempts:
                 raise
-            print(f"pushpool: flow attempt {attempt}/{attempts} failed; retrying in "
-                  f"{flow.retry_delay_seconds}s", file=sys.stderr)
+            failed = f"Attempt {attempt} of {attempts} failed: {type(exc).__name__}: {exc}"[:2000]
+            print(f"pushpool: {failed}; retrying in {flow.retry_delay_seconds}s", file=sys.stderr)
             traceback.print_exc()
+            if on_retry is not None:
+                on_retry("AwaitingRetry", f"{failed}; retrying in {flow.retry_delay_seconds}s")
             time.sleep(flow.retry_delay_seconds)
+            if on_retry is not None:
+                on_retry("Retrying", f"Attempt {attempt + 1} of {attempts}")
     raise AssertionError("unreachable")
 
 
@@ -125,7 +132,8 @@ def run(client: PushpoolClient, run_id: str) -> int:
             flow = fn if isinstance(fn, Flow) else None
             with interruptions(flow.timeout_seconds if flow else None):
                 value = call_flow(fn, flow_run["parameters"],
-                                  FlowRunContext(flow_run_id=run_id, recorder=reporter, client=client))
+                                  FlowRunContext(flow_run_id=run_id, recorder=reporter, client=client),
+                                  on_retry=lambda name, message: report_retry(client, run_id, name, message))
             if flow is not None and flow.persist_result:
                 result = persisted_result(value, location=flow.result_storage, key=f"flow-run-{run_id}")
         except FlowTimeout as exc:
@@ -174,6 +182,15 @@ def shippers(client: PushpoolClient, run_id: str) -> tuple[TaskRunReporter, LogS
     return reporter, LogShipper(lambda seq, batch: lines.request("POST", lines_path, json={"seq": seq,
                                                                                        "lines": batch}),
                                 on_close=lines.close)
+
+
+def report_retry(client: PushpoolClient, run_id: str, name: str, message: str) -> None:
+    """A flow retry in the run's history (a RUNNING state of that name: the run keeps its infrastructure);
+    a report that fails is only printed, the retry goes on."""
+    try:
+        client.set_flow_run_state(run_id, "RUNNING", message=message, name=name)
+    except PushpoolError as exc:
+        print(f"pushpool: could not record the retry ({exc})", file=sys.stderr)
 
 
 def report(client: PushpoolClient, run_id: str, state: str, message: str | None, result: Any = None,

@@ -92,9 +92,12 @@ def set_state(
     legal, so a concurrent change (the runner finishing while the reconciler decides it
     crashed) can never be overwritten. Raises Conflict when the move is not allowed.
     """
-    states.check_transition(run.state.type, target)
+    retry = states.is_retry(run.state.type, target, name)
+    if not retry:
+        states.check_transition(run.state.type, target)
     state = states.make_state(target, ctx.clock.now(), message, name)
-    updated = ctx.store.set_flow_run_state(run.id, state, expect=states.sources_for(target), changes=changes)
+    expect = frozenset({StateType.RUNNING}) if retry else states.sources_for(target)
+    updated = ctx.store.set_flow_run_state(run.id, state, expect=expect, changes=changes)
     if updated is None:
         current = ctx.store.get_flow_run(None, run.id)
         if current is None:

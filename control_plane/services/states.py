@@ -27,6 +27,16 @@ DEFAULT_NAMES: dict[StateType, str] = {
 }
 
 
+#: A RUNNING run may enter RUNNING again only under these names: its flow's own retries, in place (it keeps its
+#: infrastructure and slots). Any other RUNNING → RUNNING is refused: that is how a second runner of the same run
+#: learns it must not start.
+RETRY_NAMES = frozenset({"AwaitingRetry", "Retrying"})
+
+
+def is_retry(current: StateType, target: StateType, name: str | None) -> bool:
+    return current is S.RUNNING and target is S.RUNNING and name in RETRY_NAMES
+
+
 def sources_for(target: StateType) -> frozenset[StateType]:
     """Every state from which ``target`` may be entered."""
     return frozenset(src for src, targets in ALLOWED.items() if target in targets)

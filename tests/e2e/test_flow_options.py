@@ -73,3 +73,35 @@ def test_timeouts_hooks_and_cancellation(live, tmp_path: Path):
     final = wait_for_state(client, stop["id"], {"CANCELLED", "CRASHED", "COMPLETED", "FAILED"}, timeout=30)
     assert final["state"]["type"] == "CANCELLED"
     assert (project / f"hook-cancellation-{stop['id']}").read_text() == "CANCELLED|None"
+
+
+RETRYING = textwrap.dedent('''
+    import os
+    from pushpool import flow
+
+    @flow(retries=2, retry_delay_seconds=0.2)
+    def flaky() -> None:
+        marker = "tries-" + os.environ["PUSHPOOL_FLOW_RUN_ID"]
+        tries = len(open(marker).read()) if os.path.exists(marker) else 0
+        open(marker, "a").write("x")
+        if tries < 1:
+            raise ConnectionError("upstream not ready")
+''')
+
+
+def test_flow_retries_are_states_of_the_run(live, tmp_path: Path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "flows.py").write_text(RETRYING)
+    client = live.client()
+    client.create_work_pool("local", "local:push")
+    run = client.create_flow_run(deploy(client, project, "flaky")["id"])
+    done = wait_for_state(client, run["id"], {"COMPLETED", "FAILED", "CRASHED"}, timeout=30)
+    assert done["state"]["type"] == "COMPLETED"
+    history = client.request("GET", client.ws(f"/flow_runs/{run['id']}/states"))
+    named = [(s["type"], s["name"]) for s in history]
+    assert named[-3:] == [("RUNNING", "AwaitingRetry"), ("RUNNING", "Retrying"), ("COMPLETED", "Completed")]
+    waiting = next(s for s in history if s["name"] == "AwaitingRetry")
+    assert "Attempt 1 of 3 failed: ConnectionError: upstream not ready" in waiting["message"]
+    events = client.request("GET", client.ws("/events"), params={"event": "pushpool.flow-run.AwaitingRetry"})
+    assert [e["resource"]["pushpool.resource.id"] for e in events["events"]] == [f"pushpool.flow-run.{run['id']}"]

@@ -136,3 +136,18 @@ def test_a_result_comes_only_with_completed_and_is_bounded(api, ctx, fake_pusher
     done = token.ok("POST", path, json={"type": "COMPLETED", "result": {"value": {"rows": 3}}})
     assert done["result"] == {"value": {"rows": 3}}
     assert api.ok("GET", api.ws(f"/flow_runs/{run['id']}"))["result"] == {"value": {"rows": 3}}
+
+
+def test_a_running_run_reenters_running_only_for_its_flows_retries(api, ctx, fake_pusher):
+    from tests.control_plane.api.test_auth import run_token_for
+
+    token, run, _, _ = run_token_for(api, ctx, fake_pusher)
+    path = token.ws(f"/flow_runs/{run['id']}/set_state")
+    token.ok("POST", path, json={"type": "RUNNING", "message": "Started by runner a"})
+    second = token.post(path, json={"type": "RUNNING", "message": "Started by runner b"})
+    assert second.status_code == 409  # a second runner of the same run is told not to start
+    waiting = token.ok("POST", path, json={"type": "RUNNING", "name": "AwaitingRetry", "message": "attempt 1 failed"})
+    assert (waiting["state"]["type"], waiting["state"]["name"]) == ("RUNNING", "AwaitingRetry")
+    assert token.ok("POST", path, json={"type": "RUNNING", "name": "Retrying"})["state"]["name"] == "Retrying"
+    names = [s["name"] for s in api.ok("GET", api.ws(f"/flow_runs/{run['id']}/states"))]
+    assert names[-3:] == ["Running", "AwaitingRetry", "Retrying"]
