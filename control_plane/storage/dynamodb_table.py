@@ -93,23 +93,17 @@ class Table:
             request["IndexName"] = index
         if page_size:
             request["Limit"] = page_size
-        while True:
-            try:
-                answer = self.client.query(**request)
-            except self._client_error as exc:
-                raise self._translate(exc) from exc
-            yield from answer.get("Items", [])
-            if "LastEvaluatedKey" not in answer:
-                return
-            request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        yield from self._pages(self.client.query, request)
 
     def scan(self, filter_expression: str, values: dict[str, Any]) -> Iterator[Item]:
         """Every matching item of the whole table, page by page: only for one-off upgrades, never a request."""
-        request: dict[str, Any] = {"TableName": self.name, "FilterExpression": filter_expression,
-                                   "ExpressionAttributeValues": values, "ConsistentRead": True}
+        yield from self._pages(self.client.scan, {"TableName": self.name, "FilterExpression": filter_expression,
+                                                  "ExpressionAttributeValues": values, "ConsistentRead": True})
+
+    def _pages(self, operation: Any, request: dict[str, Any]) -> Iterator[Item]:
         while True:
             try:
-                answer = self.client.scan(**request)
+                answer = operation(**request)
             except self._client_error as exc:
                 raise self._translate(exc) from exc
             yield from answer.get("Items", [])

@@ -7,6 +7,7 @@ import signal
 import textwrap
 from pathlib import Path
 
+from tests.e2e.local_project import local_project
 from tests.e2e.test_local_loop import runner_pid
 from tests.live_server import wait_for_state
 
@@ -32,13 +33,9 @@ FLOWS = textwrap.dedent('''
 
 
 def test_a_killed_run_is_submitted_again_and_a_raising_flow_is_not(live, tmp_path: Path):
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / "flows.py").write_text(FLOWS)
-    client = live.client()
-    client.create_work_pool("retrying", "local:push", crash_retries=1, crash_retry_delay_seconds=0)
-    deps = {fn: client.apply_deployment(flow_name=fn, name="d", entrypoint=f"flows.py:{fn}", work_pool_name="retrying",
-                                        job_variables={"working_dir": str(project)}) for fn in ("survives", "raises")}
+    local = local_project(live, tmp_path, FLOWS, pool="retrying", crash_retries=1, crash_retry_delay_seconds=0)
+    client, project = local.client, local.dir
+    deps = {fn: local.deploy(fn) for fn in ("survives", "raises")}
 
     run = client.create_flow_run(deps["survives"]["id"])
     os.kill(runner_pid({"dir": project}, run["id"]), signal.SIGKILL)
@@ -60,14 +57,9 @@ def test_a_killed_run_is_submitted_again_and_a_raising_flow_is_not(live, tmp_pat
 
 
 def test_without_crash_retries_a_killed_run_stays_crashed(live, tmp_path: Path):
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / "flows.py").write_text(FLOWS)
-    client = live.client()
-    client.create_work_pool("plain", "local:push")
-    dep = client.apply_deployment(flow_name="survives", name="d", entrypoint="flows.py:survives",
-                                  work_pool_name="plain", job_variables={"working_dir": str(project)})
-    run = client.create_flow_run(dep["id"])
+    local = local_project(live, tmp_path, FLOWS, pool="plain")
+    client, project = local.client, local.dir
+    run = client.create_flow_run(local.deploy("survives")["id"])
     os.kill(runner_pid({"dir": project}, run["id"]), signal.SIGKILL)
     done = wait_for_state(client, run["id"], {"COMPLETED", "FAILED", "CRASHED"}, timeout=60)
     assert done["state"]["type"] == "CRASHED" and done["crash_attempts"] == 0

@@ -7,6 +7,7 @@ import textwrap
 import time
 from pathlib import Path
 
+from tests.e2e.local_project import local_project
 from tests.live_server import wait_for_state, wait_until
 
 FLOWS = textwrap.dedent('''
@@ -42,32 +43,23 @@ FLOWS = textwrap.dedent('''
 ''')
 
 
-def deploy(client, project: Path, name: str) -> dict:
-    return client.apply_deployment(flow_name=name, name="d", entrypoint=f"flows.py:{name}", work_pool_name="local",
-                                   job_variables={"working_dir": str(project)})
-
-
 def test_timeouts_hooks_and_cancellation(live, tmp_path: Path):
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / "flows.py").write_text(FLOWS)
-    client = live.client()
-    client.create_work_pool("local", "local:push")
-
+    local = local_project(live, tmp_path, FLOWS)
+    client, project = local.client, local.dir
     started = time.monotonic()
-    run = client.create_flow_run(deploy(client, project, "slow")["id"])
+    run = client.create_flow_run(local.deploy("slow")["id"])
     done = wait_for_state(client, run["id"], {"COMPLETED", "FAILED", "CRASHED"}, timeout=30)
     assert (done["state"]["type"], done["state"]["name"]) == ("FAILED", "TimedOut")
     assert "exceeded its timeout of 1s" in done["state"]["message"] and time.monotonic() - started < 20
     assert (project / f"hook-failure-{run['id']}").read_text() == "FAILED|TimedOut"
 
-    quick = client.create_flow_run(deploy(client, project, "quick")["id"])
+    quick = client.create_flow_run(local.deploy("quick")["id"])
     assert wait_for_state(client, quick["id"], {"COMPLETED", "FAILED", "CRASHED"})["state"]["type"] == "COMPLETED"
     assert (project / f"hook-completion-{quick['id']}").read_text() == "COMPLETED|None"
     lines = "\n".join(client.request("GET", client.ws(f"/flow_runs/{quick['id']}/logs"))["lines"])
     assert "broken_hook hook failed" in lines and "a hook that breaks changes nothing" in lines
 
-    stop = client.create_flow_run(deploy(client, project, "cancellable")["id"])
+    stop = client.create_flow_run(local.deploy("cancellable")["id"])
     wait_until(lambda: (project / f"started-{stop['id']}").exists(), "the flow started")
     client.cancel_flow_run(stop["id"])
     final = wait_for_state(client, stop["id"], {"CANCELLED", "CRASHED", "COMPLETED", "FAILED"}, timeout=30)
@@ -90,13 +82,9 @@ RETRYING = textwrap.dedent('''
 
 
 def test_flow_retries_are_states_of_the_run(live, tmp_path: Path):
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / "flows.py").write_text(RETRYING)
-    client = live.client()
-    client.create_work_pool("local", "local:push")
-    run = client.create_flow_run(deploy(client, project, "flaky")["id"])
-    done = wait_for_state(client, run["id"], {"COMPLETED", "FAILED", "CRASHED"}, timeout=30)
+    local = local_project(live, tmp_path, RETRYING)
+    client = local.client
+    run = done = local.run(local.deploy("flaky"), timeout=30)
     assert done["state"]["type"] == "COMPLETED"
     history = client.request("GET", client.ws(f"/flow_runs/{run['id']}/states"))
     named = [(s["type"], s["name"]) for s in history]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+from tests.e2e.local_project import local_project
 from tests.live_server import wait_for_state, wait_until
 
 TASK_FLOWS = textwrap.dedent('''
@@ -46,21 +47,13 @@ TASK_FLOWS = textwrap.dedent('''
 
 
 def test_task_runs_of_a_local_run_are_listed_by_the_control_plane(live, tmp_path: Path):
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / "flows.py").write_text(TASK_FLOWS)
-    client = live.client()
-    client.create_work_pool("local", "local:push")
-    dep = client.apply_deployment(flow_name="pipeline", name="tasks", entrypoint="flows.py:pipeline",
-                                  work_pool_name="local", job_variables={"working_dir": str(project)})
-
+    project = local_project(live, tmp_path, TASK_FLOWS)
+    dep = project.deploy("pipeline")
     listings = []
     for _ in range(2):  # the second run finds 'cached' in the cache the first one wrote
-        run = client.create_flow_run(dep["id"], parameters={"n": 20})
-        done = wait_for_state(client, run["id"], {"COMPLETED", "FAILED", "CRASHED"}, timeout=60)
+        done = project.run(dep, parameters={"n": 20})
         assert done["state"]["type"] == "COMPLETED", done["state"]
-        listings.append({t["name"]: t for t in client.request("GET", client.ws(f"/flow_runs/{run['id']}/task_runs"),
-                                                              params={"limit": 1000})})
+        listings.append({t["name"]: t for t in project.get(f"/flow_runs/{done['id']}/task_runs", limit=1000)})
     first, second = listings
     assert sorted(first) == sorted([f"square-{i}" for i in range(20)] + ["flaky-0", "cached-0", "too_slow-0"])
     assert all(first[f"square-{i}"]["state_type"] == "COMPLETED" for i in range(20))
@@ -91,15 +84,9 @@ LOGGING_FLOW = textwrap.dedent('''
 
 
 def test_logs_of_a_local_run_are_read_from_the_control_plane(live, tmp_path: Path):
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / "flows.py").write_text(LOGGING_FLOW)
-    client = live.client()
-    client.create_work_pool("local", "local:push")
-    dep = client.apply_deployment(flow_name="report", name="logs", entrypoint="flows.py:report",
-                                  work_pool_name="local", job_variables={"working_dir": str(project)})
-    run = client.create_flow_run(dep["id"], parameters={"rows": 7})
-    done = wait_for_state(client, run["id"], {"COMPLETED", "FAILED", "CRASHED"}, timeout=60)
+    project = local_project(live, tmp_path, LOGGING_FLOW)
+    done = project.run(project.deploy("report"), parameters={"rows": 7})
+    run, client = done, project.client
     assert done["state"]["type"] == "COMPLETED", done["state"]
     local_file = Path(done["console_url"].removeprefix("file://"))
     local_file.unlink()  # read as from another machine: nothing local to fall back on
@@ -139,19 +126,13 @@ RESULT_FLOWS = textwrap.dedent('''
 def test_persisted_results_are_shown_with_the_run(live, tmp_path: Path):
     import pickle
 
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / "flows.py").write_text(RESULT_FLOWS)
-    client = live.client()
-    client.create_work_pool("local", "local:push")
+    local = local_project(live, tmp_path, RESULT_FLOWS)
+    project = local.dir
     results = {}
     for name in ("summary", "big", "unkept", "not_persisted"):
-        dep = client.apply_deployment(flow_name=name, name="r", entrypoint=f"flows.py:{name}",
-                                      work_pool_name="local", job_variables={"working_dir": str(project)})
-        run = client.create_flow_run(dep["id"])
-        done = wait_for_state(client, run["id"], {"COMPLETED", "FAILED", "CRASHED"}, timeout=60)
+        done = local.run(local.deploy(name))
         assert done["state"]["type"] == "COMPLETED", done["state"]
-        results[name] = (run["id"], done["result"])
+        results[name] = (done["id"], done["result"])
     assert results["summary"][1] == {"value": {"rows": 3, "ok": True}}
     big_id, big = results["big"]
     assert big == {"storage": "results", "key": f"flow-run-{big_id}"}
@@ -174,16 +155,10 @@ VARIABLE_FLOW = textwrap.dedent('''
 
 
 def test_a_flow_reads_and_sets_variables_and_emits_events_with_its_run_token(live, tmp_path: Path):
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / "flows.py").write_text(VARIABLE_FLOW)
-    client = live.client()
+    project = local_project(live, tmp_path, VARIABLE_FLOW)
+    client = project.client
     client.request("PUT", client.ws("/variables/limits"), json={"value": {"rows": 21}})
-    client.create_work_pool("local", "local:push")
-    dep = client.apply_deployment(flow_name="configured", name="v", entrypoint="flows.py:configured",
-                                  work_pool_name="local", job_variables={"working_dir": str(project)})
-    run = client.create_flow_run(dep["id"])
-    done = wait_for_state(client, run["id"], {"COMPLETED", "FAILED", "CRASHED"}, timeout=60)
+    run = done = project.run(project.deploy("configured"))
     assert done["state"]["type"] == "COMPLETED", done["state"]
     assert client.request("GET", client.ws("/variables/last_rows"))["value"] == 42
     page = client.request("GET", client.ws(f"/flow_runs/{run['id']}/logs"))
@@ -212,16 +187,10 @@ PARENT_CHILD_FLOWS = textwrap.dedent('''
 
 
 def test_a_parent_flow_runs_a_child_deployment_and_gets_its_state(live, tmp_path: Path):
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / "flows.py").write_text(PARENT_CHILD_FLOWS)
-    client = live.client()
-    client.create_work_pool("local", "local:push")
-    deps = {name: client.apply_deployment(flow_name=name, name=name[0], entrypoint=f"flows.py:{name}",
-                                          work_pool_name="local", job_variables={"working_dir": str(project)})
-            for name in ("parent", "child")}
-    run = client.create_flow_run(deps["parent"]["id"])
-    done = wait_for_state(client, run["id"], {"COMPLETED", "FAILED", "CRASHED"}, timeout=90)
+    project = local_project(live, tmp_path, PARENT_CHILD_FLOWS)
+    client = project.client
+    project.deploy("child", name="c")
+    run = done = project.run(project.deploy("parent", name="p"), timeout=90)
     assert done["state"]["type"] == "COMPLETED", done["state"]
     assert done["result"] == {"value": "COMPLETED"}
     [child] = client.request("GET", client.ws(f"/flow_runs/{run['id']}/children"))
@@ -251,14 +220,10 @@ LIMITED_FLOW = textwrap.dedent('''
 def test_a_tag_limit_holds_across_concurrent_runs(live, tmp_path: Path):
     import json
 
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / "flows.py").write_text(LIMITED_FLOW)
-    client = live.client()
+    local = local_project(live, tmp_path, LIMITED_FLOW)
+    client, project = local.client, local.dir
     client.request("PUT", client.ws("/concurrency_limits/warehouse"), json={"limit": 1})
-    client.create_work_pool("local", "local:push")
-    dep = client.apply_deployment(flow_name="loads", name="l", entrypoint="flows.py:loads", work_pool_name="local",
-                                  job_variables={"working_dir": str(project)})
+    dep = local.deploy("loads")
     runs = [client.create_flow_run(dep["id"]) for _ in range(2)]
     for run in runs:
         done = wait_for_state(client, run["id"], {"COMPLETED", "FAILED", "CRASHED"}, timeout=90)
