@@ -29,9 +29,11 @@ test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout 1800 tests/reliability tests/security
 
 # pushpool vs Prefect 3.8 on this machine, side by side (Prefect goes into .bench/prefect-venv); prints one
-# markdown table and writes it into docs/benchmarks.md. About 20 minutes on 2 cores.
+# markdown table and writes it into docs/benchmarks.md; then what tasks and logs cost inside a flow
+# (bench-flows). About 20 minutes on 2 cores.
 bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.run --update-docs
+	$(BIN)/python -m tests.benchmarks.flow_overhead --update-docs
 
 # Cold start of the Lambda control plane: handler import time, first-invocation build time, package size.
 bench-lambda: $(STAMP)

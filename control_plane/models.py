@@ -385,12 +385,13 @@ class LogLine(BaseModel):
 
     timestamp: UtcDatetime
     #: Python's logging levels: 10 debug, 20 info, 30 warning, 40 error, 50 critical.
-    level: int = 20
-    message: str
+    level: int = Field(default=20, ge=0, le=100)
+    #: At most 16 KiB: the runner sends a longer line in pieces.
+    message: str = Field(max_length=16_384)
     #: ``log`` (a logger, ``log_prints``), or the captured ``stdout``/``stderr``.
-    stream: str = "log"
-    logger: str | None = None
-    task_run_id: str | None = None
+    stream: Literal["log", "stdout", "stderr"] = "log"
+    logger: str | None = Field(default=None, max_length=200)
+    task_run_id: str | None = Field(default=None, max_length=64)
 
 
 class LogChunk(Record):

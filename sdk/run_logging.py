@@ -113,13 +113,14 @@ class TeeStream(io.TextIOBase):
             with self._lock:
                 *complete, self._partial = (self._partial + text).split("\n")
         task_run = current_task_run()
-        task_run_id = task_run.task_run_id if task_run else None
         now = time.time()  # epoch seconds: the API reads them as times, and a float costs nothing here
         for line in complete:
             pieces = (line,) if len(line) <= MAX_LINE_CHARS else _pieces(line)
-            for piece in pieces:
-                self._emit_line({"timestamp": now, "level": 20, "message": piece, "stream": self.stream,
-                                 "task_run_id": task_run_id})
+            for piece in pieces:  # level 20 and no task run are the defaults: not sent (less to encode)
+                record = {"timestamp": now, "message": piece, "stream": self.stream}
+                if task_run is not None:
+                    record["task_run_id"] = task_run.task_run_id
+                self._emit_line(record)
         return written
 
     def flush(self) -> None:

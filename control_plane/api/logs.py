@@ -8,7 +8,6 @@ from fastapi import APIRouter, Depends, Query, status
 from pushpool.control_plane.api.deps import Access, workspace_access
 from pushpool.control_plane.api.flow_runs import load_run
 from pushpool.control_plane.api.schemas import LogBatch
-from pushpool.control_plane.models import LogLine
 from pushpool.control_plane.services import run_logs
 from pushpool.control_plane.services.keys import Permission
 from pushpool.control_plane.services.pool_pushers import pusher_for
@@ -21,9 +20,7 @@ def send_logs(run_id: str, body: LogBatch, access: Access = Depends(workspace_ac
     """Store a numbered batch of the run's lines (its own run token, or a developer). ``truncated``: the run has
     sent all the log it may keep, and the runner should stop sending."""
     run = load_run(access.ctx, access, run_id, Permission.WRITE)
-    # Validated once, as the request's body: the records are built without a second pass over every line.
-    lines = [LogLine.model_construct(**line.__dict__) for line in body.lines]
-    return run_logs.store_lines(access.ctx, run, body.seq, lines)
+    return run_logs.store_lines(access.ctx, run, body.seq, body.lines)
 
 
 @router.get("/flow_runs/{run_id}/logs")

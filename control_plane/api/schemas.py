@@ -13,6 +13,7 @@ from pushpool.control_plane.models import (
     ActorKind,
     CollisionStrategy,
     LateRunPolicy,
+    LogLine,
     Role,
     StateType,
 )
@@ -314,24 +315,15 @@ class TaskRunBatch(Body):
     task_runs: list[TaskRunReport] = Field(max_length=MAX_TASK_RUNS_PER_REPORT)
 
 
-#: Lines in one log report, and the longest line (the runner cuts longer ones).
+#: Lines in one log report (each at most 16 KiB: ``LogLine``; the runner cuts longer ones).
 MAX_LOG_LINES_PER_REPORT = 5000
-MAX_LOG_LINE_CHARS = 16_384
-
-
-class LogLineIn(Body):
-    timestamp: datetime
-    level: int = Field(default=20, ge=0, le=100)
-    message: str = Field(max_length=MAX_LOG_LINE_CHARS)
-    stream: Literal["log", "stdout", "stderr"] = "log"
-    logger: str | None = Field(default=None, max_length=200)
-    task_run_id: str | None = Field(default=None, max_length=64)
 
 
 class LogBatch(Body):
     #: The runner numbers its batches 0, 1, 2, …; a batch sent again (its answer lost) replaces itself.
     seq: int = Field(ge=0, le=10**9)
-    lines: list[LogLineIn] = Field(min_length=1, max_length=MAX_LOG_LINES_PER_REPORT)
+    #: Validated once, here, as the records they become (the API stores them as they are).
+    lines: list[LogLine] = Field(min_length=1, max_length=MAX_LOG_LINES_PER_REPORT)
 
 
 #: The largest flow result kept by the control plane itself (JSON bytes); larger ones go to result storage.
