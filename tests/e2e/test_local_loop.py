@@ -110,7 +110,7 @@ def test_a_failing_flow_is_failed_with_its_exception_after_retries(live, project
     assert done["state"]["type"] == "FAILED"
     assert done["state"]["message"] == "ValueError: disk full"
     log = Path(done["console_url"].removeprefix("file://")).read_text()
-    assert "flow attempt 1/2 failed" in log
+    assert "Attempt 1 of 2 failed: ValueError: disk full" in log
 
 
 def test_a_run_killed_with_sigkill_is_crashed(live, project):
