@@ -35,7 +35,14 @@ def interruptions(timeout_seconds: float | None) -> Iterator[None]:
     def on_alarm(signum: int, frame: FrameType | None) -> None:
         raise FlowTimeout(f"Flow run exceeded its timeout of {timeout_seconds:g}s")
 
+    stopped = False
+
     def on_term(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopped
+        # A stop often comes twice (to the process group, and forwarded by a supervisor): once is enough, and a
+        # second one must not end the process while its hooks run.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stopped = True
         raise FlowCancelled("The run was stopped (SIGTERM)")
 
     previous_term = signal.signal(signal.SIGTERM, on_term)
@@ -48,7 +55,8 @@ def interruptions(timeout_seconds: float | None) -> Iterator[None]:
         if timeout_seconds:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous_alarm)
-        signal.signal(signal.SIGTERM, previous_term)
+        if not stopped:  # after a stop, SIGTERM stays ignored until the runner has left
+            signal.signal(signal.SIGTERM, previous_term)
 
 
 def call_hooks(hooks: Iterable[Callable[..., Any]], flow: Any, flow_run: dict[str, Any], state: dict[str, Any]
