@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +24,8 @@ _ANIMALS = ("otter", "heron", "lynx", "marten", "gecko", "ibis", "koala", "lemur
 
 
 def generate_run_name(run_id: str) -> str:
-    n = int(run_id.replace("-", "")[-8:], 16)  # the random end of the id (a v7 id starts with its time)
+    # A digest of the whole id: runs made in one millisecond have ids one apart, and still get unlike names.
+    n = int(hashlib.sha256(run_id.encode()).hexdigest()[:8], 16)
     return f"{_ADJECTIVES[n % len(_ADJECTIVES)]}-{_ANIMALS[(n // 20) % len(_ANIMALS)]}"
 
 
