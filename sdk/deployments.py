@@ -69,6 +69,8 @@ class RunnerDeployment:
     #: What a run does when the deployment is at its concurrency limit: ``ENQUEUE`` (wait, the server's
     #: default) or ``CANCEL_NEW``.
     collision_strategy: str | None = None
+    #: Times a run whose infrastructure crashed is submitted again (None: the pool's ``crash_retries``).
+    crash_retries: int | None = None
     paused: bool = False
     #: Automations that run this deployment (replaced on every deploy; an empty list removes them).
     triggers: list[DeploymentTrigger] = field(default_factory=list)
@@ -81,7 +83,9 @@ class RunnerDeployment:
         job_variables = dict(self.job_variables)
         if pool_type == "local:push":
             job_variables.setdefault("working_dir", str(self.project_root))
-        extra = {"collision_strategy": self.collision_strategy} if self.collision_strategy else {}
+        extra: dict[str, Any] = {"collision_strategy": self.collision_strategy} if self.collision_strategy else {}
+        if self.crash_retries is not None:
+            extra["crash_retries"] = self.crash_retries
         return {
             **extra, "flow_name": self.flow_name, "name": self.name, "entrypoint": self.entrypoint,
             "work_pool_name": self.work_pool_name, "work_queue_name": self.work_queue_name, "image": image,
@@ -114,7 +118,8 @@ def to_deployment(flow: Flow, name: str, *, work_pool_name: str | None = None, w
                   job_variables: dict[str, Any] | None = None, tags: list[str] | None = None,
                   description: str | None = None, version: str | None = None,
                   concurrency_limit: int | None = None, collision_strategy: str | None = None,
-                  paused: bool = False, triggers: list[DeploymentTrigger | dict] | None = None) -> RunnerDeployment:
+                  crash_retries: int | None = None, paused: bool = False,
+                  triggers: list[DeploymentTrigger | dict] | None = None) -> RunnerDeployment:
     entrypoint, root = entrypoint_of(flow)
     return RunnerDeployment(
         flow_name=flow.name, name=name, entrypoint=entrypoint, project_root=root,
@@ -122,7 +127,8 @@ def to_deployment(flow: Flow, name: str, *, work_pool_name: str | None = None, w
         image=image, parameters=dict(parameters or {}), job_variables=dict(job_variables or {}),
         schedules=schedules_to_api(cron, interval, rrule, schedules), tags=list(tags or []),
         description=description or flow.description, version=version, concurrency_limit=concurrency_limit,
-        collision_strategy=collision_strategy_value(collision_strategy), paused=paused, triggers=as_triggers(triggers),
+        collision_strategy=collision_strategy_value(collision_strategy), crash_retries=crash_retries, paused=paused,
+        triggers=as_triggers(triggers),
     )
 
 

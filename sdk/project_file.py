@@ -69,6 +69,7 @@ class DeploymentSpec(Spec):
     concurrency_limit: int | None = None
     #: ENQUEUE (wait for a slot, the default) or CANCEL_NEW, when the deployment is at its limit.
     collision_strategy: CollisionStrategy | None = None
+    crash_retries: int | None = Field(default=None, ge=0, le=10)
     #: An existing image (a string), or one to build and push (a mapping).
     image: str | ImageSpec | None = None
     paused: bool = False
@@ -158,7 +159,8 @@ def to_runner_deployment(spec: DeploymentSpec, root: Path) -> RunnerDeployment:
         image=image, parameters=spec.parameters,
         job_variables=spec.work_pool.job_variables, schedules=schedules, tags=spec.tags,
         description=spec.description or flow.description, version=spec.version,
-        concurrency_limit=spec.concurrency_limit, collision_strategy=spec.collision_strategy, paused=spec.paused,
+        concurrency_limit=spec.concurrency_limit, collision_strategy=spec.collision_strategy,
+        crash_retries=spec.crash_retries, paused=spec.paused,
         triggers=spec.triggers,
     )
 

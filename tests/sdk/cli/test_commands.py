@@ -156,16 +156,21 @@ def test_concurrency_and_collision_strategy_from_python_yaml_and_the_cli(run, se
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     flow = module.greet
-    applied = flow.deploy(name="capped", work_pool_name="limits", concurrency_limit=1, collision_strategy="CANCEL_NEW")
-    assert (applied["concurrency_limit"], applied["collision_strategy"]) == (1, "CANCEL_NEW")
+    applied = flow.deploy(name="capped", work_pool_name="limits", concurrency_limit=1, collision_strategy="CANCEL_NEW",
+                          crash_retries=2)
+    assert (applied["concurrency_limit"], applied["collision_strategy"], applied["crash_retries"]) == (
+        1, "CANCEL_NEW", 2)
     with pytest.raises(InvalidInput, match="collision_strategy: 'SOMETIMES'"):
         flow.to_deployment("bad", work_pool_name="limits", collision_strategy="SOMETIMES")
     assert DeploymentSpec.model_validate({"name": "y", "entrypoint": "flows/greet.py:greet",
                                           "work_pool": {"name": "limits"},
                                           "collision_strategy": "CANCEL_NEW"}).collision_strategy == "CANCEL_NEW"
+    assert DeploymentSpec.model_validate({"name": "y", "entrypoint": "flows/greet.py:greet",
+                                          "work_pool": {"name": "limits"}, "crash_retries": 1}).crash_retries == 1
 
     out = run("deployment", "update", "greet/capped", "--concurrency-limit", "3", "--collision-strategy", "enqueue")
-    assert "concurrency limit 3, collision strategy ENQUEUE" in out.output
+    assert "concurrency limit 3, collision strategy ENQUEUE, crash retries 2" in out.output
+    assert "crash retries 0" in run("deployment", "update", "greet/capped", "--crash-retries", "0").output
     assert "concurrency limit none" in run("deployment", "update", "greet/capped", "--no-concurrency-limit").output
     assert "nothing to change" in str(run("deployment", "update", "greet/capped", ok=False).exception)
     run("deployment", "pause", "greet/capped")
