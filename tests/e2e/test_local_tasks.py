@@ -233,3 +233,16 @@ def test_a_tag_limit_holds_across_concurrent_runs(live, tmp_path: Path):
     for before, after in zip(spans, spans[1:], strict=False):
         assert after[0] >= before[1] - 0.01, (before, after)  # one at a time, across both runs
     assert client.request("GET", client.ws("/concurrency_limits/warehouse"))["holders"] == {}
+
+
+def test_log_shipping_can_be_turned_off_for_a_deployment(live, tmp_path: Path):
+    project = local_project(live, tmp_path, LOGGING_FLOW)
+    dep = project.client.apply_deployment(
+        flow_name="report", name="quiet", entrypoint="flows.py:report", work_pool_name="local",
+        job_variables={"working_dir": str(project.dir), "env": {"PUSHPOOL_RUN_LOGS": "off"}})
+    done = project.run(dep, parameters={"rows": 1})
+    assert done["state"]["type"] == "COMPLETED", done["state"]
+    page = project.get(f"/flow_runs/{done['id']}/logs")
+    assert page["source"] != "control_plane" and page["lines"] == []
+    local_log = Path(done["console_url"].removeprefix("file://")).read_text()
+    assert "plain print" in local_log  # still in the run's own log
