@@ -164,10 +164,18 @@ def logs(run_id: str = typer.Argument(..., help=RUN_HELP),
          tail: int = typer.Option(None, "--tail", "-n", min=1, max=10_000, help="Only the last N lines."),
          follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines while the run runs.")
          ) -> None:
-    """Print the run's log lines (read by the control plane from the cloud), or where to find them."""
+    """Print the run's log lines (those its runner sent, or the cloud's), or where to find them. With --follow a
+    run that has not started yet is waited for."""
     with get_client() as client:
         run = resolve_run(client, run_id)
-        page = client.request("GET", client.ws(f"/flow_runs/{run['id']}/logs"), params={"tail": tail} if tail else None)
+        while True:
+            page = client.request("GET", client.ws(f"/flow_runs/{run['id']}/logs"),
+                                  params={"tail": tail} if tail else None)
+            waiting = not page["supported"] and not run.get("console_url") and run["state"]["type"] not in FINAL_STATES
+            if not (follow and waiting):
+                break
+            time.sleep(0.5)  # not dispatched yet: its first lines are still to come
+            run = client.read_flow_run(run["id"])
         if page["supported"]:
             _print_pages(client, run, page, follow)
             return

@@ -286,3 +286,13 @@ def test_variables_from_the_cli(server):
     assert "already exists" in cli.fails("variable", "set", "region", "x", "--no-overwrite")
     cli.ok("variable", "delete", "region", "--yes")
     assert "not found" in cli.fails("variable", "get", "region").lower()
+
+
+def test_logs_follow_waits_for_a_run_that_has_not_started(server, tmp_path):
+    cli = server
+    cli.run("work-pool", "create", "demo", "--type", "local:push")
+    assert cli.python(write_project(tmp_path / "later", name="later")).returncode == 0
+    created = cli.json("deployment", "run", "greet/later", "--param", "name=soon", "--start-in", "2 seconds")
+    followed = cli.run("flow-run", "logs", "-f", created["id"])
+    assert followed.returncode == 0, followed.stderr
+    assert followed.stdout.count("hello soon") == 2  # times=2 from the deployment
