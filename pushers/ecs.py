@@ -1,9 +1,10 @@
 """``ecs:push``: each flow run is one ECS task (Fargate, Fargate Spot, EC2 or a capacity provider strategy).
 
 * The task definition is reused while its content is unchanged (``ecs_taskdef``).
-* ``RunTask`` carries ``clientToken`` = the flow run id and ``startedBy`` = ``pushpool:<run id>``;
-  a resubmission first looks for a task of the run (``ListTasks startedBy``), so a
-  crash between claim and record never starts a second task.
+* ``RunTask`` carries ``clientToken`` = the flow run id and ``startedBy`` = the run id without its
+  hyphens (``started_by``: ECS allows at most 36 letters, digits, ``-``, ``/`` and ``_``); a
+  resubmission first looks for a task of the run (``ListTasks startedBy``), so a crash between
+  claim and record never starts a second task.
 * The container gets the runner command and the run's environment (its run token,
   never a user's key) as overrides.
 * ``status`` batches ``DescribeTasks`` (100 a call) and explains failures: exit codes,
@@ -58,6 +59,13 @@ def logs_console_url(region: str, group: str, stream: str) -> str:
             f"#logsV2:log-groups/log-group/{enc(group)}/log-events/{enc(stream)}")
 
 
+def started_by_of(key: str) -> str:
+    """The task's ``startedBy``: the run id's 32 hex digits, and ``-r<n>`` for a crash retry (at most 36 characters
+    of ``[A-Za-z0-9_/-]``, as ECS requires)."""
+    run_id, retry, attempt = key.partition("-r")
+    return run_id.replace("-", "") + (f"-r{attempt}" if retry else "")
+
+
 class EcsPusher:
     def __init__(self, context: PusherContext) -> None:
         self.context = context
@@ -87,7 +95,7 @@ class EcsPusher:
         ecs = self.client("ecs", config)
         region = ecs.meta.region_name
         cluster = config.get("cluster") or "default"
-        started_by = f"pushpool:{job.idempotency_key}"
+        started_by = started_by_of(job.idempotency_key)
         if job.attempt > 1:
             existing = self._existing_task(ecs, cluster, started_by)
             if existing:

@@ -137,9 +137,11 @@ def ecs_services(api, ctx, aws):
 
 
 def tasks_per_run(aws) -> dict[str, int]:
+    """Tasks by the run id they were started for (``startedBy`` is the run id without its hyphens)."""
     counts: dict[str, int] = {}
     for task in aws.tasks("flows").values():
-        run_id = task.started_by.removeprefix("pushpool:")
+        compact = task.started_by
+        run_id = "-".join((compact[:8], compact[8:12], compact[12:16], compact[16:20], compact[20:32]))
         counts[run_id] = counts.get(run_id, 0) + 1
     return counts
 

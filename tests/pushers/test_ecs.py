@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from dataclasses import replace
@@ -10,7 +11,7 @@ import pytest
 
 from pushpool.control_plane.services.templating import render_job_configuration
 from pushpool.pushers.base import InfraState, Job, PermanentPusherError, PusherContext, TransientPusherError
-from pushpool.pushers.ecs import EcsPusher
+from pushpool.pushers.ecs import EcsPusher, started_by_of
 from pushpool.pushers.ecs_taskdef import HASH_TAG
 from tests.fakes.aws import REGION
 
@@ -48,7 +49,11 @@ def test_submit_runs_one_task_with_the_run_context(pusher, aws):
     j = job()
     submission = pusher.submit(j)
     task = aws.task(submission.infra_id)
-    assert task.started_by == f"pushpool:{j.flow_run_id}"
+    assert task.started_by == j.flow_run_id.replace("-", "")
+    # ECS: "Up to 36 letters (uppercase and lowercase), numbers, hyphens (-), forward slash (/), and underscores"
+    for attempt in (0, 1, 10):
+        key = replace(j, crash_attempt=attempt).idempotency_key
+        assert re.fullmatch(r"[A-Za-z0-9/_-]{1,36}", started_by_of(key)), key
     override = task.overrides["containerOverrides"][0]
     assert override["name"] == "pushpool" and override["command"] == ["pushpool-runner"]
     env = {e["name"]: e["value"] for e in override["environment"]}
