@@ -151,18 +151,18 @@ class TaskRun:
         self._set(state_type="FAILED", state_name=name, error=message, end_time=_now())
 
     # ------------------------------------------------------------------ the steps
-    def _prepare(self) -> tuple[dict[str, Any], str | None, Any]:
-        """The bound arguments with futures resolved, the cache key, and the result store."""
+    def _prepare(self) -> tuple[inspect.BoundArguments, str | None, Any, TaskRunContext]:
+        """The bound arguments (futures resolved, defaults applied), the cache key, the result store and the
+        task run's context."""
         for future in self.wait_for:
             future.wait()
         args, kwargs = resolve_futures(self.args), resolve_futures(self.kwargs)
         bound = self.task._signature.bind(*args, **kwargs)
         bound.apply_defaults()
-        parameters = dict(bound.arguments)
         context = TaskRunContext(self.record["id"], self.task.name, self._log_prints())
-        key = self.task.cache_policy.key(self.task, parameters, context)
+        key = self.task.cache_policy.key(self.task, dict(bound.arguments), context)
         location = self.task.result_storage or (self.flow_run.result_storage if self.flow_run else None)
-        return parameters, key, result_store(location) if key else None
+        return bound, key, result_store(location) if key else None, context
 
     def _log_prints(self) -> bool:
         if self.task.log_prints is not None:
@@ -177,11 +177,6 @@ class TaskRun:
 
     def _expires(self) -> float | None:
         return time.time() + self.task.cache_expiration.total_seconds() if self.task.cache_expiration else None
-
-    def _bind_call(self, parameters: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        bound = self.task._signature.bind_partial()
-        bound.arguments.update(parameters)
-        return bound.args, bound.kwargs
 
     def _cached(self, store: Any, key: str | None) -> tuple[bool, Any]:
         if store is None:
@@ -213,12 +208,11 @@ class TaskRun:
 
     def _start(self) -> tuple[tuple[Any, ...], dict[str, Any], str | None, Any, TaskRunContext]:
         try:
-            parameters, key, store = self._prepare()
+            bound, key, store, context = self._prepare()
         except BaseException as exc:
             self._fail(exc)
             raise
-        args, kwargs = self._bind_call(parameters)
-        return args, kwargs, key, store, TaskRunContext(self.record["id"], self.task.name, self._log_prints())
+        return bound.args, bound.kwargs, key, store, context
 
     def _slots(self) -> TagSlots | None:
         """The tag concurrency slots this run must hold (inside a deployment's run, for a task with tags)."""
