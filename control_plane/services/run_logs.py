@@ -55,6 +55,18 @@ def has_lines(ctx: ServiceContext, run: FlowRun) -> bool:
     return bool(ctx.store.list_log_chunks(run.id, limit=1))
 
 
+def _enough(chunks: list[LogChunk], lines: int) -> list[LogChunk]:
+    """The first of ``chunks`` that hold at least ``lines`` lines between them (all of them if they hold fewer)."""
+    taken: list[LogChunk] = []
+    count = 0
+    for chunk in chunks:
+        taken.append(chunk)
+        count += len(chunk.lines)
+        if count >= lines:
+            break
+    return taken
+
+
 def read_page(ctx: ServiceContext, run: FlowRun, *, tail: int | None, cursor: str | None) -> dict:
     """``{"lines": [...], "cursor": "cp:<seq>"}``: the lines after ``cursor``, or the last ``tail`` lines."""
     after = None
@@ -64,23 +76,11 @@ def read_page(ctx: ServiceContext, run: FlowRun, *, tail: int | None, cursor: st
         except ValueError:
             raise InvalidInput(f"cursor: {cursor!r} is not a cursor this API returned") from None
     if tail is not None and after is None:
-        chunks: list[LogChunk] = []
-        count = 0
-        for chunk in ctx.store.list_log_chunks(run.id, newest_first=True, limit=max(1, tail)):
-            chunks.append(chunk)
-            count += len(chunk.lines)
-            if count >= tail:
-                break
+        chunks = _enough(ctx.store.list_log_chunks(run.id, newest_first=True, limit=max(1, tail)), tail)
         chunks.reverse()
         lines = [format_line(line) for chunk in chunks for line in chunk.lines][-tail:]
     else:
-        chunks = []
-        count = 0
-        for chunk in ctx.store.list_log_chunks(run.id, after=after, limit=1000):
-            chunks.append(chunk)
-            count += len(chunk.lines)
-            if count >= PAGE_LINES:
-                break
+        chunks = _enough(ctx.store.list_log_chunks(run.id, after=after, limit=1000), PAGE_LINES)
         lines = [format_line(line) for chunk in chunks for line in chunk.lines]
     last = chunks[-1].seq if chunks else after
     return {"lines": lines, "cursor": None if last is None else f"{CURSOR_PREFIX}{last}"}

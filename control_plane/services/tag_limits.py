@@ -33,14 +33,16 @@ def acquire(ctx: ServiceContext, workspace_id: str, tags: list[str], holder: str
         limits = _limits(ctx, workspace_id, tags)
         if not limits:
             return {"acquired": True, "limited": []}
-        now = ctx.clock.now().timestamp()
-        full = [limit.tag for limit in limits if holder not in limit.active(now)
-                and len(limit.active(now)) >= limit.limit]
+        now = ctx.clock.now()
+        active = {limit.tag: limit.active(now.timestamp()) for limit in limits}
+        full = [limit.tag for limit in limits if holder not in active[limit.tag]
+                and len(active[limit.tag]) >= limit.limit]
         if full:  # a slot frees when its holder gives it back, usually long before its lease ends: ask soon
             return {"acquired": False, "limited": [limit.tag for limit in limits], "full": full,
                     "retry_after": round(RETRY_AFTER * (1 + random.random()), 2)}  # noqa: S311 - spreads callers
-        changed = [limit.model_copy(update={"holders": {**limit.active(now), holder: now + lease_seconds},
-                                            "updated": ctx.clock.now()}) for limit in limits]
+        until = now.timestamp() + lease_seconds
+        changed = [limit.model_copy(update={"holders": {**active[limit.tag], holder: until}, "updated": now})
+                   for limit in limits]
         if ctx.store.save_concurrency_limits(changed):
             return {"acquired": True, "limited": [limit.tag for limit in limits]}
     return {"acquired": False, "limited": [], "full": [], "retry_after": RETRY_AFTER}
