@@ -8,6 +8,7 @@ one ``Query`` in order (task-run ids are time-ordered; chunk numbers are zero-pa
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -33,13 +34,9 @@ class DynamoReportsMixin:
         return True
 
     def list_task_runs(self, flow_run_id: str, *, after: str | None = None, limit: int = 1000) -> list[TaskRun]:
-        found: list[TaskRun] = []
         low = f"TASK#{after}\x00" if after else "TASK#"
-        for item in self.table.query(f"RUN#{flow_run_id}", sk_between=(low, f"TASK#{HIGH}"), page_size=limit):
-            found.append(TaskRun.model_validate_json(item["doc"]["S"]))
-            if len(found) >= limit:
-                break
-        return found
+        items = self.table.query(f"RUN#{flow_run_id}", sk_between=(low, f"TASK#{HIGH}"), page_size=limit)
+        return [TaskRun.model_validate_json(i["doc"]["S"]) for i in itertools.islice(items, limit)]
 
     # ------------------------------------------------------------------ logs
     def append_log_chunk(self, chunk: LogChunk, *, size: int, max_bytes: int, keep_until: datetime) -> bool:
@@ -52,13 +49,9 @@ class DynamoReportsMixin:
     def list_log_chunks(self, flow_run_id: str, *, after: int | None = None, limit: int = 100,
                         newest_first: bool = False) -> list[LogChunk]:
         low = f"LOG#{after + 1:012d}" if after is not None else "LOG#"
-        found: list[LogChunk] = []
-        for item in self.table.query(f"RUN#{flow_run_id}", sk_between=(low, f"LOG#{HIGH}"), forward=not newest_first,
-                                     page_size=limit):
-            found.append(LogChunk.model_validate_json(item["doc"]["S"]))
-            if len(found) >= limit:
-                break
-        return found
+        items = self.table.query(f"RUN#{flow_run_id}", sk_between=(low, f"LOG#{HIGH}"), forward=not newest_first,
+                                 page_size=limit)
+        return [LogChunk.model_validate_json(i["doc"]["S"]) for i in itertools.islice(items, limit)]
 
     def delete_expired_log_chunks(self, now: datetime, limit: int = 5000) -> int:
         return 0  # DynamoDB's TTL deletes them (``expires``), within a few days of the time

@@ -141,11 +141,13 @@ class Table:
             raise self._translate(exc) from exc
         return True
 
-    def delete(self, pk: str, sk: str) -> None:
+    def delete(self, pk: str, sk: str) -> bool:
+        """Delete one item; ``True`` when there was one (one request: DynamoDB returns what it deleted)."""
         try:
-            self.client.delete_item(TableName=self.name, Key=key(pk, sk))
+            answer = self.client.delete_item(TableName=self.name, Key=key(pk, sk), ReturnValues="ALL_OLD")
         except self._client_error as exc:
             raise self._translate(exc) from exc
+        return "Attributes" in answer
 
     def update(self, pk: str, sk: str, expression: str, values: dict[str, Any]) -> None:
         try:

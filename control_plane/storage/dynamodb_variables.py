@@ -34,9 +34,7 @@ class DynamoVariablesMixin:
         return sum(1 for _ in self.table.query(f"WS#{workspace_id}", sk_prefix="VAR#"))
 
     def delete_variable(self, workspace_id: str, name: str) -> bool:
-        existed = self.table.get(f"WS#{workspace_id}", f"VAR#{name}") is not None
-        self.table.delete(f"WS#{workspace_id}", f"VAR#{name}")
-        return existed
+        return self.table.delete(f"WS#{workspace_id}", f"VAR#{name}")
 
     # ------------------------------------------------------------------ tag concurrency limits
     def get_concurrency_limit(self, workspace_id: str, tag: str) -> ConcurrencyLimit | None:
@@ -63,6 +61,4 @@ class DynamoVariablesMixin:
         return True
 
     def delete_concurrency_limit(self, workspace_id: str, tag: str) -> bool:
-        existed = self.table.get(f"WS#{workspace_id}", f"TAGLIMIT#{tag}") is not None
-        self.table.delete(f"WS#{workspace_id}", f"TAGLIMIT#{tag}")
-        return existed
+        return self.table.delete(f"WS#{workspace_id}", f"TAGLIMIT#{tag}")
