@@ -21,14 +21,23 @@ class SqliteReportsMixin:
         def _conn(self) -> sqlite3.Connection: ...
         def _write(self) -> AbstractContextManager[sqlite3.Connection]: ...
 
+    @staticmethod
+    def _add_to_counter(conn: sqlite3.Connection, flow_run_id: str, name: str, amount: int, at_most: int) -> bool:
+        """Add ``amount`` to one of a run's counters (0 when missing) unless the sum would pass ``at_most``;
+        in the caller's transaction (the twin of DynamoDB's ``Table.update_counter``)."""
+        row = conn.execute("SELECT value FROM run_counters WHERE flow_run_id = ? AND name = ?",
+                           (flow_run_id, name)).fetchone()
+        total = (row[0] if row else 0) + amount
+        if total > at_most:
+            return False
+        conn.execute("INSERT OR REPLACE INTO run_counters (flow_run_id, name, value) VALUES (?, ?, ?)",
+                     (flow_run_id, name, total))
+        return True
+
     def save_task_runs(self, flow_run_id: str, task_runs: list[TaskRun], *, max_reports: int) -> bool:
         with self._write() as conn:
-            row = conn.execute("SELECT reports FROM task_run_reports WHERE flow_run_id = ?", (flow_run_id,)).fetchone()
-            reports = (row[0] if row else 0) + len(task_runs)
-            if reports > max_reports:
+            if not self._add_to_counter(conn, flow_run_id, "task_run_reports", len(task_runs), max_reports):
                 return False
-            conn.execute("INSERT OR REPLACE INTO task_run_reports (flow_run_id, reports) VALUES (?, ?)",
-                         (flow_run_id, reports))
             conn.executemany("INSERT OR REPLACE INTO task_runs (flow_run_id, id, doc) VALUES (?, ?, ?)",
                              [(flow_run_id, t.id, t.model_dump_json()) for t in task_runs])
         return True
@@ -42,12 +51,8 @@ class SqliteReportsMixin:
     # ------------------------------------------------------------------ logs
     def append_log_chunk(self, chunk: LogChunk, *, size: int, max_bytes: int, keep_until: datetime) -> bool:
         with self._write() as conn:
-            row = conn.execute("SELECT bytes FROM log_bytes WHERE flow_run_id = ?", (chunk.flow_run_id,)).fetchone()
-            total = (row[0] if row else 0) + size
-            if total > max_bytes:
+            if not self._add_to_counter(conn, chunk.flow_run_id, "log_bytes", size, max_bytes):
                 return False
-            conn.execute("INSERT OR REPLACE INTO log_bytes (flow_run_id, bytes) VALUES (?, ?)",
-                         (chunk.flow_run_id, total))
             conn.execute("INSERT OR REPLACE INTO log_chunks (flow_run_id, seq, keep_until, doc) VALUES (?, ?, ?, ?)",
                          (chunk.flow_run_id, chunk.seq, ts(keep_until), chunk.model_dump_json()))
         return True

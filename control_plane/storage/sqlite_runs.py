@@ -74,9 +74,8 @@ class SqliteRunsMixin:
         ids = [(r[0],) for r in conn.execute(f"SELECT id FROM flow_runs WHERE {where}", params)]
         conn.executemany("DELETE FROM flow_run_states WHERE run_id = ?", ids)
         conn.executemany("DELETE FROM task_runs WHERE flow_run_id = ?", ids)
-        conn.executemany("DELETE FROM task_run_reports WHERE flow_run_id = ?", ids)
         conn.executemany("DELETE FROM log_chunks WHERE flow_run_id = ?", ids)
-        conn.executemany("DELETE FROM log_bytes WHERE flow_run_id = ?", ids)
+        conn.executemany("DELETE FROM run_counters WHERE flow_run_id = ?", ids)
         conn.executemany("DELETE FROM child_runs WHERE parent_id = ?", ids)
         conn.executemany("DELETE FROM child_runs WHERE child_id = ?", ids)
         conn.executemany("DELETE FROM flow_runs WHERE id = ?", ids)

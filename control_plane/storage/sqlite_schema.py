@@ -55,12 +55,13 @@ CREATE TABLE IF NOT EXISTS flow_run_states (
     run_id TEXT NOT NULL, seq INTEGER NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (run_id, seq));
 CREATE TABLE IF NOT EXISTS task_runs (
     flow_run_id TEXT NOT NULL, id TEXT NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (flow_run_id, id)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS task_run_reports (flow_run_id TEXT PRIMARY KEY, reports INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS log_chunks (
     flow_run_id TEXT NOT NULL, seq INTEGER NOT NULL, keep_until TEXT NOT NULL, doc TEXT NOT NULL,
     PRIMARY KEY (flow_run_id, seq)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS log_chunks_by_expiry ON log_chunks (keep_until);
-CREATE TABLE IF NOT EXISTS log_bytes (flow_run_id TEXT PRIMARY KEY, bytes INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS run_counters (
+    flow_run_id TEXT NOT NULL, name TEXT NOT NULL, value INTEGER NOT NULL,
+    PRIMARY KEY (flow_run_id, name)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS child_runs (
     parent_id TEXT NOT NULL, child_id TEXT NOT NULL, PRIMARY KEY (parent_id, child_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS concurrency_limits (
