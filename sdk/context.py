@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pushpool.client import PushpoolClient
+
 
 class TaskRunRecorder(Protocol):
     """Receives each task run's record (a dict, see :mod:`pushpool.tasks`) whenever it changes."""
@@ -85,3 +87,14 @@ def task_run_context(context: TaskRunContext) -> Iterator[TaskRunContext]:
         yield context
     finally:
         _task_run.reset(token)
+
+
+@contextmanager
+def run_or_profile_client() -> Iterator[PushpoolClient]:
+    """The run's own client (its run token) inside a deployment's run, else one from the active profile."""
+    flow_run = current_flow_run()
+    if flow_run is not None and flow_run.client is not None:
+        yield flow_run.client
+        return
+    with PushpoolClient() as client:
+        yield client

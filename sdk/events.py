@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pushpool.variables import run_or_profile_client
+from pushpool.context import run_or_profile_client
 
 
 def emit_event(event: str, resource: dict[str, str] | None = None, related: list[dict[str, str]] | None = None,

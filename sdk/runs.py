@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from datetime import datetime
 from typing import Any
 
 from pushpool.client import PushpoolClient
-from pushpool.context import current_flow_run
+from pushpool.context import current_flow_run, run_or_profile_client
 from pushpool.control_plane.errors import PushpoolError
 from pushpool.control_plane.models import FlowRun
 
@@ -48,15 +49,12 @@ def run_deployment(name: str, parameters: dict[str, Any] | None = None,
     """
     flow_run = current_flow_run()
     parent = flow_run.flow_run_id if client is None and flow_run is not None and flow_run.client else None
-    owned = client is None and parent is None
-    client = client or (flow_run.client if parent else PushpoolClient())
-    try:
-        body: dict[str, Any] = {"parameters": parameters or {}, "job_variables": job_variables or {},
-                                "tags": tags or []}
-        if scheduled_time is not None:
-            body["scheduled_time"] = scheduled_time.isoformat()
-        if flow_run_name:
-            body["name"] = flow_run_name
+    body: dict[str, Any] = {"parameters": parameters or {}, "job_variables": job_variables or {}, "tags": tags or []}
+    if scheduled_time is not None:
+        body["scheduled_time"] = scheduled_time.isoformat()
+    if flow_run_name:
+        body["name"] = flow_run_name
+    with contextlib.nullcontext(client) if client is not None else run_or_profile_client() as client:
         if parent is not None:
             run = client.request("POST", client.ws(f"/flow_runs/{parent}/children"), json={**body, "deployment": name})
         else:
@@ -64,6 +62,3 @@ def run_deployment(name: str, parameters: dict[str, Any] | None = None,
         if timeout != 0:
             run = wait_for_final(client, run["id"], timeout, poll_seconds)
         return FlowRun.model_validate(run)
-    finally:
-        if owned:
-            client.close()

@@ -6,25 +6,11 @@ workspace, not list or delete them); elsewhere, the active profile's key.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
-from pushpool.client import PushpoolClient
-from pushpool.context import current_flow_run
+from pushpool.context import run_or_profile_client
 from pushpool.control_plane.errors import NotFound
-
-
-@contextmanager
-def run_or_profile_client() -> Iterator[PushpoolClient]:
-    """The run's own client inside a deployment's run, else one from the active profile."""
-    flow_run = current_flow_run()
-    if flow_run is not None and flow_run.client is not None:
-        yield flow_run.client
-        return
-    with PushpoolClient() as client:
-        yield client
 
 
 class Variable:
