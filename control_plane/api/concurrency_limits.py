@@ -20,10 +20,8 @@ TagPath = Path(min_length=1, max_length=100, description="The tag")
 def _holder(access: Access, holder: str) -> str:
     """A run token takes slots for its own task runs only (its holders carry its run's id); people need the run
     permission to take them for others."""
-    if access.caller.run is not None:
-        return f"{access.caller.run.id}/{holder}"
-    access.require(Permission.RUN)
-    return holder
+    access.require_unless_run_token(Permission.RUN)
+    return holder if access.caller.run is None else f"{access.caller.run.id}/{holder}"
 
 
 @router.get("/concurrency_limits", response_model=list[ConcurrencyLimit])

@@ -106,6 +106,12 @@ class Access:
             raise Forbidden(f"Your role in workspace {self.workspace.name!r} ({role}) "
                             f"lacks the {permission.value!r} permission")
 
+    def require_unless_run_token(self, permission: Permission) -> None:
+        """For the few routes a run's token may also call (the route keeps it to what it may touch): anyone else
+        needs ``permission``."""
+        if not self.caller.is_run_token:
+            self.require(permission)
+
     def require_run(self, run_id: str, permission: Permission = Permission.READ) -> None:
         """Access to one flow run: its own run for a run token, the permission otherwise."""
         if self.caller.run is not None:

@@ -19,13 +19,6 @@ router = APIRouter(prefix="/api/workspaces/{workspace}", tags=["variables"])
 VariableName = Path(min_length=1, max_length=100, pattern=NAME_PATTERN, description="Variable name")
 
 
-def _require(access: Access, permission: Permission) -> None:
-    """Members by role; a run token for reading or setting one variable."""
-    if access.caller.is_run_token:
-        return
-    access.require(permission)
-
-
 @router.get("/variables", response_model=list[Variable])
 def list_variables(access: Access = Depends(workspace_access)):
     access.require(Permission.READ)
@@ -34,7 +27,7 @@ def list_variables(access: Access = Depends(workspace_access)):
 
 @router.get("/variables/{name}", response_model=Variable)
 def read_variable(name: str = VariableName, access: Access = Depends(workspace_access)):
-    _require(access, Permission.READ)
+    access.require_unless_run_token(Permission.READ)  # a run token: one variable by name
     variable = access.ctx.store.get_variable(access.workspace_id, name)
     if variable is None:
         raise NotFound(f"Variable {name!r} not found")
@@ -44,7 +37,7 @@ def read_variable(name: str = VariableName, access: Access = Depends(workspace_a
 @router.put("/variables/{name}", response_model=Variable)
 def set_variable(body: VariableSet, name: str = VariableName, access: Access = Depends(workspace_access)):
     """Create or replace a variable (``overwrite: false`` refuses to replace one)."""
-    _require(access, Permission.WRITE)
+    access.require_unless_run_token(Permission.WRITE)
     ctx = access.ctx
     existing = ctx.store.get_variable(access.workspace_id, name)
     if existing is not None and not body.overwrite:
