@@ -13,6 +13,7 @@ at a place your own runs write.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -108,6 +109,23 @@ TASK_SOURCE = TaskSource()
 NO_CACHE = NoCache()
 
 
+def _fresh(expires_at: float | None) -> bool:
+    return expires_at is None or expires_at >= time.time()
+
+
+def _pack(value: Any, expires_at: float | None) -> bytes:
+    return pickle.dumps((expires_at, value), protocol=4)
+
+
+def _unpack(data: bytes) -> tuple[bool, Any]:
+    """A stored entry: ``(True, value)``, or a miss when it has expired, is damaged or from an incompatible version."""
+    try:
+        expires_at, value = pickle.loads(data)  # noqa: S301 - the user's own storage
+    except Exception:
+        return False, None
+    return (True, value) if _fresh(expires_at) else (False, None)
+
+
 class MemoryResults:
     """Cached results of this process."""
 
@@ -118,7 +136,7 @@ class MemoryResults:
     def read(self, key: str) -> tuple[bool, Any]:
         with self._lock:
             found = self._items.get(key)
-        if found is None or (found[0] is not None and found[0] < time.time()):
+        if found is None or not _fresh(found[0]):
             return False, None
         return True, found[1]
 
@@ -135,18 +153,13 @@ class LocalResults:
 
     def read(self, key: str) -> tuple[bool, Any]:
         try:
-            expires_at, value = pickle.loads((self.path / f"{key}.pickle").read_bytes())  # noqa: S301 - own storage
+            return _unpack((self.path / f"{key}.pickle").read_bytes())
         except FileNotFoundError:
             return False, None
-        except Exception:  # a file from an incompatible version, or damaged: a miss
-            return False, None
-        if expires_at is not None and expires_at < time.time():
-            return False, None
-        return True, value
 
     def write(self, key: str, value: Any, expires_at: float | None) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        data = pickle.dumps((expires_at, value), protocol=4)
+        data = _pack(value, expires_at)
         fd, temporary = tempfile.mkstemp(dir=self.path, prefix=".tmp-")
         with os.fdopen(fd, "wb") as out:
             out.write(data)
@@ -175,19 +188,19 @@ class S3Results:
             body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
         except self.client.exceptions.NoSuchKey:
             return False, None
-        try:
-            expires_at, value = pickle.loads(body)  # noqa: S301 - the user's own storage
-        except Exception:
-            return False, None
-        if expires_at is not None and expires_at < time.time():
-            return False, None
-        return True, value
+        return _unpack(body)
 
     def write(self, key: str, value: Any, expires_at: float | None) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=pickle.dumps((expires_at, value), 4))
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=_pack(value, expires_at))
 
 
 _MEMORY = MemoryResults()
+
+
+@functools.lru_cache(maxsize=32)
+def _s3_results(bucket: str, prefix: str) -> S3Results:
+    """One store (one boto3 client, which is thread-safe and slow to make) per place, not one per task run."""
+    return S3Results(bucket, prefix)
 
 
 def result_store(location: str | None) -> MemoryResults | LocalResults | S3Results:
@@ -200,7 +213,7 @@ def result_store(location: str | None) -> MemoryResults | LocalResults | S3Resul
         bucket, _, prefix = location.removeprefix("s3://").partition("/")
         if not bucket:
             raise ValueError(f"result_storage: {location!r} names no bucket; write s3://BUCKET/PREFIX")
-        return S3Results(bucket, prefix)
+        return _s3_results(bucket, prefix)
     if "://" in location and not location.startswith("file://"):
         scheme = location.split("://", 1)[0]
         raise ValueError(f"result_storage: {scheme}:// is not supported yet; use s3://BUCKET/PREFIX or a directory "
