@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from pushpool.context import current_flow_run, current_task_run
@@ -63,8 +62,13 @@ def get_run_logger() -> logging.LoggerAdapter:
     return RunLoggerAdapter(logger, {})
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
+def _captured(message: str, stream: str, task_run_id: str | None, now: float) -> dict[str, Any]:
+    """A captured stdout/stderr line as sent: level 20 and no task run are the defaults, so they are left out
+    (less to encode for every line); times are epoch seconds, which the API reads as times."""
+    record: dict[str, Any] = {"timestamp": now, "message": message, "stream": stream}
+    if task_run_id is not None:
+        record["task_run_id"] = task_run_id
+    return record
 
 
 def _pieces(text: str) -> Iterator[str]:
@@ -87,7 +91,7 @@ class ShippingHandler(logging.Handler):
         except Exception:  # a record that cannot be formatted must not break the flow
             message = str(record.msg)
         for piece in _pieces(message):
-            self._emit_line({"timestamp": _now(), "level": record.levelno, "message": piece, "stream": "log",
+            self._emit_line({"timestamp": time.time(), "level": record.levelno, "message": piece, "stream": "log",
                              "logger": getattr(record, "run_name", None) or record.name,
                              "task_run_id": getattr(record, "task_run_id", None)})
 
@@ -113,14 +117,11 @@ class TeeStream(io.TextIOBase):
             with self._lock:
                 *complete, self._partial = (self._partial + text).split("\n")
         task_run = current_task_run()
-        now = time.time()  # epoch seconds: the API reads them as times, and a float costs nothing here
+        task_run_id = task_run.task_run_id if task_run is not None else None
+        now = time.time()
         for line in complete:
-            pieces = (line,) if len(line) <= MAX_LINE_CHARS else _pieces(line)
-            for piece in pieces:  # level 20 and no task run are the defaults: not sent (less to encode)
-                record = {"timestamp": now, "message": piece, "stream": self.stream}
-                if task_run is not None:
-                    record["task_run_id"] = task_run.task_run_id
-                self._emit_line(record)
+            for piece in (line,) if len(line) <= MAX_LINE_CHARS else _pieces(line):
+                self._emit_line(_captured(piece, self.stream, task_run_id, now))
         return written
 
     def flush(self) -> None:
@@ -130,7 +131,7 @@ class TeeStream(io.TextIOBase):
         with self._lock:
             rest, self._partial = self._partial, ""
         if rest:
-            self._emit_line({"timestamp": time.time(), "level": 20, "message": rest, "stream": self.stream})
+            self._emit_line(_captured(rest, self.stream, None, time.time()))
 
     @property
     def encoding(self) -> str:  # type: ignore[override]
