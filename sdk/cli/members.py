@@ -11,8 +11,9 @@ import typer
 from pushpool.cli.admin import show_issued_key
 from pushpool.cli.common import Output, OutputOption, YesOption, confirm, console, emit, get_client, table
 from pushpool.control_plane.errors import InvalidInput
+from pushpool.control_plane.models import Role
 
-ROLES = ("owner", "developer", "runner", "viewer")
+ROLES = tuple(role.value for role in Role)
 ROLE_HELP = "owner (everything, members too), developer (pools, deployments, blocks), runner (start and " \
             "cancel runs), viewer (read)."
 
