@@ -34,8 +34,7 @@ def start_child_run(run_id: str, body: ChildRunCreate, access: Access = Depends(
     if parent.depth + 1 > settings.max_flow_run_depth:
         raise Conflict(f"Flow run {parent.name!r} is {parent.depth} runs deep; runs nest at most "
                        f"{settings.max_flow_run_depth} deep (PUSHPOOL_MAX_FLOW_RUN_DEPTH)")
-    if len(ctx.store.list_child_runs(parent.id, limit=settings.max_child_runs_per_flow_run)) >= \
-            settings.max_child_runs_per_flow_run:
+    if ctx.store.count_child_runs(parent.id) >= settings.max_child_runs_per_flow_run:
         raise TooLarge(f"Flow run {parent.name!r} has started {settings.max_child_runs_per_flow_run} runs, the most "
                        "one run may (PUSHPOOL_MAX_CHILD_RUNS_PER_FLOW_RUN)")
     flow_name, _, name = body.deployment.partition("/")

@@ -214,6 +214,10 @@ class Store(Protocol):
         """Runs started by the flow of ``parent_id`` (``parent_flow_run_id``), oldest first."""
         ...
 
+    def count_child_runs(self, parent_id: str) -> int:
+        """How many of the runs the flow of ``parent_id`` started still exist (a deleted child leaves the list)."""
+        ...
+
     def save_task_runs(self, flow_run_id: str, task_runs: list[TaskRun], *, max_reports: int) -> bool:
         """Insert or replace task runs (by flow run and id); ``False``, writing nothing, once the flow run's
         reports (every task run of every call counts) would pass ``max_reports``."""

@@ -27,7 +27,7 @@ from pushpool.control_plane.models import (
     WorkPool,
 )
 from pushpool.control_plane.storage.base import ClaimResult
-from pushpool.control_plane.storage.dynamodb_schema import HIGH, INDEXES, to_attrs
+from pushpool.control_plane.storage.dynamodb_schema import HIGH, INDEXES, delete_action, to_attrs
 from pushpool.control_plane.storage.dynamodb_table import Item, Table, TransactionFailed
 from pushpool.control_plane.storage.records import from_ts, run_with_state, ts
 
@@ -146,6 +146,8 @@ class DynamoRunsMixin:
         if run.idempotency_key is not None:
             actions.append({"Delete": {"Key": {"PK": {"S": f"DEPRUNKEY#{run.deployment_id}"},
                                                "SK": {"S": run.idempotency_key}}}})
+        if run.parent_flow_run_id is not None:  # out of its parent's list of children, as on SQLite
+            actions.append(delete_action(f"RUN#{run.parent_flow_run_id}", f"CHILD#{run.id}"))
         try:
             self.table.transact(actions)
         except TransactionFailed:
@@ -188,7 +190,10 @@ class DynamoRunsMixin:
         links = itertools.islice(self.table.query(f"RUN#{parent_id}", sk_prefix="CHILD#"), limit)
         ids = [link["child"]["S"] for link in links]
         found = {_run(i).id: _run(i) for i in self.table.batch_get([(f"RUN#{c}", "RUN") for c in ids])}
-        return [found[c] for c in ids if c in found]  # a deleted child leaves its link: skipped
+        return [found[c] for c in ids if c in found]
+
+    def count_child_runs(self, parent_id: str) -> int:
+        return sum(1 for _ in self.table.query(f"RUN#{parent_id}", sk_prefix="CHILD#"))  # small link items only
 
     def create_flow_run(self, run: FlowRun) -> FlowRun:
         try:

@@ -159,6 +159,9 @@ class SqliteRunsMixin:
             "ORDER BY c.child_id LIMIT ?", (parent_id, limit))
         return [FlowRun.model_validate_json(r["doc"]) for r in rows]
 
+    def count_child_runs(self, parent_id: str) -> int:
+        return self._conn().execute("SELECT COUNT(*) FROM child_runs WHERE parent_id = ?", (parent_id,)).fetchone()[0]
+
     def get_state_history(self, run_id: str) -> list[State]:
         rows = self._conn().execute("SELECT doc FROM flow_run_states WHERE run_id = ? ORDER BY seq", (run_id,))
         return [State.model_validate_json(r["doc"]) for r in rows]

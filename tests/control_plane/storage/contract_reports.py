@@ -123,5 +123,7 @@ class ReportsContract:
         assert [r.id for r in store.list_child_runs(first.id)] == [grandchild.id]
         assert store.list_child_runs(second.id) == []
         assert [r.id for r in store.list_child_runs(parent.id, limit=1)] == [first.id]
+        assert store.count_child_runs(parent.id) == 2 and store.count_child_runs(second.id) == 0
         assert store.delete_flow_run(world.ws.id, second.id, expect=StateType.SCHEDULED)
         assert [r.id for r in store.list_child_runs(parent.id)] == [first.id]
+        assert store.count_child_runs(parent.id) == 1
