@@ -8,6 +8,7 @@ called outside any flow still runs, as a plain function with retries and caching
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import itertools
 import threading
@@ -72,21 +73,20 @@ def current_task_run() -> TaskRunContext | None:
 
 
 @contextmanager
-def flow_run_context(context: FlowRunContext) -> Iterator[FlowRunContext]:
-    token = _flow_run.set(context)
+def _entered(variable: contextvars.ContextVar[Any], context: Any) -> Iterator[Any]:
+    token = variable.set(context)
     try:
         yield context
     finally:
-        _flow_run.reset(token)
+        variable.reset(token)
 
 
-@contextmanager
-def task_run_context(context: TaskRunContext) -> Iterator[TaskRunContext]:
-    token = _task_run.set(context)
-    try:
-        yield context
-    finally:
-        _task_run.reset(token)
+def flow_run_context(context: FlowRunContext) -> contextlib.AbstractContextManager[FlowRunContext]:
+    return _entered(_flow_run, context)
+
+
+def task_run_context(context: TaskRunContext) -> contextlib.AbstractContextManager[TaskRunContext]:
+    return _entered(_task_run, context)
 
 
 @contextmanager
