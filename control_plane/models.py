@@ -11,11 +11,12 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
 from pushpool.control_plane.clock import utc
 from pushpool.control_plane.errors import InvalidInput
@@ -378,6 +379,10 @@ class ConcurrencyLimit(Record):
         return {holder: until for holder, until in self.holders.items() if until > now}
 
 
+#: The longest line kept; the runner and the API keep a longer one in pieces of this many characters.
+MAX_LOG_LINE_CHARS = 16_384
+
+
 class LogLine(BaseModel):
     """One line a run logged or printed."""
 
@@ -387,11 +392,42 @@ class LogLine(BaseModel):
     #: Python's logging levels: 10 debug, 20 info, 30 warning, 40 error, 50 critical.
     level: int = Field(default=20, ge=0, le=100)
     #: At most 16 KiB: the runner sends a longer line in pieces.
-    message: str = Field(max_length=16_384)
+    message: str = Field(max_length=MAX_LOG_LINE_CHARS)
     #: ``log`` (a logger, ``log_prints``), or the captured ``stdout``/``stderr``.
     stream: Literal["log", "stdout", "stderr"] = "log"
     logger: str | None = Field(default=None, max_length=200)
     task_run_id: str | None = Field(default=None, max_length=64)
+
+
+class LogText(BaseModel):
+    """Captured output, many lines at once: the lines of ``text`` (split at newlines) share a stream and a time.
+    Kept as it came (one string, not an object per line); a line longer than a ``LogLine`` is read in pieces."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stream: Literal["stdout", "stderr"]
+    timestamp: UtcDatetime
+    text: str
+
+    def line_count(self) -> int:
+        return self.text.count("\n") + 1
+
+    def lines(self) -> Iterator[str]:
+        for line in self.text.split("\n"):
+            if len(line) <= MAX_LOG_LINE_CHARS:
+                yield line
+            else:
+                for start in range(0, len(line), MAX_LOG_LINE_CHARS):
+                    yield line[start:start + MAX_LOG_LINE_CHARS]
+
+
+def _kind_of_log_item(value: Any) -> str:
+    return "text" if isinstance(value, LogText) or (isinstance(value, dict) and "text" in value) else "line"
+
+
+#: One item of a log batch: a record (one line) or captured text (many).
+LogItem = Annotated[Annotated[LogLine, Tag("line")] | Annotated[LogText, Tag("text")],
+                    Discriminator(_kind_of_log_item)]
 
 
 class LogChunk(Record):
@@ -400,7 +436,10 @@ class LogChunk(Record):
     flow_run_id: str
     seq: int
     received: UtcDatetime
-    lines: list[LogLine]
+    lines: list[LogItem]
+
+    def line_count(self) -> int:
+        return sum(item.line_count() if isinstance(item, LogText) else 1 for item in self.lines)
 
 
 class FlowRunFilter(BaseModel):

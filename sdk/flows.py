@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from pushpool.context import FlowRunContext, current_flow_run, flow_run_context
 from pushpool.control_plane.errors import PushpoolError
 from pushpool.futures import ThreadPoolTaskRunner
+from pushpool.run_logging import enable_log_prints
 
 if TYPE_CHECKING:
     from pushpool.deployments import RunnerDeployment
@@ -75,6 +76,8 @@ class Flow:
         context.flow_name = context.flow_name or self.name
         context.task_runner = self.task_runner.duplicate()
         context.log_prints = context.log_prints or self.log_prints
+        if context.log_prints:
+            enable_log_prints()
         context.result_storage = self.result_storage
         try:
             with flow_run_context(context):

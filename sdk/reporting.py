@@ -16,14 +16,15 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TextIO
 
-from pushpool.control_plane.errors import PushpoolError, TooLarge
+from pushpool.control_plane.errors import InvalidInput, PushpoolError, TooLarge
 
 #: Task runs per request (the API takes at most 1,000).
 BATCH_SIZE = 500
-#: Log lines per request (the API takes at most 5,000) and the bytes of text one request carries.
-LOG_BATCH_LINES = 5000
+#: Items (records, pieces of captured text) per request and the UTF-8 bytes of text one request carries (the
+#: API's limits).
+LOG_BATCH_ITEMS = 5000
 LOG_BATCH_BYTES = 256 * 1024
 
 
@@ -41,12 +42,14 @@ class Shipper:
         self.dropped = 0
         self.sent = 0
         self.requests = 0
+        #: Where the shipper's own messages go (the runner points it past the captured stderr).
+        self.diagnostics: TextIO = sys.stderr
         self._thread = threading.Thread(target=self._loop, name=f"pushpool-{self.what}-shipper", daemon=True)
         self._thread.start()
 
     # subclasses ----------------------------------------------------------
-    def _take(self) -> Any:
-        """The next batch to send, or ``None``."""
+    def _take(self, full_only: bool = False) -> Any:
+        """The next batch to send (``full_only``: only a full one), or ``None``."""
         raise NotImplementedError
 
     def _give_back(self, batch: Any) -> None:
@@ -63,12 +66,13 @@ class Shipper:
         raise NotImplementedError
 
     # the schedule ---------------------------------------------------------
-    def _flush(self, deadline: float | None = None) -> bool:
-        """Send what is pending, batch by batch; ``False`` when a send failed or time ran out (the rest waits)."""
+    def _flush(self, deadline: float | None = None, full_only: bool = False) -> bool:
+        """Send what is pending, batch by batch (``full_only``: the full batches; the rest waits for the next
+        round); ``False`` when a send failed or time ran out (the rest waits)."""
         while True:
             if (deadline is None and self._closing) or (deadline is not None and time.monotonic() > deadline):
                 return False
-            batch = self._take()
+            batch = self._take(full_only)
             if batch is None:
                 return True
             try:
@@ -78,11 +82,16 @@ class Shipper:
             except TooLarge as exc:
                 more = False
                 self.dropped += self._count(batch)
-                print(f"pushpool: {self.what}s are no longer recorded: {exc}", file=sys.stderr)
+                print(f"pushpool: {self.what}s are no longer recorded: {exc}", file=self.diagnostics)
+            except InvalidInput as exc:  # sending it again would not help: this batch is lost, the next may go
+                more = True
+                self.dropped += self._count(batch)
+                print(f"pushpool: {self._count(batch)} {self.what}(s) refused by the control plane: {exc}",
+                      file=self.diagnostics)
             except PushpoolError as exc:
                 self._give_back(batch)
                 print(f"pushpool: sending {self._count(batch)} {self.what}(s) failed ({exc}); will retry",
-                      file=sys.stderr)
+                      file=self.diagnostics)
                 return False
             if not more:
                 with self._lock:
@@ -92,10 +101,10 @@ class Shipper:
 
     def _loop(self) -> None:
         while not self._closing:
-            self._wake.wait(self.interval)
+            woken_early = self._wake.wait(self.interval)  # by a full batch: send the full ones now
             self._wake.clear()
             if not self._closing:
-                self._flush()
+                self._flush(full_only=woken_early)
 
     def close(self) -> None:
         """Send what is left (called when the flow has finished, before its final state is reported)."""
@@ -108,7 +117,8 @@ class Shipper:
         with self._lock:
             self.dropped += self._drop_pending()
         if self.dropped:
-            print(f"pushpool: {self.dropped} {self.what}(s) could not be sent to the control plane", file=sys.stderr)
+            print(f"pushpool: {self.dropped} {self.what}(s) could not be sent to the control plane",
+                  file=self.diagnostics)
         if self._on_close is not None:
             self._on_close()
 
@@ -135,8 +145,10 @@ class TaskRunReporter(Shipper):
         if full:
             self._wake.set()
 
-    def _take(self) -> list[dict[str, Any]] | None:
+    def _take(self, full_only: bool = False) -> list[dict[str, Any]] | None:
         with self._lock:
+            if full_only and len(self._pending) < self.batch_size:
+                return None
             ids = list(self._pending)[: self.batch_size]
             return [self._pending.pop(i) for i in ids] or None
 
@@ -159,7 +171,12 @@ class TaskRunReporter(Shipper):
 
 
 class LogShipper(Shipper):
-    """Log lines in order, in numbered batches (a batch sent again after a lost answer keeps its number)."""
+    """Log lines in order, in numbered batches (a batch sent again after a lost answer keeps its number).
+
+    Two kinds of item: a record of the run logger (a dict, one line) and captured text (many lines
+    sharing a stream and a time, ``{"stream", "timestamp", "text"}``, lines joined by newlines) —
+    the captured output costs no object per line on the flow's side, and the API splits it.
+    """
 
     what = "log line"
 
@@ -167,38 +184,84 @@ class LogShipper(Shipper):
                  max_pending: int = 200_000, close_timeout: float = 30.0,
                  on_close: Callable[[], None] | None = None) -> None:
         self._post, self.max_pending = send, max_pending
-        self._lines: deque[dict[str, Any]] = deque()
+        self._items: deque[dict[str, Any]] = deque()
         self._retry: deque[tuple[int, list[dict[str, Any]]]] = deque()
         self._next_seq = 0
+        self._pending_lines = 0
         self._pending_bytes = 0
         super().__init__(interval=interval, close_timeout=close_timeout, on_close=on_close)
 
     def emit(self, line: dict[str, Any]) -> None:
+        """One record of the run logger."""
+        self._add(line, 1, utf8_size(line["message"]))
+
+    def emit_text(self, stream: str, text: str, timestamp: float) -> None:
+        """Captured lines of ``stream``, joined by newlines."""
+        self._add({"stream": stream, "timestamp": timestamp, "text": text}, text.count("\n") + 1, utf8_size(text))
+
+    def _add(self, item: dict[str, Any], lines: int, size: int) -> None:
         with self._lock:
-            if self._refused or len(self._lines) >= self.max_pending:
-                self.dropped += 1
+            if self._refused or self._pending_lines + lines > self.max_pending:
+                self.dropped += lines
                 return
-            self._lines.append(line)
-            self._pending_bytes += len(line["message"])
-            full = len(self._lines) >= LOG_BATCH_LINES or self._pending_bytes >= LOG_BATCH_BYTES
+            self._items.append(item)
+            self._pending_lines += lines
+            self._pending_bytes += size
+            full = len(self._items) >= LOG_BATCH_ITEMS or self._pending_bytes >= LOG_BATCH_BYTES
         if full:
             self._wake.set()
 
-    def _take(self) -> tuple[int, list[dict[str, Any]]] | None:
+    def _take(self, full_only: bool = False) -> tuple[int, list[dict[str, Any]]] | None:
         with self._lock:
             if self._retry:
                 return self._retry.popleft()
+            if full_only and len(self._items) < LOG_BATCH_ITEMS and self._pending_bytes < LOG_BATCH_BYTES:
+                return None
             batch: list[dict[str, Any]] = []
-            size = 0
-            while self._lines and len(batch) < LOG_BATCH_LINES and (not batch or size < LOG_BATCH_BYTES):
-                line = self._lines.popleft()
-                size += len(line["message"])
-                batch.append(line)
-            self._pending_bytes -= size
+            texts: list[str] = []  # the pieces of the batch's last item while it is captured text (joined below)
+            lines = size_taken = 0
+            while self._items and len(batch) < LOG_BATCH_ITEMS and size_taken < LOG_BATCH_BYTES:
+                item = self._items.popleft()
+                if "text" in item:
+                    room = LOG_BATCH_BYTES - size_taken  # in characters: one byte each in ASCII, else up to 4
+                    head, rest = split_text(item["text"], sys.maxsize, room if item["text"].isascii() else room // 4)
+                    mid_line = rest is not None and len(head) + len(rest) == len(item["text"])
+                    if mid_line and batch:  # a line does not fit what is left: it opens the next batch
+                        self._items.appendleft(item)
+                        break
+                    if rest is not None:  # the rest waits for the next batch, first in line
+                        self._items.appendleft({**item, "text": rest})
+                    # a line longer than a whole batch goes in parts; its last part is counted with the rest
+                    taken, size = head.count("\n") + (0 if mid_line else 1), utf8_size(head)
+                    if texts and batch[-1]["stream"] == item["stream"]:  # one text of consecutive captures
+                        texts.append(head)
+                        size += 1  # the newline between them
+                    else:
+                        self._join(batch, texts)
+                        batch.append(item)
+                        texts = [head]
+                else:
+                    taken, size = 1, utf8_size(item["message"])
+                    if batch and size_taken + size > LOG_BATCH_BYTES:  # the record opens the next batch
+                        self._items.appendleft(item)
+                        break
+                    self._join(batch, texts)
+                    texts = []
+                    batch.append(item)
+                lines += taken
+                size_taken += size
+            self._join(batch, texts)
+            self._pending_lines -= lines
+            self._pending_bytes -= size_taken
             if not batch:
                 return None
             self._next_seq += 1
             return self._next_seq - 1, batch
+
+    @staticmethod
+    def _join(batch: list[dict[str, Any]], texts: list[str]) -> None:
+        if texts:
+            batch[-1] = {**batch[-1], "text": "\n".join(texts)}
 
     def _give_back(self, batch: tuple[int, list[dict[str, Any]]]) -> None:
         with self._lock:
@@ -209,11 +272,51 @@ class LogShipper(Shipper):
         return not (answer or {}).get("truncated")
 
     def _count(self, batch: tuple[int, list[dict[str, Any]]]) -> int:
-        return len(batch[1])
+        return sum(item["text"].count("\n") + 1 if "text" in item else 1 for item in batch[1])
 
     def _drop_pending(self) -> int:
-        count = len(self._lines) + sum(len(lines) for _, lines in self._retry)
-        self._lines.clear()
+        count = self._pending_lines + sum(self._count(batch) for batch in self._retry)
+        self._items.clear()
         self._retry.clear()
-        self._pending_bytes = 0
+        self._pending_lines = self._pending_bytes = 0
         return count
+
+
+def utf8_size(text: str) -> int:
+    """Bytes of ``text`` as UTF-8 (as the API measures it); ASCII text, most logs, is not encoded to know."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def split_text(text: str, max_lines: int, max_chars: int) -> tuple[str, str | None]:
+    """``text`` (lines joined by newlines) cut so the head has at most ``max_lines`` lines and ``max_chars``
+    characters, at a line's end where one is in reach; ``(text, None)`` when it fits whole."""
+    max_lines, max_chars = max(1, max_lines), max(1, max_chars)
+    if len(text) <= max_chars and text.count("\n") < max_lines:
+        return text, None
+    end = min(len(text), max_chars)
+    if text.count("\n", 0, end) >= max_lines:  # too many lines: cut at the end of the max_lines-th
+        cut = len("\n".join(text[:end].split("\n", max_lines)[:max_lines]))
+    else:
+        newline = text.rfind("\n", 0, end + 1)
+        if newline < 0:  # one line longer than the room: its first part (the API keeps a long line in pieces)
+            return text[:end], text[end:]
+        cut = newline
+    return text[:cut], text[cut + 1:]
+
+
+def log_sender(client: Any, run_id: str) -> Callable[[int, list[dict[str, Any]]], dict[str, Any]]:
+    """How a :class:`LogShipper` sends a run's batches with ``client`` (a :class:`pushpool.client.PushpoolClient`):
+    a batch of captured text only as a ``text/plain`` body (no JSON to encode: the runner's common case), any
+    other batch as JSON."""
+    path = client.ws(f"/flow_runs/{run_id}/logs")
+    headers = {"Content-Type": "text/plain; charset=utf-8"}
+
+    def send(seq: int, batch: list[dict[str, Any]]) -> dict[str, Any]:
+        if len(batch) == 1 and "text" in batch[0]:
+            item = batch[0]
+            return client.request("POST", f"{path}/text", headers=headers,
+                                  params={"seq": seq, "stream": item["stream"], "timestamp": item["timestamp"]},
+                                  content=item["text"].encode("utf-8", "replace"))
+        return client.request("POST", path, json={"seq": seq, "lines": batch})
+
+    return send

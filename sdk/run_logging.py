@@ -2,29 +2,31 @@
 
 Inside a deployment's run, the runner sends every line to the control plane (``pushpool
 flow-run logs`` reads them from anywhere) while still writing it where it went before (the
-container's log, which the cloud keeps). ``get_run_logger()`` logs through the ``pushpool.run``
-logger, named after the flow or task run; ``log_prints=True`` (on a flow or a task) turns that
-code's ``print()`` calls into INFO records of that logger. Output written below Python (a C
-library, a subprocess writing to the inherited descriptor) reaches the container's log only.
+container's log, which the cloud keeps): stdout and stderr are captured at the descriptors
+(:mod:`pushpool.output_capture`), the run logger's records as records. ``get_run_logger()``
+logs through the ``pushpool.run`` logger, named after the flow or task run; ``log_prints=True``
+(on a flow or a task, or ``PUSHPOOL_LOG_PRINTS=true`` in the run's environment) turns that
+code's ``print()`` calls into INFO records of that logger.
 """
 
 from __future__ import annotations
 
 import builtins
-import io
 import logging
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from pushpool.context import current_flow_run, current_task_run
+from pushpool.control_plane.models import MAX_LOG_LINE_CHARS
+from pushpool.output_capture import captured_output
 
 RUN_LOGGER_NAME = "pushpool.run"
 #: The longest line sent; longer lines are sent in pieces of this many characters.
-MAX_LINE_CHARS = 16_384
+MAX_LINE_CHARS = MAX_LOG_LINE_CHARS
 _CONSOLE_FORMAT = "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(run_name)s - %(message)s"
 
 
@@ -42,8 +44,12 @@ class RunLoggerAdapter(logging.LoggerAdapter):
         return msg, kwargs
 
 
+def _console_stream() -> TextIO:
+    return sys.__stderr__ or sys.stderr
+
+
 def _console_handler() -> logging.Handler:
-    handler = logging.StreamHandler(sys.__stderr__ or sys.stderr)  # the real stderr: never shipped twice
+    handler = logging.StreamHandler(_console_stream())
     handler.setFormatter(logging.Formatter(_CONSOLE_FORMAT, datefmt="%H:%M:%S"))
     return handler
 
@@ -62,15 +68,6 @@ def get_run_logger() -> logging.LoggerAdapter:
     return RunLoggerAdapter(logger, {})
 
 
-def _captured(message: str, stream: str, task_run_id: str | None, now: float) -> dict[str, Any]:
-    """A captured stdout/stderr line as sent: level 20 and no task run are the defaults, so they are left out
-    (less to encode for every line); times are epoch seconds, which the API reads as times."""
-    record: dict[str, Any] = {"timestamp": now, "message": message, "stream": stream}
-    if task_run_id is not None:
-        record["task_run_id"] = task_run_id
-    return record
-
-
 def _pieces(text: str) -> Iterator[str]:
     for start in range(0, max(len(text), 1), MAX_LINE_CHARS):
         yield text[start:start + MAX_LINE_CHARS]
@@ -79,9 +76,9 @@ def _pieces(text: str) -> Iterator[str]:
 class ShippingHandler(logging.Handler):
     """Sends each record of the run logger to the log shipper."""
 
-    def __init__(self, emit_line: Any) -> None:
+    def __init__(self, emit_line: Any, before: Any = None) -> None:
         super().__init__(logging.NOTSET)
-        self._emit_line = emit_line
+        self._emit_line, self._before = emit_line, before
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -90,58 +87,12 @@ class ShippingHandler(logging.Handler):
                 message += "\n" + logging.Formatter().formatException(record.exc_info)
         except Exception:  # a record that cannot be formatted must not break the flow
             message = str(record.msg)
+        if self._before is not None:
+            self._before()
         for piece in _pieces(message):
             self._emit_line({"timestamp": time.time(), "level": record.levelno, "message": piece, "stream": "log",
                              "logger": getattr(record, "run_name", None) or record.name,
                              "task_run_id": getattr(record, "task_run_id", None)})
-
-
-class TeeStream(io.TextIOBase):
-    """Writes through to ``original`` and sends each complete line to the shipper as ``stream``."""
-
-    def __init__(self, original: TextIO, emit_line: Any, stream: str) -> None:
-        self.original, self._emit_line, self.stream = original, emit_line, stream
-        self._partial = ""
-        self._lock = threading.Lock()
-
-    def write(self, text: str) -> int:
-        written = self.original.write(text)
-        if "\n" not in text:  # print() writes its text, then its end: only the end completes a line
-            with self._lock:
-                self._partial += text
-                if len(self._partial) <= MAX_LINE_CHARS:
-                    return written
-                whole = len(self._partial) - len(self._partial) % MAX_LINE_CHARS  # send the whole pieces
-                complete, self._partial = [self._partial[:whole]], self._partial[whole:]
-        else:
-            with self._lock:
-                *complete, self._partial = (self._partial + text).split("\n")
-        task_run = current_task_run()
-        task_run_id = task_run.task_run_id if task_run is not None else None
-        now = time.time()
-        for line in complete:
-            for piece in (line,) if len(line) <= MAX_LINE_CHARS else _pieces(line):
-                self._emit_line(_captured(piece, self.stream, task_run_id, now))
-        return written
-
-    def flush(self) -> None:
-        self.original.flush()
-
-    def close_partial(self) -> None:
-        with self._lock:
-            rest, self._partial = self._partial, ""
-        if rest:
-            self._emit_line(_captured(rest, self.stream, None, time.time()))
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return getattr(self.original, "encoding", "utf-8")
-
-    def isatty(self) -> bool:
-        return False
-
-    def fileno(self) -> int:
-        return self.original.fileno()
 
 
 _original_print = builtins.print
@@ -159,21 +110,40 @@ def _print(*args: Any, sep: str | None = " ", end: str | None = "\n", file: Any 
     _original_print(*args, sep=sep, end=end, file=file, flush=flush)
 
 
-@contextmanager
-def shipping_logs(emit_line: Any) -> Iterator[None]:
-    """For the runner: capture stdout/stderr, ship the run logger's records, and honour ``log_prints``."""
-    logger = get_run_logger().logger
-    handler = ShippingHandler(emit_line)
-    logger.addHandler(handler)
-    out, err = TeeStream(sys.stdout, emit_line, "stdout"), TeeStream(sys.stderr, emit_line, "stderr")
-    saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = out, err  # type: ignore[assignment]
+def enable_log_prints() -> None:
+    """Called when a flow or task run with ``log_prints`` starts: from then on ``print`` looks at the run it is
+    called in. Until then (most runs) ``print`` is Python's own and costs nothing more."""
     builtins.print = _print
-    try:
-        yield
-    finally:
-        builtins.print = _original_print
-        sys.stdout, sys.stderr = saved
-        out.close_partial()
-        err.close_partial()
-        logger.removeHandler(handler)
+
+
+class LogSink(Protocol):
+    """Where the runner sends what it captured: the log shipper (:class:`pushpool.reporting.LogShipper`)."""
+
+    diagnostics: TextIO
+
+    def emit(self, line: dict[str, Any]) -> None: ...
+
+    def emit_text(self, stream: str, text: str, timestamp: float) -> None: ...
+
+
+@contextmanager
+def shipping_logs(sink: LogSink) -> Iterator[None]:
+    """For the runner: capture descriptors 1 and 2, and ship the run logger's records, while the block runs."""
+    logger = get_run_logger().logger
+    saved_print, saved_diagnostics = builtins.print, sink.diagnostics
+    consoles = [h for h in logger.handlers if isinstance(h, logging.StreamHandler) and h.stream is _console_stream()]
+    with captured_output(sink.emit_text) as capture:
+        real_stderr = capture.real_stderr
+        handler = ShippingHandler(sink.emit, before=capture.catch_up)  # what was printed before goes first
+        for console in consoles:  # the console copy of a record goes where the container's log is, not shipped twice
+            console.setStream(real_stderr)
+        sink.diagnostics = real_stderr  # the shipper's own complaints are not shipped either
+        logger.addHandler(handler)
+        try:
+            yield
+        finally:
+            logger.removeHandler(handler)
+            builtins.print = saved_print
+            sink.diagnostics = saved_diagnostics
+            for console in consoles:
+                console.setStream(_console_stream())

@@ -32,7 +32,7 @@ from pushpool.client import PushpoolClient
 from pushpool.context import FlowRunContext
 from pushpool.control_plane.errors import Conflict, PushpoolError
 from pushpool.flows import Flow, typed_parameters
-from pushpool.reporting import LogShipper, TaskRunReporter
+from pushpool.reporting import LogShipper, TaskRunReporter, log_sender
 from pushpool.run_control import FlowCancelled, FlowTimeout, call_hooks, interruptions
 from pushpool.run_logging import shipping_logs
 
@@ -126,13 +126,14 @@ def run(client: PushpoolClient, run_id: str) -> int:
     failure = result = failure_name = None
     stopped = False
     flow: Flow | None = None
-    with shipping_logs(logs.emit) if logs else contextlib.nullcontext():
+    with shipping_logs(logs) if logs else contextlib.nullcontext():
         try:
             fn = load_entrypoint(deployment["entrypoint"])
             flow = fn if isinstance(fn, Flow) else None
             with interruptions(flow.timeout_seconds if flow else None):
                 value = call_flow(fn, flow_run["parameters"],
-                                  FlowRunContext(flow_run_id=run_id, recorder=reporter, client=client),
+                                  FlowRunContext(flow_run_id=run_id, recorder=reporter, client=client,
+                                                 log_prints=log_prints_by_default()),
                                   on_retry=lambda name, message: report_retry(client, run_id, name, message))
             if flow is not None and flow.persist_result:
                 result = persisted_result(value, location=flow.result_storage, key=f"flow-run-{run_id}")
@@ -164,6 +165,12 @@ def run(client: PushpoolClient, run_id: str) -> int:
     return 0 if failure is None else 1
 
 
+def log_prints_by_default() -> bool:
+    """``PUSHPOOL_LOG_PRINTS=true`` in the run's environment (a pool's or deployment's ``env``): every flow's
+    ``print()`` calls become log records, as with ``@flow(log_prints=True)``."""
+    return os.environ.get("PUSHPOOL_LOG_PRINTS", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
 def shippers(client: PushpoolClient, run_id: str) -> tuple[TaskRunReporter, LogShipper | None]:
     """Task runs and log lines go to the control plane in batches, each on a client of its own that gives up
     sooner than the state reports' (the shipper keeps what it could not send and tries again). Logs are not
@@ -178,10 +185,7 @@ def shippers(client: PushpoolClient, run_id: str) -> tuple[TaskRunReporter, LogS
     if os.environ.get("PUSHPOOL_RUN_LOGS", "on").lower() in ("off", "false", "0"):
         return reporter, None
     lines = client_for()
-    lines_path = lines.ws(f"/flow_runs/{run_id}/logs")
-    return reporter, LogShipper(lambda seq, batch: lines.request("POST", lines_path, json={"seq": seq,
-                                                                                       "lines": batch}),
-                                on_close=lines.close)
+    return reporter, LogShipper(log_sender(lines, run_id), on_close=lines.close)
 
 
 def report_retry(client: PushpoolClient, run_id: str, name: str, message: str) -> None:

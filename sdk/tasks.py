@@ -25,6 +25,7 @@ from pushpool.caching import NO_CACHE, CachePolicy, KeyFunction, result_store
 from pushpool.context import FlowRunContext, TaskRunContext, current_flow_run, task_run_context
 from pushpool.control_plane.models import new_id
 from pushpool.futures import TaskRunFuture, ThreadPoolTaskRunner, map_arguments, resolve_futures
+from pushpool.run_logging import enable_log_prints
 from pushpool.tag_slots import TagSlots
 
 #: The most characters of an error message a task run's record keeps.
@@ -165,9 +166,11 @@ class TaskRun:
         return bound, key, result_store(location) if key else None, context
 
     def _log_prints(self) -> bool:
-        if self.task.log_prints is not None:
-            return self.task.log_prints
-        return bool(self.flow_run and self.flow_run.log_prints)
+        wanted = self.task.log_prints if self.task.log_prints is not None else bool(
+            self.flow_run and self.flow_run.log_prints)
+        if wanted:
+            enable_log_prints()
+        return wanted
 
     def _delay(self, attempt: int) -> float:
         delay = _delays(self.task.retries, self.task.retry_delay_seconds)[attempt - 1]

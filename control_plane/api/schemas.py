@@ -6,14 +6,15 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pushpool.control_plane.models import (
     TEN_YEARS_SECONDS,
     ActorKind,
     CollisionStrategy,
     LateRunPolicy,
-    LogLine,
+    LogItem,
+    LogText,
     Role,
     StateType,
 )
@@ -315,15 +316,27 @@ class TaskRunBatch(Body):
     task_runs: list[TaskRunReport] = Field(max_length=MAX_TASK_RUNS_PER_REPORT)
 
 
-#: Lines in one log report (each at most 16 KiB: ``LogLine``; the runner cuts longer ones).
-MAX_LOG_LINES_PER_REPORT = 5000
+#: Items in one log report (records of the run logger, each at most 16 KiB; pieces of captured text), and the
+#: UTF-8 bytes of text one report carries (so a stored batch fits a DynamoDB item).
+MAX_LOG_ITEMS_PER_REPORT = 5000
+MAX_LOG_BYTES_PER_REPORT = 256 * 1024
 
 
 class LogBatch(Body):
+    """A numbered batch of a run's log: records of the run logger and captured text, stored as they come."""
+
     #: The runner numbers its batches 0, 1, 2, …; a batch sent again (its answer lost) replaces itself.
     seq: int = Field(ge=0, le=10**9)
-    #: Validated once, here, as the records they become (the API stores them as they are).
-    lines: list[LogLine] = Field(min_length=1, max_length=MAX_LOG_LINES_PER_REPORT)
+    #: Records of the run logger (one line each) and captured text, in order; validated once, here.
+    lines: list[LogItem] = Field(min_length=1, max_length=MAX_LOG_ITEMS_PER_REPORT)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> LogBatch:
+        size = sum(len((item.text if isinstance(item, LogText) else item.message).encode("utf-8", "surrogatepass"))
+                   for item in self.lines)
+        if size > MAX_LOG_BYTES_PER_REPORT:
+            raise ValueError(f"lines: {size} bytes of text in one report; send at most {MAX_LOG_BYTES_PER_REPORT}")
+        return self
 
 
 #: The largest flow result kept by the control plane itself (JSON bytes); larger ones go to result storage.

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from pushpool.control_plane.errors import InvalidInput
-from pushpool.control_plane.models import FlowRun, LogChunk, LogLine
+from pushpool.control_plane.models import FlowRun, LogChunk, LogLine, LogText
 from pushpool.control_plane.services.context import ServiceContext
 
 #: Bytes a line costs beyond its text (timestamp, level, names), for the per-run cap.
@@ -24,18 +24,21 @@ CURSOR_PREFIX = "cp:"
 _LEVELS = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
 
 
-def chunk_size(lines: list[LogLine]) -> int:
-    return sum(len(line.message.encode()) + LINE_OVERHEAD for line in lines)
+def chunk_size(items: list[LogLine | LogText]) -> int:
+    """What a batch counts against the run's cap: its text, plus ``LINE_OVERHEAD`` per record (captured text is
+    kept as one string: a byte per line)."""
+    return sum(len(item.text.encode("utf-8", "surrogatepass")) if isinstance(item, LogText)
+               else len(item.message.encode("utf-8", "surrogatepass")) + LINE_OVERHEAD for item in items)
 
 
-def store_lines(ctx: ServiceContext, run: FlowRun, seq: int, lines: list[LogLine]) -> dict:
+def store_lines(ctx: ServiceContext, run: FlowRun, seq: int, lines: list[LogLine | LogText]) -> dict:
     """Keep a runner's batch; ``truncated`` once the run has sent all it may (the runner then stops)."""
     now = ctx.clock.now()
     keep_until = now + timedelta(days=ctx.settings.log_retention_days)
     cap = ctx.settings.max_log_bytes_per_flow_run
     chunk = LogChunk.model_construct(flow_run_id=run.id, seq=seq, received=now, lines=lines)
     if ctx.store.append_log_chunk(chunk, size=chunk_size(lines), max_bytes=cap, keep_until=keep_until):
-        return {"accepted": len(lines), "truncated": False}
+        return {"accepted": chunk.line_count(), "truncated": False}
     notice = LogLine(timestamp=now, level=30, logger="pushpool", message=(
         f"[pushpool] log truncated: flow run {run.name!r} sent more than {cap} bytes of log lines, the most one run "
         "may keep (PUSHPOOL_MAX_LOG_BYTES_PER_FLOW_RUN); later lines were dropped"))
@@ -51,6 +54,18 @@ def format_line(line: LogLine) -> str:
     return f"{line.timestamp.strftime('%H:%M:%S.%f')[:-3]} | {level:<7} | {line.logger or 'run'} - {line.message}"
 
 
+def formatted(chunks: list[LogChunk]) -> list[str]:
+    """The chunks' lines as text, in order."""
+    out: list[str] = []
+    for chunk in chunks:
+        for item in chunk.lines:
+            if isinstance(item, LogText):
+                out.extend(item.lines())
+            else:
+                out.append(format_line(item))
+    return out
+
+
 def has_lines(ctx: ServiceContext, run: FlowRun) -> bool:
     return bool(ctx.store.list_log_chunks(run.id, limit=1))
 
@@ -61,7 +76,7 @@ def _enough(chunks: list[LogChunk], lines: int) -> list[LogChunk]:
     count = 0
     for chunk in chunks:
         taken.append(chunk)
-        count += len(chunk.lines)
+        count += chunk.line_count()
         if count >= lines:
             break
     return taken
@@ -78,9 +93,9 @@ def read_page(ctx: ServiceContext, run: FlowRun, *, tail: int | None, cursor: st
     if tail is not None and after is None:
         chunks = _enough(ctx.store.list_log_chunks(run.id, newest_first=True, limit=max(1, tail)), tail)
         chunks.reverse()
-        lines = [format_line(line) for chunk in chunks for line in chunk.lines][-tail:]
+        lines = formatted(chunks)[-tail:]
     else:
         chunks = _enough(ctx.store.list_log_chunks(run.id, after=after, limit=1000), PAGE_LINES)
-        lines = [format_line(line) for chunk in chunks for line in chunk.lines]
+        lines = formatted(chunks)
     last = chunks[-1].seq if chunks else after
     return {"lines": lines, "cursor": None if last is None else f"{CURSOR_PREFIX}{last}"}

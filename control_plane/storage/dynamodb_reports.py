@@ -1,7 +1,10 @@
 """DynamoDB storage of what a run's runner reports (mixed into ``DynamoDbStore``).
 
 Task runs are items ``RUN#flow-run / TASK#id``, log chunks ``RUN#flow-run / LOG#seq`` (with an
-``expires`` epoch for DynamoDB's TTL: the log retention). Both live in their flow run's
+``expires`` epoch for DynamoDB's TTL: the log retention). A chunk is kept compressed
+(``docz``, zlib'd JSON): the largest batch the API takes is about 1 MB as JSON and an item
+holds at most 400 KB; its lines' repeated fields compress away, and it carries at most 256 KiB
+of text. Both live in their flow run's
 partition, so deleting the run (every item under ``RUN#id``) deletes them, and listing them is
 one ``Query`` in order (task-run ids are time-ordered; chunk numbers are zero-padded).
 """
@@ -9,11 +12,12 @@ one ``Query`` in order (task-run ids are time-ordered; chunk numbers are zero-pa
 from __future__ import annotations
 
 import itertools
+import zlib
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from pushpool.control_plane.models import LogChunk, TaskRun
-from pushpool.control_plane.storage.dynamodb_schema import HIGH, doc_item
+from pushpool.control_plane.storage.dynamodb_schema import HIGH, doc_item, to_attrs
 
 if TYPE_CHECKING:
     from pushpool.control_plane.storage.dynamodb_table import Table
@@ -42,8 +46,10 @@ class DynamoReportsMixin:
     def append_log_chunk(self, chunk: LogChunk, *, size: int, max_bytes: int, keep_until: datetime) -> bool:
         if not self.table.update_counter(f"RUN#{chunk.flow_run_id}", "LOGBYTES", "bytes", size, at_most=max_bytes):
             return False
-        self.table.put(doc_item(chunk, f"RUN#{chunk.flow_run_id}", f"LOG#{chunk.seq:012d}",
-                                expires=int(keep_until.timestamp())))
+        item = to_attrs({"PK": f"RUN#{chunk.flow_run_id}", "SK": f"LOG#{chunk.seq:012d}",
+                         "expires": int(keep_until.timestamp())})
+        item["docz"] = {"B": zlib.compress(chunk.model_dump_json().encode(), 6)}  # type: ignore[dict-item]
+        self.table.put(item)
         return True
 
     def list_log_chunks(self, flow_run_id: str, *, after: int | None = None, limit: int = 100,
@@ -51,7 +57,14 @@ class DynamoReportsMixin:
         low = f"LOG#{after + 1:012d}" if after is not None else "LOG#"
         items = self.table.query(f"RUN#{flow_run_id}", sk_between=(low, f"LOG#{HIGH}"), forward=not newest_first,
                                  page_size=limit)
-        return [LogChunk.model_validate_json(i["doc"]["S"]) for i in itertools.islice(items, limit)]
+        return [_log_chunk(i) for i in itertools.islice(items, limit)]
 
     def delete_expired_log_chunks(self, now: datetime, limit: int = 5000) -> int:
         return 0  # DynamoDB's TTL deletes them (``expires``), within a few days of the time
+
+
+def _log_chunk(item: dict) -> LogChunk:
+    """A stored chunk: compressed, or (written by releases before compression) plain JSON."""
+    if "docz" in item:
+        return LogChunk.model_validate_json(zlib.decompress(item["docz"]["B"]))
+    return LogChunk.model_validate_json(item["doc"]["S"])

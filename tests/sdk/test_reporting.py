@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
 
 from pushpool.control_plane.errors import PushpoolError, TooLarge
 from pushpool.reporting import TaskRunReporter
@@ -99,7 +100,7 @@ def test_close_gives_up_after_its_timeout_and_says_how_many_were_lost(capsys):
 
 
 def test_log_lines_go_in_numbered_batches_and_a_resend_keeps_its_number():
-    from pushpool.reporting import LOG_BATCH_LINES, LogShipper
+    from pushpool.reporting import LOG_BATCH_ITEMS, LogShipper
 
     calls: list[tuple[int, int]] = []
     fail = [1]
@@ -112,11 +113,11 @@ def test_log_lines_go_in_numbered_batches_and_a_resend_keeps_its_number():
         return {"accepted": len(lines), "truncated": False}
 
     shipper = LogShipper(post, interval=60, close_timeout=5)
-    for i in range(LOG_BATCH_LINES + 10):
+    for i in range(LOG_BATCH_ITEMS + 10):
         shipper.emit({"message": f"line {i}"})
     shipper.close()
-    assert calls[0] == calls[1] == (0, LOG_BATCH_LINES)  # failed, then sent again as batch 0
-    assert calls[2] == (1, 10) and shipper.sent == LOG_BATCH_LINES + 10 and shipper.dropped == 0
+    assert calls[0] == calls[1] == (0, LOG_BATCH_ITEMS)  # failed, then sent again as batch 0
+    assert calls[2] == (1, 10) and shipper.sent == LOG_BATCH_ITEMS + 10 and shipper.dropped == 0
 
 
 def test_log_shipping_stops_once_the_run_is_truncated(capsys):
@@ -128,3 +129,74 @@ def test_log_shipping_stops_once_the_run_is_truncated(capsys):
     shipper.close()
     shipper.emit({"message": "after"})
     assert shipper.dropped == 1 and shipper.requests == 1  # the batch was the notice's; nothing more is sent
+
+
+def test_captured_text_goes_in_batches_the_api_takes_in_order_and_whole():
+    from pushpool.control_plane.api.schemas import LogBatch
+    from pushpool.control_plane.models import LogChunk
+    from pushpool.control_plane.services.run_logs import formatted
+    from pushpool.reporting import LOG_BATCH_BYTES, LOG_BATCH_ITEMS, LogShipper
+
+    stored: list[str] = []
+
+    def post(seq: int, items: list[dict]) -> dict:
+        batch = LogBatch.model_validate({"seq": seq, "lines": items})  # what the API would refuse fails here
+        stored.extend(formatted([LogChunk(flow_run_id="r", seq=seq, received=datetime.now(UTC),
+                                          lines=batch.lines)]))
+        return {"accepted": len(items), "truncated": False}
+
+    shipper = LogShipper(post, interval=60, close_timeout=10)
+    expected: list[str] = []
+    for chunk in range(30):  # 12,000 ASCII lines and 30 chunks of wide characters, with records between
+        lines = [f"chunk {chunk} line {i}" for i in range(400)] + ["界" * 3000]
+        shipper.emit_text("stdout", "\n".join(lines), 1_700_000_000.0)
+        # a record of stream stdout is shown as its bare message
+        shipper.emit({"timestamp": 1_700_000_000.0, "message": f"record {chunk}", "stream": "stdout"})
+        expected += [*lines, f"record {chunk}"]
+    shipper.close()
+    assert stored == expected and shipper.dropped == 0
+    characters = sum(map(len, expected))
+    assert shipper.requests <= characters // LOG_BATCH_BYTES + 2  # batches are filled, not one per item
+    assert shipper.sent == len(expected) and len(expected) > LOG_BATCH_ITEMS
+
+
+def test_split_text_cuts_at_line_ends_within_both_bounds():
+    from pushpool.reporting import split_text
+
+    assert split_text("a\nb\nc", 5, 100) == ("a\nb\nc", None)
+    assert split_text("a\nb\nc", 2, 100) == ("a\nb", "c")
+    assert split_text("aaaa\nbbbb\ncccc", 10, 11) == ("aaaa\nbbbb", "cccc")
+    assert split_text("abcdefgh", 10, 3) == ("abc", "defgh")  # one line too long for the room: its first part
+    assert split_text("\n\nx", 1, 100) == ("", "\nx")  # an empty first line is a line
+
+
+def test_consecutive_captures_go_as_one_text_and_a_text_only_batch_as_plain_text():
+    from pushpool.reporting import LogShipper, log_sender
+
+    class Client:
+        calls: list[tuple] = []
+
+        def ws(self, path: str) -> str:
+            return f"/api/workspaces/w{path}"
+
+        def request(self, method: str, path: str, **kwargs) -> dict:
+            self.calls.append((path, kwargs))
+            return {"accepted": 1, "truncated": False}
+
+    client = Client()
+    shipper = LogShipper(log_sender(client, "r1"), interval=60, close_timeout=5)
+    for piece in ("a\nb", "c", "d"):
+        shipper.emit_text("stdout", piece, 1.0)
+    shipper.close()
+    shipper = LogShipper(log_sender(client, "r1"), interval=60, close_timeout=5)
+    shipper.emit_text("stdout", "e", 2.0)
+    shipper.emit({"timestamp": 2.0, "message": "record"})
+    shipper.emit_text("stderr", "f", 2.0)
+    shipper.emit_text("stdout", "g", 2.0)
+    shipper.close()
+    (text_path, text_call), (json_path, json_call) = client.calls
+    assert text_path == "/api/workspaces/w/flow_runs/r1/logs/text" and text_call["content"] == b"a\nb\nc\nd"
+    assert text_call["params"] == {"seq": 0, "stream": "stdout", "timestamp": 1.0}
+    assert json_path == "/api/workspaces/w/flow_runs/r1/logs" and json_call["json"]["lines"] == [
+        {"stream": "stdout", "timestamp": 2.0, "text": "e"}, {"timestamp": 2.0, "message": "record"},
+        {"stream": "stderr", "timestamp": 2.0, "text": "f"}, {"stream": "stdout", "timestamp": 2.0, "text": "g"}]

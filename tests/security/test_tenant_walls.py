@@ -59,6 +59,7 @@ WRITE_BODIES: dict[tuple[str, str], dict] = {
     ("DELETE", WS_PREFIX + "/variables/{name}"): {},
     ("POST", WS_PREFIX + "/flow_runs/{run_id}/logs"): {"seq": 0, "lines": [
         {"timestamp": "2026-06-01T12:00:00+00:00", "message": "hello"}]},
+    ("POST", WS_PREFIX + "/flow_runs/{run_id}/logs/text"): {"text sent": "as the body"},
     ("PATCH", WS_PREFIX): {"require_webhook_service_account": True},
     ("POST", WS_PREFIX + "/webhooks"): {"name": "hook2", "template": "{{ body|tojson }}"},
     ("PATCH", WS_PREFIX + "/webhooks/{name}"): {"enabled": False},
@@ -82,6 +83,7 @@ RUN_TOKEN_ALLOWED = {
     ("GET", WS_PREFIX + "/flow_runs/{run_id}/task_runs"),
     ("POST", WS_PREFIX + "/flow_runs/{run_id}/task_runs"),
     ("POST", WS_PREFIX + "/flow_runs/{run_id}/logs"),
+    ("POST", WS_PREFIX + "/flow_runs/{run_id}/logs/text"),
     ("GET", WS_PREFIX + "/variables/{name}"),
     ("PUT", WS_PREFIX + "/variables/{name}"),
     ("POST", WS_PREFIX + "/events"),
@@ -93,6 +95,7 @@ RUN_TOKEN_ALLOWED = {
 #: What a run token may write, for its own run only (it reports its own progress, nothing else).
 RUN_TOKEN_REPORTS = {("POST", WS_PREFIX + "/flow_runs/{run_id}/task_runs"),
                      ("POST", WS_PREFIX + "/flow_runs/{run_id}/logs"), ("PUT", WS_PREFIX + "/variables/{name}"),
+                     ("POST", WS_PREFIX + "/flow_runs/{run_id}/logs/text"),
                      ("POST", WS_PREFIX + "/events"), ("POST", WS_PREFIX + "/flow_runs/{run_id}/children"),
                      ("POST", WS_PREFIX + "/concurrency_limits/acquire"),
                      ("POST", WS_PREFIX + "/concurrency_limits/release")}
@@ -136,6 +139,10 @@ def world(api, ctx, fake_pusher):
             "other_run": other_run}
 
 
+#: The query a route needs besides its path (a text log report says its batch number, stream and time there).
+QUERIES = {WS_PREFIX + "/flow_runs/{run_id}/logs/text": "?seq=0&stream=stdout&timestamp=1780000000.5"}
+
+
 def fill(path: str, params: dict, **override: str) -> str:
     values = {**params, **override}
     if "/queues/{name}" in path:
@@ -150,7 +157,7 @@ def fill(path: str, params: dict, **override: str) -> str:
         values["name"] = "v"
     else:
         values["name"] = "pool"
-    return path.format(**values)
+    return path.format(**values) + QUERIES.get(path, "")
 
 
 def snapshot(api, skip: tuple[str, ...] = ()) -> str:

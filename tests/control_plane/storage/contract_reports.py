@@ -3,13 +3,17 @@ variables and tag concurrency limits. Every backend's test class mixes it in wit
 
 from __future__ import annotations
 
+import base64
+import os
 from datetime import timedelta
 
+from pushpool.control_plane.api.schemas import MAX_LOG_BYTES_PER_REPORT, MAX_LOG_ITEMS_PER_REPORT
 from pushpool.control_plane.models import (
     ConcurrencyLimit,
     FlowRun,
     LogChunk,
     LogLine,
+    LogText,
     StateType,
     TaskRun,
     Variable,
@@ -110,6 +114,26 @@ class ReportsContract:
         store.set_flow_run_state(run.id, state(StateType.COMPLETED))
         assert store.delete_flow_run(world.ws.id, run.id, expect=StateType.COMPLETED)
         assert store.list_log_chunks(run.id) == []
+
+    def test_the_largest_batch_the_api_takes_is_kept_whole(self, world):
+        """5,000 lines and 256 KiB of text (what one report may carry) fit one stored chunk: a DynamoDB item
+        holds at most 400 KB."""
+        pool, queue = world.pool()
+        run = world.run(world.deployment(pool, queue))
+        text = "x" * (MAX_LOG_BYTES_PER_REPORT // MAX_LOG_ITEMS_PER_REPORT)
+        many = LogChunk(flow_run_id=run.id, seq=0, received=T0, lines=[
+            LogLine(timestamp=T0 + timedelta(microseconds=i), message=text, stream="stdout", logger="a-flow-name",
+                    task_run_id="0" * 32) for i in range(MAX_LOG_ITEMS_PER_REPORT)])
+        wide = LogChunk(flow_run_id=run.id, seq=1, received=T0, lines=[
+            LogLine(timestamp=T0, message=base64.b64encode(os.urandom(12_288)).decode())  # 16 KiB, hardly compressible
+            for _ in range(MAX_LOG_BYTES_PER_REPORT // 16_384)])
+        lines = [base64.b64encode(os.urandom(3 * n)).decode() for n in range(1, 400)]  # ~240 KiB of text
+        captured = LogChunk(flow_run_id=run.id, seq=2, received=T0, lines=[
+            LogText(stream="stderr", timestamp=T0, text="\n".join(lines))])
+        for chunk in (many, wide, captured):
+            assert world.store.append_log_chunk(chunk, size=1, max_bytes=10, keep_until=T0 + timedelta(days=1))
+        assert world.store.list_log_chunks(run.id) == [many, wide, captured]
+        assert list(world.store.list_log_chunks(run.id, after=1)[0].lines[0].lines()) == lines
 
     def test_child_runs_are_listed_by_their_parent(self, world):
         pool, queue = world.pool()
