@@ -27,12 +27,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pushpool.caching import persisted_result
 from pushpool.client import PushpoolClient
 from pushpool.context import FlowRunContext
 from pushpool.control_plane.errors import Conflict, PushpoolError
 from pushpool.flows import Flow, typed_parameters
 from pushpool.reporting import LogShipper, TaskRunReporter, log_sender
+from pushpool.result_stores import persisted_result
 from pushpool.run_control import FlowCancelled, FlowTimeout, call_hooks, interruptions
 from pushpool.run_logging import shipping_logs
 

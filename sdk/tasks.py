@@ -21,10 +21,11 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pushpool.caching import NO_CACHE, CachePolicy, KeyFunction, result_store
+from pushpool.caching import NO_CACHE, CachePolicy, KeyFunction
 from pushpool.context import FlowRunContext, TaskRunContext, current_flow_run, task_run_context
 from pushpool.control_plane.models import new_id
 from pushpool.futures import TaskRunFuture, ThreadPoolTaskRunner, map_arguments, resolve_futures
+from pushpool.result_stores import result_store
 from pushpool.run_logging import enable_log_prints
 from pushpool.tag_slots import TagSlots
 

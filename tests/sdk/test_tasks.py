@@ -266,16 +266,16 @@ def test_task_source_is_part_of_the_key_and_uncacheable_inputs_do_not_cache():
 
 
 def test_unknown_result_storage_is_a_clear_error():
-    @task(cache_policy=INPUTS, result_storage="gs://bucket/prefix")
+    @task(cache_policy=INPUTS, result_storage="hdfs://cluster/prefix")
     def cached() -> int:
         return 1
 
-    with pytest.raises(ValueError, match="result_storage: gs:// is not supported yet; use s3://"):
+    with pytest.raises(ValueError, match="result_storage: hdfs:// is not supported; use s3://, gs:// or az://"):
         cached()
 
 
 def test_caching_and_results_in_s3(aws):
-    from pushpool.caching import persisted_result
+    from pushpool.result_stores import persisted_result
 
     aws.client("s3").create_bucket(Bucket="results", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
     calls: list[int] = []
