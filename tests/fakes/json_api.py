@@ -36,7 +36,32 @@ class Reply(dict):
         self.status, self.headers = status, headers or {}
 
 
-class JsonApi:
+class LoopbackServer:
+    """Starting, stopping and addressing a fake's ``ThreadingHTTPServer`` on 127.0.0.1 (``self._server``,
+    served by ``self._thread``)."""
+
+    _server: ThreadingHTTPServer
+    _thread: threading.Thread
+
+    def _serve_with(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+
+    def start(self) -> Any:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+
+class JsonApi(LoopbackServer):
     #: (method, path regex with one group, handler name); the handler gets (group, query, body).
     ROUTES: list[tuple[str, str, str]] = []
 
@@ -68,21 +93,7 @@ class JsonApi:
             def do_PATCH(self) -> None:
                 fake._serve(self, "PATCH")
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
-
-    def start(self) -> Any:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._serve_with(Handler)
 
     # ------------------------------------------------------------------ hooks
     def authenticate(self, path: str, headers: Any) -> Reply | None:

@@ -19,17 +19,20 @@ import email.utils
 import hashlib
 import hmac
 import json
+import os
 import re
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlparse
 
 import google_crc32c
 
+from tests.fakes.json_api import LoopbackServer
 
-class _Server:
+
+class _Server(LoopbackServer):
     """A threaded HTTP server on 127.0.0.1 whose handler calls ``self.handle(method, path, query, headers,
     body) -> (status, headers, body)``."""
 
@@ -60,25 +63,11 @@ class _Server:
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _serve
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._serve_with(Handler)
 
     def handle(self, method: str, path: str, query: dict[str, str], headers: Any,
                body: bytes) -> tuple[int, dict[str, str], bytes]:
         raise NotImplementedError
-
-    def start(self) -> Any:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
 
 def _crc32c(data: bytes) -> str:
@@ -152,9 +141,9 @@ class FakeGcs(_Server):
         return 200, {"Content-Type": "application/json"}, json.dumps(resource).encode()
 
 
-#: The account Azurite serves, with its well-known key (a public development key, not a secret).
+#: The account name Azurite serves; the key is made per test session.
 AZURE_ACCOUNT = "devstoreaccount1"
-AZURE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+AZURE_KEY = base64.b64encode(os.urandom(64)).decode()
 _SIGNED_HEADERS = ("content-encoding", "content-language", "content-length", "content-md5", "content-type", "date",
                    "if-modified-since", "if-match", "if-none-match", "if-unmodified-since", "range")
 MAX_PUT_BLOB_BYTES = 5000 * 1024 * 1024

@@ -1,5 +1,5 @@
-"""Result storage in Google Cloud Storage and Azure Blob Storage, through the official clients against the fakes
-in ``tests/fakes/object_storage.py`` (S3 is tested against moto in ``test_tasks.py``)."""
+"""Result storage in buckets — S3 (moto), Google Cloud Storage and Azure Blob Storage (the fakes in
+``tests/fakes/object_storage.py``) — through each cloud's official client: one behaviour, every store."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ from datetime import timedelta
 
 import pytest
 
-from pushpool import INPUTS, flow, task
 from pushpool.result_stores import _object_store, persisted_result, result_store
 from tests.fakes.object_storage import FakeBlobService, FakeGcs
-from tests.sdk.test_tasks import run_flow
+from tests.sdk.test_tasks import cached_pipeline, run_flow
 
 
 @pytest.fixture(autouse=True)
@@ -37,24 +36,22 @@ def blobs(monkeypatch):
     fake.stop()
 
 
-def cached_pipeline(location: str, calls: list[int]):
-    @task(cache_policy=INPUTS, result_storage=location, cache_expiration=timedelta(hours=1))
-    def expensive(x: int) -> int:
-        calls.append(x)
-        return x * 10
-
-    @flow
-    def pipeline(x: int):
-        return expensive(x)
-
-    return pipeline
+def stored_objects(scheme: str, fake) -> dict[str, bytes]:
+    if scheme == "s3":
+        s3 = fake.client("s3")
+        return {o["Key"]: s3.get_object(Bucket="results", Key=o["Key"])["Body"].read()
+                for o in s3.list_objects_v2(Bucket="results")["Contents"]}
+    return fake.objects["results"] if scheme == "gs" else fake.blobs["results"]
 
 
-@pytest.mark.parametrize("scheme", ["gs", "az"])
+@pytest.mark.parametrize("scheme", ["s3", "gs", "az"])
 def test_task_caching_and_flow_results_go_through_the_bucket(scheme, request):
-    fake = request.getfixturevalue("gcs" if scheme == "gs" else "blobs")
+    fake = request.getfixturevalue({"s3": "aws", "gs": "gcs", "az": "blobs"}[scheme])
+    if scheme == "s3":
+        fake.client("s3").create_bucket(Bucket="results",
+                                        CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
     calls: list[int] = []
-    pipeline = cached_pipeline(f"{scheme}://results/cache", calls)
+    pipeline = cached_pipeline(f"{scheme}://results/cache", calls, cache_expiration=timedelta(hours=1))
     first, _ = run_flow(pipeline, 3)
     _object_store.cache_clear()  # another run, maybe on another machine: a new client reads what the first wrote
     second, recorder = run_flow(pipeline, 3)
@@ -62,7 +59,7 @@ def test_task_caching_and_flow_results_go_through_the_bucket(scheme, request):
 
     kept = persisted_result(b"\x00" * 70_000, location=f"{scheme}://results/flows", key="flow-run-1")
     assert kept == {"storage": f"{scheme}://results/flows", "key": "flow-run-1"}
-    stored = fake.objects["results"] if scheme == "gs" else fake.blobs["results"]
+    stored = stored_objects(scheme, fake)
     assert sorted(name.split("/")[0] for name in stored) == ["cache", "flows"]
     assert pickle.loads(stored["flows/flow-run-1.pickle"])[1] == b"\x00" * 70_000  # noqa: S301 - ours
     assert result_store(f"{scheme}://results/flows").read("flow-run-1") == (True, b"\x00" * 70_000)

@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -216,10 +217,9 @@ def test_async_tasks_in_an_async_flow():
     assert asyncio.run(pipeline()) == [2, 4, 6, 8]
 
 
-def test_caching_by_inputs_in_the_process_and_in_a_directory(tmp_path):
-    calls: list[int] = []
-
-    @task(cache_policy=INPUTS, result_storage=str(tmp_path / "results"))
+def cached_pipeline(location: str | None, calls: list[int], **options: Any):
+    """A flow calling one task cached by its inputs in ``location``; ``calls`` records the real calls."""
+    @task(cache_policy=INPUTS, result_storage=location, **options)
     def expensive(x: int) -> int:
         calls.append(x)
         return x * 10
@@ -228,6 +228,12 @@ def test_caching_by_inputs_in_the_process_and_in_a_directory(tmp_path):
     def pipeline(x: int):
         return expensive(x)
 
+    return pipeline
+
+
+def test_caching_by_inputs_in_the_process_and_in_a_directory(tmp_path):
+    calls: list[int] = []
+    pipeline = cached_pipeline(str(tmp_path / "results"), calls)
     first, _ = run_flow(pipeline, 1)
     second, recorder = run_flow(pipeline, 1)  # another run, the same directory: a cache hit
     assert first == second == 10 and calls == [1]
@@ -272,28 +278,3 @@ def test_unknown_result_storage_is_a_clear_error():
 
     with pytest.raises(ValueError, match="result_storage: hdfs:// is not supported; use s3://, gs:// or az://"):
         cached()
-
-
-def test_caching_and_results_in_s3(aws):
-    from pushpool.result_stores import persisted_result
-
-    aws.client("s3").create_bucket(Bucket="results", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
-    calls: list[int] = []
-
-    @task(cache_policy=INPUTS, result_storage="s3://results/cache", cache_expiration=timedelta(hours=1))
-    def expensive(x: int) -> int:
-        calls.append(x)
-        return x * 10
-
-    @flow
-    def pipeline(x: int):
-        return expensive(x)
-
-    first, _ = run_flow(pipeline, 3)
-    second, recorder = run_flow(pipeline, 3)  # another run, maybe on another machine: read from S3
-    assert first == second == 30 and calls == [3] and recorder.final()["expensive-0"]["cache_hit"]
-    keys = [o["Key"] for o in aws.client("s3").list_objects_v2(Bucket="results")["Contents"]]
-    assert len(keys) == 1 and keys[0].startswith("cache/") and keys[0].endswith(".pickle")
-    kept = persisted_result(b"\x00" * 10, location="s3://results/flows", key="flow-run-1")
-    assert kept == {"storage": "s3://results/flows", "key": "flow-run-1"}
-    assert aws.client("s3").get_object(Bucket="results", Key="flows/flow-run-1.pickle")["ContentLength"] > 10
