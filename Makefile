@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint docs install clean bench bench-lambda bench-images bench-flows
+.PHONY: demo test test-slow lint docs install clean bench bench-lambda bench-images bench-flows screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ bench-flows: $(STAMP)
 
 docs: $(STAMP)
 	$(BIN)/typer pushpool.cli.main utils docs --name pushpool --output docs/cli.md
+
+# The dashboard's pictures in docs/images/, taken by its browser tests (headless Chromium, installed with apt).
+screenshots: $(STAMP)
+	DASHBOARD_SCREENSHOTS=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/control_plane/web/test_browser.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -43,6 +43,11 @@ def authenticate(request: Request, ctx: ServiceContext = Depends(get_ctx)) -> Ca
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("missing")
+    return authenticate_token(ctx, token)
+
+
+def authenticate_token(ctx: ServiceContext, token: str) -> Caller:
+    """The caller a key or run token stands for (401 with the reason otherwise)."""
     now = ctx.clock.now()
     if token.startswith(keys.RUN_TOKEN_PREFIX):
         run_id = keys.run_id_of_token(token)
@@ -57,7 +62,14 @@ def authenticate(request: Request, ctx: ServiceContext = Depends(get_ctx)) -> Ca
         return Caller(run=run)
     if not token.startswith((keys.USER_PREFIX, keys.SERVICE_ACCOUNT_PREFIX)):
         raise Unauthorized("malformed")
-    key = ctx.store.get_api_key_by_hash(keys.hash_secret(token))
+    return caller_for_key_hash(ctx, keys.hash_secret(token))
+
+
+def caller_for_key_hash(ctx: ServiceContext, key_hash: str) -> Caller:
+    """The person or service account whose key has ``key_hash``, while the key is neither revoked nor expired
+    (also how a dashboard session finds its caller on every request)."""
+    now = ctx.clock.now()
+    key = ctx.store.get_api_key_by_hash(key_hash)
     if key is None:
         raise Unauthorized("unknown")
     if key.revoked_at is not None:
@@ -127,7 +139,11 @@ async def workspace_access(request: Request, workspace: str = Path(description="
     # thread and back that a sync dependency costs on every request. On Lambda (DynamoDB) an
     # invocation serves one request, so nothing else waits. Writes never happen here.
     ctx: ServiceContext = request.app.state.ctx
-    caller = authenticate(request, ctx)
+    return access_for(ctx, authenticate(request, ctx), workspace)
+
+
+def access_for(ctx: ServiceContext, caller: Caller, workspace: str) -> Access:
+    """``caller``'s access to ``workspace`` (name or id): 404 when it is not a member, as when it does not exist."""
     ws = ctx.store.get_workspace(workspace)
     if ws is None:
         raise NotFound(f"Workspace {workspace!r} not found")

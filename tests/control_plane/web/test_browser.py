@@ -1,0 +1,83 @@
+"""The dashboard in a real browser (headless Chromium) against a real embedded server running ``local:push``
+flows: sign in, find a COMPLETED and a FAILED run, read a run's logs, cancel a run; and what a viewer sees."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+from tests.e2e.local_project import local_project
+
+#: ``make screenshots`` (DASHBOARD_SCREENSHOTS=1) writes the pictures docs/dashboard.md shows here.
+SCREENSHOTS = Path(__file__).parents[3] / "docs" / "images"
+FLOWS = textwrap.dedent('''
+    from pushpool import flow, get_run_logger
+
+    @flow
+    def greet(name: str = "world") -> None:
+        get_run_logger().info(f"hello {name}")
+
+    @flow
+    def broken() -> None:
+        raise ValueError("the input file is missing")
+''')
+
+
+def test_sign_in_read_a_run_and_its_logs_then_cancel_one(live, tmp_path: Path, chromium):
+    project = local_project(live, tmp_path, FLOWS)
+    done = project.run(project.deploy("greet"), parameters={"name": "browser"})
+    failed = project.run(project.deploy("broken"))
+    assert (done["state"]["type"], failed["state"]["type"]) == ("COMPLETED", "FAILED")
+    waiting = project.client.create_flow_run(project.deploy("greet", name="later")["id"],
+                                             scheduled_time="2030-01-01T00:00:00Z")
+
+    page = chromium.new_context().new_page()
+    base = live.settings.api_url
+    page.goto(f"{base}/")
+    assert page.url.startswith(f"{base}/sign-in")
+    page.fill("#key", "ppu_wrong")
+    page.click("button[type=submit]")
+    assert "not a valid API key" in page.inner_text("[role=alert]")
+    page.fill("#key", live.key)
+    page.click("button[type=submit]")
+    assert page.url == f"{base}/w/{live.workspace}/runs"
+    if os.environ.get("DASHBOARD_SCREENSHOTS"):
+        page.set_viewport_size({"width": 1100, "height": 500})
+        page.screenshot(path=str(SCREENSHOTS / "dashboard-runs.png"))
+    table = page.inner_text("table")
+    assert done["name"] in table and failed["name"] in table and "Completed" in table and "Failed" in table
+
+    page.click("text=Failed")  # the state filter
+    assert failed["name"] in page.inner_text("table") and done["name"] not in page.inner_text("table")
+    page.click(f"text={failed['name']}")
+    assert "ValueError: the input file is missing" in page.inner_text("main")
+
+    page.goto(f"{base}/w/{live.workspace}/runs/{done['id']}")
+    assert "INFO    | greet - hello browser" in page.inner_text("pre.logs")
+    assert "browser" in page.inner_text("[aria-label=Parameters]")
+    shot = SCREENSHOTS / "dashboard-run.png" if os.environ.get("DASHBOARD_SCREENSHOTS") else tmp_path / "r.png"
+    page.set_viewport_size({"width": 1100, "height": 900})
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+
+    page.goto(f"{base}/w/{live.workspace}/runs/{waiting['id']}")
+    page.click("button:has-text('Cancel')")
+    assert page.url.endswith(f"/runs/{waiting['id']}")
+    assert "Cancelled" in page.inner_text("h1")
+    assert project.client.read_flow_run(waiting["id"])["state"]["type"] == "CANCELLED"
+
+
+def test_a_viewer_sees_runs_but_no_buttons(live, tmp_path: Path, chromium):
+    project = local_project(live, tmp_path, FLOWS)
+    run = project.client.create_flow_run(project.deploy("greet")["id"], scheduled_time="2030-01-01T00:00:00Z")
+    viewer_key = project.client.request("POST", "/api/users", json={"name": "vic", "workspace": live.workspace,
+                                                                     "role": "viewer"})["key"]
+    page = chromium.new_context().new_page()
+    page.goto(f"{live.settings.api_url}/sign-in")
+    page.fill("#key", viewer_key)
+    page.click("button[type=submit]")
+    page.click(f"text={run['name']}")
+    assert "(viewer)" in page.inner_text("header")
+    assert page.locator("button:has-text('Cancel')").count() == 0
+    assert page.locator("button:has-text('Retry')").count() == 0
