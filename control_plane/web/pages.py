@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -183,7 +183,8 @@ def stylesheet() -> Response:
 
 # ---------------------------------------------------------------------------- runs
 @router.get("/w/{workspace}/runs")
-def runs_page(request: Request, workspace: str, state: StateType | None = None, offset: int = 0) -> Response:
+def runs_page(request: Request, workspace: str, state: StateType | None = None,
+              offset: int = Query(default=0, ge=0, le=10**9)) -> Response:
     def build(access: Access) -> tuple[str, dict]:
         flt = FlowRunFilter(states=[state] if state else None, sort="scheduled_desc")
         found = access.ctx.store.list_flow_runs(access.workspace_id, flt, limit=PAGE_SIZE + 1,

@@ -137,3 +137,9 @@ def test_a_run_page_shows_states_parameters_logs_and_task_runs_escaped(app, api,
     assert "&lt;b&gt;loaded&lt;/b&gt; 3 rows" in page.text
     assert "s3cr3t-value" not in page.text and "API_TOKEN" in page.text and "&#34;eu&#34;" in page.text
     assert "Scheduled" in page.text and "No task runs reported." in page.text
+
+
+def test_bad_filters_are_refused_not_crashed(app, api, world):
+    client = sign_in(app, api.key)
+    for query in ("state=NOPE", "offset=-1", f"offset={10**30}"):
+        assert client.get(f"/w/{api.workspace}/runs?{query}").status_code == 422, query
