@@ -16,9 +16,10 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or (apt_install("chromium") and shutil.which("chromium")) or None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def chromium() -> Iterator[Any]:
-    """A headless Chromium (one per test session); each test opens a context of its own (its own cookies)."""
+    """A headless Chromium for one test. Not shared wider: Playwright's sync API keeps an event loop running on
+    the main thread while it is open, and ``asyncio.run`` in any later test would fail."""
     binary = _chromium()
     if binary is None:
         pytest.skip("Debian's chromium is not installed and apt-get cannot install it here")
