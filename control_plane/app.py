@@ -36,7 +36,7 @@ from pushpool.control_plane.errors import PushpoolError, Unauthorized
 from pushpool.control_plane.services.context import ServiceContext, build_context
 from pushpool.control_plane.settings import Settings
 from pushpool.control_plane.storage.base import Store
-from pushpool.control_plane.web import pages
+from pushpool.control_plane.web import catalog, pages
 from pushpool.pushers.base import PusherRegistry
 
 __all__ = ["VERSION", "build_context", "create_app"]
@@ -89,7 +89,8 @@ def create_app(settings: Settings, store: Store, *, clock: Clock | None = None,
                    automations.router, identity.router, members.router, logs.router, variables.router,
                    concurrency_limits.router):
         app.router.routes.extend(router.routes)
-    app.router.routes.extend(pages.router.routes)  # the dashboard, last: no page path starts with /api
+    for router in (pages.router, catalog.router):  # the dashboard, last: no page path starts with /api
+        app.router.routes.extend(router.routes)
     app.add_middleware(FlushEvents, sink=app.state.ctx.events, outbound=app.state.ctx.outbound,
                        outbound_seconds=settings.outbound_timeout_seconds + 1)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, max_webhook_bytes=settings.max_webhook_body_bytes)

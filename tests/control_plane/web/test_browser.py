@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import textwrap
+import time
 from pathlib import Path
 
 from tests.e2e.local_project import local_project
@@ -81,3 +82,36 @@ def test_a_viewer_sees_runs_but_no_buttons(live, tmp_path: Path, chromium):
     assert "(viewer)" in page.inner_text("header")
     assert page.locator("button:has-text('Cancel')").count() == 0
     assert page.locator("button:has-text('Retry')").count() == 0
+
+
+def test_run_a_deployment_from_its_form_and_pause_its_pool(live, tmp_path: Path, chromium):
+    from pushpool.flows import Flow
+
+    def greet(name: str = "world") -> None: ...
+
+    project = local_project(live, tmp_path, FLOWS)
+    schema = Flow(greet, name="greet").parameter_schema()  # what `pushpool deploy` sends for the flow
+    project.deploy("greet", parameter_schema=schema)
+    page = chromium.new_context().new_page()
+    base = live.settings.api_url
+    page.goto(f"{base}/sign-in")
+    page.fill("#key", live.key)
+    page.click("button[type=submit]")
+    page.click("header >> text=Deployments")
+    page.click("text=greet/d")
+    assert page.input_value("#param-name") == "world"  # the flow's default
+    page.fill("#param-name", "from the form")
+    page.click("button:has-text('Run')")
+    run_url = page.url
+    assert "/runs/" in run_url
+    deadline = time.monotonic() + 60
+    while "Completed" not in page.inner_text("h1"):
+        assert time.monotonic() < deadline, page.inner_text("main")
+        time.sleep(0.5)
+        page.goto(run_url)
+    assert "hello from the form" in page.inner_text("pre.logs")
+
+    page.click("header >> text=Work pools")
+    page.click("button:has-text('Pause')")
+    assert page.locator("button:has-text('Resume')").count() == 1
+    assert project.client.request("GET", project.client.ws(f"/work_pools/{project.pool}"))["paused"] is True

@@ -1,0 +1,132 @@
+"""The dashboard's deployment and work-pool pages: a deployment with its Run form (generated from the flow's
+parameter schema) and recent runs; the pools with pause and resume."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from pushpool.control_plane.api import flow_runs as flow_run_routes
+from pushpool.control_plane.api import work_pools as pool_routes
+from pushpool.control_plane.api.deps import Access
+from pushpool.control_plane.api.schemas import FlowRunCreate, WorkPoolUpdate
+from pushpool.control_plane.errors import InvalidInput, NotFound
+from pushpool.control_plane.models import Deployment, FlowRunFilter
+from pushpool.control_plane.web.common import act, created_id, page, ws_path
+
+RECENT_RUNS = 20
+router = APIRouter(include_in_schema=False)
+
+
+def _deployment(access: Access, deployment_id: str) -> Deployment:
+    deployment = access.ctx.store.get_deployment(access.workspace_id, deployment_id)
+    if deployment is None:
+        raise NotFound("Deployment not found")
+    return deployment
+
+
+def form_fields(deployment: Deployment) -> list[dict[str, Any]]:
+    """One input per parameter of the flow: its name, kind (``text``, ``number``, ``integer``, ``boolean``,
+    ``json``), whether it is required, and the value the form starts with (the deployment's, else the default)."""
+    schema = deployment.parameter_schema or {}
+    required = set(schema.get("required", []))
+    fields = []
+    for name, spec in (schema.get("properties") or {}).items():
+        kind = {"string": "text", "number": "number", "integer": "integer", "boolean": "boolean"}.get(
+            spec.get("type"), "json")
+        value = deployment.parameters.get(name, spec.get("default"))
+        shown = "" if value is None else (json.dumps(value) if kind == "json" else value)
+        fields.append({"name": name, "kind": kind, "required": name in required and name not in deployment.parameters,
+                       "value": shown, "title": spec.get("title") or name, "description": spec.get("description")})
+    return fields
+
+
+def parameters_from(deployment: Deployment, form: dict[str, str]) -> dict[str, Any]:
+    """The posted form as parameters, typed by the schema; an empty field leaves the deployment's value or the
+    default. A value that is not of its type is a 422 naming the parameter."""
+    out: dict[str, Any] = {}
+    for field in form_fields(deployment):
+        name, kind = field["name"], field["kind"]
+        raw = form.get(f"param.{name}", "")
+        if kind == "boolean":
+            out[name] = raw == "on"
+            continue
+        if raw == "":
+            continue
+        try:
+            out[name] = {"text": str, "number": float, "integer": int, "json": json.loads}[kind](raw)
+        except ValueError:
+            wanted = "JSON" if kind == "json" else f"a {kind}"
+            raise InvalidInput(f"parameters.{name}: {raw!r} is not {wanted}") from None
+    return out
+
+
+@router.get("/w/{workspace}/deployments")
+def deployments_page(request: Request, workspace: str) -> Response:
+    def build(access: Access) -> tuple[str, dict]:
+        store = access.ctx.store
+        pools = {p.id: p.name for p in store.list_work_pools(access.workspace_id)}
+        deployments = sorted(store.list_deployments(access.workspace_id), key=lambda d: d.full_name)
+        return "deployments.html", {"deployments": deployments, "pools": pools}
+
+    return page(request, workspace, build)
+
+
+@router.get("/w/{workspace}/deployments/{deployment_id}")
+def deployment_page(request: Request, workspace: str, deployment_id: str) -> Response:
+    def build(access: Access) -> tuple[str, dict]:
+        deployment = _deployment(access, deployment_id)
+        runs = access.ctx.store.list_flow_runs(access.workspace_id, FlowRunFilter(
+            deployment_id=deployment.id, sort="scheduled_desc"), limit=RECENT_RUNS)
+        pool = access.ctx.store.get_work_pool_by_id(access.workspace_id, deployment.pool_id)
+        return "deployment.html", {"deployment": deployment, "fields": form_fields(deployment), "runs": runs,
+                                   "pool": pool}
+
+    return page(request, workspace, build)
+
+
+@router.post("/w/{workspace}/deployments/{deployment_id}/run")
+async def run_deployment(request: Request, workspace: str, deployment_id: str) -> Response:
+    def start(access: Access, form: dict[str, str]) -> str:
+        deployment = _deployment(access, deployment_id)
+        overrides = form.get("job_variables", "").strip()
+        try:
+            job_variables = json.loads(overrides) if overrides else {}
+        except ValueError:
+            raise InvalidInput("job_variables: not JSON (write an object, e.g. {\"cpu\": 1024})") from None
+        if not isinstance(job_variables, dict):
+            raise InvalidInput("job_variables: write a JSON object")
+        body = FlowRunCreate(parameters=parameters_from(deployment, form), job_variables=job_variables)
+        answer = flow_run_routes._create_flow_run(deployment.id, body, access)
+        return ws_path(access, "runs", created_id(answer))
+
+    return await act(request, workspace, start)
+
+
+@router.get("/w/{workspace}/pools")
+def pools_page(request: Request, workspace: str) -> Response:
+    def build(access: Access) -> tuple[str, dict]:
+        store = access.ctx.store
+        pools = sorted(store.list_work_pools(access.workspace_id), key=lambda p: p.name)
+        queues = {p.id: store.list_work_queues(access.workspace_id, p.id) for p in pools}
+        return "pools.html", {"pools": pools, "queues": queues}
+
+    return page(request, workspace, build)
+
+
+def _set_paused(paused: bool):
+    async def route(request: Request, workspace: str, name: str) -> Response:
+        def change(access: Access, _: dict[str, str]) -> str:
+            pool_routes.update_work_pool(name, WorkPoolUpdate(paused=paused), access)
+            return ws_path(access, "pools")
+
+        return await act(request, workspace, change)
+
+    return route
+
+
+router.add_api_route("/w/{workspace}/pools/{name}/pause", _set_paused(True), methods=["POST"])
+router.add_api_route("/w/{workspace}/pools/{name}/resume", _set_paused(False), methods=["POST"])
