@@ -1,16 +1,17 @@
 """The dashboard's sign-in and flow-run pages (the other views: :mod:`.catalog`), served by the control plane
 itself at ``/`` (embedded server and Lambda alike).
 
-Server-rendered from the package's own Jinja2 templates (autoescaped), one stylesheet, no script
-and no request to any other host (:mod:`.common` sets the headers). Pages act through the same
-route functions, services and permission checks as the API; the caller's role decides which
-buttons exist, and the action routes check it again.
+Server-rendered from the package's own Jinja2 templates (autoescaped), with one stylesheet and one
+small script (``static/app.js``: live refresh; the pages work without it) and no request to any
+other host (:mod:`.common` sets the headers). Pages act through the same route functions,
+services and permission checks as the API; the caller's role decides which buttons exist, and
+the action routes check it again.
 """
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
@@ -102,22 +103,42 @@ def home(request: Request) -> Response:
     return RedirectResponse(f"/w/{quote(workspaces[0].name)}/runs", status_code=303, headers=SECURITY_HEADERS)
 
 
-@router.get("/static/app.css")
-def stylesheet() -> Response:
-    return Response((HERE / "static" / "app.css").read_bytes(), media_type="text/css",
+STATIC = {"app.css": "text/css", "app.js": "text/javascript"}
+
+
+@router.get("/static/{name}")
+def static_file(name: str) -> Response:
+    """The stylesheet and the one script (nothing else is served from the package's folder)."""
+    if name not in STATIC:
+        return Response(status_code=404, headers=SECURITY_HEADERS)
+    return Response((HERE / "static" / name).read_bytes(), media_type=STATIC[name],
                     headers={**SECURITY_HEADERS, "Cache-Control": "max-age=3600"})
 
 
 # ---------------------------------------------------------------------------- runs
 @router.get("/w/{workspace}/runs")
 def runs_page(request: Request, workspace: str, state: StateType | None = None,
+              deployment: str | None = Query(default=None, max_length=64),
+              pool: str | None = Query(default=None, max_length=100),
               offset: int = Query(default=0, ge=0, le=10**9)) -> Response:
+    filters = {"state": state.value if state else None, "deployment": deployment or None, "pool": pool or None,
+               "offset": offset or None}
+
+    def query(**changes: Any) -> str:
+        """This page's query with ``changes`` (``None`` drops a parameter), for the filter and page links."""
+        return urlencode({k: v for k, v in {**filters, **changes}.items() if v is not None})
+
     def build(access: Access) -> tuple[str, dict]:
-        flt = FlowRunFilter(states=[state] if state else None, sort="scheduled_desc")
-        found = access.ctx.store.list_flow_runs(access.workspace_id, flt, limit=PAGE_SIZE + 1,
-                                                offset=max(offset, 0))
-        return "runs.html", {"runs": found[:PAGE_SIZE], "state": state, "states": list(StateType),
-                             "offset": max(offset, 0), "more": len(found) > PAGE_SIZE, "page_size": PAGE_SIZE}
+        store = access.ctx.store
+        pools = sorted(store.list_work_pools(access.workspace_id), key=lambda p: p.name)
+        pool_id = next((p.id for p in pools if p.name == pool), "none") if pool else None
+        flt = FlowRunFilter(states=[state] if state else None, deployment_id=deployment or None, pool_id=pool_id,
+                            sort="scheduled_desc")
+        found = store.list_flow_runs(access.workspace_id, flt, limit=PAGE_SIZE + 1, offset=offset)
+        deployments = sorted(store.list_deployments(access.workspace_id), key=lambda d: d.full_name)
+        return "runs.html", {"runs": found[:PAGE_SIZE], "state": state, "states": list(StateType), "offset": offset,
+                             "more": len(found) > PAGE_SIZE, "page_size": PAGE_SIZE, "query": query,
+                             "deployments": deployments, "pools": pools, "deployment": deployment, "pool": pool}
 
     return page(request, workspace, build)
 

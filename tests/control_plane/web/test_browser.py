@@ -63,6 +63,7 @@ def test_sign_in_read_a_run_and_its_logs_then_cancel_one(live, tmp_path: Path, c
     assert shot.stat().st_size > 10_000
 
     page.goto(f"{base}/w/{live.workspace}/runs/{waiting['id']}")
+    assert page.get_attribute("main", "data-refresh") == "2"  # a run that is not final follows itself
     page.click("button:has-text('Cancel')")
     assert page.url.endswith(f"/runs/{waiting['id']}")
     assert "Cancelled" in page.inner_text("h1")
@@ -115,3 +116,26 @@ def test_run_a_deployment_from_its_form_and_pause_its_pool(live, tmp_path: Path,
     page.click("button:has-text('Pause')")
     assert page.locator("button:has-text('Resume')").count() == 1
     assert project.client.request("GET", project.client.ws(f"/work_pools/{project.pool}"))["paused"] is True
+
+
+def test_a_run_page_follows_its_run_without_a_reload(live, tmp_path: Path, chromium):
+    project = local_project(live, tmp_path, FLOWS)
+    run = project.client.create_flow_run(project.deploy("greet")["id"], scheduled_time="2030-01-01T00:00:00Z")
+    page = chromium.new_context().new_page()
+    page.goto(f"{live.settings.api_url}/sign-in?next=/w/{live.workspace}/runs/{run['id']}")
+    page.fill("#key", live.key)
+    page.click("button[type=submit]")
+    assert "Scheduled" in page.inner_text("h1")
+    navigations: list[str] = []
+    reads: list[float] = []
+    page.on("framenavigated", lambda frame: navigations.append(frame.url))
+    page.on("request", lambda request: reads.append(time.monotonic()) if "/runs/" in request.url else None)
+    project.client.request("POST", project.client.ws(f"/flow_runs/{run['id']}/cancel"))
+    deadline = time.monotonic() + 15
+    while "Cancelled" not in page.inner_text("h1"):  # (CSP forbids the eval wait_for_function would use)
+        assert time.monotonic() < deadline, page.inner_text("main")
+        page.wait_for_timeout(200)
+    seen_final = time.monotonic()
+    assert navigations == [] and reads  # swapped in place by the page's own script, not reloaded
+    page.wait_for_timeout(4500)
+    assert [t for t in reads if t > seen_final] == []  # a final run's page stops reading itself
