@@ -295,3 +295,32 @@ def test_the_tick_crashes_a_run_of_a_local_pool_that_predates_the_rule(stack, la
     done = wait_for_state(client, run["id"], {"CRASHED", "COMPLETED", "FAILED"}, timeout=10)
     assert done["state"]["type"] == "CRASHED" and "PUSHPOOL_HOST_PROCESSES" in done["state"]["message"]
     assert spawned == []
+
+
+def test_the_dashboard_signs_in_and_lists_runs_through_the_function_url(stack, lambda_env):
+    import re
+
+    import httpx
+
+    workspace, key = bootstrap_owner(stack)
+    client = PushpoolClient(api_url=lambda_env.url, api_key=key, workspace=workspace)
+    client.create_work_pool("ecs", "ecs:push", base_job_template=ecs_template(), paused=True)
+    dep = client.apply_deployment(flow_name="etl", name="nightly", entrypoint="flows.py:etl", work_pool_name="ecs",
+                                  image=IMAGE)
+    run = client.create_flow_run(dep["id"])
+    with httpx.Client(base_url=lambda_env.url, follow_redirects=False) as browser:
+        assert browser.get("/").headers["location"] == "/sign-in"
+        signed_in = browser.post("/sign-in", data={"key": key, "next": f"/w/{workspace}/runs"})
+        cookie = signed_in.headers["set-cookie"]
+        assert signed_in.status_code == 303 and "HttpOnly" in cookie
+        assert "Secure" in cookie  # a Function URL is https: the cookie is never sent in the clear
+        # (the bridge here is plain http, so the test sends the cookie as a browser on https would)
+        browser.headers["Cookie"] = cookie.split(";", 1)[0]
+        browser.cookies.clear()
+        runs = browser.get(f"/w/{workspace}/runs")
+        assert runs.status_code == 200 and run["name"] in runs.text
+        assert "default-src 'self'" in runs.headers["content-security-policy"]
+        page = browser.get(f"/w/{workspace}/runs/{run['id']}")
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+        assert browser.post(f"/w/{workspace}/runs/{run['id']}/cancel", data={"csrf": token}).status_code == 303
+    assert client.read_flow_run(run["id"])["state"]["type"] in ("CANCELLED", "CANCELLING")

@@ -1,5 +1,8 @@
 """A Lambda Function URL on 127.0.0.1: each HTTP request becomes a payload-2.0 event for a handler.
 
+As AWS does with payload 2.0, a request's ``Cookie`` header arrives as the event's ``cookies`` list
+(not among its headers), and a response's ``cookies`` become ``Set-Cookie`` headers.
+
 This is what AWS's Function URL front end does, so the real ``api_handler`` (mangum +
 FastAPI) serves real HTTP clients — the SDK, the CLI and the in-container runner —
 in tests, in-process.
@@ -57,6 +60,9 @@ def function_url_event(method: str, target: str, headers: dict[str, str], body: 
         },
         "isBase64Encoded": encoded,
     }
+    if "cookie" in headers:
+        event["headers"] = {k: v for k, v in headers.items() if k != "cookie"}
+        event["cookies"] = [c.strip() for c in headers["cookie"].split(";") if c.strip()]
     if body:
         event["body"] = text
     return event
@@ -89,6 +95,8 @@ class FunctionUrl:
                 for name, value in (answer.get("headers") or {}).items():
                     if name.lower() not in ("content-length", "connection"):
                         self.send_header(name, value)
+                for cookie in answer.get("cookies") or []:
+                    self.send_header("Set-Cookie", cookie)
                 self.send_header("content-length", str(len(raw)))
                 self.end_headers()
                 self.wfile.write(raw)
