@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from tests.e2e.local_project import local_project
+from tests.live_server import wait_for_state
 
 #: ``make screenshots`` (DASHBOARD_SCREENSHOTS=1) writes the pictures docs/dashboard.md shows here.
 SCREENSHOTS = Path(__file__).parents[3] / "docs" / "images"
@@ -22,6 +23,12 @@ FLOWS = textwrap.dedent('''
     @flow
     def broken() -> None:
         raise ValueError("the input file is missing")
+
+    @flow
+    def slow() -> None:
+        import time
+        print("started, sleeping", flush=True)
+        time.sleep(120)
 ''')
 
 
@@ -70,9 +77,34 @@ def test_sign_in_read_a_run_and_its_logs_then_cancel_one(live, tmp_path: Path, c
     assert project.client.read_flow_run(waiting["id"])["state"]["type"] == "CANCELLED"
 
 
+def test_cancel_a_running_run_and_a_forged_post_is_refused(live, tmp_path: Path, chromium):
+    project = local_project(live, tmp_path, FLOWS)
+    run = project.client.create_flow_run(project.deploy("slow")["id"])
+    wait_for_state(project.client, run["id"], {"RUNNING"}, timeout=60)
+    context = chromium.new_context()
+    page = context.new_page()
+    page.goto(f"{live.settings.api_url}/sign-in?next=/w/{live.workspace}/runs/{run['id']}")
+    page.fill("#key", live.key)
+    page.click("button[type=submit]")
+    assert "Running" in page.inner_text("h1")
+    # a forged form: the browser's own session cookie, but no CSRF token (as another site's page would post)
+    forged = context.request.post(f"{live.settings.api_url}/w/{live.workspace}/runs/{run['id']}/cancel",
+                                  form={"reason": "forged"}, max_redirects=0)
+    assert forged.status == 403 and "CSRF token" in forged.text()
+    assert project.client.read_flow_run(run["id"])["state"]["type"] == "RUNNING"
+    page.click("button:has-text('Cancel')")
+    final = wait_for_state(project.client, run["id"], {"CANCELLED"}, timeout=60)  # SIGTERM reached the flow
+    assert final["state"]["type"] == "CANCELLED"
+    deadline = time.monotonic() + 15
+    while "Cancelled" not in page.inner_text("h1"):  # the page follows the run to its end
+        assert time.monotonic() < deadline, page.inner_text("h1")
+        page.wait_for_timeout(200)
+
+
 def test_a_viewer_sees_runs_but_no_buttons(live, tmp_path: Path, chromium):
     project = local_project(live, tmp_path, FLOWS)
-    run = project.client.create_flow_run(project.deploy("greet")["id"], scheduled_time="2030-01-01T00:00:00Z")
+    deployment = project.deploy("greet")
+    run = project.client.create_flow_run(deployment["id"], scheduled_time="2030-01-01T00:00:00Z")
     viewer_key = project.client.request("POST", "/api/users", json={"name": "vic", "workspace": live.workspace,
                                                                      "role": "viewer"})["key"]
     page = chromium.new_context().new_page()
@@ -83,6 +115,10 @@ def test_a_viewer_sees_runs_but_no_buttons(live, tmp_path: Path, chromium):
     assert "(viewer)" in page.inner_text("header")
     assert page.locator("button:has-text('Cancel')").count() == 0
     assert page.locator("button:has-text('Retry')").count() == 0
+    page.goto(f"{live.settings.api_url}/w/{live.workspace}/deployments/{deployment['id']}")
+    assert "greet/d" in page.inner_text("h1") and page.locator("button:has-text('Run')").count() == 0
+    page.goto(f"{live.settings.api_url}/w/{live.workspace}/pools")
+    assert page.locator("button:has-text('Pause')").count() == 0
 
 
 def test_run_a_deployment_from_its_form_and_pause_its_pool(live, tmp_path: Path, chromium):
