@@ -210,6 +210,12 @@ class Store(Protocol):
 
     def get_state_history(self, run_id: str) -> list[State]: ...
 
+    def count_flow_runs_by_state(self, workspace_id: str, after: datetime, before: datetime, *,
+                                 at_most: int = 100_000) -> tuple[dict[StateType, int], bool]:
+        """How many of the workspace's runs scheduled in ``[after, before)`` are in each state, reading at most
+        ``at_most`` of them (a dashboard's chart: bounded work per page); ``True`` when every run was counted."""
+        ...
+
     def list_child_runs(self, parent_id: str, limit: int = 1000) -> list[FlowRun]:
         """Runs started by the flow of ``parent_id`` (``parent_flow_run_id``), oldest first."""
         ...

@@ -243,6 +243,19 @@ class DynamoRunsMixin:
                 break
         return found[offset:offset + limit]
 
+    def count_flow_runs_by_state(self, workspace_id: str, after: datetime, before: datetime, *,
+                                 at_most: int = 100_000) -> tuple[dict[StateType, int], bool]:
+        pk_name, sk_name = INDEXES["workspace"]
+        counts: dict[StateType, int] = {}
+        items = self.table.query(f"WSRUNS#{workspace_id}", index="workspace", sk_between=(ts(after), ts(before)),
+                                 pk_name=pk_name, sk_name=sk_name, page_size=1000, attributes=("st",))
+        for seen, item in enumerate(items):  # only each run's state is read back (still billed by item size)
+            if seen == at_most:
+                return counts, False
+            state = StateType(item["st"]["S"])
+            counts[state] = counts.get(state, 0) + 1
+        return counts, True
+
     def latest_auto_scheduled_time(self, deployment_id: str, now: datetime) -> tuple[int, datetime | None]:
         latest = next(iter(self._index("auto", f"DEPAUTO#{deployment_id}", forward=False, page_size=1)), None)
         upcoming = sum(i["st"]["S"] == "SCHEDULED"

@@ -70,8 +70,9 @@ class Table:
 
     def query(self, pk: str, *, sk_prefix: str | None = None, sk_between: tuple[str, str] | None = None,
               index: str | None = None, forward: bool = True, page_size: int | None = None,
-              pk_name: str = "PK", sk_name: str = "SK") -> Iterator[Item]:
-        """Every item of a partition (or an index partition), page by page, in sort-key order."""
+              pk_name: str = "PK", sk_name: str = "SK", attributes: tuple[str, ...] | None = None) -> Iterator[Item]:
+        """Every item of a partition (or an index partition), page by page, in sort-key order (only
+        ``attributes`` of each, when given)."""
         condition = "#pk = :pk"
         values: dict[str, Any] = {":pk": {"S": pk}}
         names = {"#pk": pk_name}
@@ -93,6 +94,9 @@ class Table:
             request["IndexName"] = index
         if page_size:
             request["Limit"] = page_size
+        if attributes:
+            names.update({f"#a{i}": name for i, name in enumerate(attributes)})
+            request["ProjectionExpression"] = ", ".join(f"#a{i}" for i in range(len(attributes)))
         yield from self._pages(self.client.query, request)
 
     def scan(self, filter_expression: str, values: dict[str, Any]) -> Iterator[Item]:

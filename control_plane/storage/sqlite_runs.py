@@ -140,6 +140,16 @@ class SqliteRunsMixin:
         rows = self._conn().execute(sql, (*params, limit, offset))
         return [FlowRun.model_validate_json(r["doc"]) for r in rows]
 
+    def count_flow_runs_by_state(self, workspace_id: str, after: datetime, before: datetime, *,
+                                 at_most: int = 100_000) -> tuple[dict[StateType, int], bool]:
+        window = "FROM flow_runs WHERE workspace_id = ? AND scheduled_time >= ? AND scheduled_time < ?"
+        params = (workspace_id, ts(after), ts(before))
+        conn = self._conn()
+        rows = conn.execute(f"SELECT state_type, COUNT(*) FROM (SELECT state_type {window} LIMIT ?) "
+                            "GROUP BY state_type", (*params, at_most)).fetchall()
+        more = conn.execute(f"SELECT 1 {window} LIMIT 1 OFFSET ?", (*params, at_most)).fetchone()
+        return {StateType(row[0]): row[1] for row in rows}, more is None
+
     def latest_auto_scheduled_time(self, deployment_id: str, now: datetime) -> tuple[int, datetime | None]:
         row = self._conn().execute(
             "SELECT SUM(state_type = 'SCHEDULED' AND scheduled_time > ?), MAX(scheduled_time) FROM flow_runs "

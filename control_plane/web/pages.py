@@ -100,7 +100,7 @@ def home(request: Request) -> Response:
     workspaces = workspaces_of(ctx_of(request), caller)
     if not workspaces:
         return render(request, "error.html", status=404, message="You are not a member of any workspace yet.")
-    return RedirectResponse(f"/w/{quote(workspaces[0].name)}/runs", status_code=303, headers=SECURITY_HEADERS)
+    return RedirectResponse(f"/w/{quote(workspaces[0].name)}/", status_code=303, headers=SECURITY_HEADERS)
 
 
 STATIC = {"app.css": "text/css", "app.js": "text/javascript"}

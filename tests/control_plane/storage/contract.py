@@ -76,6 +76,23 @@ class StoreContract:
     def world(self, contract_store) -> World:
         return World(contract_store)
 
+    def test_runs_are_counted_by_state_within_a_window_up_to_a_bound(self, world):
+        pool, queue = world.pool()
+        dep = world.deployment(pool, queue)
+        for minutes, kind in ((0, StateType.SCHEDULED), (5, StateType.SCHEDULED), (10, StateType.COMPLETED),
+                              (20, StateType.FAILED), (60, StateType.COMPLETED)):
+            run = world.run(dep, at=T0 + timedelta(minutes=minutes))
+            if kind is not StateType.SCHEDULED:
+                world.store.set_flow_run_state(run.id, state(kind))
+        store, ws = world.store, world.ws.id
+        assert store.count_flow_runs_by_state(ws, T0, T0 + timedelta(minutes=60)) == (
+            {StateType.SCHEDULED: 2, StateType.COMPLETED: 1, StateType.FAILED: 1}, True)  # the end is not in it
+        assert store.count_flow_runs_by_state(ws, T0 + timedelta(minutes=1), T0 + timedelta(hours=2)) == (
+            {StateType.SCHEDULED: 1, StateType.COMPLETED: 2, StateType.FAILED: 1}, True)
+        counts, complete = store.count_flow_runs_by_state(ws, T0, T0 + timedelta(hours=2), at_most=3)
+        assert sum(counts.values()) == 3 and not complete
+        assert store.count_flow_runs_by_state("another-workspace", T0, T0 + timedelta(hours=2)) == ({}, True)
+
     # ------------------------------------------------------------------ tenancy
     def test_workspace_by_id_or_name_and_unique_names(self, contract_store):
         ws = contract_store.create_workspace(Workspace(name="alpha", created=T0))

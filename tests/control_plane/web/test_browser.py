@@ -49,7 +49,15 @@ def test_sign_in_read_a_run_and_its_logs_then_cancel_one(live, tmp_path: Path, c
     assert "not a valid API key" in page.inner_text("[role=alert]")
     page.fill("#key", live.key)
     page.click("button[type=submit]")
-    assert page.url == f"{base}/w/{live.workspace}/runs"
+    assert page.url == f"{base}/w/{live.workspace}/"  # the overview
+    chart = page.text_content("svg.chart")
+    assert "Completed" in chart and "Failed" in chart and "Scheduled" not in chart  # the waiting run is not due
+    assert failed["name"] in page.inner_text("section[aria-labelledby=failed]")
+    assert waiting["name"] in page.inner_text("section[aria-labelledby=upcoming]")
+    if os.environ.get("DASHBOARD_SCREENSHOTS"):
+        page.set_viewport_size({"width": 1100, "height": 800})
+        page.screenshot(path=str(SCREENSHOTS / "dashboard-overview.png"), full_page=True)
+    page.click("header >> text=Flow runs")
     if os.environ.get("DASHBOARD_SCREENSHOTS"):
         page.set_viewport_size({"width": 1100, "height": 500})
         page.screenshot(path=str(SCREENSHOTS / "dashboard-runs.png"))
