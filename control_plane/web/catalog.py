@@ -1,5 +1,5 @@
 """The dashboard's deployment and work-pool pages: a deployment with its Run form (generated from the flow's
-parameter schema) and recent runs; the pools with pause and resume."""
+parameter schema), recent runs, pause and resume; the pools with pause and resume."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from pushpool.control_plane.api import deployments as deployment_routes
 from pushpool.control_plane.api import flow_runs as flow_run_routes
 from pushpool.control_plane.api import work_pools as pool_routes
 from pushpool.control_plane.api.deps import Access
-from pushpool.control_plane.api.schemas import FlowRunCreate, WorkPoolUpdate
+from pushpool.control_plane.api.schemas import DeploymentUpdate, FlowRunCreate, WorkPoolUpdate
 from pushpool.control_plane.errors import InvalidInput, NotFound
 from pushpool.control_plane.models import Deployment, FlowRunFilter
 from pushpool.control_plane.web.common import act, created_id, page, ws_path
@@ -117,7 +118,7 @@ def pools_page(request: Request, workspace: str) -> Response:
     return page(request, workspace, build)
 
 
-def _set_paused(paused: bool):
+def _pool_paused(paused: bool):
     async def route(request: Request, workspace: str, name: str) -> Response:
         def change(access: Access, _: dict[str, str]) -> str:
             pool_routes.update_work_pool(name, WorkPoolUpdate(paused=paused), access)
@@ -128,5 +129,19 @@ def _set_paused(paused: bool):
     return route
 
 
-router.add_api_route("/w/{workspace}/pools/{name}/pause", _set_paused(True), methods=["POST"])
-router.add_api_route("/w/{workspace}/pools/{name}/resume", _set_paused(False), methods=["POST"])
+def _deployment_paused(paused: bool):
+    async def route(request: Request, workspace: str, deployment_id: str) -> Response:
+        def change(access: Access, _: dict[str, str]) -> str:
+            deployment_routes.update_deployment(deployment_id, DeploymentUpdate(paused=paused), access)
+            return ws_path(access, "deployments", deployment_id)
+
+        return await act(request, workspace, change)
+
+    return route
+
+
+router.add_api_route("/w/{workspace}/pools/{name}/pause", _pool_paused(True), methods=["POST"])
+router.add_api_route("/w/{workspace}/pools/{name}/resume", _pool_paused(False), methods=["POST"])
+router.add_api_route("/w/{workspace}/deployments/{deployment_id}/pause", _deployment_paused(True), methods=["POST"])
+router.add_api_route("/w/{workspace}/deployments/{deployment_id}/resume", _deployment_paused(False),
+                     methods=["POST"])

@@ -77,3 +77,18 @@ def test_pools_pause_and_resume_for_writers_only(app, api, dep):
     assert client.post(f"/w/{api.workspace}/pools/pool/resume", data={"csrf": token}).status_code == 303
     assert api.ok("GET", api.ws("/work_pools/pool"))["paused"] is False
     assert client.post(f"/w/{api.workspace}/pools/nope/pause", data={"csrf": token}).status_code == 404
+
+
+def test_a_deployment_pauses_and_resumes_for_writers_only(app, api, dep):
+    client = sign_in(app, api.key)
+    url = f"/w/{api.workspace}/deployments/{dep['id']}"
+    page = client.get(url)
+    assert ">Pause schedules</button>" in page.text
+    assert client.post(f"{url}/pause", data={"csrf": csrf_of(page.text)}).headers["location"] == url
+    assert api.ok("GET", api.ws(f"/deployments/{dep['id']}"))["paused"] is True
+    runner = sign_in(app, api.user("rick", role="runner"))
+    page = runner.get(url)
+    assert "Resume schedules" not in page.text and ">Run</button>" in page.text  # a runner runs, never changes
+    assert runner.post(f"{url}/resume", data={"csrf": csrf_of(page.text)}).status_code == 403
+    assert client.post(f"{url}/resume", data={"csrf": csrf_of(client.get(url).text)}).status_code == 303
+    assert api.ok("GET", api.ws(f"/deployments/{dep['id']}"))["paused"] is False
