@@ -29,7 +29,6 @@ SECURITY_HEADERS = {
 }
 
 
-
 @functools.cache
 def templates() -> Any:
     """The page templates (Jinja2 imported on the first page served, not when the Lambda handler loads)."""

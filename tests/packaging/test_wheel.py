@@ -76,13 +76,24 @@ def test_the_console_scripts_run(fresh_venv, tmp_path):
 
 
 def test_every_package_folder_is_listed_for_the_wheel():
-    """pyproject.toml lists the packages by hand (the folders are mapped): a new folder must be added."""
-    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    """pyproject.toml lists the packages by hand (the folders are mapped): a new folder must be added. A folder
+    of data only (the dashboard's templates) is listed too, with its files in package-data."""
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
     mapping = {"sdk": "pushpool", "control_plane": "pushpool.control_plane", "pushers": "pushpool.pushers",
                "provisioners": "pushpool.provisioners", "infra": "pushpool.infra"}
+
+    def folder_of(package: str) -> Path:
+        folder, prefix = max(((f, p) for f, p in mapping.items() if package == p or package.startswith(p + ".")),
+                             key=lambda pair: len(pair[1]))
+        return REPO / folder / Path(*package.removeprefix(prefix).lstrip(".").split(".") or ["."])
+
+    data_only = {p for p in setuptools["package-data"] if not (folder_of(p) / "__init__.py").exists()}
+    assert all(folder_of(p).is_dir() for p in data_only), data_only
+    listed = set(setuptools["packages"]) - data_only
     found = set()
     for folder, package in mapping.items():
         for init in (REPO / folder).rglob("__init__.py"):
             relative = init.parent.relative_to(REPO / folder)
             found.add(".".join([package, *relative.parts]))
     assert found == listed
+    assert data_only <= set(setuptools["packages"])  # a data folder must be listed, or setuptools warns
