@@ -30,6 +30,7 @@ from pushpool.control_plane.errors import PushpoolError
 app = typer.Typer(name="pushpool", help="pushpool: push work pools, open source.", no_args_is_help=True,
                   pretty_exceptions_enable=False, rich_markup_mode="rich")
 app.add_typer(server.app, name="server")
+app.command("dashboard")(server.dashboard)
 app.add_typer(control_plane.control_plane_app, name="control-plane")
 app.command("login")(config.login)
 app.add_typer(config.workspace_app, name="workspace")

@@ -1,10 +1,13 @@
-"""``pushpool server start``: the embedded control plane."""
+"""``pushpool server start``: the embedded control plane; ``pushpool dashboard``: a link that signs you in to it."""
 
 from __future__ import annotations
+
+from urllib.parse import quote
 
 import typer
 
 from pushpool import profiles
+from pushpool.cli.common import Output, OutputOption, emit, get_client
 
 app = typer.Typer(help="Run the embedded control plane (SQLite, API and tick loop in one process).",
                   no_args_is_help=True)
@@ -31,6 +34,25 @@ def start(
                    f"{profiles.DEFAULT_PROFILE!r} in {profiles.profiles_path()}")
 
     typer.echo(f"pushpool server on {api_url} (home {settings.home}); API docs at {api_url}/docs")
+    typer.echo(f"Dashboard at {api_url}/ ('pushpool dashboard' prints a link that signs you in)")
     if is_loopback_url(settings.api_url):
         typer.echo("Note: " + LOOPBACK_HINT.format(url=settings.api_url), err=True)
     serve(settings, on_bootstrap=remember_key, log_level=log_level)
+
+
+def dashboard(
+    open_browser: bool = typer.Option(False, "--open", help="Open the link in your web browser."),
+    output: Output = OutputOption,
+) -> None:
+    """A link to the dashboard that fills in the active profile's API key on the sign-in page.
+
+    The key travels in the link's fragment (after ``#``), which browsers never send to a server: only
+    your browser and this terminal see it. Do not share the link; it is your key."""
+    with get_client() as client:
+        client.me()  # the key works, and the server answers: a broken link helps nobody
+        url = f"{client.api_url}/sign-in#key={quote(client.api_key or '', safe='')}"
+    emit({"url": url}, output, lambda data: data["url"])
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(url)

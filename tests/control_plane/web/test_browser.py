@@ -183,3 +183,28 @@ def test_a_run_page_follows_its_run_without_a_reload(live, tmp_path: Path, chrom
     assert navigations == [] and reads  # swapped in place by the page's own script, not reloaded
     page.wait_for_timeout(4500)
     assert [t for t in reads if t > seen_final] == []  # a final run's page stops reading itself
+
+
+def test_the_link_pushpool_dashboard_prints_fills_in_the_key_without_sending_it(live, chromium):
+    import json
+
+    from typer.testing import CliRunner
+
+    from pushpool.cli.main import app
+
+    printed = CliRunner().invoke(app, ["dashboard", "-o", "json"], env={
+        "PUSHPOOL_API_URL": live.settings.api_url, "PUSHPOOL_API_KEY": live.key, "PUSHPOOL_WORKSPACE": live.workspace})
+    assert printed.exit_code == 0, printed.output
+    url = json.loads(printed.output)["url"]
+    assert url.startswith(f"{live.settings.api_url}/sign-in#key=") and url.endswith(live.key)
+    page = chromium.new_context().new_page()
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
+    page.goto(url)
+    assert page.input_value("#key") == live.key and page.url == f"{live.settings.api_url}/sign-in"
+    assert not any(live.key in address for address in asked)  # the fragment never went to the server
+    page.click("button[type=submit]")
+    assert page.url == f"{live.settings.api_url}/w/{live.workspace}/"
+    wrong = CliRunner().invoke(app, ["dashboard"], env={"PUSHPOOL_API_URL": live.settings.api_url,
+                                                        "PUSHPOOL_API_KEY": "ppu_wrong"})
+    assert wrong.exit_code != 0 and "Invalid authentication credentials" in str(wrong.exception)  # no broken link
