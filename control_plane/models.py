@@ -383,6 +383,20 @@ class ConcurrencyLimit(Record):
 MAX_LOG_LINE_CHARS = 16_384
 
 
+def line_pieces(line: str) -> Iterator[str]:
+    """A log line as it is kept: itself, or pieces of ``MAX_LOG_LINE_CHARS`` characters when it is longer."""
+    if len(line) <= MAX_LOG_LINE_CHARS:
+        yield line
+        return
+    for start in range(0, len(line), MAX_LOG_LINE_CHARS):
+        yield line[start:start + MAX_LOG_LINE_CHARS]
+
+
+def utf8_size(text: str) -> int:
+    """Bytes of ``text`` as UTF-8, as the log limits count them (ASCII text, most logs, is not encoded to know)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
 class LogLine(BaseModel):
     """One line a run logged or printed."""
 
@@ -398,6 +412,12 @@ class LogLine(BaseModel):
     logger: str | None = Field(default=None, max_length=200)
     task_run_id: str | None = Field(default=None, max_length=64)
 
+    def line_count(self) -> int:
+        return 1
+
+    def size(self) -> int:
+        return utf8_size(self.message)
+
 
 class LogText(BaseModel):
     """Captured output, many lines at once: the lines of ``text`` (split at newlines) share a stream and a time.
@@ -412,13 +432,12 @@ class LogText(BaseModel):
     def line_count(self) -> int:
         return self.text.count("\n") + 1
 
+    def size(self) -> int:
+        return utf8_size(self.text)
+
     def lines(self) -> Iterator[str]:
         for line in self.text.split("\n"):
-            if len(line) <= MAX_LOG_LINE_CHARS:
-                yield line
-            else:
-                for start in range(0, len(line), MAX_LOG_LINE_CHARS):
-                    yield line[start:start + MAX_LOG_LINE_CHARS]
+            yield from line_pieces(line)
 
 
 def _kind_of_log_item(value: Any) -> str:
@@ -439,7 +458,7 @@ class LogChunk(Record):
     lines: list[LogItem]
 
     def line_count(self) -> int:
-        return sum(item.line_count() if isinstance(item, LogText) else 1 for item in self.lines)
+        return sum(item.line_count() for item in self.lines)
 
 
 class FlowRunFilter(BaseModel):

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TextIO
 
+from pushpool.control_plane.models import MAX_LOG_LINE_CHARS
+
 #: ``fcntl``'s F_SETPIPE_SZ (Linux): a larger pipe lets a burst of prints through without waiting.
 _F_SETPIPE_SZ = 1031
 PIPE_BYTES = 1 << 20
@@ -31,8 +33,8 @@ PARTIAL_AFTER = 1.0
 #: The reader sleeps this long after a read, so a stream of small writes is handled in large pieces (not when
 #: the pipe was more than half full: then the writer would soon wait).
 GATHER_SECONDS = 0.02
-#: Text kept back waiting for its line to end is sent once it is this long.
-MAX_PARTIAL_CHARS = 16_384
+#: Text kept back waiting for its line to end is sent once it is this long (whole pieces of a kept line).
+MAX_PARTIAL_CHARS = MAX_LOG_LINE_CHARS
 
 OnText = Callable[[str, str, float], None]  # (stream, lines joined by "\n", epoch seconds)
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from pushpool.control_plane.errors import InvalidInput, PushpoolError, TooLarge
+from pushpool.control_plane.models import utf8_size
 
 #: Task runs per request (the API takes at most 1,000).
 BATCH_SIZE = 500
@@ -280,11 +281,6 @@ class LogShipper(Shipper):
         self._retry.clear()
         self._pending_lines = self._pending_bytes = 0
         return count
-
-
-def utf8_size(text: str) -> int:
-    """Bytes of ``text`` as UTF-8 (as the API measures it); ASCII text, most logs, is not encoded to know."""
-    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 def split_text(text: str, max_lines: int, max_chars: int) -> tuple[str, str | None]:

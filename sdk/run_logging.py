@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from typing import Any, Protocol, TextIO
 
 from pushpool.context import current_flow_run, current_task_run
-from pushpool.control_plane.models import MAX_LOG_LINE_CHARS
+from pushpool.control_plane.models import MAX_LOG_LINE_CHARS, line_pieces
 from pushpool.output_capture import captured_output
 
 RUN_LOGGER_NAME = "pushpool.run"
@@ -68,11 +68,6 @@ def get_run_logger() -> logging.LoggerAdapter:
     return RunLoggerAdapter(logger, {})
 
 
-def _pieces(text: str) -> Iterator[str]:
-    for start in range(0, max(len(text), 1), MAX_LINE_CHARS):
-        yield text[start:start + MAX_LINE_CHARS]
-
-
 class ShippingHandler(logging.Handler):
     """Sends each record of the run logger to the log shipper."""
 
@@ -89,7 +84,7 @@ class ShippingHandler(logging.Handler):
             message = str(record.msg)
         if self._before is not None:
             self._before()
-        for piece in _pieces(message):
+        for piece in line_pieces(message):
             self._emit_line({"timestamp": time.time(), "level": record.levelno, "message": piece, "stream": "log",
                              "logger": getattr(record, "run_name", None) or record.name,
                              "task_run_id": getattr(record, "task_run_id", None)})

@@ -14,7 +14,6 @@ from pushpool.control_plane.models import (
     CollisionStrategy,
     LateRunPolicy,
     LogItem,
-    LogText,
     Role,
     StateType,
 )
@@ -332,8 +331,7 @@ class LogBatch(Body):
 
     @model_validator(mode="after")
     def _bounded(self) -> LogBatch:
-        size = sum(len((item.text if isinstance(item, LogText) else item.message).encode("utf-8", "surrogatepass"))
-                   for item in self.lines)
+        size = sum(item.size() for item in self.lines)
         if size > MAX_LOG_BYTES_PER_REPORT:
             raise ValueError(f"lines: {size} bytes of text in one report; send at most {MAX_LOG_BYTES_PER_REPORT}")
         return self

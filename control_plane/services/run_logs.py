@@ -27,8 +27,7 @@ _LEVELS = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
 def chunk_size(items: list[LogLine | LogText]) -> int:
     """What a batch counts against the run's cap: its text, plus ``LINE_OVERHEAD`` per record (captured text is
     kept as one string: a byte per line)."""
-    return sum(len(item.text.encode("utf-8", "surrogatepass")) if isinstance(item, LogText)
-               else len(item.message.encode("utf-8", "surrogatepass")) + LINE_OVERHEAD for item in items)
+    return sum(item.size() + (0 if isinstance(item, LogText) else LINE_OVERHEAD) for item in items)
 
 
 def store_lines(ctx: ServiceContext, run: FlowRun, seq: int, lines: list[LogLine | LogText]) -> dict:
