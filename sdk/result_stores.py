@@ -81,23 +81,26 @@ class LocalResults:
 
 
 class _ObjectResults:
-    """Results as objects named ``prefix/key.pickle`` in a bucket; subclasses get and put the bytes."""
+    """Results as objects named ``prefix/key.pickle`` in a bucket; subclasses get and put the bytes, and name
+    the exception their client raises for an object that is not there (a cache miss)."""
 
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix.strip("/")
+    def __init__(self, prefix: str, missing: type[Exception]) -> None:
+        self.prefix, self._missing = prefix.strip("/"), missing
 
     def _name(self, key: str) -> str:
         return f"{self.prefix}/{key}.pickle" if self.prefix else f"{key}.pickle"
 
-    def _get(self, name: str) -> bytes | None:
+    def _get(self, name: str) -> bytes:
         raise NotImplementedError
 
     def _put(self, name: str, data: bytes) -> None:
         raise NotImplementedError
 
     def read(self, key: str) -> tuple[bool, Any]:
-        data = self._get(self._name(key))
-        return (False, None) if data is None else _unpack(data)
+        try:
+            return _unpack(self._get(self._name(key)))
+        except self._missing:
+            return False, None
 
     def write(self, key: str, value: Any, expires_at: float | None) -> None:
         self._put(self._name(key), _pack(value, expires_at))
@@ -113,15 +116,12 @@ class S3Results(_ObjectResults):
         except ImportError:
             raise ValueError("result_storage: s3:// needs boto3 where the flow runs: add pushpool[aws] (or boto3) "
                              "to the image's requirements") from None
-        super().__init__(prefix)
         self.bucket = bucket
         self.client = boto3.client("s3")
+        super().__init__(prefix, self.client.exceptions.NoSuchKey)
 
-    def _get(self, name: str) -> bytes | None:
-        try:
-            return self.client.get_object(Bucket=self.bucket, Key=name)["Body"].read()
-        except self.client.exceptions.NoSuchKey:
-            return None
+    def _get(self, name: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=name)["Body"].read()
 
     def _put(self, name: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=name, Body=data)
@@ -139,15 +139,11 @@ class GcsResults(_ObjectResults):
         except ImportError:
             raise ValueError("result_storage: gs:// needs google-cloud-storage where the flow runs: add "
                              "pushpool[gcp] (or google-cloud-storage) to the image's requirements") from None
-        super().__init__(prefix)
-        self._missing = NotFound
+        super().__init__(prefix, NotFound)
         self._bucket = storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT")).bucket(bucket)
 
-    def _get(self, name: str) -> bytes | None:
-        try:
-            return self._bucket.blob(name).download_as_bytes()
-        except self._missing:
-            return None
+    def _get(self, name: str) -> bytes:
+        return self._bucket.blob(name).download_as_bytes()
 
     def _put(self, name: str, data: bytes) -> None:
         self._bucket.blob(name).upload_from_string(data, content_type="application/octet-stream")
@@ -166,8 +162,7 @@ class AzureBlobResults(_ObjectResults):
         except ImportError:
             raise ValueError("result_storage: az:// needs azure-storage-blob where the flow runs: add "
                              "pushpool[azure] (or azure-storage-blob) to the image's requirements") from None
-        super().__init__(prefix)
-        self._missing = ResourceNotFoundError
+        super().__init__(prefix, ResourceNotFoundError)
         connection = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
         if connection:
             service = BlobServiceClient.from_connection_string(connection)
@@ -184,11 +179,8 @@ class AzureBlobResults(_ObjectResults):
             service = BlobServiceClient(url, credential=DefaultAzureCredential())
         self._container = service.get_container_client(container)
 
-    def _get(self, name: str) -> bytes | None:
-        try:
-            return self._container.download_blob(name).readall()
-        except self._missing:
-            return None
+    def _get(self, name: str) -> bytes:
+        return self._container.download_blob(name).readall()
 
     def _put(self, name: str, data: bytes) -> None:
         self._container.upload_blob(name, data, overwrite=True)
