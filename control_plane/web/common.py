@@ -65,7 +65,12 @@ def render(request: Request, name: str, status: int = 200, **context: Any) -> HT
 
 def to_sign_in(request: Request) -> RedirectResponse:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return RedirectResponse(f"/sign-in?next={quote(target)}", status_code=303, headers=SECURITY_HEADERS)
+    return see_other(f"/sign-in?next={quote(target)}")
+
+
+def see_other(target: str) -> RedirectResponse:
+    """Send the browser on to ``target`` (303: it follows with a GET)."""
+    return see_other(target)
 
 
 def workspaces_of(ctx: ServiceContext, caller: Caller) -> list[Any]:
@@ -114,7 +119,7 @@ async def act(request: Request, workspace: str, action: Callable[[Access, dict[s
         return to_sign_in(request)
     except PushpoolError as exc:
         return render(request, "error.html", status=exc.http_status, message=exc.message)
-    return RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
+    return see_other(target)
 
 
 def created_id(answer: Response) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 from pushpool.control_plane.api import flow_runs as flow_run_routes
 from pushpool.control_plane.api.deps import Access, authenticate_token
@@ -33,6 +33,7 @@ from pushpool.control_plane.web.common import (
     page,
     posted_form,
     render,
+    see_other,
     workspaces_of,
     ws_path,
 )
@@ -74,7 +75,7 @@ async def sign_in(request: Request) -> Response:
                       exc.reason, "This is not a valid API key.")
         return render(request, "sign_in.html", status=401, next=target, error=reason, workspaces=[])
     value, seconds = sessions.new_session(ctx, caller.key)
-    response = RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
+    response = see_other(target)
     response.set_cookie(sessions.COOKIE, value, max_age=seconds, httponly=True, samesite="strict",
                         secure=request.url.scheme == "https", path="/")
     return response
@@ -86,7 +87,7 @@ async def sign_out(request: Request) -> Response:
         await posted_form(request)
     except PushpoolError as exc:
         return render(request, "error.html", status=exc.http_status, message=exc.message)
-    response = RedirectResponse("/sign-in", status_code=303, headers=SECURITY_HEADERS)
+    response = see_other("/sign-in")
     response.delete_cookie(sessions.COOKIE, path="/", httponly=True, samesite="strict")
     return response
 
@@ -96,11 +97,11 @@ def home(request: Request) -> Response:
     try:
         caller = caller_of(request)
     except SignInNeeded:
-        return RedirectResponse("/sign-in", status_code=303, headers=SECURITY_HEADERS)
+        return see_other("/sign-in")
     workspaces = workspaces_of(ctx_of(request), caller)
     if not workspaces:
         return render(request, "error.html", status=404, message="You are not a member of any workspace yet.")
-    return RedirectResponse(f"/w/{quote(workspaces[0].name)}/", status_code=303, headers=SECURITY_HEADERS)
+    return see_other(f"/w/{quote(workspaces[0].name)}/")
 
 
 STATIC = {"app.css": "text/css", "app.js": "text/javascript"}
