@@ -70,7 +70,7 @@ def to_sign_in(request: Request) -> RedirectResponse:
 
 def see_other(target: str) -> RedirectResponse:
     """Send the browser on to ``target`` (303: it follows with a GET)."""
-    return see_other(target)
+    return RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
 
 
 def workspaces_of(ctx: ServiceContext, caller: Caller) -> list[Any]:
