@@ -225,7 +225,7 @@ class LogShipper(Shipper):
                 item = self._items.popleft()
                 if "text" in item:
                     room = LOG_BATCH_BYTES - size_taken  # in characters: one byte each in ASCII, else up to 4
-                    head, rest = split_text(item["text"], sys.maxsize, room if item["text"].isascii() else room // 4)
+                    head, rest = split_text(item["text"], room if item["text"].isascii() else room // 4)
                     mid_line = rest is not None and len(head) + len(rest) == len(item["text"])
                     if mid_line and batch:  # a line does not fit what is left: it opens the next batch
                         self._items.appendleft(item)
@@ -283,21 +283,16 @@ class LogShipper(Shipper):
         return count
 
 
-def split_text(text: str, max_lines: int, max_chars: int) -> tuple[str, str | None]:
-    """``text`` (lines joined by newlines) cut so the head has at most ``max_lines`` lines and ``max_chars``
-    characters, at a line's end where one is in reach; ``(text, None)`` when it fits whole."""
-    max_lines, max_chars = max(1, max_lines), max(1, max_chars)
-    if len(text) <= max_chars and text.count("\n") < max_lines:
+def split_text(text: str, max_chars: int) -> tuple[str, str | None]:
+    """``text`` (lines joined by newlines) cut so the head has at most ``max_chars`` characters, at a line's end
+    where one is in reach; ``(text, None)`` when it fits whole."""
+    max_chars = max(1, max_chars)
+    if len(text) <= max_chars:
         return text, None
-    end = min(len(text), max_chars)
-    if text.count("\n", 0, end) >= max_lines:  # too many lines: cut at the end of the max_lines-th
-        cut = len("\n".join(text[:end].split("\n", max_lines)[:max_lines]))
-    else:
-        newline = text.rfind("\n", 0, end + 1)
-        if newline < 0:  # one line longer than the room: its first part (the API keeps a long line in pieces)
-            return text[:end], text[end:]
-        cut = newline
-    return text[:cut], text[cut + 1:]
+    newline = text.rfind("\n", 0, max_chars + 1)
+    if newline < 0:  # one line longer than the room: its first part (the API keeps a long line in pieces)
+        return text[:max_chars], text[max_chars:]
+    return text[:newline], text[newline + 1:]
 
 
 def log_sender(client: Any, run_id: str) -> Callable[[int, list[dict[str, Any]]], dict[str, Any]]:

@@ -160,14 +160,14 @@ def test_captured_text_goes_in_batches_the_api_takes_in_order_and_whole():
     assert shipper.sent == len(expected) and len(expected) > LOG_BATCH_ITEMS
 
 
-def test_split_text_cuts_at_line_ends_within_both_bounds():
+def test_split_text_cuts_at_line_ends_within_the_room():
     from pushpool.reporting import split_text
 
-    assert split_text("a\nb\nc", 5, 100) == ("a\nb\nc", None)
-    assert split_text("a\nb\nc", 2, 100) == ("a\nb", "c")
-    assert split_text("aaaa\nbbbb\ncccc", 10, 11) == ("aaaa\nbbbb", "cccc")
-    assert split_text("abcdefgh", 10, 3) == ("abc", "defgh")  # one line too long for the room: its first part
-    assert split_text("\n\nx", 1, 100) == ("", "\nx")  # an empty first line is a line
+    assert split_text("a\nb\nc", 100) == ("a\nb\nc", None)
+    assert split_text("a\nb\nc", 3) == ("a\nb", "c")  # a newline right at the edge is a line's end
+    assert split_text("aaaa\nbbbb\ncccc", 11) == ("aaaa\nbbbb", "cccc")
+    assert split_text("abcdefgh", 3) == ("abc", "defgh")  # one line too long for the room: its first part
+    assert split_text("\nxyz", 2) == ("", "xyz")  # an empty first line is a line
 
 
 def test_consecutive_captures_go_as_one_text_and_a_text_only_batch_as_plain_text():
