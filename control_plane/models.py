@@ -51,6 +51,8 @@ def new_id() -> str:
 
 #: Every datetime in a record: timezone-aware UTC (naive values are taken to be UTC).
 UtcDatetime = Annotated[datetime, AfterValidator(utc)]
+#: A run's place in a listing (:func:`run_position`): ``2026-06-01T12:00:00.000000Z#<run id>``.
+RUN_POSITION_PATTERN = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z#[0-9A-Za-z-]{1,64}$"
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -471,4 +473,15 @@ class FlowRunFilter(BaseModel):
     scheduled_after: UtcDatetime | None = None
     scheduled_before: UtcDatetime | None = None
     auto_scheduled: bool | None = None
+    flow_name: str | None = Field(default=None, max_length=200)
+    #: Runs that carry every one of these tags.
+    tags: list[Annotated[str, Field(max_length=200)]] | None = Field(default=None, max_length=10)
     sort: Literal["scheduled_asc", "scheduled_desc"] = "scheduled_desc"
+    #: Keyset cursor: the position (:func:`run_position`) of the last run of the previous page; the page
+    #: holds the runs after it in ``sort`` order.
+    after: str | None = Field(default=None, pattern=RUN_POSITION_PATTERN)
+
+
+def run_position(run: FlowRun) -> str:
+    """Where a run sits in a listing by scheduled time: its time (fixed width, UTC) and id, sortable as text."""
+    return f"{utc(run.scheduled_time).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}#{run.id}"

@@ -74,6 +74,8 @@ def list_flow_runs(
     state: list[StateType] | None = Query(default=None),
     deployment_id: str | None = None,
     work_pool: str | None = None,
+    flow_name: str | None = Query(default=None, max_length=200),
+    tag: list[str] | None = Query(default=None, max_length=10, description="runs carrying every one of these"),
     scheduled_after: datetime | None = None,
     scheduled_before: datetime | None = None,
     sort: str = Query(default="scheduled_desc", pattern="^scheduled_(asc|desc)$"),
@@ -89,7 +91,7 @@ def list_flow_runs(
         if pool is None:
             return []
         pool_id = pool.id
-    flt = FlowRunFilter(states=state, deployment_id=deployment_id, pool_id=pool_id,
+    flt = FlowRunFilter(states=state, deployment_id=deployment_id, pool_id=pool_id, flow_name=flow_name, tags=tag,
                         scheduled_after=scheduled_after, scheduled_before=scheduled_before, sort=sort)
     return records_json(FlowRun, ctx.store.list_flow_runs(access.workspace_id, flt, limit=limit, offset=offset))
 

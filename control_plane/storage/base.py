@@ -176,6 +176,13 @@ class Store(Protocol):
         self, workspace_id: str, flt: FlowRunFilter, limit: int = 200, offset: int = 0
     ) -> list[FlowRun]: ...
 
+    def page_flow_runs(self, workspace_id: str, flt: FlowRunFilter,
+                       limit: int = 50) -> tuple[list[FlowRun], str | None]:
+        """One page of the runs ``flt`` selects (``flt.after`` is where the previous page ended) and the cursor
+        of the next page, ``None`` at the end. A page may hold fewer than ``limit`` runs when a store bounds the
+        reads one page may cost; the cursor then goes on from the last run it read."""
+        ...
+
     def latest_auto_scheduled_time(self, deployment_id: str, now: datetime) -> tuple[int, datetime | None]:
         """(number of SCHEDULED auto runs after ``now``, latest scheduled time of any auto run)."""
         ...

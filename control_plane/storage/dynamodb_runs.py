@@ -25,6 +25,7 @@ from pushpool.control_plane.models import (
     State,
     StateType,
     WorkPool,
+    run_position,
 )
 from pushpool.control_plane.storage.base import ClaimResult
 from pushpool.control_plane.storage.dynamodb_schema import HIGH, INDEXES, delete_action, to_attrs
@@ -41,8 +42,7 @@ _CLAIM_WINDOW = 500
 _LOWEST = "0"
 
 
-def _sort_key(run: FlowRun) -> str:
-    return f"{ts(run.scheduled_time)}#{run.id}"
+_sort_key = run_position
 
 
 def run_item(run: FlowRun, version: int) -> Item:
@@ -111,6 +111,9 @@ def _slot_delta(before: StateType | None, after: StateType) -> int:
 
 class DynamoRunsMixin:
     """Flow-run half of :class:`~control_plane.storage.dynamodb.DynamoDbStore`."""
+
+    #: How many runs one page of a filtered listing reads at most (each is a billed read).
+    RUN_SCAN_BUDGET = 5000
 
     table: Table
 
@@ -225,23 +228,51 @@ class DynamoRunsMixin:
     def list_flow_runs(
         self, workspace_id: str, flt: FlowRunFilter, limit: int = 200, offset: int = 0
     ) -> list[FlowRun]:
+        return list(itertools.islice(self._matching_runs(workspace_id, flt, limit + offset), offset, offset + limit))
+
+    def page_flow_runs(self, workspace_id: str, flt: FlowRunFilter,
+                       limit: int = 50) -> tuple[list[FlowRun], str | None]:
+        page: list[FlowRun] = []
+        for run in self._matching_runs(workspace_id, flt, limit + 1, positions=True):
+            if isinstance(run, str):  # the read budget is spent: the next page goes on from there
+                return page, run
+            if len(page) == limit:
+                return page, run_position(page[-1])
+            page.append(run)
+        return page, None
+
+    def _matching_runs(self, workspace_id: str, flt: FlowRunFilter, wanted: int, *, positions: bool = False):
+        """The runs ``flt`` selects in its order, read from the workspace's (or deployment's) index; filters
+        other than time are applied to what is read. With ``positions``, reading stops after
+        ``RUN_SCAN_BUDGET`` items and yields the position of the last one looked at instead of a run (a page
+        can come short, never at an unbounded cost)."""
         index, pk = ("deployment", f"DEPRUNS#{flt.deployment_id}") if flt.deployment_id else \
             ("workspace", f"WSRUNS#{workspace_id}")
         low = ts(flt.scheduled_after) if flt.scheduled_after else _LOWEST
         high = ts(flt.scheduled_before) + HIGH if flt.scheduled_before else HIGH
-        states = set(flt.states or [])
-        found: list[FlowRun] = []
-        for item in self._index(index, pk, low, high, forward=flt.sort == "scheduled_asc",
-                                page_size=min(1000, max(50, limit + offset))):
+        forward = flt.sort == "scheduled_asc"
+        if flt.after is not None:
+            low, high = (max(low, flt.after), high) if forward else (low, min(high, flt.after))
+        states, tags = set(flt.states or []), set(flt.tags or [])
+        matched, last = 0, None
+        items = self._index(index, pk, low, high, forward=forward, page_size=min(1000, max(50, wanted)))
+        for read, item in enumerate(items, start=1):
+            if positions and read > self.RUN_SCAN_BUDGET:
+                yield last
+                return
             run = _run(item)
-            if (run.workspace_id != workspace_id or (states and run.state.type not in states)
+            last = run_position(run)
+            if (last == flt.after or run.workspace_id != workspace_id
+                    or (states and run.state.type not in states)
                     or (flt.pool_id and run.pool_id != flt.pool_id) or (flt.queue_id and run.queue_id != flt.queue_id)
-                    or (flt.auto_scheduled is not None and run.auto_scheduled != flt.auto_scheduled)):
+                    or (flt.auto_scheduled is not None and run.auto_scheduled != flt.auto_scheduled)
+                    or (flt.flow_name is not None and run.flow_name != flt.flow_name)
+                    or not tags <= set(run.tags)):
                 continue
-            found.append(run)
-            if len(found) >= offset + limit:
-                break
-        return found[offset:offset + limit]
+            yield run
+            matched += 1
+            if matched >= wanted:
+                return
 
     def count_flow_runs_by_state(self, workspace_id: str, after: datetime, before: datetime, *,
                                  at_most: int = 100_000) -> tuple[dict[StateType, int], bool]:

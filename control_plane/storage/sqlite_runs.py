@@ -15,6 +15,7 @@ from pushpool.control_plane.models import (
     State,
     StateType,
     WorkPool,
+    run_position,
 )
 from pushpool.control_plane.storage.base import ClaimResult
 from pushpool.control_plane.storage.records import from_ts, run_with_state, ts
@@ -117,28 +118,17 @@ class SqliteRunsMixin:
     def list_flow_runs(
         self, workspace_id: str, flt: FlowRunFilter, limit: int = 200, offset: int = 0
     ) -> list[FlowRun]:
-        where, params = ["workspace_id = ?"], [workspace_id]
-        if flt.states:
-            where.append(f"state_type IN ({', '.join('?' * len(flt.states))})")
-            params += [s.value for s in flt.states]
-        for column in ("deployment_id", "pool_id", "queue_id"):
-            if getattr(flt, column) is not None:
-                where.append(f"{column} = ?")
-                params.append(getattr(flt, column))
-        if flt.scheduled_after is not None:
-            where.append("scheduled_time >= ?")
-            params.append(ts(flt.scheduled_after))
-        if flt.scheduled_before is not None:
-            where.append("scheduled_time <= ?")
-            params.append(ts(flt.scheduled_before))
-        if flt.auto_scheduled is not None:
-            where.append("auto_scheduled = ?")
-            params.append(int(flt.auto_scheduled))
+        where, params = _run_conditions(workspace_id, flt)
         order = "ASC" if flt.sort == "scheduled_asc" else "DESC"
         sql = (f"SELECT doc FROM flow_runs WHERE {' AND '.join(where)} "
-               f"ORDER BY scheduled_time {order}, id LIMIT ? OFFSET ?")
+               f"ORDER BY scheduled_time {order}, id {order} LIMIT ? OFFSET ?")
         rows = self._conn().execute(sql, (*params, limit, offset))
         return [FlowRun.model_validate_json(r["doc"]) for r in rows]
+
+    def page_flow_runs(self, workspace_id: str, flt: FlowRunFilter,
+                       limit: int = 50) -> tuple[list[FlowRun], str | None]:
+        found = self.list_flow_runs(workspace_id, flt, limit=limit + 1)
+        return found[:limit], (run_position(found[limit - 1]) if len(found) > limit else None)
 
     def count_flow_runs_by_state(self, workspace_id: str, after: datetime, before: datetime, *,
                                  at_most: int = 100_000) -> tuple[dict[StateType, int], bool]:
@@ -353,3 +343,36 @@ class SqliteRunsMixin:
         if row is None or row[0] is None:
             return None
         return row[0], from_ts(row[1])
+
+
+def _run_conditions(workspace_id: str, flt: FlowRunFilter) -> tuple[list[str], list[Any]]:
+    """The SQL conditions (and their parameters) of the runs of ``workspace_id`` that ``flt`` selects."""
+    where, params = ["workspace_id = ?"], [workspace_id]
+    if flt.states:
+        where.append(f"state_type IN ({', '.join('?' * len(flt.states))})")
+        params += [s.value for s in flt.states]
+    for column in ("deployment_id", "pool_id", "queue_id"):
+        if getattr(flt, column) is not None:
+            where.append(f"{column} = ?")
+            params.append(getattr(flt, column))
+    if flt.scheduled_after is not None:
+        where.append("scheduled_time >= ?")
+        params.append(ts(flt.scheduled_after))
+    if flt.scheduled_before is not None:
+        where.append("scheduled_time <= ?")
+        params.append(ts(flt.scheduled_before))
+    if flt.auto_scheduled is not None:
+        where.append("auto_scheduled = ?")
+        params.append(int(flt.auto_scheduled))
+    if flt.flow_name is not None:
+        where.append("json_extract(doc, '$.flow_name') = ?")
+        params.append(flt.flow_name)
+    for tag in flt.tags or ():
+        where.append("EXISTS (SELECT 1 FROM json_each(doc, '$.tags') WHERE value = ?)")
+        params.append(tag)
+    if flt.after is not None:
+        at, run_id = flt.after.split("#", 1)
+        beyond = ">" if flt.sort == "scheduled_asc" else "<"
+        where.append(f"(scheduled_time {beyond} ? OR (scheduled_time = ? AND id {beyond} ?))")
+        params += [at, at, run_id]
+    return where, params

@@ -11,15 +11,14 @@ the action routes check it again.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from pushpool.control_plane.api import flow_runs as flow_run_routes
 from pushpool.control_plane.api.deps import Access, authenticate_token
 from pushpool.control_plane.errors import PushpoolError, Unauthorized
-from pushpool.control_plane.models import FlowRunFilter, StateType
 from pushpool.control_plane.services import run_logs
 from pushpool.control_plane.web import sessions
 from pushpool.control_plane.web.common import (
@@ -38,7 +37,6 @@ from pushpool.control_plane.web.common import (
     ws_path,
 )
 
-PAGE_SIZE = 50
 LOG_LINES = 500
 #: Job-variable keys whose values are not shown (environment variables named like a secret).
 SECRET_WORDS = ("secret", "password", "passwd", "token", "key", "credential", "auth")
@@ -117,33 +115,6 @@ def static_file(name: str) -> Response:
 
 
 # ---------------------------------------------------------------------------- runs
-@router.get("/w/{workspace}/runs")
-def runs_page(request: Request, workspace: str, state: StateType | None = None,
-              deployment: str | None = Query(default=None, max_length=64),
-              pool: str | None = Query(default=None, max_length=100),
-              offset: int = Query(default=0, ge=0, le=10**9)) -> Response:
-    filters = {"state": state.value if state else None, "deployment": deployment or None, "pool": pool or None,
-               "offset": offset or None}
-
-    def query(**changes: Any) -> str:
-        """This page's query with ``changes`` (``None`` drops a parameter), for the filter and page links."""
-        return urlencode({k: v for k, v in {**filters, **changes}.items() if v is not None})
-
-    def build(access: Access) -> tuple[str, dict]:
-        store = access.ctx.store
-        pools = sorted(store.list_work_pools(access.workspace_id), key=lambda p: p.name)
-        pool_id = next((p.id for p in pools if p.name == pool), "none") if pool else None
-        flt = FlowRunFilter(states=[state] if state else None, deployment_id=deployment or None, pool_id=pool_id,
-                            sort="scheduled_desc")
-        found = store.list_flow_runs(access.workspace_id, flt, limit=PAGE_SIZE + 1, offset=offset)
-        deployments = sorted(store.list_deployments(access.workspace_id), key=lambda d: d.full_name)
-        return "runs.html", {"runs": found[:PAGE_SIZE], "state": state, "states": list(StateType), "offset": offset,
-                             "more": len(found) > PAGE_SIZE, "page_size": PAGE_SIZE, "query": query,
-                             "deployments": deployments, "pools": pools, "deployment": deployment, "pool": pool}
-
-    return page(request, workspace, build)
-
-
 def masked(variables: dict[str, Any]) -> dict[str, Any]:
     """Job variables as shown: values of environment variables named like a secret are replaced."""
     shown = dict(variables)

@@ -33,6 +33,8 @@ def ls(
     state: list[str] = typer.Option(None, "--state", help="Repeatable, e.g. --state FAILED --state CRASHED."),
     deployment: str = typer.Option(None, "--deployment", "-d", help="flow-name/deployment-name"),
     pool: str = typer.Option(None, "--pool", help="Work pool name."),
+    flow: str = typer.Option(None, "--flow", help="Only runs of this flow."),
+    tag: list[str] = typer.Option(None, "--tag", help="Only runs carrying this tag (repeat: every one of them)."),
     limit: int = typer.Option(20, "--limit", min=1, max=1000),
     upcoming: bool = typer.Option(False, "--upcoming", help="Also show runs scheduled in the future."),
     wide: bool = typer.Option(False, "--wide", "-w", help="Also the start, infrastructure and console URL."),
@@ -55,7 +57,7 @@ def ls(
             deployment_id = client.read_deployment_by_name(deployment)["id"] if deployment else None
             before = None if upcoming else datetime.now(UTC).isoformat()
             runs = client.list_flow_runs(state=states or None, deployment_id=deployment_id, work_pool=pool,
-                                         limit=limit, scheduled_before=before)
+                                         flow_name=flow, tag=tag or None, limit=limit, scheduled_before=before)
     columns = ["run", "name", "deployment", "state", "scheduled (UTC)"]
     if wide:
         columns += ["start", "infra", "console URL"]

@@ -170,16 +170,20 @@ def test_cancelling_a_scheduled_run_is_immediate(api):
 
 def test_list_filters(api, clock):
     api.pool()
-    a, b = api.deployment("a"), api.deployment("b")
-    ra = api.run(a["id"])
+    a, b = api.deployment("a"), api.deployment("b", flow_name="other")
+    ra = api.run(a["id"], tags=["eu", "nightly"])
     clock.advance(10)
-    rb = api.run(b["id"])
+    rb = api.run(b["id"], tags=["eu"])
     api.ok("POST", api.ws(f"/flow_runs/{rb['id']}/cancel"))
     assert [r["id"] for r in api.ok("GET", api.ws("/flow_runs"), params={"deployment_id": a["id"]})] == [ra["id"]]
     assert [r["id"] for r in api.ok("GET", api.ws("/flow_runs"), params={"state": "CANCELLED"})] == [rb["id"]]
     newest = api.ok("GET", api.ws("/flow_runs"), params={"work_pool": "pool", "limit": 1})
     assert [r["id"] for r in newest] == [rb["id"]]
     assert api.get(api.ws("/flow_runs"), params={"state": "BOGUS"}).status_code == 422
+    assert [r["id"] for r in api.ok("GET", api.ws("/flow_runs"), params={"flow_name": "other"})] == [rb["id"]]
+    assert [r["id"] for r in api.ok("GET", api.ws("/flow_runs"), params={"tag": ["nightly", "eu"]})] == [ra["id"]]
+    assert len(api.ok("GET", api.ws("/flow_runs"), params={"tag": "eu"})) == 2
+    assert api.get(api.ws("/flow_runs"), params={"tag": [f"t{i}" for i in range(11)]}).status_code == 422
 
 
 @pytest.mark.parametrize("method, path, body", [

@@ -64,10 +64,10 @@ class World:
             queue_id=queue.id, created=T0, updated=T0, **fields))
 
     def run(self, dep: Deployment, at: datetime = T0, queue: WorkQueue | None = None, **fields) -> FlowRun:
-        run = FlowRun(workspace_id=self.ws.id, deployment_id=dep.id, flow_name=dep.flow_name,
-                      deployment_name=dep.name, name="r", pool_id=dep.pool_id,
-                      queue_id=(queue.id if queue else dep.queue_id), state=state(StateType.SCHEDULED),
-                      scheduled_time=at, created=T0, updated=T0, **fields)
+        fields = {"flow_name": dep.flow_name, **fields}
+        run = FlowRun(workspace_id=self.ws.id, deployment_id=dep.id, deployment_name=dep.name, name="r",
+                      pool_id=dep.pool_id, queue_id=(queue.id if queue else dep.queue_id),
+                      state=state(StateType.SCHEDULED), scheduled_time=at, created=T0, updated=T0, **fields)
         return self.store.create_flow_run(run)
 
 
@@ -234,6 +234,43 @@ class StoreContract:
         assert [r.id for r in before] == [early.id]
         assert store.list_flow_runs("another-ws", FlowRunFilter()) == []
         assert len(store.list_flow_runs(world.ws.id, FlowRunFilter(), limit=2, offset=2)) == 1
+
+    def test_cursor_pages_visit_every_selected_run_once_in_order(self, world):
+        pool, queue = world.pool()
+        dep = world.deployment(pool, queue)
+        made = []
+        for i in range(7):  # two pairs share a scheduled time: the id breaks the tie
+            run = world.run(dep, T0 + timedelta(minutes=i // 2), tags=["etl", "daily"] if i % 3 else ["etl"],
+                            flow_name="other" if i == 5 else "flow")
+            made.append(run)
+        world.run(world.deployment(pool, queue, "elsewhere"), T0, tags=["etl", "daily"])  # another deployment
+        store = world.store
+
+        def walk(**filters) -> list[str]:
+            seen, cursor = [], None
+            for _ in range(20):
+                page, cursor = store.page_flow_runs(world.ws.id, FlowRunFilter(after=cursor, **filters), limit=2)
+                assert len(page) <= 2
+                seen += [run.id for run in page]
+                if cursor is None:
+                    return seen
+            raise AssertionError("the pages never ended")
+
+        def in_order(runs, reverse):
+            return [r.id for r in sorted(runs, key=lambda r: (r.scheduled_time, r.id), reverse=reverse)]
+
+        assert walk(deployment_id=dep.id) == in_order(made, reverse=True)
+        assert walk(deployment_id=dep.id, sort="scheduled_asc") == in_order(made, reverse=False)
+        daily = [r for r in made if "daily" in r.tags]
+        assert walk(deployment_id=dep.id, tags=["daily", "etl"]) == in_order(daily, reverse=True)
+        assert walk(flow_name="other") == [made[5].id]
+        assert walk(flow_name="flow", tags=["daily"], sort="scheduled_asc", deployment_id=dep.id) == in_order(
+            [r for r in daily if r.flow_name == "flow"], reverse=False)
+        assert walk(tags=["nightly"]) == []
+        assert store.page_flow_runs("another-ws", FlowRunFilter(), limit=2) == ([], None)
+        # The cursor filters like the offset did: the list and the pages agree.
+        listed = store.list_flow_runs(world.ws.id, FlowRunFilter(tags=["daily"]))
+        assert [r.id for r in listed] == walk(tags=["daily"])
 
     def test_delete_future_auto_runs_only(self, world):
         pool, queue = world.pool()

@@ -153,3 +153,26 @@ def test_users_and_memberships_of_an_earlier_release_are_indexed_once(aws, table
     assert store.get_actor(new_user.id) == new_user
     store.table.scan = original_scan
     assert store.index_identity_records() == 0  # remembered: later deploys do not scan again
+
+
+def test_a_filtered_page_reads_a_bounded_number_of_runs_and_goes_on_from_there(aws, table_name):
+    """A rare tag among many runs: each page reads at most the budget (pages come short), and walking the
+    cursor still finds every tagged run once, in order."""
+    from pushpool.control_plane.models import FlowRunFilter
+
+    store = make_store(aws, table_name, create=True)
+    store.RUN_SCAN_BUDGET = 4
+    world = World(store)
+    pool, queue = world.pool()
+    dep = world.deployment(pool, queue)
+    tagged = [world.run(dep, T0 + timedelta(minutes=i), tags=["rare"] if i in (1, 9) else []).id for i in range(11)]
+    pages, found, cursor = [], [], None
+    while True:
+        page, cursor = store.page_flow_runs(world.ws.id, FlowRunFilter(tags=["rare"], after=cursor), limit=5)
+        pages.append(len(page))
+        found += [run.id for run in page]
+        if cursor is None:
+            break
+        assert len(pages) < 10
+    assert found == [tagged[9], tagged[1]]
+    assert len(pages) >= 3  # 11 runs read 4 at a time

@@ -139,28 +139,6 @@ def test_a_run_page_shows_states_parameters_logs_and_task_runs_escaped(app, api,
     assert "Scheduled" in page.text and "No task runs reported." in page.text
 
 
-def test_bad_filters_are_refused_not_crashed(app, api, world):
-    client = sign_in(app, api.key)
-    for query in ("state=NOPE", "offset=-1", f"offset={10**30}"):
-        assert client.get(f"/w/{api.workspace}/runs?{query}").status_code == 422, query
-
-
-def test_runs_filter_by_deployment_and_pool_and_pages_keep_the_filters(app, api, world):
-    other_dep = api.deployment(name="other")
-    api.pool(name="second")
-    mine = api.run(other_dep["id"])
-    client = sign_in(app, api.key)
-    by_deployment = client.get(f"/w/{api.workspace}/runs?deployment={other_dep['id']}").text
-    assert mine["name"] in by_deployment and world["run"]["name"] not in by_deployment
-    assert f'<option value="{other_dep["id"]}" selected>' in by_deployment
-    assert world["run"]["name"] in client.get(f"/w/{api.workspace}/runs?pool=pool").text
-    empty = client.get(f"/w/{api.workspace}/runs?pool=second").text
-    assert "No flow runs" in empty and world["run"]["name"] not in empty
-    assert "No flow runs" in client.get(f"/w/{api.workspace}/runs?pool=no-such-pool").text
-    failed_link = client.get(f"/w/{api.workspace}/runs?pool=pool").text
-    assert 'href="?pool=pool&amp;state=FAILED"' in failed_link or 'href="?state=FAILED&amp;pool=pool"' in failed_link
-
-
 def test_only_the_stylesheet_and_the_script_are_served(app):
     client = browser(app)
     css, script = client.get("/static/app.css"), client.get("/static/app.js")

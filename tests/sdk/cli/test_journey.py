@@ -39,6 +39,8 @@ def test_new_user_journey(server, tmp_path):
     [latest] = [r for r in recent if r["parameters"].get("name") == "x"]
     assert latest["state"]["type"] == "COMPLETED" and latest["parameters"] == {"name": "x", "times": 2}
     assert latest["infra_id"].startswith("pid-") and latest["console_url"].startswith("file://")
+    assert latest["id"] in {r["id"] for r in cli.json("flow-run", "ls", "--flow", "greet", "--limit", "20")}
+    assert cli.json("flow-run", "ls", "--flow", "no-such-flow") == []
     table = cli.ok("flow-run", "ls", "--wide")
     assert latest["infra_id"] in table and latest["name"] in table
     assert "hello x" in cli.ok("flow-run", "logs", latest["id"])
