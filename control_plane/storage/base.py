@@ -223,6 +223,10 @@ class Store(Protocol):
         ``at_most`` of them (a dashboard's chart: bounded work per page); ``True`` when every run was counted."""
         ...
 
+    def count_active_runs(self, pool_id: str) -> int:
+        """How many of the pool's runs hold a slot of its concurrency limit (PENDING, RUNNING, CANCELLING)."""
+        ...
+
     def list_child_runs(self, parent_id: str, limit: int = 1000) -> list[FlowRun]:
         """Runs started by the flow of ``parent_id`` (``parent_flow_run_id``), oldest first."""
         ...

@@ -137,6 +137,9 @@ class DynamoRunsMixin:
         item = self.table.get(f"SLOTS#{kind}#{ident}", "SLOTS")
         return int(item["active"]["N"]) if item and "active" in item else 0
 
+    def count_active_runs(self, pool_id: str) -> int:
+        return self._active("pool", pool_id)
+
     def _free(self, kind: str, ident: str, limit: int | None) -> float:
         return float("inf") if limit is None else limit - self._active(kind, ident)
 

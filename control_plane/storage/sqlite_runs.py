@@ -260,13 +260,17 @@ class SqliteRunsMixin:
         return result
 
     @staticmethod
-    def _free(conn: sqlite3.Connection, column: str, value: str, limit: int | None) -> float:
-        if limit is None:
-            return float("inf")
-        used = conn.execute(
+    def _used(conn: sqlite3.Connection, column: str, value: str) -> int:
+        return conn.execute(
             f"SELECT COUNT(*) FROM flow_runs WHERE {column} = ? AND state_type IN {_ACTIVE_SQL}", (value,)
         ).fetchone()[0]
-        return limit - used
+
+    @classmethod
+    def _free(cls, conn: sqlite3.Connection, column: str, value: str, limit: int | None) -> float:
+        return float("inf") if limit is None else limit - cls._used(conn, column, value)
+
+    def count_active_runs(self, pool_id: str) -> int:
+        return self._used(self._conn(), "pool_id", pool_id)
 
     def _deployment_free(self, conn: sqlite3.Connection, deployment_id: str) -> tuple[float, str]:
         row = conn.execute(

@@ -1,5 +1,5 @@
-"""The dashboard's deployment and work-pool pages: a deployment with its Run form (generated from the flow's
-parameter schema), recent runs, pause and resume; the pools with pause and resume."""
+"""The dashboard's deployment pages: a deployment with its Run form (generated from the flow's parameter
+schema), its schedules' next runs, recent runs and triggers, pause and resume. (Pools: :mod:`.pools`.)"""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ from fastapi.responses import Response
 
 from pushpool.control_plane.api import deployments as deployment_routes
 from pushpool.control_plane.api import flow_runs as flow_run_routes
-from pushpool.control_plane.api import work_pools as pool_routes
 from pushpool.control_plane.api.deps import Access
-from pushpool.control_plane.api.schemas import DeploymentUpdate, FlowRunCreate, WorkPoolUpdate
+from pushpool.control_plane.api.schemas import DeploymentUpdate, FlowRunCreate
 from pushpool.control_plane.errors import InvalidInput, NotFound
 from pushpool.control_plane.models import Deployment, FlowRunFilter
 from pushpool.control_plane.web.common import act, created_id, page, ws_path
@@ -107,28 +106,6 @@ async def run_deployment(request: Request, workspace: str, deployment_id: str) -
     return await act(request, workspace, start)
 
 
-@router.get("/w/{workspace}/pools")
-def pools_page(request: Request, workspace: str) -> Response:
-    def build(access: Access) -> tuple[str, dict]:
-        store = access.ctx.store
-        pools = sorted(store.list_work_pools(access.workspace_id), key=lambda p: p.name)
-        queues = {p.id: store.list_work_queues(access.workspace_id, p.id) for p in pools}
-        return "pools.html", {"pools": pools, "queues": queues}
-
-    return page(request, workspace, build)
-
-
-def _pool_paused(paused: bool):
-    async def route(request: Request, workspace: str, name: str) -> Response:
-        def change(access: Access, _: dict[str, str]) -> str:
-            pool_routes.update_work_pool(name, WorkPoolUpdate(paused=paused), access)
-            return ws_path(access, "pools")
-
-        return await act(request, workspace, change)
-
-    return route
-
-
 def _deployment_paused(paused: bool):
     async def route(request: Request, workspace: str, deployment_id: str) -> Response:
         def change(access: Access, _: dict[str, str]) -> str:
@@ -140,8 +117,6 @@ def _deployment_paused(paused: bool):
     return route
 
 
-router.add_api_route("/w/{workspace}/pools/{name}/pause", _pool_paused(True), methods=["POST"])
-router.add_api_route("/w/{workspace}/pools/{name}/resume", _pool_paused(False), methods=["POST"])
 router.add_api_route("/w/{workspace}/deployments/{deployment_id}/pause", _deployment_paused(True), methods=["POST"])
 router.add_api_route("/w/{workspace}/deployments/{deployment_id}/resume", _deployment_paused(False),
                      methods=["POST"])

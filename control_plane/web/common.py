@@ -129,3 +129,17 @@ def created_id(answer: Response) -> str:
 
 def ws_path(access: Access, *parts: str) -> str:
     return "/".join([f"/w/{quote(access.workspace.name)}", *(quote(p) for p in parts)])
+
+
+#: Job-variable keys whose values are not shown (environment variables named like a secret).
+SECRET_WORDS = ("secret", "password", "passwd", "token", "key", "credential", "auth")
+
+
+def masked(variables: dict[str, Any]) -> dict[str, Any]:
+    """Job variables (or a rendered job) as shown: values of environment variables named like a secret are
+    replaced."""
+    shown = dict(variables)
+    env = shown.get("env")
+    if isinstance(env, dict):
+        shown["env"] = {k: "••••••" if any(w in k.lower() for w in SECRET_WORDS) else v for k, v in env.items()}
+    return shown

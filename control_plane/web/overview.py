@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from pushpool.control_plane.api.deps import Access
 from pushpool.control_plane.models import FlowRunFilter, StateType
 from pushpool.control_plane.web.common import page
+from pushpool.control_plane.web.pools import pool_load
 
 #: The windows the chart offers, by their name in the URL (``?window=7d``).
 WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
@@ -33,13 +34,13 @@ def chart_bars(counts: dict[StateType, int], width: int = 460) -> list[dict[str,
 
 
 def pool_health(access: Access) -> list[dict[str, Any]]:
-    """Each pool: paused or not, its limit, and the last submission error of a run waiting in it."""
+    """Each pool: paused or not, its active runs and limit, and the last submission error of a run waiting in it."""
     store, out = access.ctx.store, []
     for pool in sorted(store.list_work_pools(access.workspace_id), key=lambda p: p.name):
         waiting = store.list_flow_runs(access.workspace_id, FlowRunFilter(
             pool_id=pool.id, states=[StateType.SCHEDULED, StateType.PENDING], sort="scheduled_asc"), limit=50)
         error = next((run.submission_error for run in waiting if run.submission_error), None)
-        out.append({"pool": pool, "waiting": len(waiting), "error": error})
+        out.append({"pool": pool, "waiting": len(waiting), "error": error, **pool_load(access, pool)})
     return out
 
 

@@ -10,7 +10,6 @@ the action routes check it again.
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
@@ -29,6 +28,7 @@ from pushpool.control_plane.web.common import (
     caller_of,
     created_id,
     ctx_of,
+    masked,
     page,
     posted_form,
     render,
@@ -38,8 +38,6 @@ from pushpool.control_plane.web.common import (
 )
 
 LOG_LINES = 500
-#: Job-variable keys whose values are not shown (environment variables named like a secret).
-SECRET_WORDS = ("secret", "password", "passwd", "token", "key", "credential", "auth")
 router = APIRouter(include_in_schema=False)
 
 
@@ -115,15 +113,6 @@ def static_file(name: str) -> Response:
 
 
 # ---------------------------------------------------------------------------- runs
-def masked(variables: dict[str, Any]) -> dict[str, Any]:
-    """Job variables as shown: values of environment variables named like a secret are replaced."""
-    shown = dict(variables)
-    env = shown.get("env")
-    if isinstance(env, dict):
-        shown["env"] = {k: "••••••" if any(w in k.lower() for w in SECRET_WORDS) else v for k, v in env.items()}
-    return shown
-
-
 @router.get("/w/{workspace}/runs/{run_id}")
 def run_page(request: Request, workspace: str, run_id: str) -> Response:
     def build(access: Access) -> tuple[str, dict]:

@@ -352,6 +352,20 @@ class StoreContract:
         again = world.store.claim_flow_runs(pool.id, T0 + timedelta(minutes=1), LEASE, 10).claimed
         assert len(again) == 1
 
+    def test_active_runs_of_a_pool_are_counted_as_they_come_and_go(self, world):
+        pool, queue = world.pool(concurrency_limit=5)
+        other, other_queue = world.pool("other")
+        dep, elsewhere = world.deployment(pool, queue), world.deployment(other, other_queue, "elsewhere")
+        runs = [world.run(dep) for _ in range(3)]
+        world.run(elsewhere)
+        store = world.store
+        assert store.count_active_runs(pool.id) == 0
+        claimed = store.claim_flow_runs(pool.id, T0 + timedelta(minutes=1), LEASE, 10).claimed
+        assert len(claimed) == 3 and store.count_active_runs(pool.id) == 3
+        store.set_flow_run_state(runs[0].id, state(StateType.RUNNING))
+        store.set_flow_run_state(runs[1].id, state(StateType.COMPLETED))
+        assert store.count_active_runs(pool.id) == 2 and store.count_active_runs(other.id) == 0
+
     def test_cancel_new_strategy(self, world):
         pool, queue = world.pool()
         dep = world.deployment(pool, queue, concurrency_limit=1, collision_strategy=CollisionStrategy.CANCEL_NEW)

@@ -1,4 +1,4 @@
-"""The dashboard's deployment and pool pages over HTTP: the Run form from a parameter schema, typed values, clear
+"""The dashboard's deployment pages over HTTP: the Run form from a parameter schema, typed values, clear
 refusals, and who may run or pause."""
 
 from __future__ import annotations
@@ -59,24 +59,6 @@ def test_a_viewer_has_no_run_form_and_cannot_post_one(app, api, dep):
     refused = viewer.post(f"/w/{api.workspace}/deployments/{dep['id']}/run",
                           data={"csrf": csrf_of(page.text), "param.rows": "1"})
     assert refused.status_code == 403 and api.ok("GET", api.ws("/flow_runs")) == []
-
-
-def test_pools_pause_and_resume_for_writers_only(app, api, dep):
-    client = sign_in(app, api.key)
-    page = client.get(f"/w/{api.workspace}/pools")
-    assert ">Pause</button>" in page.text
-    token = csrf_of(page.text)
-    assert client.post(f"/w/{api.workspace}/pools/pool/pause", data={}).status_code == 403  # no CSRF token
-    assert client.post(f"/w/{api.workspace}/pools/pool/pause", data={"csrf": token}).status_code == 303
-    assert api.ok("GET", api.ws("/work_pools/pool"))["paused"] is True
-    assert ">Resume</button>" in client.get(f"/w/{api.workspace}/pools").text
-    runner = sign_in(app, api.user("rita", role="runner"))
-    page = runner.get(f"/w/{api.workspace}/pools")
-    assert page.status_code == 200 and ">Resume</button>" not in page.text
-    assert runner.post(f"/w/{api.workspace}/pools/pool/resume", data={"csrf": csrf_of(page.text)}).status_code == 403
-    assert client.post(f"/w/{api.workspace}/pools/pool/resume", data={"csrf": token}).status_code == 303
-    assert api.ok("GET", api.ws("/work_pools/pool"))["paused"] is False
-    assert client.post(f"/w/{api.workspace}/pools/nope/pause", data={"csrf": token}).status_code == 404
 
 
 def test_a_deployment_pauses_and_resumes_for_writers_only(app, api, dep):
