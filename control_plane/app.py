@@ -36,6 +36,7 @@ from pushpool.control_plane.errors import PushpoolError, Unauthorized
 from pushpool.control_plane.services.context import ServiceContext, build_context
 from pushpool.control_plane.settings import Settings
 from pushpool.control_plane.storage.base import Store
+from pushpool.control_plane.web import automations as automation_pages
 from pushpool.control_plane.web import catalog, overview, pages, pools, run_list
 from pushpool.pushers.base import PusherRegistry
 
@@ -90,7 +91,8 @@ def create_app(settings: Settings, store: Store, *, clock: Clock | None = None,
                    concurrency_limits.router):
         app.router.routes.extend(router.routes)
     # the dashboard, last: no page path starts with /api
-    for router in (pages.router, run_list.router, overview.router, catalog.router, pools.router):
+    for router in (pages.router, run_list.router, overview.router, catalog.router, pools.router,
+                   automation_pages.router):
         app.router.routes.extend(router.routes)
     app.add_middleware(FlushEvents, sink=app.state.ctx.events, outbound=app.state.ctx.outbound,
                        outbound_seconds=settings.outbound_timeout_seconds + 1)

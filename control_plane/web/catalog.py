@@ -14,11 +14,26 @@ from pushpool.control_plane.api import flow_runs as flow_run_routes
 from pushpool.control_plane.api.deps import Access
 from pushpool.control_plane.api.schemas import DeploymentUpdate, FlowRunCreate
 from pushpool.control_plane.errors import InvalidInput, NotFound
-from pushpool.control_plane.models import Deployment, FlowRunFilter
+from pushpool.control_plane.event_models import RunDeployment
+from pushpool.control_plane.models import Deployment, FlowRunFilter, StateType
+from pushpool.control_plane.web.automations import trigger_summary
 from pushpool.control_plane.web.common import act, created_id, page, ws_path
 
 RECENT_RUNS = 20
+UPCOMING_RUNS = 10
 router = APIRouter(include_in_schema=False)
+
+
+def triggers_of(access: Access, deployment: Deployment) -> list[dict[str, Any]]:
+    """The automations that run this deployment: its own ``triggers`` and any other that names it."""
+    names = {deployment.id, deployment.full_name}
+    found = []
+    for automation in sorted(access.ctx.store.list_automations(access.workspace_id), key=lambda a: a.name):
+        runs_it = any(isinstance(action, RunDeployment) and action.deployment in names for action in automation.actions)
+        if automation.owner_deployment_id == deployment.id or runs_it:
+            found.append({"automation": automation, "when": trigger_summary(automation),
+                          "own": automation.owner_deployment_id == deployment.id})
+    return found
 
 
 def _deployment(access: Access, deployment_id: str) -> Deployment:
@@ -78,12 +93,16 @@ def deployments_page(request: Request, workspace: str) -> Response:
 @router.get("/w/{workspace}/deployments/{deployment_id}")
 def deployment_page(request: Request, workspace: str, deployment_id: str) -> Response:
     def build(access: Access) -> tuple[str, dict]:
+        store, now = access.ctx.store, access.ctx.clock.now()
         deployment = _deployment(access, deployment_id)
-        runs = access.ctx.store.list_flow_runs(access.workspace_id, FlowRunFilter(
-            deployment_id=deployment.id, sort="scheduled_desc"), limit=RECENT_RUNS)
-        pool = access.ctx.store.get_work_pool_by_id(access.workspace_id, deployment.pool_id)
+        runs = store.list_flow_runs(access.workspace_id, FlowRunFilter(
+            deployment_id=deployment.id, scheduled_before=now, sort="scheduled_desc"), limit=RECENT_RUNS)
+        upcoming = store.list_flow_runs(access.workspace_id, FlowRunFilter(
+            deployment_id=deployment.id, states=[StateType.SCHEDULED], scheduled_after=now, sort="scheduled_asc"),
+            limit=UPCOMING_RUNS)
+        pool = store.get_work_pool_by_id(access.workspace_id, deployment.pool_id)
         return "deployment.html", {"deployment": deployment, "fields": form_fields(deployment), "runs": runs,
-                                   "pool": pool}
+                                   "upcoming": upcoming, "pool": pool, "triggers": triggers_of(access, deployment)}
 
     return page(request, workspace, build)
 

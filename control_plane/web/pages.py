@@ -10,6 +10,7 @@ the action routes check it again.
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
@@ -18,8 +19,12 @@ from fastapi.responses import Response
 from pushpool.control_plane.api import flow_runs as flow_run_routes
 from pushpool.control_plane.api.deps import Access, authenticate_token
 from pushpool.control_plane.errors import PushpoolError, Unauthorized
+from pushpool.control_plane.event_models import EventFilter
+from pushpool.control_plane.models import FlowRun
 from pushpool.control_plane.services import run_logs
+from pushpool.control_plane.services.context import ServiceContext
 from pushpool.control_plane.web import sessions
+from pushpool.control_plane.web.automations import describe
 from pushpool.control_plane.web.common import (
     HERE,
     SECURITY_HEADERS,
@@ -38,6 +43,7 @@ from pushpool.control_plane.web.common import (
 )
 
 LOG_LINES = 500
+RUN_EVENTS = 50
 router = APIRouter(include_in_schema=False)
 
 
@@ -113,6 +119,14 @@ def static_file(name: str) -> Response:
 
 
 # ---------------------------------------------------------------------------- runs
+def run_events(ctx: ServiceContext, run: FlowRun) -> list[dict[str, Any]]:
+    """The run's own events and those about it (its infrastructure's), newest first, at most ``RUN_EVENTS``."""
+    about = f"pushpool.flow-run.{run.id}"
+    found = {e.id: e for flt in (EventFilter(resource_id=about), EventFilter(related_id=about))
+             for e in ctx.store.list_events(run.workspace_id, flt, RUN_EVENTS)}
+    return [describe(e) for e in sorted(found.values(), key=lambda e: (e.occurred, e.id), reverse=True)[:RUN_EVENTS]]
+
+
 @router.get("/w/{workspace}/runs/{run_id}")
 def run_page(request: Request, workspace: str, run_id: str) -> Response:
     def build(access: Access) -> tuple[str, dict]:
@@ -122,7 +136,8 @@ def run_page(request: Request, workspace: str, run_id: str) -> Response:
         return "run.html", {"run": run, "states": ctx.store.get_state_history(run.id),
                             "task_runs": ctx.store.list_task_runs(run.id, limit=1000), "logs": logs,
                             "job_variables": masked(run.job_variables),
-                            "children": ctx.store.list_child_runs(run.id, limit=100)}
+                            "children": ctx.store.list_child_runs(run.id, limit=100),
+                            "events": run_events(ctx, run)}
 
     return page(request, workspace, build)
 
