@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint docs install clean bench bench-lambda bench-images bench-flows screenshots
+.PHONY: demo test test-slow lint docs install clean bench bench-lambda bench-images bench-flows bench-dashboard screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,10 +30,11 @@ test-slow: $(STAMP)
 
 # pushpool vs Prefect 3.8 on this machine, side by side (Prefect goes into .bench/prefect-venv); prints one
 # markdown table and writes it into docs/benchmarks.md; then what tasks and logs cost inside a flow
-# (bench-flows). About 20 minutes on 2 cores.
+# (bench-flows) and what each dashboard page costs at scale (bench-dashboard). About 25 minutes on 2 cores.
 bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.run --update-docs
 	$(BIN)/python -m tests.benchmarks.flow_overhead --update-docs
+	$(BIN)/python -m tests.benchmarks.dashboard_pages --update-docs
 
 # Cold start of the Lambda control plane: handler import time, first-invocation build time, package size.
 bench-lambda: $(STAMP)
@@ -47,6 +48,11 @@ bench-images: $(STAMP)
 # server on 127.0.0.1; writes its table into docs/benchmarks.md. About 15 seconds.
 bench-flows: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.flow_overhead --update-docs
+
+# Each dashboard page's time on an embedded server holding 100,000 runs, 1,000 deployments and 10,000 events;
+# writes its table into docs/benchmarks.md. About 3 minutes (most of it seeding).
+bench-dashboard: $(STAMP)
+	$(BIN)/python -m tests.benchmarks.dashboard_pages --update-docs
 
 docs: $(STAMP)
 	$(BIN)/typer pushpool.cli.main utils docs --name pushpool --output docs/cli.md

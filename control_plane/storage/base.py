@@ -58,6 +58,28 @@ class ClaimResult:
     cancelled: list[FlowRun] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class DeploymentSummary:
+    """What a list of deployments shows (a name, its pool, whether it runs on its own): cheap to read for
+    thousands of deployments, where a whole :class:`Deployment` carries schemas, variables and schedules."""
+
+    id: str
+    flow_name: str
+    name: str
+    pool_id: str
+    paused: bool
+    active_schedules: int
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.flow_name}/{self.name}"
+
+    @classmethod
+    def of(cls, deployment: Deployment) -> DeploymentSummary:
+        return cls(deployment.id, deployment.flow_name, deployment.name, deployment.pool_id, deployment.paused,
+                   sum(s.active for s in deployment.schedules))
+
+
 class Store(Protocol):
     # ------------------------------------------------------------------ tenancy
     def create_workspace(self, workspace: Workspace) -> Workspace: ...
@@ -130,6 +152,10 @@ class Store(Protocol):
     def get_deployment(self, workspace_id: str, deployment_id: str) -> Deployment | None: ...
     def get_deployment_by_name(self, workspace_id: str, flow_name: str, name: str) -> Deployment | None: ...
     def list_deployments(self, workspace_id: str, pool_id: str | None = None) -> list[Deployment]: ...
+    def list_deployment_summaries(self, workspace_id: str) -> list[DeploymentSummary]:
+        """Every deployment of the workspace as a summary, by flow and name."""
+        ...
+
     def list_scheduled_deployments(self) -> list[Deployment]:
         """Deployments of every workspace that are not paused and have an active schedule."""
         ...

@@ -25,6 +25,7 @@ from pushpool.control_plane.models import (
     WorkQueue,
     Workspace,
 )
+from pushpool.control_plane.storage.base import DeploymentSummary
 from pushpool.control_plane.storage.dynamodb_events import DynamoEventsMixin
 from pushpool.control_plane.storage.dynamodb_reports import DynamoReportsMixin
 from pushpool.control_plane.storage.dynamodb_runs import DynamoRunsMixin
@@ -320,6 +321,9 @@ class DynamoDbStore(DynamoRunsMixin, DynamoReportsMixin, DynamoVariablesMixin, D
         if pool_id is not None:
             deployments = [d for d in deployments if d.pool_id == pool_id]
         return sorted(deployments, key=lambda d: (d.flow_name, d.name))
+
+    def list_deployment_summaries(self, workspace_id: str) -> list[DeploymentSummary]:
+        return [DeploymentSummary.of(d) for d in self.list_deployments(workspace_id)]
 
     def list_scheduled_deployments(self) -> list[Deployment]:
         return self._list(Deployment, "SCHEDULED_DEPLOYMENTS", index="lists")

@@ -30,11 +30,11 @@ from pushpool.control_plane.models import (
     WorkQueue,
     Workspace,
 )
-from pushpool.control_plane.storage.base import WouldWait
-from pushpool.control_plane.storage.sqlite_events import EVENTS_SCHEMA, SqliteEventsMixin
+from pushpool.control_plane.storage.base import DeploymentSummary, WouldWait
+from pushpool.control_plane.storage.sqlite_events import EVENT_RELATED_BACKFILL, EVENTS_SCHEMA, SqliteEventsMixin
 from pushpool.control_plane.storage.sqlite_reports import SqliteReportsMixin
 from pushpool.control_plane.storage.sqlite_runs import SqliteRunsMixin
-from pushpool.control_plane.storage.sqlite_schema import SCHEMA, SCHEMA_VERSION
+from pushpool.control_plane.storage.sqlite_schema import RUN_TAGS_BACKFILL, SCHEMA, SCHEMA_VERSION
 from pushpool.control_plane.storage.sqlite_variables import SqliteVariablesMixin
 
 M = TypeVar("M", bound=BaseModel)
@@ -87,6 +87,12 @@ class SqliteStore(SqliteRunsMixin, SqliteReportsMixin, SqliteVariablesMixin, Sql
         conn.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )
+        backfills = (("run_tags_indexed", RUN_TAGS_BACKFILL), ("event_related_indexed", EVENT_RELATED_BACKFILL))
+        for key, backfill in backfills:
+            if not conn.execute("SELECT 1 FROM meta WHERE key = ?", (key,)).fetchone():
+                with conn:  # an index table added in a later release, filled once from the rows it indexes
+                    conn.execute(backfill)
+                    conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, '1')", (key,))
 
     @contextmanager
     def without_waiting(self) -> Iterator[None]:
@@ -423,6 +429,13 @@ class SqliteStore(SqliteRunsMixin, SqliteReportsMixin, SqliteVariablesMixin, Sql
             "SELECT doc FROM deployments WHERE workspace_id = ? AND pool_id = ? ORDER BY flow_name, name",
             (workspace_id, pool_id),
         )
+
+    def list_deployment_summaries(self, workspace_id: str) -> list[DeploymentSummary]:
+        rows = self._conn().execute(
+            "SELECT id, flow_name, name, pool_id, json_extract(doc, '$.paused'), (SELECT COUNT(*) FROM "
+            "json_each(doc, '$.schedules') WHERE json_extract(value, '$.active')) FROM deployments "
+            "WHERE workspace_id = ? ORDER BY flow_name, name", (workspace_id,))
+        return [DeploymentSummary(row[0], row[1], row[2], row[3], bool(row[4]), row[5]) for row in rows]
 
     def list_scheduled_deployments(self) -> list[Deployment]:
         return self._many(Deployment, "SELECT doc FROM deployments WHERE scheduled = 1")

@@ -19,6 +19,7 @@ from pushpool.control_plane.models import (
 )
 from pushpool.control_plane.storage.base import ClaimResult
 from pushpool.control_plane.storage.records import from_ts, run_with_state, ts
+from pushpool.control_plane.storage.sqlite_run_queries import select_runs
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -40,6 +41,9 @@ def _run_row(run: FlowRun) -> tuple:
     )
 
 
+#: The order runs are counted in by state when a count is bounded: what needs attention first.
+COUNTING_ORDER = (StateType.FAILED, StateType.CRASHED, StateType.CANCELLING, StateType.RUNNING, StateType.PENDING,
+                  StateType.SCHEDULED, StateType.CANCELLED, StateType.COMPLETED)
 _INSERT_RUN = f"INSERT INTO flow_runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' * len(_RUN_COLUMNS))})"
 _INSERT_RUN_IF_ABSENT = _INSERT_RUN.replace("INSERT", "INSERT OR IGNORE", 1)
 _INSERT_FIRST_STATE = "INSERT INTO flow_run_states (run_id, seq, doc) VALUES (?, 1, ?)"
@@ -118,11 +122,8 @@ class SqliteRunsMixin:
     def list_flow_runs(
         self, workspace_id: str, flt: FlowRunFilter, limit: int = 200, offset: int = 0
     ) -> list[FlowRun]:
-        where, params = _run_conditions(workspace_id, flt)
-        order = "ASC" if flt.sort == "scheduled_asc" else "DESC"
-        sql = (f"SELECT doc FROM flow_runs WHERE {' AND '.join(where)} "
-               f"ORDER BY scheduled_time {order}, id {order} LIMIT ? OFFSET ?")
-        rows = self._conn().execute(sql, (*params, limit, offset))
+        sql, params = select_runs(self._conn(), workspace_id, flt, limit, offset)
+        rows = self._conn().execute(sql, params)
         return [FlowRun.model_validate_json(r["doc"]) for r in rows]
 
     def page_flow_runs(self, workspace_id: str, flt: FlowRunFilter,
@@ -132,13 +133,21 @@ class SqliteRunsMixin:
 
     def count_flow_runs_by_state(self, workspace_id: str, after: datetime, before: datetime, *,
                                  at_most: int = 100_000) -> tuple[dict[StateType, int], bool]:
-        window = "FROM flow_runs WHERE workspace_id = ? AND scheduled_time >= ? AND scheduled_time < ?"
-        params = (workspace_id, ts(after), ts(before))
-        conn = self._conn()
-        rows = conn.execute(f"SELECT state_type, COUNT(*) FROM (SELECT state_type {window} LIMIT ?) "
-                            "GROUP BY state_type", (*params, at_most)).fetchall()
-        more = conn.execute(f"SELECT 1 {window} LIMIT 1 OFFSET ?", (*params, at_most)).fetchone()
-        return {StateType(row[0]): row[1] for row in rows}, more is None
+        # One index range per state (runs_by_workspace_state), the states that need attention first, so a count
+        # cut short by ``at_most`` leaves out completed runs rather than failed ones.
+        counts: dict[StateType, int] = {}
+        left, conn = at_most, self._conn()
+        for state in COUNTING_ORDER:
+            found = conn.execute(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM flow_runs WHERE workspace_id = ? AND state_type = ? "
+                "AND scheduled_time >= ? AND scheduled_time < ? LIMIT ?)",
+                (workspace_id, state.value, ts(after), ts(before), left + 1)).fetchone()[0]
+            if min(found, left):
+                counts[state] = min(found, left)
+            if found > left:
+                return counts, False
+            left -= found
+        return counts, True
 
     def latest_auto_scheduled_time(self, deployment_id: str, now: datetime) -> tuple[int, datetime | None]:
         row = self._conn().execute(
@@ -347,36 +356,3 @@ class SqliteRunsMixin:
         if row is None or row[0] is None:
             return None
         return row[0], from_ts(row[1])
-
-
-def _run_conditions(workspace_id: str, flt: FlowRunFilter) -> tuple[list[str], list[Any]]:
-    """The SQL conditions (and their parameters) of the runs of ``workspace_id`` that ``flt`` selects."""
-    where, params = ["workspace_id = ?"], [workspace_id]
-    if flt.states:
-        where.append(f"state_type IN ({', '.join('?' * len(flt.states))})")
-        params += [s.value for s in flt.states]
-    for column in ("deployment_id", "pool_id", "queue_id"):
-        if getattr(flt, column) is not None:
-            where.append(f"{column} = ?")
-            params.append(getattr(flt, column))
-    if flt.scheduled_after is not None:
-        where.append("scheduled_time >= ?")
-        params.append(ts(flt.scheduled_after))
-    if flt.scheduled_before is not None:
-        where.append("scheduled_time <= ?")
-        params.append(ts(flt.scheduled_before))
-    if flt.auto_scheduled is not None:
-        where.append("auto_scheduled = ?")
-        params.append(int(flt.auto_scheduled))
-    if flt.flow_name is not None:
-        where.append("json_extract(doc, '$.flow_name') = ?")
-        params.append(flt.flow_name)
-    for tag in flt.tags or ():
-        where.append("EXISTS (SELECT 1 FROM json_each(doc, '$.tags') WHERE value = ?)")
-        params.append(tag)
-    if flt.after is not None:
-        at, run_id = flt.after.split("#", 1)
-        beyond = ">" if flt.sort == "scheduled_asc" else "<"
-        where.append(f"(scheduled_time {beyond} ? OR (scheduled_time = ? AND id {beyond} ?))")
-        params += [at, at, run_id]
-    return where, params

@@ -50,7 +50,31 @@ CREATE INDEX IF NOT EXISTS runs_due ON flow_runs (pool_id, state_type, scheduled
 CREATE INDEX IF NOT EXISTS runs_by_state ON flow_runs (state_type, scheduled_time);
 DROP INDEX IF EXISTS runs_by_deployment;
 CREATE INDEX IF NOT EXISTS runs_by_deployment_time ON flow_runs (deployment_id, state_type, scheduled_time);
-CREATE INDEX IF NOT EXISTS runs_by_workspace ON flow_runs (workspace_id, scheduled_time);
+DROP INDEX IF EXISTS runs_by_workspace;
+CREATE INDEX IF NOT EXISTS runs_by_workspace_window ON flow_runs (workspace_id, scheduled_time, id);
+CREATE INDEX IF NOT EXISTS runs_by_flow
+    ON flow_runs (workspace_id, json_extract(doc, '$.flow_name'), scheduled_time, id);
+CREATE INDEX IF NOT EXISTS runs_by_workspace_state ON flow_runs (workspace_id, state_type, scheduled_time, id);
+CREATE INDEX IF NOT EXISTS runs_by_deployment_position ON flow_runs (deployment_id, scheduled_time, id);
+-- A run's tags, one row each in scheduled-time order, kept by triggers (tags are set when a run is made and never
+-- change): filtering runs by a tag reads that tag's runs in order, not every run's JSON.
+CREATE TABLE IF NOT EXISTS run_tags (
+    workspace_id TEXT NOT NULL, tag TEXT NOT NULL, scheduled_time TEXT NOT NULL, run_id TEXT NOT NULL,
+    PRIMARY KEY (workspace_id, tag, scheduled_time, run_id)) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS run_tags_on_insert AFTER INSERT ON flow_runs BEGIN
+    INSERT OR IGNORE INTO run_tags (workspace_id, tag, scheduled_time, run_id)
+        SELECT NEW.workspace_id, value, NEW.scheduled_time, NEW.id FROM json_each(NEW.doc, '$.tags');
+END;
+CREATE TRIGGER IF NOT EXISTS run_tags_on_reschedule AFTER UPDATE OF scheduled_time ON flow_runs
+    WHEN OLD.scheduled_time IS NOT NEW.scheduled_time BEGIN
+    UPDATE run_tags SET scheduled_time = NEW.scheduled_time WHERE workspace_id = OLD.workspace_id
+        AND tag IN (SELECT value FROM json_each(OLD.doc, '$.tags')) AND scheduled_time = OLD.scheduled_time
+        AND run_id = OLD.id;
+END;
+CREATE TRIGGER IF NOT EXISTS run_tags_on_delete AFTER DELETE ON flow_runs BEGIN
+    DELETE FROM run_tags WHERE workspace_id = OLD.workspace_id AND tag IN (SELECT value FROM json_each(OLD.doc,
+        '$.tags')) AND scheduled_time = OLD.scheduled_time AND run_id = OLD.id;
+END;
 CREATE TABLE IF NOT EXISTS flow_run_states (
     run_id TEXT NOT NULL, seq INTEGER NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (run_id, seq));
 CREATE TABLE IF NOT EXISTS task_runs (
@@ -69,4 +93,10 @@ CREATE TABLE IF NOT EXISTS concurrency_limits (
     PRIMARY KEY (workspace_id, tag)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS variables (
     workspace_id TEXT NOT NULL, name TEXT NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (workspace_id, name)) WITHOUT ROWID;
+"""
+
+#: Fills ``run_tags`` from runs written before it existed (run once per database).
+RUN_TAGS_BACKFILL = """
+INSERT OR IGNORE INTO run_tags (workspace_id, tag, scheduled_time, run_id)
+    SELECT r.workspace_id, t.value, r.scheduled_time, r.id FROM flow_runs r, json_each(r.doc, '$.tags') t
 """

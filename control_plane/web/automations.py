@@ -53,9 +53,10 @@ def automations_page(request: Request, workspace: str) -> Response:
     def build(access: Access) -> tuple[str, dict]:
         store = access.ctx.store
         automations = sorted(store.list_automations(access.workspace_id), key=lambda a: a.name)
-        deployments = {d.id: d for d in store.list_deployments(access.workspace_id)}
+        owners = {i: store.get_deployment(access.workspace_id, i) for i in {a.owner_deployment_id for a in automations}
+                  if i is not None}
         rows = [{"automation": a, "trigger": trigger_summary(a), "actions": [x.type for x in a.actions],
-                 "owner": deployments.get(a.owner_deployment_id or "")} for a in automations]
+                 "owner": owners.get(a.owner_deployment_id or "")} for a in automations]
         webhooks = sorted(store.list_webhooks(access.workspace_id), key=lambda w: w.name)
         return "automations.html", {"rows": rows, "webhooks": webhooks}
 

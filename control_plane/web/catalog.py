@@ -84,7 +84,7 @@ def deployments_page(request: Request, workspace: str) -> Response:
     def build(access: Access) -> tuple[str, dict]:
         store = access.ctx.store
         pools = {p.id: p.name for p in store.list_work_pools(access.workspace_id)}
-        deployments = sorted(store.list_deployments(access.workspace_id), key=lambda d: d.full_name)
+        deployments = store.list_deployment_summaries(access.workspace_id)
         return "deployments.html", {"deployments": deployments, "pools": pools}
 
     return page(request, workspace, build)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
@@ -37,7 +37,17 @@ def templates() -> Any:
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                                      undefined=jinja2.StrictUndefined)
     environment.filters["pretty"] = lambda value: json.dumps(value, indent=2, sort_keys=True, default=str)
+    environment.globals["options"] = select_options
     return environment
+
+
+def select_options(choices: Iterable[tuple[str, str]], selected: str | None) -> Any:
+    """``<option>`` elements for ``(value, label)`` pairs, ``selected`` marked: built here rather than by a
+    template loop, which costs ten times as much for the thousand deployments a filter may offer."""
+    from markupsafe import Markup, escape
+
+    return Markup("".join(f'<option value="{escape(value)}"{" selected" if value == selected else ""}>'
+                          f'{escape(label)}</option>' for value, label in choices))
 
 
 class SignInNeeded(Exception):

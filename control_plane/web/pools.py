@@ -67,8 +67,9 @@ def pool_page(request: Request, workspace: str, name: str,
     def build(access: Access) -> tuple[str, dict]:
         store = access.ctx.store
         pool = pool_routes.load_pool(access.ctx, access, name)
-        users = sorted(store.list_deployments(access.workspace_id, pool_id=pool.id), key=lambda d: d.full_name)
-        chosen = next((d for d in users if d.id == deployment), None)
+        users = [d for d in store.list_deployment_summaries(access.workspace_id) if d.pool_id == pool.id]
+        chosen = store.get_deployment(access.workspace_id, deployment) if deployment else None
+        chosen = chosen if chosen is not None and chosen.pool_id == pool.id else None
         variables = pool.base_job_template.get("variables", {})
         required = set(variables.get("required", []))
         return "pool.html", {
@@ -78,7 +79,8 @@ def pool_page(request: Request, workspace: str, name: str,
                            "has_default": "default" in spec, "default": spec.get("default"),
                            "description": spec.get("description") or ""}
                           for key, spec in sorted(variables.get("properties", {}).items()) if isinstance(spec, dict)],
-            "deployments": users[:PREVIEW_CHOICES], "deployment_count": len(users), "chosen": chosen,
+            "deployments": [(d.id, d.full_name) for d in users[:PREVIEW_CHOICES]], "deployment_count": len(users),
+            "chosen": chosen,
             "preview": job_preview(pool, chosen), "provisioning": pool.provisioning}
 
     return page(request, workspace, build)

@@ -63,12 +63,13 @@ def runs_page(request: Request, workspace: str, state: StateType | None = None,
                             scheduled_after=parse_time("from", since), scheduled_before=parse_time("to", until),
                             sort=SORTS[sort], after=after)
         runs, next_after = store.page_flow_runs(access.workspace_id, flt, limit=PAGE_SIZE)
-        deployments = sorted(store.list_deployments(access.workspace_id), key=lambda d: d.full_name)
+        deployments = store.list_deployment_summaries(access.workspace_id)
         return "runs.html", {
             "runs": runs, "next_page": query(after=next_after) if next_after else None,
             "first_page": query() if after else None, "filtered": any(filters.values()),
             "state": state, "states": list(StateType), "query": query, "sort": sort,
-            "deployments": deployments, "flows": sorted({d.flow_name for d in deployments}), "pools": pools,
+            "deployments": [(d.id, d.full_name) for d in deployments],
+            "flows": [(f, f) for f in sorted({d.flow_name for d in deployments})], "pools": pools,
             "form": {**filters, "sort": sort}}
 
     return page(request, workspace, build)

@@ -178,6 +178,19 @@ class StoreContract:
         with pytest.raises(AlreadyExists):
             world.deployment(pool, queue, "plain")
 
+
+    def test_deployment_summaries_by_flow_and_name(self, world):
+        pool, queue = world.pool()
+        other_pool, other_queue = world.pool("other")
+        world.deployment(pool, queue, "zeta", schedules=[Schedule(cron="* * * * *"),
+                                                         Schedule(cron="0 * * * *", active=False)])
+        alpha = world.deployment(other_pool, other_queue, "alpha", paused=True,
+                                 schedules=[Schedule(cron="* * * * *"), Schedule(interval_seconds=60)])
+        summaries = world.store.list_deployment_summaries(world.ws.id)
+        assert [(s.full_name, s.paused, s.active_schedules) for s in summaries] == [
+            ("flow/alpha", True, 2), ("flow/zeta", False, 1)]
+        assert (summaries[0].id, summaries[0].pool_id) == (alpha.id, other_pool.id)
+        assert world.store.list_deployment_summaries("another-workspace") == []
     # ------------------------------------------------------------------ runs
     def test_idempotent_bulk_insert(self, world):
         pool, queue = world.pool()
@@ -271,6 +284,21 @@ class StoreContract:
         # The cursor filters like the offset did: the list and the pages agree.
         listed = store.list_flow_runs(world.ws.id, FlowRunFilter(tags=["daily"]))
         assert [r.id for r in listed] == walk(tags=["daily"])
+
+        # A run scheduled again (a retry) moves to its new place in its tags' order; a deleted run leaves them;
+        # states and tags together, one state or several.
+        store.update_flow_run(made[1].id, {"scheduled_time": T0 + timedelta(hours=1)})
+        store.set_flow_run_state(made[2].id, state(StateType.FAILED))
+        store.set_flow_run_state(made[4].id, state(StateType.CRASHED))
+        store.set_flow_run_state(made[6].id, state(StateType.CANCELLED))
+        assert store.delete_flow_run(world.ws.id, made[6].id, expect=StateType.CANCELLED)
+        now = [store.get_flow_run(world.ws.id, r.id) for r in made[:6]]
+        assert walk(deployment_id=dep.id, tags=["etl"]) == in_order(now, reverse=True)
+        assert walk(deployment_id=dep.id, tags=["etl"])[0] == made[1].id
+        assert walk(tags=["daily"], states=[StateType.FAILED, StateType.CRASHED]) == in_order(
+            [now[2], now[4]], reverse=True)
+        assert walk(tags=["etl", "daily"], states=[StateType.SCHEDULED], sort="scheduled_asc",
+                    deployment_id=dep.id) == in_order([now[1], now[5]], reverse=False)
 
     def test_delete_future_auto_runs_only(self, world):
         pool, queue = world.pool()

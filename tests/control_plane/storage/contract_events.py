@@ -66,6 +66,35 @@ class EventsContract:
         left = store.list_events(world.ws.id, EventFilter(ascending=True))
         assert [e.occurred for e in left][0] == T0 + timedelta(minutes=2)
 
+    def test_events_about_one_resource_by_exact_id(self, world):
+        """An exact id (no ``*``) as the resource or a related resource: a run's page asks for its events so."""
+        store = world.store
+        other = store.create_workspace(Workspace(name="other", created=T0))
+        about_run = [{"pushpool.resource.id": "pushpool.flow-run.r1", "pushpool.resource.role": "flow-run"}]
+        own = event(world, "pushpool.flow-run.Running", "pushpool.flow-run.r1", minutes=0)
+        infra = [event(world, "pushpool.infrastructure.started", f"pushpool.infrastructure.i{m}", minutes=m,
+                       related=about_run) for m in (1, 2, 3)]
+        unrelated = event(world, "pushpool.flow-run.Running", "pushpool.flow-run.r10", minutes=4, related=[
+            {"pushpool.resource.id": "pushpool.flow-run.r10", "pushpool.resource.role": "flow-run"}])
+        store.append_events([own, *infra, unrelated])
+        store.append_events([Event(workspace_id=other.id, occurred=T0, received=T0, event="x.y",
+                                   resource={"pushpool.resource.id": "pushpool.flow-run.r1"}, related=about_run)])
+
+        mine = store.list_events(world.ws.id, EventFilter(resource_id="pushpool.flow-run.r1"))
+        assert [e.id for e in mine] == [own.id]
+        related = store.list_events(world.ws.id, EventFilter(related_id="pushpool.flow-run.r1"), limit=2)
+        assert [e.id for e in related] == [infra[2].id, infra[1].id]  # newest first, r10 is another run
+        cursor = f"{related[-1].occurred.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}|{related[-1].id}"
+        rest = store.list_events(world.ws.id, EventFilter(related_id="pushpool.flow-run.r1", after=cursor))
+        assert [e.id for e in rest] == [infra[0].id]
+        ascending = store.list_events(world.ws.id, EventFilter(related_id="pushpool.flow-run.r1", ascending=True,
+                                                               event_prefix="pushpool.infrastructure."))
+        assert [e.id for e in ascending] == [e.id for e in infra]
+
+        store.delete_events_before(T0 + timedelta(minutes=2))
+        left = store.list_events(world.ws.id, EventFilter(related_id="pushpool.flow-run.r1", ascending=True))
+        assert [e.id for e in left] == [infra[1].id, infra[2].id]
+
     def test_webhooks_by_name_slug_and_rotation(self, world):
         store = world.store
         hook = store.create_webhook(Webhook(workspace_id=world.ws.id, name="github", template="{}", slug="s1",

@@ -140,3 +140,30 @@ def test_connections_of_finished_threads_are_closed(tmp_path):
     with pytest.raises(sqlite3.ProgrammingError):  # closed, file descriptors released
         opened[0].execute("SELECT 1")
     store.close()
+
+
+def test_events_written_before_the_related_index_are_indexed_once_on_open(tmp_path):
+    """A database from before ``event_related`` existed: its events' related resources are indexed when a store
+    first opens it, so a run's page still finds the events about the run."""
+    from datetime import UTC, datetime
+
+    from pushpool.control_plane.event_models import Event, EventFilter
+    from pushpool.control_plane.models import Workspace
+
+    at = datetime(2026, 6, 1, tzinfo=UTC)
+    store = SqliteStore(tmp_path / "x.db")
+    ws = store.create_workspace(Workspace(name="ws", created=at))
+    about = Event(workspace_id=ws.id, occurred=at, received=at, event="pushpool.infrastructure.started",
+                  resource={"pushpool.resource.id": "pushpool.infrastructure.i1"},
+                  related=[{"pushpool.resource.id": "pushpool.flow-run.r1", "pushpool.resource.role": "flow-run"}])
+    store.append_events([about])
+    with store._write() as conn:  # as an older release left it
+        conn.execute("DROP TABLE event_related")
+        conn.execute("DELETE FROM meta WHERE key IN ('event_related_indexed', 'run_tags_indexed')")
+    store.close()
+
+    reopened = SqliteStore(tmp_path / "x.db")
+    found = reopened.list_events(ws.id, EventFilter(related_id="pushpool.flow-run.r1"))
+    assert [e.id for e in found] == [about.id]
+    assert reopened._conn().execute("SELECT COUNT(*) FROM event_related").fetchone()[0] == 1
+    reopened.close()

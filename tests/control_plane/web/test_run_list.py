@@ -101,3 +101,11 @@ def test_cursor_pages_walk_every_run_once_in_either_order(app, api, world):
         ordered = sorted(made, key=lambda r: (r["scheduled_time"], r["id"]), reverse=sort == "newest")
         assert ours == [r["name"] for r in ordered], sort
         assert len(seen) == len(set(seen)) == len(made) + 1
+
+
+def test_filter_options_are_escaped_and_mark_the_chosen_one():
+    from pushpool.control_plane.web.common import select_options
+
+    html = str(select_options([("a\"><script>", "<b>x</b> & y"), ("id-2", "flow/dep")], "id-2"))
+    assert html == ('<option value="a&#34;&gt;&lt;script&gt;">&lt;b&gt;x&lt;/b&gt; &amp; y</option>'
+                    '<option value="id-2" selected>flow/dep</option>')
