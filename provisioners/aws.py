@@ -14,17 +14,18 @@ from typing import Any
 
 from pushpool.provisioners.base import Plan, PlanStep, Progress, ProvisioningError, ProvisionResult, StepAction
 from pushpool.pushers.aws_common import ACCESS_CODES, error_code
-from pushpool.pushers.ecs_taskdef import family_for
+from pushpool.pushers.aws_names import pool_names
 
 TAG = "pushpool:pool"
+ECS_SERVICE_ROLE_PATH = "/aws-service-role/ecs.amazonaws.com/"
+#: Error codes AWS answers while something just created has not propagated yet.
+NOT_PROPAGATED = frozenset({"InvalidClientTokenId", "UnrecognizedClientException", "AccessDenied",
+                            "AccessDeniedException", "InvalidParameterException", "ClientException"})
 RETENTION_DAYS = 30
 
 
 def names(pool: str) -> dict[str, str]:
-    return {"execution_role": f"pushpool-{pool}-execution", "task_role": f"pushpool-{pool}-task",
-            "identity": f"pushpool-{pool}-control-plane", "policy": f"pushpool-{pool}-dispatch",
-            "cluster": f"pushpool-{pool}", "log_group": f"/pushpool/{pool}", "repository": f"pushpool/{pool}",
-            "security_group": f"pushpool-{pool}", "family": family_for(pool)}
+    return pool_names(pool)
 
 
 def call(action: str, fn: Any, **kwargs: Any) -> Any:
@@ -99,6 +100,9 @@ class AwsProvisioner:
                                       "stored encrypted in a credentials block", "key"))
         steps.append(PlanStep(f"policy {n['policy']}", StepAction.CREATE, "least privilege, on the identity",
                               "policy"))  # put_*_policy is an idempotent overwrite
+        service_roles = call("iam:ListRoles", iam.list_roles, PathPrefix=ECS_SERVICE_ROLE_PATH)["Roles"]
+        step("service_role", "IAM service-linked role AWSServiceRoleForECS", not service_roles,
+             "ECS needs it for Fargate capacity providers; account-wide, kept on teardown")
         clusters = call("ecs:DescribeClusters", self.client(options, "ecs").describe_clusters,
                         clusters=[n["cluster"]])["clusters"]
         step("cluster", f"ECS cluster {n['cluster']}", not any(c["status"] == "ACTIVE" for c in clusters),
@@ -114,6 +118,8 @@ class AwsProvisioner:
         step("repository", f"ECR repository {n['repository']}",
              _missing(self.client(options, "ecr").describe_repositories, ("RepositoryNotFoundException",),
                       repositoryNames=[n["repository"]]), "with a lifecycle policy")
+        steps.append(PlanStep("the pool's identity works", StepAction.CHECK, "waits until IAM has propagated it, "
+                              "then lists the cluster's tasks with it", "verify"))
         return Plan(pool_name=pool_name, steps=steps, options={
             **options, "region": region, "account": account,
             "default_vpc": default_vpc[0]["VpcId"] if default_vpc else None})

@@ -6,8 +6,9 @@ import json
 from typing import Any
 
 from pushpool.provisioners import aws_policies as policies
-from pushpool.provisioners.aws import RETENTION_DAYS, TAG, call, free_cidr, names, new_external_id
-from pushpool.provisioners.base import Plan, PlanStep, Progress, ProvisionResult, StepAction
+from pushpool.provisioners.aws import NOT_PROPAGATED, RETENTION_DAYS, TAG, call, free_cidr, names, new_external_id
+from pushpool.provisioners.base import Plan, PlanStep, Progress, ProvisionResult, StepAction, wait_until_it_works
+from pushpool.pushers.aws_common import error_code
 
 
 class Applier:
@@ -110,14 +111,45 @@ class Applier:
             call("iam:PutUserPolicy", iam.put_user_policy, UserName=self.n["identity"], PolicyName=self.n["policy"],
                  PolicyDocument=document)
 
+    def do_service_role(self, step: PlanStep) -> None:
+        if step.action is StepAction.CREATE:  # account-wide and used by ECS itself: never deleted by teardown
+            iam = self.client("iam")
+
+            def create() -> None:
+                try:
+                    iam.create_service_linked_role(AWSServiceName="ecs.amazonaws.com")
+                except Exception as exc:
+                    if error_code(exc) != "InvalidInput":  # "has been taken in this account": made meanwhile
+                        raise
+
+            call("iam:CreateServiceLinkedRole", create)
+
     def do_cluster(self, step: PlanStep) -> None:
         if step.action is StepAction.CREATE:
             ecs = self.client("ecs")
-            cluster = call("ecs:CreateCluster", ecs.create_cluster, clusterName=self.n["cluster"],
-                           capacityProviders=["FARGATE", "FARGATE_SPOT"],
-                           defaultCapacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 1}],
-                           tags=self.tags("key", "value"))["cluster"]
+            # A service-linked role made a moment ago: ECS cannot assume it until IAM has propagated it.
+            cluster = wait_until_it_works(
+                "ecs:CreateCluster", lambda: ecs.create_cluster(
+                    clusterName=self.n["cluster"], capacityProviders=["FARGATE", "FARGATE_SPOT"],
+                    defaultCapacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 1}],
+                    tags=self.tags("key", "value"))["cluster"],
+                lambda exc: error_code(exc) == "InvalidParameterException")
             self.created["cluster"] = cluster["clusterArn"]
+
+    def do_verify(self, step: PlanStep) -> None:
+        """Wait until the identity the control plane will use works, then make one ECS call with it."""
+        data = (self.result.credentials_block or {}).get("data")
+        if not data:
+            return  # the pool keeps credentials made before: they work already
+        from pushpool.pushers.aws_common import session_for
+
+        def check() -> None:
+            session = session_for(data, self.region)  # assumes the role when the block names one
+            session.client("sts").get_caller_identity()
+            session.client("ecs").list_tasks(cluster=self.n["cluster"], maxResults=1)
+
+        wait_until_it_works("using the pool's new AWS identity", check,  # (session_for translates, keeping the cause)
+                            lambda exc: bool({error_code(exc), error_code(exc.__cause__ or exc)} & NOT_PROPAGATED))
 
     def do_vpc(self, step: PlanStep) -> None:
         ec2 = self.client("ec2")

@@ -31,7 +31,7 @@ def dispatch_policy(region: str, account: str, cluster: str, family: str, role_a
     cluster_arn = f"arn:aws:ecs:{region}:{account}:cluster/{cluster}"
     return json.dumps({"Version": "2012-10-17", "Statement": [
         {"Sid": "RunTasksOfThePool", "Effect": "Allow", "Action": ["ecs:RunTask"],
-         "Resource": f"arn:aws:ecs:{region}:{account}:task-definition/{family}:*",
+         "Resource": f"arn:aws:ecs:{region}:{account}:task-definition/{family}_*:*",  # one family a content
          "Condition": {"ArnEquals": {"ecs:cluster": cluster_arn}}},
         {"Sid": "WatchAndStopTasks", "Effect": "Allow",
          "Action": ["ecs:DescribeTasks", "ecs:StopTask", "ecs:ListTasks", "ecs:TagResource"],

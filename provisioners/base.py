@@ -8,6 +8,7 @@ with their pool types' issues; this module fixes the shape they share.
 from __future__ import annotations
 
 import importlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -24,6 +25,7 @@ class StepAction(StrEnum):
     CREATE = "create"
     EXISTS = "exists"   # found and reused
     SKIP = "skip"       # not needed here (e.g. a default VPC exists)
+    CHECK = "check"     # after the changes: waits until what was made works (IAM propagation, a smoke call)
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,31 @@ class ProvisionResult:
 
 #: Called once per step as it completes: (step, index, total).
 Progress = Callable[[PlanStep, int, int], None]
+
+#: How long a provisioner waits for what it created to take effect (IAM and role assignments propagate in
+#: seconds to minutes) before it says so and stops.
+PROPAGATION_TIMEOUT = 300.0
+
+
+def wait_until_it_works(what: str, attempt: Callable[[], Any], not_yet: Callable[[BaseException], bool], *,
+                        timeout: float = PROPAGATION_TIMEOUT, sleep: Callable[[float], None] = time.sleep) -> Any:
+    """Call ``attempt`` until it returns, waiting 1, 2, 4 … (at most 15) seconds after each failure that
+    ``not_yet`` says is the cloud still propagating; any other failure, or ``timeout`` seconds of them, stops
+    with a :class:`ProvisioningError` saying what did not start working."""
+    deadline, delay = time.monotonic() + timeout, 1.0
+    while True:
+        try:
+            return attempt()
+        except ProvisioningError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - classified by not_yet
+            if not not_yet(exc):
+                raise ProvisioningError(f"{what} failed: {exc}") from exc
+            if time.monotonic() + delay > deadline:
+                raise ProvisioningError(f"{what} still fails after {timeout:.0f} s ({exc}); the cloud may need "
+                                        "longer to propagate it: run the same command again") from exc
+        sleep(delay)
+        delay = min(delay * 2, 15.0)
 
 
 class Provisioner(Protocol):

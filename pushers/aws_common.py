@@ -73,6 +73,32 @@ def session_for(credentials: dict[str, Any] | None, region: str | None) -> Any:
     return session
 
 
+_clients: dict[tuple, tuple[Any, Any]] = {}
+_clients_lock = threading.Lock()
+
+
+def aws_client(service: str, credentials: dict[str, Any] | None, region: str | None) -> Any:
+    """One boto3 client per service, region and session, kept: clients are thread-safe and cheap to share, but
+    making one from a shared session is not thread-safe (boto3 issue 1592) and costs tens of milliseconds, and a
+    client's adaptive-retry rate limiter only learns when the same client makes the calls. A session replaced
+    (assumed-role credentials renewed) gets new clients."""
+    session = session_for(credentials, region)
+    key = (id(session), service, region)
+    with _clients_lock:
+        found = _clients.get(key)
+        if found is None or found[0] is not session:
+            for stale in [k for k, (s, _) in _clients.items() if k[0] != id(session) and _expired(s)]:
+                del _clients[stale]
+            found = (session, session.client(service, config=client_config()))
+            _clients[key] = found
+        return found[1]
+
+
+def _expired(session: Any) -> bool:
+    with _sessions_lock:
+        return all(cached is not session for cached, _ in _sessions.values())
+
+
 def error_code(exc: BaseException) -> str | None:
     response = getattr(exc, "response", None)
     if isinstance(response, dict):

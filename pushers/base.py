@@ -146,6 +146,23 @@ PUSHER_TYPES: dict[str, str] = {
 }
 
 
+#: Pool type → "module:function" checking a run's job variables against the cloud's own rules (what the
+#: variables' JSON schema cannot say, e.g. Fargate's cpu/memory pairs), so a deployment hears of a value the cloud
+#: would refuse when it is saved, not at 3 a.m. The modules hold no cloud SDK.
+JOB_VARIABLE_RULES: dict[str, str] = {
+    "ecs:push": "pushpool.pushers.ecs_template:check_job_variables",
+}
+
+
+def check_job_variables(pool_type: str, values: dict[str, Any], explicit: dict[str, Any]) -> None:
+    """Raise InvalidInput naming the variable when ``values`` (the merged job variables, defaults included) break
+    a rule of the pool type's cloud; ``explicit`` are the values someone set (not the template's defaults)."""
+    target = JOB_VARIABLE_RULES.get(pool_type)
+    if target is not None:
+        module_name, _, function = target.partition(":")
+        getattr(importlib.import_module(module_name), function)(values, explicit)
+
+
 def pusher_class(pool_type: str) -> type:
     target = PUSHER_TYPES.get(pool_type)
     if target is None:

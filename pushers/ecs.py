@@ -1,23 +1,32 @@
 """``ecs:push``: each flow run is one ECS task (Fargate, Fargate Spot, EC2 or a capacity provider strategy).
 
 * The task definition is reused while its content is unchanged (``ecs_taskdef``).
-* ``RunTask`` carries ``clientToken`` = the flow run id and ``startedBy`` = the run id without its
-  hyphens (``started_by``: ECS allows at most 36 letters, digits, ``-``, ``/`` and ``_``); a
-  resubmission first looks for a task of the run (``ListTasks startedBy``), so a crash between
-  claim and record never starts a second task.
-* The container gets the runner command and the run's environment (its run token,
-  never a user's key) as overrides.
-* ``status`` batches ``DescribeTasks`` (100 a call) and explains failures: exit codes,
-  137 = out of memory, image pull failures, tasks that failed to start or vanished.
+* ``RunTask`` carries ``clientToken`` = the run's idempotency key and ``startedBy`` = the run id without its
+  hyphens (``started_by_of``: ECS allows at most 36 letters, digits, ``-``, ``/`` and ``_``). A resubmission
+  first looks for a running task of the run (``ListTasks`` with ``startedBy`` as its only filter, as ECS
+  requires), then sends the same ``clientToken``: ECS answers the task it started for it, or — when the
+  request differs (a new run token) — ``ConflictException`` naming that task, which is adopted. So a crash
+  between claim and record never starts a second task.
+* The container gets the runner command and the run's environment (its run token, never a user's key) as
+  overrides; an environment too long for them (RunTask allows 8,192 characters) goes into the task
+  definition, and only the run's own three variables stay in the overrides.
+* ``assignPublicIp`` is sent on Fargate only (ECS refuses it for EC2); tags are made to fit ECS's rules.
+* ``status`` batches ``DescribeTasks`` (100 a call) and explains failures: exit codes, 137 = out of memory,
+  image pull failures, tasks that failed to start or vanished, spot interruptions and other stop codes.
+* Errors are classified by code: ``ClientException`` from RunTask (a role IAM has not propagated yet, the
+  cluster's provisioning quota) is retried; so are throttling and server errors.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 import threading
 from typing import Any
 from urllib.parse import quote
 
-from pushpool.pushers.aws_common import client_config, error_code, session_for, translate
+from pushpool.pushers.aws_common import aws_client, error_code, translate
 from pushpool.pushers.base import (
     InfraState,
     InfraStatus,
@@ -25,17 +34,30 @@ from pushpool.pushers.base import (
     LogPage,
     PermanentPusherError,
     PusherContext,
+    PusherError,
     Submission,
     TransientPusherError,
     classify_exit_code,
 )
 from pushpool.pushers.ecs_taskdef import TaskDefinitions, log_settings, render
-from pushpool.pushers.ecs_template import VARIABLES
+from pushpool.pushers.ecs_template import VARIABLES, on_fargate
 from pushpool.pushers.templates import job_template
 
 RUNNER_COMMAND = ["pushpool-runner"]
+#: RunTask's limit on the length of ``overrides.containerOverrides``.
+MAX_OVERRIDES_CHARS = 8192
+#: The environment variables each run has of its own (the rest may live in the task definition).
+RUN_ENV = ("PUSHPOOL_API_URL", "PUSHPOOL_FLOW_RUN_ID", "PUSHPOOL_RUN_TOKEN")
+#: ECS stop codes (DescribeTasks ``stopCode``) as a person reads them.
+STOP_CODES = {
+    "SpotInterruption": "the Spot capacity was reclaimed by AWS",
+    "TerminationNotice": "the host was terminated",
+    "ServiceSchedulerInitiated": "stopped by the ECS service scheduler",
+    "UserInitiated": "stopped by a user or StopTask",
+}
 STARTING = {"PROVISIONING", "PENDING", "ACTIVATING"}
 CAPACITY_REASONS = ("Capacity is unavailable", "RESOURCE:", "AGENT")
+log = logging.getLogger(__name__)
 
 
 def parse_task_arn(arn: str) -> tuple[str, str, str]:
@@ -66,6 +88,17 @@ def started_by_of(key: str) -> str:
     return run_id.replace("-", "") + (f"-r{attempt}" if retry else "")
 
 
+def task_tags(tags: dict[str, str]) -> list[dict[str, str]]:
+    """``tags`` as ECS takes them: at most 50, keys 1–128 and values up to 256 of letters, digits, spaces and
+    ``_.:/=+-@`` (anything else becomes ``_``), no key in the reserved ``aws:`` space."""
+    out = []
+    for key, value in sorted(tags.items()):
+        key, value = re.sub(r"[^\w\s.:/=+@-]", "_", key)[:128], re.sub(r"[^\w\s.:/=+@-]", "_", value)[:256]
+        if key and not key.lower().startswith("aws:"):
+            out.append({"key": key, "value": value})
+    return out[:50]
+
+
 class EcsPusher:
     def __init__(self, context: PusherContext) -> None:
         self.context = context
@@ -87,7 +120,7 @@ class EcsPusher:
         if credentials is not None and not isinstance(credentials, dict):
             raise PermanentPusherError("aws_credentials must reference an aws-credentials block, "
                                        "e.g. \"{{ pushpool.blocks.my-aws }}\"")
-        return session_for(credentials, region).client(service, config=client_config())
+        return aws_client(service, credentials, region)
 
     # ------------------------------------------------------------------ submit
     def submit(self, job: Job) -> Submission:
@@ -100,11 +133,16 @@ class EcsPusher:
             existing = self._existing_task(ecs, cluster, started_by)
             if existing:
                 return self._submission(existing, config)
-        task_definition = config.get("task_definition_arn") or self.taskdefs.ensure(ecs, region, render(job, region))
-        params = self._run_task_params(job, cluster, task_definition, started_by)
+        overrides, definition_env = self._overrides(job)
+        task_definition = config.get("task_definition_arn") or self.taskdefs.ensure(
+            ecs, region, render(job, region, definition_env), job.pool_name)
+        params = self._run_task_params(job, cluster, task_definition, started_by, overrides)
         try:
             response = ecs.run_task(**params)
         except Exception as exc:  # noqa: BLE001
+            adopted = self._conflicting_task(exc)
+            if adopted:  # a task started for this client token by an earlier attempt
+                return self._submission(adopted, config)
             raise self._run_task_error(exc, cluster, region) from exc
         if not response.get("tasks"):
             failures = response.get("failures") or [{"reason": "no task started"}]
@@ -114,19 +152,30 @@ class EcsPusher:
             raise PermanentPusherError(f"ecs:RunTask started no task: {reason}")
         return self._submission(response["tasks"][0]["taskArn"], config)
 
-    def _run_task_params(self, job: Job, cluster: str, task_definition: str, started_by: str) -> dict[str, Any]:
+    def _overrides(self, job: Job) -> tuple[dict[str, Any], dict[str, str]]:
+        """RunTask's overrides and the environment that goes into the task definition instead (none, unless the
+        whole environment would make the overrides longer than ECS allows)."""
+        container = job.configuration.get("container_name") or "pushpool"
+
+        def overrides(env: dict[str, str]) -> dict[str, Any]:
+            return {"containerOverrides": [{"name": container, "command": job.command or RUNNER_COMMAND,
+                                            "environment": [{"name": k, "value": v} for k, v in sorted(env.items())]}]}
+
+        whole = overrides(job.env)
+        if len(json.dumps(whole["containerOverrides"], separators=(",", ":"))) <= MAX_OVERRIDES_CHARS:
+            return whole, {}
+        own = overrides({k: v for k, v in job.env.items() if k in RUN_ENV})
+        if len(json.dumps(own["containerOverrides"], separators=(",", ":"))) > MAX_OVERRIDES_CHARS:
+            raise PermanentPusherError("the run's command is too long for ECS RunTask overrides (8,192 characters)")
+        return own, {k: v for k, v in job.env.items() if k not in RUN_ENV}
+
+    def _run_task_params(self, job: Job, cluster: str, task_definition: str, started_by: str,
+                         overrides: dict[str, Any]) -> dict[str, Any]:
         config = job.configuration
-        container = config.get("container_name") or "pushpool"
-        overrides = {"containerOverrides": [{
-            "name": container,
-            "command": job.command or RUNNER_COMMAND,
-            "environment": [{"name": k, "value": v} for k, v in sorted(job.env.items())],
-        }]}
         tags = {**{str(k): str(v) for k, v in (config.get("labels") or {}).items()}, **job.labels}
         params: dict[str, Any] = {
             "cluster": cluster, "taskDefinition": task_definition, "count": 1, "startedBy": started_by,
-            "clientToken": job.idempotency_key, "overrides": overrides,
-            "tags": [{"key": k[:128], "value": v[:256]} for k, v in sorted(tags.items())][:50],
+            "clientToken": job.idempotency_key, "overrides": overrides, "tags": task_tags(tags),
         }
         strategy = config.get("capacity_provider_strategy")
         launch_type = config.get("launch_type") or "FARGATE"
@@ -144,9 +193,10 @@ class EcsPusher:
         if not subnets:
             subnets, default_group = self._default_vpc_network(config)
             groups = groups or default_group
-        return {"awsvpcConfiguration": {"subnets": subnets, "securityGroups": groups,
-                                        "assignPublicIp": "ENABLED" if config.get("assign_public_ip", True)
-                                        else "DISABLED"}}
+        awsvpc: dict[str, Any] = {"subnets": subnets, "securityGroups": groups}
+        if on_fargate(config):  # ECS: "Assign public IP is not supported for this launch type" on EC2
+            awsvpc["assignPublicIp"] = "DISABLED" if config.get("assign_public_ip") is False else "ENABLED"
+        return {"awsvpcConfiguration": awsvpc}
 
     def _default_vpc_network(self, config: dict[str, Any]) -> tuple[list[str], list[str]]:
         ec2 = self.client("ec2", config)
@@ -176,21 +226,32 @@ class EcsPusher:
 
     @staticmethod
     def _existing_task(ecs: Any, cluster: str, started_by: str) -> str | None:
+        """A task of the run ECS still runs (``startedBy`` must be ListTasks' only filter; a task that already
+        stopped is found through the client token instead)."""
         try:
-            for status in ("RUNNING", "STOPPED"):
-                arns = ecs.list_tasks(cluster=cluster, startedBy=started_by, desiredStatus=status)["taskArns"]
-                if arns:
-                    return arns[0]
+            arns = ecs.list_tasks(cluster=cluster, startedBy=started_by)["taskArns"]
         except Exception as exc:  # noqa: BLE001
             raise translate(exc, "ecs:ListTasks") from exc
-        return None
+        return arns[0] if arns else None
+
+    @staticmethod
+    def _conflicting_task(exc: BaseException) -> str | None:
+        """The task ECS names when a client token was used before with other parameters (``ConflictException``)."""
+        if error_code(exc) != "ConflictException":
+            return None
+        ids = getattr(exc, "response", {}).get("resourceIds") or []
+        return next((arn for arn in ids if ":task/" in arn), None)
 
     @staticmethod
     def _run_task_error(exc: BaseException, cluster: str, region: str) -> Exception:
-        if error_code(exc) == "ClusterNotFoundException":
+        code = error_code(exc)
+        if code == "ClusterNotFoundException":
             return PermanentPusherError(
                 f"ECS cluster {cluster!r} does not exist in {region}: create it (pushpool work-pool "
                 "provision-infra POOL does) or set the pool's 'cluster' job variable")
+        if code == "ClientException":  # a role not yet propagated, the cluster's provisioning quota: try later
+            message = getattr(exc, "response", {}).get("Error", {}).get("Message", str(exc))
+            return TransientPusherError(f"ecs:RunTask (ClientException): {message}")
         return translate(exc, "ecs:RunTask", "check the image, roles, subnets and security groups of the pool")
 
     def _submission(self, task_arn: str, config: dict[str, Any]) -> Submission:
@@ -209,20 +270,31 @@ class EcsPusher:
             region, cluster, _ = parse_task_arn(arn)
             groups.setdefault((region, cluster), []).append(arn)
         out: dict[str, InfraStatus] = {}
+        failed: PusherError | None = None
         for (region, cluster), arns in groups.items():
-            ecs = self.client("ecs", self.context.pool_config, region)
-            for start in range(0, len(arns), 100):
-                batch = arns[start:start + 100]
-                try:
-                    found = ecs.describe_tasks(cluster=cluster, tasks=batch)
-                except Exception as exc:  # noqa: BLE001
-                    if error_code(exc) == "ClusterNotFoundException":
-                        found = {"tasks": [], "failures": []}
-                    else:
-                        raise translate(exc, "ecs:DescribeTasks") from exc
-                tasks = {t["taskArn"]: t for t in found.get("tasks", [])}
-                for arn in batch:
-                    out[arn] = classify(tasks.get(arn), self.context.pool_config.get("container_name"))
+            try:
+                out.update(self._statuses(region, cluster, arns))
+            except PusherError as exc:  # one region or cluster failing leaves the others' news
+                log.warning("ecs:DescribeTasks in %s/%s failed: %s", region, cluster, exc)
+                failed = exc
+        if failed is not None and not out:
+            raise failed
+        return out
+
+    def _statuses(self, region: str, cluster: str, arns: list[str]) -> dict[str, InfraStatus]:
+        ecs = self.client("ecs", self.context.pool_config, region)
+        out: dict[str, InfraStatus] = {}
+        for start in range(0, len(arns), 100):
+            batch = arns[start:start + 100]
+            try:
+                found = ecs.describe_tasks(cluster=cluster, tasks=batch)
+            except Exception as exc:  # noqa: BLE001
+                if error_code(exc) != "ClusterNotFoundException":
+                    raise translate(exc, "ecs:DescribeTasks") from exc
+                found = {"tasks": [], "failures": []}
+            tasks = {t["taskArn"]: t for t in found.get("tasks", [])}
+            for arn in batch:
+                out[arn] = classify(tasks.get(arn), self.context.pool_config.get("container_name"))
         return out
 
     def cancel(self, infra_id: str) -> None:
@@ -281,6 +353,10 @@ def classify(task: dict[str, Any] | None, container_name: str | None = None) -> 
     if stop_code == "TaskFailedToStart" or "ResourceInitializationError" in stopped_reason:
         return InfraStatus(InfraState.EXITED, exit_code if exit_code not in (None, 0) else 1,
                            f"the task failed to start ({stop_code or 'ResourceInitializationError'}): {stopped_reason}")
+    if stop_code in STOP_CODES and exit_code != 0:  # stopped from outside: the exit code is only the signal
+        why = f"{STOP_CODES[stop_code]} ({stop_code})"
+        return InfraStatus(InfraState.EXITED, 1 if exit_code is None else exit_code,
+                           f"{why}: {stopped_reason}" if stopped_reason else why)
     if exit_code is None:
         return InfraStatus(InfraState.EXITED, 1, f"the task stopped without an exit code "
                                                  f"({stop_code or 'no stop code'}): {stopped_reason}")

@@ -24,5 +24,6 @@ def aws(moto_server: Moto, monkeypatch) -> Moto:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
+    moto_server.create_ecs_service_role()
     moto_server.client("ecs").create_cluster(clusterName="flows", capacityProviders=["FARGATE", "FARGATE_SPOT"])
     return moto_server

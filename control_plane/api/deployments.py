@@ -19,7 +19,7 @@ from pushpool.control_plane.services.json_schema import schema_problem
 from pushpool.control_plane.services.keys import Permission
 from pushpool.control_plane.services.scheduler import replace_future_runs
 from pushpool.control_plane.services.schedules import validate_schedule
-from pushpool.control_plane.services.templating import validate_job_variables
+from pushpool.control_plane.services.templating import check_cloud_rules, validate_job_variables
 
 router = APIRouter(prefix="/api/workspaces/{workspace}", tags=["deployments"])
 
@@ -60,7 +60,9 @@ def _schedules(items: list[ScheduleIn], previous: list[Schedule], budget_seconds
 
 
 def _check(ctx: ServiceContext, deployment: Deployment, pool: WorkPool) -> None:
-    validate_job_variables(pool.base_job_template.get("variables", {}), deployment.job_variables)
+    variables = pool.base_job_template.get("variables", {})
+    validate_job_variables(variables, deployment.job_variables)
+    check_cloud_rules(pool.type, variables, deployment.job_variables)
     if deployment.parameter_schema is not None:
         problem = schema_problem(deployment.parameter_schema)
         if problem is not None:

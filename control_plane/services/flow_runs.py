@@ -12,7 +12,7 @@ from pushpool.control_plane.models import Deployment, FlowRun, StateType, WorkPo
 from pushpool.control_plane.services import states
 from pushpool.control_plane.services.context import ServiceContext
 from pushpool.control_plane.services.json_schema import validation_errors
-from pushpool.control_plane.services.templating import merge_job_variables, validate_job_variables
+from pushpool.control_plane.services.templating import check_cloud_rules, merge_job_variables, validate_job_variables
 
 #: Runs are scheduled at most this far from now (keeps every derived time in range).
 MAX_SCHEDULE_DAYS = 10 * 365
@@ -71,6 +71,7 @@ def build_flow_run(
         variables = pool.base_job_template.get("variables", {})
         validate_job_variables(variables, job_variables)
         validate_job_variables(variables, merge_job_variables(deployment.job_variables, job_variables))
+        check_cloud_rules(pool.type, variables, deployment.job_variables, job_variables)
     run_id = new_id()
     return FlowRun(
         id=run_id, workspace_id=deployment.workspace_id, deployment_id=deployment.id, flow_name=deployment.flow_name,

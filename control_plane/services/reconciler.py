@@ -54,16 +54,18 @@ class Reconciler:
             pusher = pusher_for(self.ctx, pool)
             try:
                 statuses = pusher.status([r.infra_id for r in group if r.infra_id])
-            except PushpoolError as exc:
-                log.warning("status of %d runs of pool %s failed: %s", len(group), pool.name, exc)
+            except Exception as exc:  # noqa: BLE001 - one pool's cloud failing never stops the others' pass
+                log.warning("status of %d runs of pool %s failed: %s", len(group), pool.name, exc,
+                            exc_info=not isinstance(exc, PushpoolError))
                 continue
             for run in group:
                 status = statuses.get(run.infra_id or "")
                 if status is not None:
                     try:
                         self._reconcile(pusher, run, status, pool)
-                    except PushpoolError as exc:
-                        log.warning("reconciling flow run %s failed: %s", run.id, exc)
+                    except Exception as exc:  # noqa: BLE001 - nor one run's
+                        log.warning("reconciling flow run %s failed: %s", run.id, exc,
+                                    exc_info=not isinstance(exc, PushpoolError))
         return len(runs)
 
     def _reconcile(self, pusher: Pusher, run: FlowRun, status: InfraStatus, pool: WorkPool) -> None:

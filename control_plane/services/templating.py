@@ -182,6 +182,15 @@ def validate_job_variables(
         )
 
 
+def check_cloud_rules(pool_type: str, variables_schema: dict[str, Any], *layers: dict[str, Any] | None) -> None:
+    """The pool type's own rules (pushers.base.check_job_variables) on the job variables ``layers`` set over the
+    template's defaults; a value that is still a placeholder (a block reference) is left to the cloud."""
+    from pushpool.pushers.base import check_job_variables
+
+    explicit = merge_job_variables(*layers)
+    check_job_variables(pool_type, merge_job_variables(variable_defaults(variables_schema), explicit), explicit)
+
+
 def render_job_configuration(
     base_job_template: dict[str, Any],
     *layers: dict[str, Any] | None,

@@ -37,7 +37,8 @@ def _provisioner(pool_type: str) -> Any:
 
 
 def show_plan(plan: Plan) -> None:
-    colours = {StepAction.CREATE: "green", StepAction.EXISTS: "cyan", StepAction.SKIP: "dim"}
+    colours = {StepAction.CREATE: "green", StepAction.EXISTS: "cyan", StepAction.SKIP: "dim",
+               StepAction.CHECK: "yellow"}
     where = f" in {plan.options['region']}" if plan.options.get("region") else ""
     console.print(table(f"Plan for work pool {plan.pool_name!r}{where}",
                         ["resource", "action", "detail"],

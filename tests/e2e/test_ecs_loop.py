@@ -209,5 +209,7 @@ def test_200_runs_register_one_task_definition(api, ctx, clock, aws, ecs_service
         dispatcher.run_once()
     dispatcher.close()
     assert sum(tasks_per_run(aws).values()) == 200
-    assert len(ecs_backends["123456789012"][REGION].task_definitions["pushpool_ecs"]) == 1
+    families = ecs_backends["123456789012"][REGION].task_definitions
+    assert [len(revisions) for family, revisions in families.items() if family.startswith("pushpool_ecs_")] == [1]
+    assert aws.rules.counts("RegisterTaskDefinition") == {"ok": 1}
     Reconciler(ctx).run_once()

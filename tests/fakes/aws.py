@@ -8,12 +8,13 @@ failure such as an image pull error.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from tests.fakes.aws_rules import ECS_SERVICE_ROLE, AwsRules, StrictAws
 from tests.fakes.containers import run_as_container
 from tests.fakes.net import free_port
 
@@ -25,10 +26,18 @@ REGION = "eu-west-1"
 @dataclass
 class Moto:
     url: str
+    #: What AWS enforces that moto does not (tests/fakes/aws_rules.py), in front of every request.
+    rules: AwsRules = field(default_factory=AwsRules)
 
     def reset(self) -> None:
         httpx.post(f"{self.url}/moto-api/reset")
+        self.rules.reset()
         self.freeze_tasks()
+
+    def create_ecs_service_role(self) -> None:
+        """The ECS service-linked role an account has once ECS was used in it, already propagated."""
+        self.client("iam").create_service_linked_role(AWSServiceName="ecs.amazonaws.com")
+        self.rules._state["created"].pop(f"role-name:{ECS_SERVICE_ROLE}", None)
 
     def freeze_tasks(self) -> None:
         httpx.post(f"{self.url}/moto-api/state-manager/set-transition",
@@ -97,13 +106,26 @@ def serialise_dynamodb() -> None:
 
 
 def start_moto() -> tuple[Moto, Any]:
-    from moto.server import ThreadedMotoServer
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+
+    rules = AwsRules()
+
+    class StrictMotoServer(ThreadedMotoServer):
+        """moto's threaded server with :class:`~tests.fakes.aws_rules.StrictAws` in front of its app."""
+
+        def _server_entry(self) -> None:
+            app = StrictAws(DomainDispatcherApplication(create_backend_app), rules)
+            self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
+            self._server_ready_event.set()
+            self._server.serve_forever()
 
     serialise_dynamodb()
     port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = StrictMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    moto = Moto(f"http://127.0.0.1:{port}")
+    moto = Moto(f"http://127.0.0.1:{port}", rules)
     moto.freeze_tasks()
     return moto, server
 

@@ -112,3 +112,45 @@ def test_no_region_is_a_clear_error(aws, monkeypatch):
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
     with pytest.raises(ProvisioningError, match="no AWS region: pass --region"):
         AwsProvisioner().plan("x", {})
+
+
+def test_a_fresh_account_gets_the_ecs_role_and_provisioning_waits_until_everything_works(aws, tmp_path):
+    """Issue 23: in an account that never used ECS the service-linked role is made first, and the provisioner
+    waits through IAM's propagation (the strict fake refuses what is younger than propagation_seconds) until the
+    cluster is created and the new key works, so the first run after provisioning does not crash."""
+    from pushpool.pushers.base import PusherContext
+    from pushpool.pushers.ecs import EcsPusher
+    from tests.pushers.test_ecs import job
+
+    iam = aws.client("iam")
+    for role in iam.list_roles(PathPrefix="/aws-service-role/ecs.amazonaws.com/")["Roles"]:
+        iam.delete_service_linked_role(RoleName=role["RoleName"])
+    aws.rules.propagation_seconds = 1.5
+    plan = AwsProvisioner().plan("fresh", {"region": REGION})
+    actions = {s.key: s.action for s in plan.steps}
+    assert actions["service_role"] is StepAction.CREATE and actions["verify"] is StepAction.CHECK
+    start = len(aws.rules.log)
+    result = AwsProvisioner().apply(plan, lambda *a: None)
+    assert iam.list_roles(PathPrefix="/aws-service-role/ecs.amazonaws.com/")["Roles"]
+    clusters = [outcome for op, outcome in aws.rules.log[start:] if op == "CreateCluster"]
+    assert clusters[0] == "InvalidParameterException" and clusters[-1] == "ok"  # refused while propagating, waited
+    assert "service_role" not in json.dumps(result.created)  # account-wide: teardown leaves it
+
+    # The first run right after: accepted at once, with the block the provisioner made.
+    creds = result.credentials_block["data"]
+    config = {**result.job_variable_defaults, "aws_credentials": creds, "image": "registry.example/f:1",
+              "cpu": 256, "memory": 512, "launch_type": "FARGATE", "container_name": "pushpool"}
+
+    pusher = EcsPusher(PusherContext(state_dir=tmp_path, api_url="x"))
+    assert pusher.submit(job(config)).infra_id
+    AwsProvisioner().destroy("fresh", {"region": REGION, "created": result.created}, lambda *a: None)
+
+
+def test_provisioning_ends_when_the_new_key_works(aws):
+    aws.rules.propagation_seconds = 2.5  # longer than the steps after the key take here
+    result = AwsProvisioner().apply(AwsProvisioner().plan("keyed", {"region": REGION}), lambda *a: None)
+    key = result.credentials_block["data"]["aws_access_key_id"]
+    refused = [outcome for _, outcome in aws.rules.log if outcome in ("InvalidClientTokenId",
+                                                                       "UnrecognizedClientException")]
+    assert refused and aws.rules.propagated(f"key:{key}")  # tried before IAM had it, waited until it worked
+    AwsProvisioner().destroy("keyed", {"region": REGION, "created": result.created}, lambda *a: None)

@@ -241,3 +241,18 @@ def test_patching_a_required_field_to_null_is_422_and_keeps_the_record(api, path
     response = api.request("PATCH", api.ws(path), json=body)
     assert response.status_code == 422 and next(iter(body)) in response.json()["detail"]
     assert api.ok("GET", api.ws(path)) == before
+
+
+def test_a_fargate_size_ecs_would_refuse_is_refused_when_saved(api):
+    """ECS's rules (pushers.ecs_template) apply to a deployment and to a run's own variables, naming the variable."""
+    api.pool("aws", type="ecs:push")
+    bad = api.post(api.ws("/deployments"), json={"flow_name": "f", "name": "d", "entrypoint": "f.py:f",
+                                                 "work_pool_name": "aws", "job_variables": {"memory": 999}})
+    assert bad.status_code == 422 and "job_variables.memory: with cpu 256, Fargate takes 512" in bad.text
+    dep = api.deployment(pool="aws", job_variables={"cpu": 1024, "memory": 2048})
+    run = api.post(api.ws(f"/deployments/{dep['id']}/runs"), json={"job_variables": {"memory": 512}})
+    assert run.status_code == 422 and "job_variables.memory: with cpu 1024" in run.text
+    ec2 = api.post(api.ws(f"/deployments/{dep['id']}/runs"), json={
+        "job_variables": {"launch_type": "EC2", "assign_public_ip": True}})
+    assert ec2.status_code == 422 and "job_variables.assign_public_ip" in ec2.text
+    assert api.run(dep["id"], job_variables={"memory": 4096})["job_variables"] == {"memory": 4096}

@@ -119,3 +119,28 @@ def test_crash_retries_submit_the_run_again_under_a_new_key_and_the_deployment_m
     assert [(j.crash_attempt, j.idempotency_key) for j in jobs] == [
         (0, runs["retried"]["id"]), (1, f"{runs['retried']['id']}-r1")]
     dispatcher.close()
+
+
+def test_a_pool_whose_status_call_breaks_does_not_stop_the_others(api, ctx, fake_pusher, monkeypatch):
+    """Issue 23: an unexpected error from one pool's cloud (not a PushpoolError) used to end the whole pass."""
+    api.pool("first")
+    api.pool("second")
+    runs = {name: api.run(api.deployment(name=name, pool=name)["id"]) for name in ("first", "second")}
+    dispatcher = Dispatcher(ctx)
+    dispatcher.run_once()
+    dispatcher.close()
+    for run in runs.values():
+        fake_pusher.statuses[f"fake-{run['id']}"] = InfraStatus(InfraState.EXITED, 1, "exit code 1")
+    real_status = fake_pusher.status
+    calls = []
+
+    def status(infra_ids):
+        calls.append(infra_ids)
+        if len(calls) == 1:
+            raise KeyError("a bug in one cloud's answer")
+        return real_status(infra_ids)
+
+    monkeypatch.setattr(fake_pusher, "status", status)
+    Reconciler(ctx).run_once()
+    crashed = [name for name, run in runs.items() if state(api, run["id"])["type"] == "CRASHED"]
+    assert len(calls) == 2 and len(crashed) == 1
