@@ -3,7 +3,11 @@
 * ``azure-mgmt-containerinstance`` with ``azure-identity`` (a client secret from the pool's
   azure-credentials block, else ``DefaultAzureCredential``: managed identity in Azure), imported lazily.
 * The group is named ``pushpool-<run id>``. A resubmission first looks the group up and adopts it, so
-  a run never gets two groups and a running one is never redeployed with a new run token.
+  a run never gets two groups and a running one is never redeployed with a new run token — unless the
+  group failed to deploy (a capacity shortage, say): then it is deleted and made again by a later attempt.
+* ``submit`` returns once Azure accepted the create (its first answer); the deployment itself, image pull
+  included, can take minutes and is watched by the reconciler (a group still ``Creating`` is pending), so a
+  slow create never holds up a tick. ``cancel`` and ``cleanup`` start the deletion and do not wait either.
 * ``status`` reads the instance view (container state, exit code, events such as image pull errors);
   ``cancel`` stops, then deletes the group; ``cleanup`` deletes it unless ``keep_container_group``.
 * ``PUSHPOOL_AZURE_ENDPOINT`` points the client at another Resource Manager endpoint (the tests' fake);
@@ -38,7 +42,8 @@ RUNNER_COMMAND = ["pushpool-runner"]
 CONTAINER = "pushpool"
 ENDPOINT_ENV = "PUSHPOOL_AZURE_ENDPOINT"
 ARM_SCOPE = "https://management.azure.com/.default"
-CREATE_TIMEOUT_SECONDS = 300
+#: Provisioning states of a group that must not be adopted: it failed to deploy, or is going away.
+NOT_ADOPTABLE = frozenset({"Failed", "Deleting"})
 TRANSIENT_CODES = {408, 409, 429, 500, 502, 503, 504}
 PROVIDER = "providers/Microsoft.ContainerInstance/containerGroups"
 
@@ -81,6 +86,14 @@ def credential_for(block: dict[str, Any] | None) -> Any:
     return DefaultAzureCredential()
 
 
+def subscription_of(config: dict[str, Any]) -> str:
+    block = config.get("aci_credentials")
+    subscription = config.get("subscription_id") or (block.get("subscription_id") if isinstance(block, dict) else None)
+    if not subscription:
+        raise PermanentPusherError("no Azure subscription: set the pool's 'subscription_id' variable")
+    return subscription
+
+
 def translate(exc: BaseException, action: str) -> PusherError:
     """A pusher error for a failed Azure call, by its HTTP status (Retry-After is honoured by the SDK)."""
     if isinstance(exc, PusherError):
@@ -119,9 +132,7 @@ class AciPusher:
         if block is not None and not isinstance(block, dict):
             raise PermanentPusherError("aci_credentials must reference an azure-credentials block, "
                                        "e.g. \"{{ pushpool.blocks.my-azure }}\"")
-        subscription = subscription or config.get("subscription_id") or (block or {}).get("subscription_id")
-        if not subscription:
-            raise PermanentPusherError("no Azure subscription: set the pool's 'subscription_id' variable")
+        subscription = subscription or subscription_of(config)
         endpoint = os.environ.get(ENDPOINT_ENV)
         return self._clients.get([block, subscription, endpoint],
                                  lambda: self._make_client(block, subscription, endpoint))
@@ -147,19 +158,39 @@ class AciPusher:
             raise PermanentPusherError("no resource group: set the pool's 'resource_group_name' variable")
         client = self.client(config)
         name = group_name(job.idempotency_key)
+        ref = GroupRef(subscription_of(config), resource_group, name)
         try:
             existing = client.container_groups.get(resource_group, name)
-            return self._submission(existing.id)  # an earlier attempt created it: adopt it, never redeploy
         except ResourceNotFoundError:
-            pass
+            existing = None
         except Exception as exc:  # noqa: BLE001
             raise translate(exc, "containerGroups.get") from exc
-        try:
-            poller = client.container_groups.begin_create_or_update(resource_group, name, self._group(job, image))
-            created = poller.result(timeout=CREATE_TIMEOUT_SECONDS)
+        if existing is not None:
+            state = existing.provisioning_state or ""
+            if state not in NOT_ADOPTABLE:
+                return self._submission(existing.id)  # an earlier attempt created it: adopt it, never redeploy
+            if state == "Failed":  # a failed deployment is not this run's infrastructure: make it again
+                self._start_delete(client, ref)
+            raise TransientPusherError(f"the container group {name} of an earlier attempt {state.lower()} and is "
+                                       "being deleted; the run is submitted again once it is gone")
+        try:  # polling=False: Azure's first answer is the acceptance; the reconciler watches the deployment
+            client.container_groups.begin_create_or_update(resource_group, name, self._group(job, image),
+                                                           polling=False)
         except Exception as exc:  # noqa: BLE001
             raise translate(exc, f"containerGroups.createOrUpdate (image {image!r})") from exc
-        return self._submission(created.id)
+        return self._submission(ref.resource_id)
+
+    @staticmethod
+    def _start_delete(client: Any, ref: GroupRef) -> None:
+        """Ask Azure to delete a group, without waiting for it to be gone (a tick has other work)."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            client.container_groups.begin_delete(ref.resource_group, ref.name, polling=False)
+        except ResourceNotFoundError:
+            return
+        except Exception as exc:  # noqa: BLE001
+            raise translate(exc, "containerGroups.delete") from exc
 
     @staticmethod
     def _group(job: Job, image: str) -> Any:
@@ -222,25 +253,18 @@ class AciPusher:
         client = self.client(self.context.pool_config, ref.subscription)
         try:
             client.container_groups.stop(ref.resource_group, ref.name)
-            client.container_groups.begin_delete(ref.resource_group, ref.name).result(timeout=CREATE_TIMEOUT_SECONDS)
         except ResourceNotFoundError:
             return
         except Exception as exc:  # noqa: BLE001
-            raise translate(exc, "containerGroups.stop/delete") from exc
+            raise translate(exc, "containerGroups.stop") from exc
+        self._start_delete(client, ref)
 
     def cleanup(self, infra_id: str) -> None:
-        from azure.core.exceptions import ResourceNotFoundError
 
         if self.context.pool_config.get("keep_container_group"):
             return
         ref = GroupRef.parse(infra_id)
-        try:
-            self.client(self.context.pool_config, ref.subscription).container_groups.begin_delete(
-                ref.resource_group, ref.name).result(timeout=CREATE_TIMEOUT_SECONDS)
-        except ResourceNotFoundError:
-            return
-        except Exception as exc:  # noqa: BLE001
-            raise translate(exc, "containerGroups.delete") from exc
+        self._start_delete(self.client(self.context.pool_config, ref.subscription), ref)
 
     def logs(self, infra_id: str, tail: int | None = None, cursor: str | None = None) -> LogPage:
         """The container's output while its group exists (ACI keeps no logs after deletion)."""
@@ -273,7 +297,9 @@ def classify(group: Any) -> InfraStatus:
         return InfraStatus(InfraState.EXITED, 1, f"image pull failed for {image!r}: {pull_failure.message}")
     if current is None or current.state in (None, "Waiting", "Pending"):
         if (group.provisioning_state or "") == "Failed":
-            return InfraStatus(InfraState.EXITED, 1, "the container group failed to deploy")
+            why = next((e.message for e in events if e.message), "")
+            return InfraStatus(InfraState.EXITED, 1, "the container group failed to deploy" + (f": {why}" if why
+                                                                                               else ""))
         return InfraStatus(InfraState.PENDING)
     if current.state == "Running":
         return InfraStatus(InfraState.RUNNING)

@@ -7,8 +7,12 @@
 * The job id is ``pushpool-<run id>``: a repeated create answers AlreadyExists and counts as done.
   Before running the job the pusher lists its executions, so a run whose answer was lost (a 503
   after Cloud Run started it, a crash before recording it) is adopted, never started twice.
-* ``status`` reads the execution; ``cancel`` cancels it; ``cleanup`` deletes the job (Cloud Run
-  allows 1,000 jobs per region) unless ``keep_job``.
+* ``submit`` never waits long: a job whose creation is still going on after ``CREATE_WAIT_SECONDS`` is run
+  by the next attempt (its create then answers AlreadyExists).
+* ``status`` reads the execution: it has ended when it has a ``completionTime`` or a ``Completed``
+  condition that succeeded or failed, whatever its task counts say; ``cancel`` cancels it; ``cleanup``
+  deletes the job (Cloud Run allows 1,000 jobs per region) unless ``keep_job``, and checks the deletion
+  finished: a delete that failed or is still going is tried again by the next reconcile pass.
 * ``logs`` reads the execution's lines through the Cloud Logging API (``google-cloud-logging``, JSON API).
 * ``PUSHPOOL_GCP_ENDPOINT`` points every Google API client at another endpoint (an emulator, the tests' fake).
 """
@@ -41,7 +45,11 @@ from pushpool.pushers.templates import job_template
 
 RUNNER_COMMAND = ["pushpool-runner"]
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
-CREATE_TIMEOUT_SECONDS = 120
+#: How long a submission waits for a new job to be created (the rest is the next attempt's), and a cleanup
+#: for the job's deletion: a tick has other runs to serve.
+CREATE_WAIT_SECONDS = 10
+DELETE_WAIT_SECONDS = 10
+CONDITION_FAILED, CONDITION_SUCCEEDED = 3, 4  # run_v2.Condition.State
 TRANSIENT_CODES = {408, 429, 500, 502, 503, 504}
 ENDPOINT_ENV = "PUSHPOOL_GCP_ENDPOINT"
 LOG_PAGE_LINES = 1000
@@ -179,9 +187,12 @@ class CloudRunPusher:
         try:
             operation = clients.jobs.create_job(parent=parent, job=self._job(job, image),
                                                 job_id=job_id(job.idempotency_key))
-            operation.result(timeout=CREATE_TIMEOUT_SECONDS)
+            operation.result(timeout=CREATE_WAIT_SECONDS)
         except exceptions.Conflict:  # 409 ALREADY_EXISTS (AlreadyExists is its subclass over gRPC)
             pass  # created by an earlier attempt: the same job, by its id
+        except TimeoutError as exc:  # concurrent.futures' (the operation is still going)
+            raise TransientPusherError(f"the Cloud Run job {job_id(job.idempotency_key)} is still being created; "
+                                       "it is run on the next attempt") from exc
         except Exception as exc:  # noqa: BLE001
             raise translate(exc, f"CreateJob (image {image!r})") from exc
         try:
@@ -236,7 +247,7 @@ class CloudRunPusher:
             parse_execution_name(name)
             try:
                 execution = clients.executions.get_execution(name=name)
-                task = next(iter(clients.tasks.list_tasks(parent=name)), None) if execution.failed_count else None
+                task = next(iter(clients.tasks.list_tasks(parent=name)), None) if ended_badly(execution) else None
                 out[name] = classify(execution, task)
             except exceptions.NotFound:
                 out[name] = InfraStatus(InfraState.MISSING, reason="the Cloud Run execution no longer exists")
@@ -295,26 +306,40 @@ class CloudRunPusher:
             return
         job_name = infra_id.rsplit("/executions/", 1)[0]
         try:
-            self.clients(self.context.pool_config).jobs.delete_job(name=job_name)
+            self.clients(self.context.pool_config).jobs.delete_job(name=job_name).result(timeout=DELETE_WAIT_SECONDS)
         except exceptions.NotFound:
             return
-        except Exception as exc:  # noqa: BLE001
+        except TimeoutError as exc:
+            raise TransientPusherError(f"DeleteJob of {job_name} is still going; checked again next pass") from exc
+        except Exception as exc:  # noqa: BLE001 - a failed deletion: the job stays, so the next pass tries again
             raise translate(exc, "DeleteJob") from exc
 
 
-def classify(execution: Any, task: Any = None) -> InfraStatus:
-    """An InfraStatus, with a reason a person can act on, for a Cloud Run execution (and its failed task)."""
+def _completed(execution: Any) -> tuple[int, str]:
+    """The state and message of the execution's ``Completed`` condition (0 and "" without one)."""
     completed = next((c for c in execution.conditions if c.type_ == "Completed"), None)
-    message = completed.message if completed is not None else ""
-    if execution.succeeded_count:
+    return (int(completed.state), completed.message or "") if completed is not None else (0, "")
+
+
+def ended_badly(execution: Any) -> bool:
+    return bool(execution.failed_count) or _completed(execution)[0] == CONDITION_FAILED
+
+
+def classify(execution: Any, task: Any = None) -> InfraStatus:
+    """An InfraStatus, with a reason a person can act on, for a Cloud Run execution (and its failed task). It has
+    ended when a count, its ``Completed`` condition or its ``completionTime`` says so."""
+    state, message = _completed(execution)
+    if execution.succeeded_count or (state == CONDITION_SUCCEEDED and not execution.failed_count):
         return InfraStatus(InfraState.EXITED, 0)
     if execution.cancelled_count:
         return InfraStatus(InfraState.EXITED, 143, "the Cloud Run execution was cancelled"
                                                    + (f": {message}" if message else ""))
-    if execution.failed_count:
+    if ended_badly(execution):
         attempt = task.last_attempt_result if task is not None else None
         code = attempt.exit_code if attempt is not None and attempt.exit_code else 1
         detail = (attempt.status.message if attempt is not None and attempt.status.message else "") or message
         reason = classify_exit_code(code)
         return InfraStatus(InfraState.EXITED, code, f"{reason}: {detail}" if detail else reason)
+    if execution.completion_time:  # ended, though neither a count nor the condition says how
+        return InfraStatus(InfraState.EXITED, 1, f"the Cloud Run execution ended: {message or 'no reason given'}")
     return InfraStatus(InfraState.RUNNING if execution.running_count else InfraState.PENDING)

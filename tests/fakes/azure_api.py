@@ -1,14 +1,17 @@
 """A fake Azure Resource Manager for container groups, over HTTP on 127.0.0.1.
 
 The official ``azure-mgmt-containerinstance`` client talks to it unchanged (``base_url``). A PUT answers
-201 with an ``Azure-AsyncOperation`` URL (``Retry-After: 0``) that reports Succeeded when polled;
-GET/DELETE/stop and the container's logs follow the real paths and JSON. Every call must carry the
-bearer token the test's credential issues. :class:`AciSimulator` runs what a group's container would run.
+201 with an ``Azure-AsyncOperation`` URL (``Retry-After: 0``); the group is ``Creating`` (its operation
+``InProgress``) until ``create_seconds`` have passed on the fake's clock — ACI's creates take from seconds to
+minutes, image pull included — and then ``Succeeded``, or ``Failed`` when a create was set to fail (a transient
+capacity error). GET/DELETE/stop and the container's logs follow the real paths and JSON. Every call must carry
+the bearer token the test's credential issues. :class:`AciSimulator` runs what a group's container would run.
 """
 
 from __future__ import annotations
 
 import itertools
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +56,12 @@ class FakeArmApi(JsonApi):
         super().__init__()
         self.state = AzureState()
         self._ids = itertools.count(1)
+        self.clock = time.monotonic
+        self.create_seconds = 0.0
+        #: How many of the next creates end Failed (ACI's own reason), as a capacity shortage does.
+        self.failing_creates = 0
+        self._creating: dict[str, tuple[float, bool]] = {}  # resource id (lower) → (done at, fails)
+        self._operations: dict[str, str] = {}  # operation id → resource id (lower)
 
     def authenticate(self, path: str, headers: Any) -> Reply | None:
         if headers.get("Authorization") != f"Bearer {TOKEN}":
@@ -79,18 +88,46 @@ class FakeArmApi(JsonApi):
                 "currentState": {"state": "Waiting", "detailStatus": "ContainerCreating"}, "events": []}
         group = {**body, "id": resource_id, "name": resource_id.rsplit("/", 1)[1],
                  "type": "Microsoft.ContainerInstance/containerGroups",
-                 "properties": {**properties, "provisioningState": "Succeeded",
+                 "properties": {**properties, "provisioningState": "Creating",
                                 "instanceView": {"state": "Pending"}}}
         self.state.groups[key] = group
         if not existing:
             self.state.created.append(resource_id)
-        operation = f"{self.url}/operations/op-{next(self._ids)}?api-version=2023-05-01"
+        fails = self.failing_creates > 0
+        self.failing_creates -= int(fails)
+        self._creating[key] = (self.clock() + self.create_seconds, fails)
+        operation_id = f"op-{next(self._ids)}"
+        self._operations[operation_id] = key
+        self._advance(key)
+        operation = f"{self.url}/operations/{operation_id}?api-version=2023-05-01"
         return Reply(group, 200 if existing else 201, {"Azure-AsyncOperation": operation, "Retry-After": "0"})
 
+    def _advance(self, key: str) -> None:
+        """A group whose create has had its time is Succeeded (or Failed, as it was set to)."""
+        if key not in self._creating or key not in self.state.groups:
+            return
+        done_at, fails = self._creating[key]
+        if self.clock() < done_at:
+            return
+        del self._creating[key]
+        group = self.state.groups[key]
+        group["properties"]["provisioningState"] = "Failed" if fails else "Succeeded"
+        if fails:
+            view = group["properties"]["containers"][0]["properties"]["instanceView"]
+            view["events"] = [{"name": "Failed", "type": "Warning", "count": 1, "message":
+                               "The requested resource is not available in the location at this moment."}]
+            group["properties"]["instanceView"] = {"state": "Failed"}
+
     def get_async_operation(self, operation_id: str, *_: Any) -> dict[str, Any]:
-        return {"id": operation_id, "status": "Succeeded"}
+        key = self._operations.get(operation_id, "")
+        self._advance(key)
+        group = self.state.groups.get(key)
+        state = (group or {}).get("properties", {}).get("provisioningState", "Succeeded")
+        status = {"Creating": "InProgress", "Failed": "Failed"}.get(state, "Succeeded")
+        return {"id": operation_id, "status": status}
 
     def get_group(self, resource_id: str, *_: Any) -> dict[str, Any]:
+        self._advance(resource_id.lower())
         return self._group(resource_id)
 
     def delete_group(self, resource_id: str, *_: Any) -> Reply:

@@ -44,6 +44,17 @@ def now() -> str:
 
 
 @dataclass
+class CloudRunBehaviour:
+    """How the fake takes its time and fails, as Cloud Run does: a job's creation and deletion are long-running
+    operations that are done only after ``*_polls`` reads of the operation (the real ones take seconds), a job is
+    not runnable while its creation goes on (FAILED_PRECONDITION), and a deletion can fail (the job stays)."""
+
+    create_polls: int = 1
+    delete_polls: int = 1
+    failing_deletes: int = 0
+
+
+@dataclass
 class CloudRunState:
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     executions: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -59,8 +70,11 @@ class FakeCloudRunApi(JsonApi):
     def __init__(self) -> None:
         super().__init__()
         self.state = CloudRunState()
+        self.behaviour = CloudRunBehaviour()
         self.trusted_keys: dict[str, Any] = {}
         self._ids = itertools.count(1)
+        #: operation name → (reads left before it is done, what happens then)
+        self._pending: dict[str, tuple[int, Any]] = {}
 
     # ------------------------------------------------------------------ HTTP
     def authenticate(self, path: str, headers: Any) -> Reply | None:
@@ -75,7 +89,7 @@ class FakeCloudRunApi(JsonApi):
 
     def error_body(self, error: ApiError) -> dict[str, Any]:
         return {"error": {"code": error.status, "message": error.message,
-                          "status": STATUS_NAMES.get(error.status, "UNKNOWN")}}
+                          "status": error.code or STATUS_NAMES.get(error.status, "UNKNOWN")}}
 
     def _caller(self, authorization: str) -> str | None:
         """Who is calling: an exchanged token, or a service account's self-signed JWT (RS256, checked)."""
@@ -135,14 +149,38 @@ class FakeCloudRunApi(JsonApi):
         image = body.get("template", {}).get("template", {}).get("containers", [{}])[0].get("image", "")
         if image.endswith(":arm64-only"):
             raise ApiError(400, f"Container manifest type for '{image}' must support amd64/linux.")
-        job = {**body, "name": name, "uid": f"uid-{next(self._ids)}", "createTime": now(), "executionCount": 0}
+        job = {**body, "name": name, "uid": f"uid-{next(self._ids)}", "createTime": now(), "executionCount": 0,
+               "reconciling": True}
         self.state.jobs[name] = job
-        return self._operation(parent, done=True, response={"@type": JOB_TYPE, **job})
+
+        def created(op: dict[str, Any]) -> None:
+            job.pop("reconciling", None)
+            op["response"] = {"@type": JOB_TYPE, **job}
+
+        return self._later(parent, self.behaviour.create_polls, created)
+
+    def _later(self, parent: str, polls: int, then: Any) -> dict[str, Any]:
+        """A long-running operation that is done after ``polls`` reads (at once for 0), doing ``then`` then."""
+        op = self._operation(parent, done=False)
+        if polls <= 0:
+            then(op)
+            op["done"] = True
+        else:
+            self._pending[op["name"]] = (polls, then)
+        return op
 
     def get_operation(self, name: str, *_: Any) -> dict[str, Any]:
         if name not in self.state.operations:
             raise ApiError(404, f"Operation {name} not found")
-        return self.state.operations[name]
+        op = self.state.operations[name]
+        if name in self._pending:
+            left, then = self._pending.pop(name)
+            if left <= 1:
+                then(op)
+                op["done"] = True
+            else:
+                self._pending[name] = (left - 1, then)
+        return op
 
     def get_job(self, name: str, *_: Any) -> dict[str, Any]:
         if name not in self.state.jobs:
@@ -151,6 +189,9 @@ class FakeCloudRunApi(JsonApi):
 
     def run_job(self, name: str, _: Any, body: dict[str, Any]) -> dict[str, Any]:
         job = self.get_job(name)
+        if job.get("reconciling"):
+            raise ApiError(400, f"Resource '{name.rsplit('/', 1)[1]}' is not ready: its creation is in progress.",
+                           code="FAILED_PRECONDITION")
         job["executionCount"] += 1
         execution_name = f"{name}/executions/{name.rsplit('/', 1)[1]}-{next(self._ids):05d}"
         execution = {"name": execution_name, "job": name.rsplit("/", 1)[1], "createTime": now(), "taskCount": 1,
@@ -185,9 +226,19 @@ class FakeCloudRunApi(JsonApi):
         return self._operation(self._location(name), done=True, response={"@type": EXECUTION_TYPE, **execution})
 
     def delete_job(self, name: str, *_: Any) -> dict[str, Any]:
-        job = self.state.jobs.pop(self.get_job(name)["name"])
-        self.state.deleted_jobs.append(name)
-        return self._operation(self._location(name), done=True, response={"@type": JOB_TYPE, **job})
+        job = self.get_job(name)
+        fails = self.behaviour.failing_deletes > 0
+        self.behaviour.failing_deletes -= int(fails)
+
+        def deleted(op: dict[str, Any]) -> None:
+            if fails:  # the job stays
+                op["error"] = {"code": 13, "message": "Internal error encountered while deleting the job."}
+                return
+            self.state.jobs.pop(job["name"], None)
+            self.state.deleted_jobs.append(name)
+            op["response"] = {"@type": JOB_TYPE, **job}
+
+        return self._later(self._location(name), self.behaviour.delete_polls, deleted)
 
     def list_log_entries(self, _: str, __: Any, body: dict[str, Any]) -> dict[str, Any]:
         """Cloud Logging's entries.list, for the filters the pusher writes (execution name, timestamp >)."""
@@ -219,18 +270,28 @@ class FakeCloudRunApi(JsonApi):
         execution["conditions"] = [{"type": "Completed", "state": SUCCEEDED if succeeded else FAILED,
                                     "message": message, "lastTransitionTime": now()}]
 
+    def complete_operations(self) -> None:
+        """Cloud Run finishes every operation still going (creations, deletions) now."""
+        for name in list(self._pending):
+            _, then = self._pending.pop(name)
+            then(self.state.operations[name])
+            self.state.operations[name]["done"] = True
+
     def running(self, execution_name: str) -> None:
         execution = self.state.executions[execution_name]
         execution.update(startTime=now(), runningCount=1)
 
-    def finish(self, execution_name: str, exit_code: int = 0, message: str = "") -> None:
-        """End the execution as Cloud Run does: the task's exit code on the task, a summary on the execution."""
+    def finish(self, execution_name: str, exit_code: int = 0, message: str = "", *, counts: bool = True) -> None:
+        """End the execution as Cloud Run does: the task's exit code on the task, a summary on the execution;
+        ``counts=False``: its task counts not yet updated (they lag the Completed condition)."""
         execution = self.state.executions[execution_name]
         if exit_code:
             execution["exitCode"] = exit_code
             execution["taskMessage"] = message or "The container exited with an error."
         summary = f"Task {execution_name.rsplit('/', 1)[1]}-task0 failed: {execution.get('taskMessage')}"
         self._complete(execution, succeeded=exit_code == 0, message=summary if exit_code else "")
+        if not counts:
+            execution.update(succeededCount=0, failedCount=0, runningCount=1)
 
     def executions_of_job(self, job_name: str) -> list[dict[str, Any]]:
         return [e for n, e in self.state.executions.items() if n.startswith(job_name + "/executions/")]

@@ -112,3 +112,40 @@ def test_errors_name_the_fix(pusher, arm_api):
         pusher.submit(job(run_id="0190d6a8-5a3c-7000-8000-00000000d003"))
     with pytest.raises(PermanentPusherError, match="resource_group_name"):
         pusher.submit(job(resource_group_name=None))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Issue 23: ACI's creates take minutes (image pull included) and can end Failed for a while (capacity); the fake
+# now does both, and these failed against it before the pusher changed.
+
+
+def test_a_create_that_takes_200_seconds_does_not_hold_up_the_submission(pusher, arm_api):
+    import threading
+
+    now = [1000.0]
+    arm_api.clock = lambda: now[0]
+    arm_api.create_seconds = 200  # longer than a Lambda tick (75 s) or a submission lease (120 s)
+    answered: list = []
+    thread = threading.Thread(target=lambda: answered.append(pusher.submit(job())), daemon=True)
+    thread.start()
+    thread.join(30)  # the old pusher waited for the deployment: here it would still be waiting
+    assert answered, "submit waited for Azure to finish creating the group"
+    infra_id = answered[0].infra_id
+    assert arm_api.state.groups[infra_id.lower()]["properties"]["provisioningState"] == "Creating"
+    assert pusher.status([infra_id])[infra_id].state is InfraState.PENDING  # the reconciler watches it
+    now[0] += 201
+    arm_api.set_state(infra_id, "Running")
+    assert pusher.status([infra_id])[infra_id].state is InfraState.RUNNING
+
+
+def test_a_group_that_failed_to_deploy_is_made_again_not_adopted(pusher, arm_api):
+    arm_api.failing_creates = 1
+    first = pusher.submit(job()).infra_id
+    status = pusher.status([first])[first]
+    assert status.finished and "failed to deploy: The requested resource is not available" in status.reason
+    with pytest.raises(TransientPusherError, match="failed and is being deleted"):
+        pusher.submit(job(attempt=2))  # not adopted: the failed group is deleted
+    assert arm_api.state.deleted == [first]
+    again = pusher.submit(job(attempt=3)).infra_id
+    assert again == first and arm_api.state.groups[again.lower()]["properties"]["provisioningState"] == "Succeeded"
+    assert len(arm_api.state.created) == 2 and len(arm_api.groups_of_run(RUN_ID)) == 1

@@ -108,3 +108,53 @@ def test_errors_name_the_fix(pusher, cloud_run_api):
         pusher.submit(job(cloud_run_api, run_id="0190d6a8-5a3c-7000-8000-00000000c002"))
     with pytest.raises(PermanentPusherError, match="service account key"):
         pusher.submit(job(cloud_run_api, credentials={"service_account_info": json.dumps({"type": "x"})}))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Issue 23: where the fake used to be lenient (every operation done at once, counts always set, deletes never
+# failing), Cloud Run is not; these failed against the stricter fake before the pusher changed.
+
+
+def test_a_slow_job_creation_is_not_waited_for_and_the_next_attempt_runs_it(pusher, cloud_run_api, monkeypatch):
+    import pushpool.pushers.cloud_run as cloud_run
+
+    monkeypatch.setattr(cloud_run, "CREATE_WAIT_SECONDS", 0.3)
+    cloud_run_api.behaviour.create_polls = 10**6  # still creating, whatever the client waits
+    with pytest.raises(TransientPusherError, match="still being created"):
+        pusher.submit(job(cloud_run_api))
+    cloud_run_api.complete_operations()  # Cloud Run finishes the creation meanwhile
+    again = pusher.submit(job(cloud_run_api, attempt=2))
+    name = f"{PARENT}/jobs/{job_id(RUN_ID)}"
+    assert [e["name"] for e in cloud_run_api.executions_of_job(name)] == [again.infra_id]
+
+
+@pytest.mark.parametrize("exit_code, state, reason", [
+    (0, InfraState.EXITED, None), (3, InfraState.EXITED, "exit code 3"),
+])
+def test_an_execution_that_completed_before_its_counts_did_is_finished(pusher, cloud_run_api, exit_code, state,
+                                                                         reason):
+    name = pusher.submit(job(cloud_run_api)).infra_id
+    cloud_run_api.running(name)
+    cloud_run_api.finish(name, exit_code, counts=False)  # Completed condition and completionTime, counts lag
+    status = pusher.status([name])[name]
+    assert (status.state, status.exit_code) == (state, exit_code)
+    assert reason is None or reason in status.reason
+
+
+def test_a_failed_or_unfinished_job_deletion_is_tried_again(pusher, cloud_run_api, monkeypatch):
+    import pushpool.pushers.cloud_run as cloud_run
+    from pushpool.pushers.base import PusherError
+
+    name = pusher.submit(job(cloud_run_api)).infra_id
+    job_name = name.rsplit("/executions/", 1)[0]
+    cloud_run_api.behaviour.failing_deletes = 1
+    with pytest.raises(PusherError, match="DeleteJob"):
+        pusher.cleanup(name)
+    assert job_name in cloud_run_api.state.jobs  # not counted as cleaned up: the job is still there
+    monkeypatch.setattr(cloud_run, "DELETE_WAIT_SECONDS", 0.3)
+    cloud_run_api.behaviour.delete_polls = 10**6
+    with pytest.raises(TransientPusherError, match="still going"):
+        pusher.cleanup(name)
+    cloud_run_api.complete_operations()
+    pusher.cleanup(name)  # gone now: NotFound is done
+    assert job_name not in cloud_run_api.state.jobs and job_name in cloud_run_api.state.deleted_jobs
