@@ -26,7 +26,15 @@ import uuid
 from typing import Any
 from urllib.parse import urlparse
 
-from pushpool.provisioners.base import Plan, PlanStep, Progress, ProvisioningError, ProvisionResult, StepAction
+from pushpool.provisioners.base import (
+    Plan,
+    PlanStep,
+    Progress,
+    ProvisioningError,
+    ProvisionResult,
+    StepAction,
+    wait_until_it_works,
+)
 
 #: Built-in role definition ids (the same in every tenant).
 CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
@@ -154,9 +162,27 @@ class AzureProvisioner:
         steps.append(PlanStep(f"managed identity {n['identity']}", StepAction.EXISTS if identity_exists
                               else StepAction.CREATE, "pulls the images (AcrPull on the registry)", "identity"))
         steps.append(PlanStep(f"AcrPull on {n['registry']}", StepAction.CREATE, "for the identity", "acr_pull"))
+        tenant = os.environ.get("AZURE_TENANT_ID") or self.tenant_of(subscription)
+        if not options.get("has_credentials"):
+            steps.append(PlanStep("the app's secret works", StepAction.CHECK, f"waits until tenant {tenant} issues "
+                                  "it a token and its Contributor role has propagated", "verify"))
         return Plan(pool_name=pool_name, steps=steps, options={
             **options, "subscription": subscription, "region": location, "account": subscription, "names": n,
-            "group_existed": group_exists, "app": app})
+            "group_existed": group_exists, "app": app, "tenant": tenant})
+
+    def tenant_of(self, subscription: str) -> str:
+        """The tenant a subscription belongs to: where its service principals get their tokens (a plain
+        'az login' sets no AZURE_TENANT_ID, and 'organizations' is refused for a secret)."""
+        from azure.core.rest import HttpRequest
+
+        request = HttpRequest("GET", f"/subscriptions/{subscription}", params={"api-version": "2022-12-01"})
+
+        def get() -> str:  # (Subscriptions.Get has left azure-mgmt-resource: the call itself, through its client)
+            response = self.arm("resource", subscription).send_request(request)
+            response.raise_for_status()
+            return response.json()["tenantId"]
+
+        return step("subscriptions.get", get)
 
     @staticmethod
     def _exists(action: str, fn: Any, *args: Any) -> bool:
@@ -189,7 +215,7 @@ class AzureProvisioner:
         result = ProvisionResult(created={})
         state: dict[str, Any] = {}
         for index, planned in enumerate(plan.steps, start=1):
-            if planned.action is StepAction.CREATE:
+            if planned.action in (StepAction.CREATE, StepAction.CHECK):
                 getattr(self, f"_do_{planned.key}")(plan, result, state)
             elif planned.key == "identity":
                 state["identity"] = step("userAssignedIdentities.get", self.arm(
@@ -240,9 +266,8 @@ class AzureProvisioner:
         body = AddPasswordPostRequestBody(password_credential=PasswordCredential(display_name="pushpool"))
         secret = step("graph applications.addPassword", self.graph,
                       lambda graph: graph.applications.by_application_id(app["id"]).add_password.post(body))
-        tenant = os.environ.get("AZURE_TENANT_ID") or "organizations"
         result.credentials_block = {"type": "azure-credentials", "data": {
-            "tenant_id": tenant, "client_id": app["app_id"], "client_secret": secret.secret_text,
+            "tenant_id": plan.options["tenant"], "client_id": app["app_id"], "client_secret": secret.secret_text,
             "subscription_id": plan.options["subscription"]}}
         state["principal"] = principal.id
 
@@ -269,6 +294,27 @@ class AzureProvisioner:
 
     def _do_acr_pull(self, plan: Plan, result: ProvisionResult, state: dict[str, Any]) -> None:
         self._assign(plan, state["registry"].id, ACR_PULL, state["identity"].principal_id, "ServicePrincipal")
+
+    def _do_verify(self, plan: Plan, result: ProvisionResult, _: dict[str, Any]) -> None:
+        """Wait until the new secret gets a token from the tenant and the principal may list the resource group's
+        container groups (role assignments take up to minutes to propagate): the first run does not crash."""
+        from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+        from azure.mgmt.containerinstance import ContainerInstanceManagementClient
+
+        from pushpool.pushers.aci import ENDPOINT_ENV, arm_client_options, client_secret_credential
+
+        data = (result.credentials_block or {}).get("data")
+        if not data:
+            return
+        credential = client_secret_credential(data["tenant_id"], data["client_id"], data["client_secret"])
+        client = ContainerInstanceManagementClient(credential, data["subscription_id"],
+                                                   **arm_client_options(credential, os.environ.get(ENDPOINT_ENV)))
+
+        def check() -> None:
+            next(iter(client.container_groups.list_by_resource_group(plan.options["names"]["group"])), None)
+
+        wait_until_it_works("using the pool's new service principal", check, lambda exc: isinstance(
+            exc, ClientAuthenticationError) or (isinstance(exc, HttpResponseError) and exc.status_code == 403))
 
     def _assign(self, plan: Plan, scope: str, role: str, principal: str, principal_type: str) -> None:
         subscription = plan.options["subscription"]

@@ -74,16 +74,32 @@ def portal_url(resource_id: str) -> str:
     return f"https://portal.azure.com/#@/resource{resource_id}/overview"
 
 
+#: Tenants that are not a tenant: Microsoft Entra refuses them for a single-tenant app's client-credential flow.
+SHARED_TENANTS = frozenset({"organizations", "common", "consumers"})
+
+
 def credential_for(block: dict[str, Any] | None) -> Any:
     """The Azure credential of the pool: its block's client secret, else the environment's identity."""
-    from azure.identity import ClientSecretCredential, DefaultAzureCredential
+    from azure.identity import DefaultAzureCredential
 
     if block and block.get("client_secret"):
         missing = [f for f in ("tenant_id", "client_id") if not block.get(f)]
         if missing:
             raise PermanentPusherError(f"the pool's azure-credentials block lacks {', '.join(missing)}")
-        return ClientSecretCredential(block["tenant_id"], block["client_id"], block["client_secret"])
+        if block["tenant_id"].lower() in SHARED_TENANTS:
+            raise PermanentPusherError(
+                f"the pool's azure-credentials block has tenant_id {block['tenant_id']!r}, which Microsoft Entra "
+                "refuses for a service principal's secret: set it to your tenant's id (az account show --query "
+                "tenantId), or run 'pushpool work-pool provision-infra POOL' again, which looks it up")
+        return client_secret_credential(block["tenant_id"], block["client_id"], block["client_secret"])
     return DefaultAzureCredential()
+
+
+def client_secret_credential(tenant_id: str, client_id: str, secret: str) -> Any:
+    """A service principal's credential (Microsoft Entra's client-credential flow, in its own tenant)."""
+    from azure.identity import ClientSecretCredential
+
+    return ClientSecretCredential(tenant_id, client_id, secret)
 
 
 def subscription_of(config: dict[str, Any]) -> str:

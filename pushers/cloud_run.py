@@ -139,10 +139,12 @@ class CloudRunPusher:
             raise PermanentPusherError("credentials must reference a gcp-credentials block, "
                                        "e.g. \"{{ pushpool.blocks.my-gcp }}\"")
         endpoint = os.environ.get(ENDPOINT_ENV)
-        return self._clients.get(["run", block, endpoint], lambda: self._make_clients(block or {}, endpoint))
+        return self._clients.get(["run", block, endpoint], lambda: self.make_clients(block or {}, endpoint))
 
     @staticmethod
-    def _make_clients(block: dict[str, Any], endpoint: str | None) -> GcpClients:
+    def make_clients(block: dict[str, Any], endpoint: str | None) -> GcpClients:
+        """Cloud Run clients for a gcp-credentials block's data (a service account key), else application default
+        credentials; ``endpoint`` replaces Google's (an emulator, the tests' fake)."""
         try:
             import google.auth
             from google.api_core.client_options import ClientOptions

@@ -28,19 +28,21 @@ def arm_api(monkeypatch) -> Any:
 
 @pytest.fixture
 def azure_api(monkeypatch) -> Any:
-    """Resource Manager and Microsoft Graph for --provision-infra (and the pusher) on one fake; the user's
-    login and the pusher's credential both hold the fake's token."""
+    """Resource Manager and Microsoft Graph for --provision-infra (and the pusher) on one fake; the user's login
+    holds the fake's token, and a service principal's secret gets a token of its own from the fake standing in
+    for Microsoft Entra (from the subscription's tenant only; its role assignments take time to propagate)."""
     pytest.importorskip("msgraph", reason="the 'azure' extra is not installed")
     import pushpool.provisioners.azure as azure_provisioner
     import pushpool.pushers.aci as aci_pusher
-    from tests.fakes.azure_api import FakeAzureApi, StaticCredential
+    from tests.fakes.azure_api import FakeAzureApi, FakeEntraCredential, StaticCredential
 
     api = FakeAzureApi().start()
     monkeypatch.setenv("PUSHPOOL_AZURE_ENDPOINT", api.url)
     monkeypatch.setenv("PUSHPOOL_GRAPH_ENDPOINT", api.url)
-    monkeypatch.setenv("AZURE_TENANT_ID", "tenant")
+    monkeypatch.delenv("AZURE_TENANT_ID", raising=False)  # as after a plain 'az login'
     monkeypatch.delenv("AZURE_SUBSCRIPTION_ID", raising=False)
-    monkeypatch.setattr(aci_pusher, "credential_for", lambda block: StaticCredential())
+    monkeypatch.setattr(aci_pusher, "client_secret_credential",
+                        lambda tenant, client, secret: FakeEntraCredential(api, tenant, client, secret))
     monkeypatch.setattr(azure_provisioner, "user_credential", StaticCredential)
     yield api
     api.stop()

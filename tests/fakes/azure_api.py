@@ -21,6 +21,10 @@ from tests.fakes.containers import run_as_container
 from tests.fakes.json_api import ApiError, JsonApi, Reply
 
 TOKEN = "fake-arm-token"
+#: The tenant the fake subscription belongs to (what GET /subscriptions/{id} answers as tenantId).
+TENANT = "7d0e1f2a-0000-4000-8000-00000000fa4e"
+#: Tenants Microsoft Entra refuses for the client-credential flow of a single-tenant app.
+SHARED_TENANTS = {"organizations", "common", "consumers"}
 GROUPS = r"/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.ContainerInstance/containerGroups/[^/]+"
 
 
@@ -50,6 +54,8 @@ class FakeArmApi(JsonApi):
         ("POST", rf"({GROUPS})/stop", "stop_group"),
         ("GET", rf"({GROUPS})/containers/[^/]+/logs", "container_logs"),
         ("GET", r"/operations/([^/]+)", "get_async_operation"),
+        ("GET", r"(/subscriptions/[^/]+/resourceGroups/[^/]+)/providers/Microsoft\.ContainerInstance/containerGroups",
+         "list_groups"),
     ]
 
     def __init__(self) -> None:
@@ -130,6 +136,10 @@ class FakeArmApi(JsonApi):
         self._advance(resource_id.lower())
         return self._group(resource_id)
 
+    def list_groups(self, scope: str, *_: Any) -> dict[str, Any]:
+        prefix = scope.lower() + "/"
+        return {"value": [g for key, g in self.state.groups.items() if key.startswith(prefix)]}
+
     def delete_group(self, resource_id: str, *_: Any) -> Reply:
         group = self._group(resource_id)
         del self.state.groups[resource_id.lower()]
@@ -165,6 +175,18 @@ class FakeArmApi(JsonApi):
         return [g["id"] for g in self.state.groups.values() if g["name"] == f"pushpool-{run_id}"]
 
 
+class FakeEntraCredential:
+    """A service principal's ClientSecretCredential, with the fake standing in for Microsoft Entra."""
+
+    def __init__(self, api: FakeAzureApi, tenant: str, client_id: str, secret: str) -> None:
+        self.api, self.tenant, self.client_id, self.secret = api, tenant, client_id, secret
+
+    def get_token(self, *scopes: str, **_: Any) -> Any:
+        from azure.core.credentials import AccessToken
+
+        return AccessToken(self.api.issue_token(self.tenant, self.client_id, self.secret), 4102444800)
+
+
 class AciSimulator:
     """Runs what a group's container would run: its command and environment (secure values included)."""
 
@@ -193,9 +215,16 @@ RG_PROVIDERS = rf"{SUB}/resourceGroups/[^/]+/providers"
 
 class FakeAzureApi(FakeArmApi):
     """Resource Manager for what ``--provision-infra`` creates (resource groups, registries, identities,
-    role assignments) and Microsoft Graph (applications, service principals, secrets) on one port."""
+    role assignments) and Microsoft Graph (applications, service principals, secrets) on one port.
+
+    It also stands in for Microsoft Entra's token endpoint (:class:`FakeEntraCredential`): a service principal
+    gets a token of its own only from the subscription's real tenant (``organizations`` and ``common`` are refused
+    for the client-credential flow, as Entra refuses them) with a secret its app has; Resource Manager then lets that
+    principal at container groups only once a Contributor assignment on their resource group has propagated
+    (``propagation_seconds``; Azure documents up to minutes), answering 403 AuthorizationFailed before."""
 
     ROUTES = FakeArmApi.ROUTES + [
+        ("GET", r"/subscriptions/([^/]+)", "get_subscription"),
         ("HEAD", rf"({RG})", "head_resource_group"),
         ("GET", rf"({RG})", "get_resource_group"),
         ("PUT", rf"({RG})", "put_resource_group"),
@@ -219,6 +248,49 @@ class FakeAzureApi(FakeArmApi):
         self.resources: dict[str, dict[str, Any]] = {}   # resource id (lower case) → resource
         self.graph: dict[str, dict[str, dict[str, Any]]] = {"applications": {}, "servicePrincipals": {}}
         self.secrets: list[str] = []
+        self.propagation_seconds = 1.0
+        self._secret_apps: dict[str, str] = {}  # secret → the app object id it belongs to
+        self.refused: list[str] = []  # why tokens and calls were refused, for tests
+
+    # ------------------------------------------------------------------ identities
+    def issue_token(self, tenant: str, client_id: str, secret: str) -> str:
+        """Microsoft Entra's client-credential flow, as the fake sees it (FakeEntraCredential calls it)."""
+        from azure.core.exceptions import ClientAuthenticationError
+
+        if tenant.lower() in SHARED_TENANTS:
+            self.refused.append(f"tenant {tenant}")
+            raise ClientAuthenticationError(f"AADSTS50194: Application '{client_id}' is not configured as a "
+                                            "multi-tenant application. Usage of the /common or /organizations "
+                                            "endpoint is not supported. Use a tenant-specific endpoint.")
+        app = self.graph["applications"].get(self._secret_apps.get(secret, ""), {})
+        if tenant != TENANT or app.get("appId") != client_id:
+            self.refused.append(f"credentials of {client_id}")
+            raise ClientAuthenticationError("AADSTS7000215: Invalid client secret provided.")
+        return f"sp:{client_id}"
+
+    def authenticate(self, path: str, headers: Any) -> Reply | None:
+        token = (headers.get("Authorization") or "").removeprefix("Bearer ")
+        if not token.startswith("sp:"):
+            return super().authenticate(path, headers)
+        if "/providers/microsoft.containerinstance/" in path.lower() and not self._may_use_groups(token[3:], path):
+            self.refused.append(f"{token[3:]} on {path}")
+            raise ApiError(403, f"The client '{token[3:]}' does not have authorization to perform action "
+                           "'Microsoft.ContainerInstance/containerGroups/read' over scope. If access was recently "
+                           "granted, please refresh your credentials.", "AuthorizationFailed")
+        return None
+
+    def _may_use_groups(self, client_id: str, path: str) -> bool:
+        principals = {sp["id"] for sp in self.graph["servicePrincipals"].values() if sp["appId"] == client_id}
+        scope = path.lower().split("/providers/microsoft.containerinstance/")[0]
+        return any(r.get("type") == "Microsoft.Authorization/roleAssignments"
+                   and r["properties"]["principalId"] in principals
+                   and scope.startswith(r["id"].lower().split("/providers/microsoft.authorization/")[0])
+                   and self.clock() - r.get("assignedAt", 0.0) >= self.propagation_seconds
+                   for r in self.resources.values())
+
+    def get_subscription(self, subscription: str, *_: Any) -> dict[str, Any]:
+        return {"id": f"/subscriptions/{subscription}", "subscriptionId": subscription, "tenantId": TENANT,
+                "displayName": "pushpool fake subscription", "state": "Enabled"}
 
     def _get(self, resource_id: str) -> dict[str, Any]:
         found = self.resources.get(resource_id.lower())
@@ -270,7 +342,8 @@ class FakeAzureApi(FakeArmApi):
                                                         "tenantId": "tenant"})
 
     def put_role_assignment(self, resource_id: str, _: Any, body: dict[str, Any]) -> Reply:
-        return self._put(resource_id, body, type="Microsoft.Authorization/roleAssignments")
+        assigned_at = self.resources.get(resource_id.lower(), {}).get("assignedAt", self.clock())
+        return self._put(resource_id, body, type="Microsoft.Authorization/roleAssignments", assignedAt=assigned_at)
 
     def role_assignments(self) -> list[tuple[str, str]]:
         """(role definition guid, principal id) of every assignment."""
@@ -297,6 +370,7 @@ class FakeAzureApi(FakeArmApi):
             raise ApiError(404, f"Resource '{object_id}' does not exist", "Request_ResourceNotFound")
         secret = f"secret-{len(self.secrets) + 1}"
         self.secrets.append(secret)
+        self._secret_apps[secret] = object_id
         return {"keyId": str(uuid.uuid4()), "secretText": secret,
                 "displayName": body.get("passwordCredential", {}).get("displayName")}
 

@@ -72,3 +72,29 @@ def test_no_subscription_is_one_clear_error(cli, azure_api):
     out = cli("work-pool", "create", "aci", "--type", "azure-container-instance:push", "--provision-infra",
               "--dry-run", ok=False)
     assert "--subscription" in out and "\n" not in out
+
+
+def test_the_block_names_the_real_tenant_and_provisioning_waits_for_the_role_to_propagate(azure_api):
+    """Issue 23: after a plain 'az login' (no AZURE_TENANT_ID) the block used to say 'organizations', which Entra
+    refuses for a service principal's secret; and the Contributor assignment takes time to propagate."""
+    from pushpool.provisioners.azure import AzureProvisioner
+    from pushpool.provisioners.base import StepAction
+    from tests.fakes.azure_api import TENANT
+
+    azure_api.propagation_seconds = 1.5
+    plan = AzureProvisioner().plan("fresh", {"subscription": SUBSCRIPTION, "region": "westeurope"})
+    assert {s.key: s.action for s in plan.steps}["verify"] is StepAction.CHECK
+    result = AzureProvisioner().apply(plan, lambda *a: None)
+    assert result.credentials_block["data"]["tenant_id"] == TENANT
+    assert any(why.startswith(result.credentials_block["data"]["client_id"]) for why in azure_api.refused)  # waited
+    AzureProvisioner().destroy("fresh", {"account": SUBSCRIPTION, "created": result.created}, lambda *a: None)
+
+
+def test_a_block_with_a_shared_tenant_is_refused_with_the_fix(azure_api):
+    import pytest
+
+    from pushpool.pushers.aci import credential_for
+    from pushpool.pushers.base import PermanentPusherError
+
+    with pytest.raises(PermanentPusherError, match="tenant_id 'organizations'.*az account show --query tenantId"):
+        credential_for({"tenant_id": "organizations", "client_id": "c", "client_secret": "s"})
