@@ -78,10 +78,10 @@ def wait_until_it_works(what: str, attempt: Callable[[], Any], not_yet: Callable
     while True:
         try:
             return attempt()
-        except ProvisioningError:
-            raise
         except Exception as exc:  # noqa: BLE001 - classified by not_yet
             if not not_yet(exc):
+                if isinstance(exc, ProvisioningError):
+                    raise
                 raise ProvisioningError(f"{what} failed: {exc}") from exc
             if time.monotonic() + delay > deadline:
                 raise ProvisioningError(f"{what} still fails after {timeout:.0f} s ({exc}); the cloud may need "

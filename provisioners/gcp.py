@@ -23,7 +23,15 @@ import hashlib
 import os
 from typing import Any
 
-from pushpool.provisioners.base import Plan, PlanStep, Progress, ProvisioningError, ProvisionResult, StepAction
+from pushpool.provisioners.base import (
+    Plan,
+    PlanStep,
+    Progress,
+    ProvisioningError,
+    ProvisionResult,
+    StepAction,
+    wait_until_it_works,
+)
 
 SERVICES = ("run.googleapis.com", "artifactregistry.googleapis.com", "logging.googleapis.com", "iam.googleapis.com")
 ROLES = ("roles/run.developer", "roles/iam.serviceAccountUser")
@@ -33,10 +41,12 @@ POLICY_ATTEMPTS = 5
 
 
 def account_id(pool: str) -> str:
-    """A service account id (6–30 characters, lowercase) for the pool."""
-    base = "pushpool-" + "".join(c if c.isalnum() else "-" for c in pool.lower())
-    if len(base) <= 30:
-        return base.rstrip("-")
+    """A service account id for the pool, in IAM's rule (6–30 of ``[a-z0-9-]``, a letter first, no ``-`` last); a
+    pool name that had to change (``My.Pool``) or be cut keeps a digest of itself, so two pools never share one."""
+    part = "".join(c if c.isascii() and c.isalnum() else "-" for c in pool.lower())
+    base = f"pushpool-{part}".rstrip("-")
+    if part == pool and len(base) <= 30:
+        return base
     return f"{base[:21].rstrip('-')}-{hashlib.sha256(pool.encode()).hexdigest()[:8]}"
 
 
@@ -139,6 +149,8 @@ class GcpProvisioner:
         else:
             steps.append(PlanStep(f"key of {account_id(pool_name)}", StepAction.CREATE,
                                   "stored encrypted in a credentials block", "key"))
+            steps.append(PlanStep("the new key works", StepAction.CHECK, "waits until IAM has propagated the "
+                                  "service account's roles, then lists Cloud Run jobs with the key", "verify"))
         return Plan(pool_name=pool_name, steps=steps, options={
             **options, "project": project, "region": region, "account": project, "email": email,
             "repository": repository})
@@ -152,7 +164,7 @@ class GcpProvisioner:
         if to_enable:  # one batch for all of them
             self._enable(o["project"], to_enable)
         for index, step in enumerate(plan.steps, start=1):
-            if step.action is StepAction.CREATE and not step.key.startswith("service:"):
+            if step.action in (StepAction.CREATE, StepAction.CHECK) and not step.key.startswith("service:"):
                 kind, _, arg = step.key.partition(":")
                 getattr(self, f"_create_{kind}")(plan, result, arg)
             progress(step, index, len(plan.steps))
@@ -181,8 +193,32 @@ class GcpProvisioner:
         result.created["service_account"] = o["email"]
 
     def _create_role(self, plan: Plan, result: ProvisionResult, role: str) -> None:
-        self._edit_policy(plan.options["project"], f"serviceAccount:{plan.options['email']}", add=[role])
+        o = plan.options
+
+        def bind() -> None:
+            self._edit_policy(o["project"], f"serviceAccount:{o['email']}", add=[role])
+
+        if result.created.get("service_account") == o["email"]:  # made a moment ago: IAM may not know it yet
+            wait_until_it_works(f"granting {role}", bind, lambda exc: _code(exc.__cause__ or exc) == 400)
+        else:
+            bind()
         result.created.setdefault("roles", []).append(role)
+
+    def _create_verify(self, plan: Plan, result: ProvisionResult, _: str) -> None:
+        """Wait until the new key may use Cloud Run (role bindings take a minute or more to take effect)."""
+        from pushpool.pushers.cloud_run import ENDPOINT_ENV, CloudRunPusher
+
+        data = (result.credentials_block or {}).get("data")
+        if not data:
+            return
+        o = plan.options
+        clients = CloudRunPusher.make_clients(data, os.environ.get(ENDPOINT_ENV))
+
+        def check() -> None:
+            next(iter(clients.jobs.list_jobs(parent=f"projects/{o['project']}/locations/{o['region']}")), None)
+
+        wait_until_it_works("using the pool's new service account key", check,
+                            lambda exc: _code(exc) in (401, 403) or getattr(exc, "code", None) in (401, 403))
 
     def _create_key(self, plan: Plan, result: ProvisionResult, _: str) -> None:
         o = plan.options

@@ -113,6 +113,7 @@ class FakeCloudRunApi(JsonApi):
     ROUTES = [
         ("POST", r"/v2/(entries):list", "list_log_entries"),
         ("POST", r"/v2/(projects/[^/]+/locations/[^/]+)/jobs", "create_job"),
+        ("GET", r"/v2/(projects/[^/]+/locations/[^/]+)/jobs", "list_jobs"),
         ("GET", r"/v2/(projects/[^/]+/locations/[^/]+/operations/[^/]+)", "get_operation"),
         ("POST", r"/v2/(projects/[^/]+/locations/[^/]+/jobs/[^/:]+):run", "run_job"),
         ("GET", r"/v2/(projects/[^/]+/locations/[^/]+/jobs/[^/]+)/executions", "list_executions"),
@@ -168,6 +169,9 @@ class FakeCloudRunApi(JsonApi):
         else:
             self._pending[op["name"]] = (polls, then)
         return op
+
+    def list_jobs(self, parent: str, *_: Any) -> dict[str, Any]:
+        return {"jobs": [j for n, j in sorted(self.state.jobs.items()) if n.startswith(parent + "/jobs/")]}
 
     def get_operation(self, name: str, *_: Any) -> dict[str, Any]:
         if name not in self.state.operations:

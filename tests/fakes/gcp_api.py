@@ -1,13 +1,19 @@
 """The Google Cloud APIs ``--provision-infra`` for Cloud Run uses, faked on top of the Cloud Run fake:
 Service Usage (services get/batchEnable), IAM (service accounts and keys), Resource Manager (project
 IAM policy with etags: a stale etag answers 409 ABORTED, as Google does) and Artifact Registry
-(docker repositories). Paths and JSON follow the real REST APIs; long-running operations finish at once.
+(docker repositories). Paths and JSON follow the real REST APIs.
+
+IAM is eventually consistent, as Google documents: a service account created less than
+``propagation_seconds`` ago "does not exist" for a project policy that names it (400 INVALID_ARGUMENT), and a
+service account this fake made may call Cloud Run only once a role that allows it (run.developer or run.admin)
+has been bound to it for ``propagation_seconds`` (403 PERMISSION_DENIED before).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +52,22 @@ class FakeGcpApi(FakeCloudRunApi):
     def __init__(self) -> None:
         super().__init__()
         self.gcp = GcpState()
+        self.clock = time.monotonic
+        self.propagation_seconds = 1.0
+        self._made_at: dict[str, float] = {}   # service account email → when it was created
+        self._bound_at: dict[tuple[str, str], float] = {}  # (role, member) → when it was bound
+        self.refused: list[str] = []
+
+    def authenticate(self, path: str, headers: Any) -> Any:
+        early = super().authenticate(path, headers)
+        caller = self.state.callers[-1] if self.state.callers and early is None else None
+        if caller in self.gcp.service_accounts and path.startswith("/v2/projects/") and "/jobs" in path:
+            member = f"serviceAccount:{caller}"
+            if not any(self.clock() - self._bound_at.get((role, member), float("inf")) >= self.propagation_seconds
+                       for role in ("roles/run.developer", "roles/run.admin")):
+                self.refused.append(f"{caller} on {path}")
+                raise ApiError(403, "Permission 'run.jobs.list' denied on resource (or it may not exist).")
+        return early
 
     def _done(self, parent: str, response: dict[str, Any]) -> dict[str, Any]:
         return self._operation(parent, done=True, response=response)
@@ -89,6 +111,7 @@ class FakeGcpApi(FakeCloudRunApi):
         account = {"name": f"{parent}/serviceAccounts/{email}", "email": email, "projectId": project,
                    "displayName": body.get("serviceAccount", {}).get("displayName", "")}
         self.gcp.service_accounts[email] = account
+        self._made_at[email] = self.clock()
         return account
 
     def delete_service_account(self, name: str, *_: Any) -> dict[str, Any]:
@@ -120,6 +143,13 @@ class FakeGcpApi(FakeCloudRunApi):
             self._bump_policy()
         if policy.get("etag") != self.gcp.policy["etag"]:
             raise ApiError(409, "There were concurrent policy changes. Please retry the whole read-modify-write.")
+        for binding in policy.get("bindings", []):
+            for member in binding.get("members", []):
+                email = member.removeprefix("serviceAccount:")
+                if self.clock() - self._made_at.get(email, float("-inf")) < self.propagation_seconds:
+                    self.refused.append(f"policy naming {email}")
+                    raise ApiError(400, f"Service account {email} does not exist.")
+                self._bound_at.setdefault((binding["role"], member), self.clock())
         self.gcp.policy = {**policy}
         self._bump_policy()
         return self.get_iam_policy()

@@ -74,3 +74,27 @@ def test_no_google_login_is_one_clear_error(cli, gcp_api, monkeypatch, tmp_path)
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
     out = cli("work-pool", "create", "cr", "--type", "cloud-run:push", "--provision-infra", "--dry-run", ok=False)
     assert "gcloud auth application-default login" in out
+
+
+def test_pool_names_that_change_keep_a_digest():
+    assert account_id("My.Pool") != account_id("my-pool") and account_id("my-pool") == "pushpool-my-pool"
+    for pool in ("My.Pool", "x" * 100, "9lives", "a_b"):
+        found = account_id(pool)
+        assert 6 <= len(found) <= 30 and found[0].isalpha() and found[-1].isalnum() and found == found.lower()
+
+
+def test_provisioning_waits_for_iam_to_know_the_new_account_and_its_roles(gcp_api):
+    """Issue 23: a new service account is unknown to a project policy for a while (400), and its roles take a
+    while to take effect (403); the provisioner waits through both, so the first run does not crash."""
+    from pushpool.provisioners.base import StepAction
+    from pushpool.provisioners.gcp import GcpProvisioner
+
+    gcp_api.propagation_seconds = 2.0
+    plan = GcpProvisioner().plan("slow", {"region": REGION, "project": PROJECT})
+    assert {s.key: s.action for s in plan.steps}["verify"] is StepAction.CHECK
+    result = GcpProvisioner().apply(plan, lambda *a: None)
+    email = f"pushpool-slow@{PROJECT}.iam.gserviceaccount.com"
+    assert f"policy naming {email}" in gcp_api.refused  # the binding was refused, waited for, then made
+    assert any(why.startswith(f"{email} on /v2/") for why in gcp_api.refused)  # the key was refused, waited for
+    assert all(f"serviceAccount:{email}" in gcp_api.members_of(role) for role in ROLES)
+    assert result.credentials_block["data"]["service_account_info"]
