@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint docs install clean bench bench-lambda bench-images bench-flows bench-dashboard screenshots
+.PHONY: demo test test-slow lint docs install clean bench bench-lambda bench-images bench-flows bench-dashboard bench-ecs screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.run --update-docs
 	$(BIN)/python -m tests.benchmarks.flow_overhead --update-docs
 	$(BIN)/python -m tests.benchmarks.dashboard_pages --update-docs
+	$(BIN)/python -m tests.benchmarks.ecs_throttled --update-docs
 
 # Cold start of the Lambda control plane: handler import time, first-invocation build time, package size.
 bench-lambda: $(STAMP)
@@ -53,6 +54,11 @@ bench-flows: $(STAMP)
 # writes its table into docs/benchmarks.md. About 3 minutes (most of it seeding).
 bench-dashboard: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.dashboard_pages --update-docs
+
+# 1,000 runs due at once on one ECS pool, through the strict AWS fake's RunTask (20/s) and RegisterTaskDefinition
+# (1/s) limits: exactly once, none crashed, the submission rate against the limit. About 2 minutes.
+bench-ecs: $(STAMP)
+	$(BIN)/python -m tests.benchmarks.ecs_throttled --update-docs
 
 docs: $(STAMP)
 	$(BIN)/typer pushpool.cli.main utils docs --name pushpool --output docs/cli.md

@@ -35,6 +35,7 @@ from pushpool.provisioners.base import (
     StepAction,
     wait_until_it_works,
 )
+from pushpool.pushers.naming import fitted
 
 #: Built-in role definition ids (the same in every tenant).
 CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
@@ -45,9 +46,15 @@ TAG = "pushpool-pool"
 
 
 def names(pool: str, subscription: str) -> dict[str, str]:
+    """Azure names of one pool's resources, each in its rule: a resource group 1–90 of letters, digits and
+    ``._-()`` (not ending in ``.``); an app registration's display name up to 120; a user-assigned identity 3–128
+    of letters, digits, ``-`` and ``_``; a registry 5–50 alphanumerics, unique in Azure (so derived from the
+    subscription and pool)."""
     digest = hashlib.sha256(f"{subscription}/{pool}".encode()).hexdigest()[:12]
-    return {"group": f"pushpool-{pool}", "app": f"pushpool-{pool}", "identity": f"pushpool-{pool}-pull",
-            "registry": f"pushpool{digest}"}  # 5–50 alphanumerics, unique per subscription and pool
+    return {"group": fitted("pushpool-", pool, "", limit=90, allowed="A-Za-z0-9._()-").rstrip("."),
+            "app": fitted("pushpool-", pool, "", limit=120, allowed="A-Za-z0-9._-"),
+            "identity": fitted("pushpool-", pool, "-pull", limit=128, allowed="A-Za-z0-9_-"),
+            "registry": f"pushpool{digest}"}
 
 
 def assignment_name(scope: str, role: str, principal: str) -> str:

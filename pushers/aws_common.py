@@ -6,6 +6,7 @@ Errors are classified by their AWS error code, never by message text.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any
@@ -83,7 +84,7 @@ def aws_client(service: str, credentials: dict[str, Any] | None, region: str | N
     client's adaptive-retry rate limiter only learns when the same client makes the calls. A session replaced
     (assumed-role credentials renewed) gets new clients."""
     session = session_for(credentials, region)
-    key = (id(session), service, region)
+    key = (id(session), service, region, os.environ.get("AWS_ENDPOINT_URL"))  # (an endpoint set for tests/local)
     with _clients_lock:
         found = _clients.get(key)
         if found is None or found[0] is not session:

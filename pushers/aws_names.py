@@ -16,24 +16,9 @@ a name after the mapping.
 
 from __future__ import annotations
 
-import hashlib
 import re
 
-
-def _digest(pool: str) -> str:
-    return hashlib.sha256(pool.encode()).hexdigest()[:8]
-
-
-def fitted(prefix: str, pool: str, suffix: str, *, limit: int, allowed: str, lower: bool = False) -> str:
-    """``prefix + pool + suffix`` with the pool's part changed to ``allowed`` characters and shortened so the
-    whole is at most ``limit`` long; a changed or shortened pool part ends in ``-<8 hex digits>`` of its name."""
-    text = pool.lower() if lower else pool
-    cleaned = re.sub(f"[^{allowed}]", "-", text)
-    room = limit - len(prefix) - len(suffix)
-    if cleaned == pool and len(cleaned) <= room:
-        return prefix + cleaned + suffix
-    digest = _digest(pool)
-    return prefix + cleaned[:max(1, room - len(digest) - 1)].rstrip("-._") + "-" + digest + suffix
+from pushpool.pushers.naming import digest_of, fitted
 
 
 def iam_name(pool: str, suffix: str) -> str:
@@ -62,7 +47,7 @@ def ecr_repository(pool: str) -> str:
     part = re.sub(r"[._-]{2,}", "-", pool.lower()).strip("._-") or "pool"
     if part == pool and len(part) <= 247:
         return "pushpool/" + part
-    return f"pushpool/{part[:238].rstrip('._-')}-{_digest(pool)}"
+    return f"pushpool/{part[:238].rstrip('._-')}-{digest_of(pool)}"
 
 
 def task_family(pool: str, digest: str | None = None) -> str:

@@ -213,3 +213,13 @@ def test_200_runs_register_one_task_definition(api, ctx, clock, aws, ecs_service
     assert [len(revisions) for family, revisions in families.items() if family.startswith("pushpool_ecs_")] == [1]
     assert aws.rules.counts("RegisterTaskDefinition") == {"ok": 1}
     Reconciler(ctx).run_once()
+
+
+def test_runs_due_at_once_leave_under_awss_limits_exactly_once():
+    """The bench-ecs scenario, small: runs of several deployments due at once through the strict fake's RunTask and
+    RegisterTaskDefinition throttling (its own moto server) — every run one task, none crashed by throttling."""
+    from tests.benchmarks.ecs_throttled import run
+
+    result = run(runs=60, deployments=4, run_task_rate=20.0, timeout=120)
+    assert result["tasks"] == 60 and result["most_tasks_per_run"] == 1
+    assert result["states"].get("CRASHED", 0) == 0 and result["register"].get("ok") == 4

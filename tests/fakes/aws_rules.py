@@ -93,6 +93,11 @@ class AwsRules:
     def __post_init__(self) -> None:
         self._defaults = {name: getattr(self, name) for name in SETTINGS}
 
+    def configure(self, **settings: Any) -> None:
+        """Change settings for good (a benchmark's limits): they survive reset()."""
+        self._defaults.update(settings)
+        self.reset()
+
     def reset(self) -> None:
         """Forget what was remembered and put back the settings a test changed."""
         with self._lock:

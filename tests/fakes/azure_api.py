@@ -11,6 +11,7 @@ the bearer token the test's credential issues. :class:`AciSimulator` runs what a
 from __future__ import annotations
 
 import itertools
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -316,6 +317,10 @@ class FakeAzureApi(FakeArmApi):
         return self._get(resource_id)
 
     def put_resource_group(self, resource_id: str, _: Any, body: dict[str, Any]) -> Reply:
+        name = resource_id.rsplit("/", 1)[1]
+        if not re.fullmatch(r"[\w.()-]{1,90}", name) or name.endswith("."):
+            raise ApiError(400, f"Resource group '{name}' is invalid: 1-90 letters, digits, '.', '_', '-', '(', ')', "
+                           "not ending in '.'", "InvalidResourceGroup")
         return self._put(resource_id, body, properties={"provisioningState": "Succeeded"})
 
     def delete_resource_group(self, resource_id: str, *_: Any) -> Reply:
@@ -336,6 +341,10 @@ class FakeAzureApi(FakeArmApi):
         return reply
 
     def put_identity(self, resource_id: str, _: Any, body: dict[str, Any]) -> Reply:
+        name = resource_id.rsplit("/", 1)[1]
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{2,127}", name):
+            raise ApiError(400, f"The resource name '{name}' is invalid: 3-128 letters, digits, '-' and '_', starting "
+                           "with a letter or digit", "InvalidResourceName")
         existing = self.resources.get(resource_id.lower())
         principal = existing["properties"]["principalId"] if existing else f"pr-{len(self.resources) + 1:04d}"
         return self._put(resource_id, body, properties={"principalId": principal, "clientId": f"cl-{principal}",

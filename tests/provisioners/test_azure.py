@@ -98,3 +98,26 @@ def test_a_block_with_a_shared_tenant_is_refused_with_the_fix(azure_api):
 
     with pytest.raises(PermanentPusherError, match="tenant_id 'organizations'.*az account show --query tenantId"):
         credential_for({"tenant_id": "organizations", "client_id": "c", "client_secret": "s"})
+
+
+def test_names_from_any_pool_name_fit_azure():
+    import re
+
+    from pushpool.provisioners.azure import names
+
+    for pool in ("etl", "My.Pool", "x" * 100, "a_b-c.d"):
+        n = names(pool, SUBSCRIPTION)
+        assert re.fullmatch(r"[\w.()-]{1,90}", n["group"]) and not n["group"].endswith(".")
+        assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{2,127}", n["identity"]), n["identity"]
+        assert re.fullmatch(r"[a-z0-9]{5,50}", n["registry"]) and len(n["app"]) <= 120
+    assert names("etl", SUBSCRIPTION)["group"] == "pushpool-etl"
+    assert names("My.Pool", SUBSCRIPTION)["identity"] != names("My-Pool", SUBSCRIPTION)["identity"]
+
+
+def test_a_pool_with_a_dot_in_its_name_provisions(azure_api):
+    from pushpool.provisioners.azure import AzureProvisioner
+
+    azure_api.propagation_seconds = 0
+    plan = AzureProvisioner().plan("team.data", {"subscription": SUBSCRIPTION, "region": "westeurope"})
+    result = AzureProvisioner().apply(plan, lambda *a: None)  # the fake refuses a '.' in an identity's name
+    assert result.created["identity"].endswith(names("team.data", SUBSCRIPTION)["identity"])
