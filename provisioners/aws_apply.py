@@ -137,16 +137,29 @@ class Applier:
             self.created["cluster"] = cluster["clusterArn"]
 
     def do_verify(self, step: PlanStep) -> None:
-        """Wait until the identity the control plane will use works, then make one ECS call with it."""
+        """Wait until the identity the control plane will use works: it lists the cluster's tasks and registers a
+        probe task definition that passes the pool's roles (iam:PassRole, the usual first-run failure). ECS has
+        no dry run of RunTask; a first RunTask refused while a role propagates is retried by the dispatcher."""
         data = (self.result.credentials_block or {}).get("data")
         if not data:
             return  # the pool keeps credentials made before: they work already
         from pushpool.pushers.aws_common import session_for
+        from pushpool.pushers.aws_names import task_family
+
+        roles = {k: self.defaults[v] for k, v in (("executionRoleArn", "execution_role_arn"),
+                                                  ("taskRoleArn", "task_role_arn")) if self.defaults.get(v)}
+        probe = {"family": task_family(self.plan.pool_name, "probe"), "networkMode": "awsvpc", "cpu": "256",
+                 "memory": "512", "requiresCompatibilities": ["FARGATE"], **roles,
+                 "containerDefinitions": [{"name": "probe", "image": "public.ecr.aws/docker/library/busybox:latest",
+                                           "essential": True, "memory": 512}]}
 
         def check() -> None:
             session = session_for(data, self.region)  # assumes the role when the block names one
             session.client("sts").get_caller_identity()
-            session.client("ecs").list_tasks(cluster=self.n["cluster"], maxResults=1)
+            ecs = session.client("ecs")
+            ecs.list_tasks(cluster=self.n["cluster"], maxResults=1)
+            ecs.register_task_definition(**probe)
+            self.created["probe_family"] = probe["family"]
 
         wait_until_it_works("using the pool's new AWS identity", check,  # (session_for translates, keeping the cause)
                             lambda exc: bool({error_code(exc), error_code(exc.__cause__ or exc)} & NOT_PROPAGATED))
@@ -223,6 +236,9 @@ def destroy(provisioner: Any, pool_name: str, provisioning: dict[str, Any], prog
             "ec2:DeleteSecurityGroup", ec2.delete_security_group, GroupId=created["security_group"])))
     if "vpc" in created:
         steps.append((f"VPC {created['vpc']['vpc_id']}", lambda: _delete_vpc(ec2, created["vpc"])))
+    if "probe_family" in created:
+        steps.append((f"task definitions {created['probe_family']}", lambda: _deregister_family(
+            provisioner.client(opts, "ecs"), created["probe_family"])))
     if "cluster" in created:
         steps.append((f"ECS cluster {created['cluster']}", lambda: call(
             "ecs:DeleteCluster", provisioner.client(opts, "ecs").delete_cluster, cluster=created["cluster"])))
@@ -237,6 +253,12 @@ def destroy(provisioner: Any, pool_name: str, provisioning: dict[str, Any], prog
     for index, (resource, action) in enumerate(steps, start=1):
         action()
         progress(PlanStep(resource, StepAction.CREATE, "deleted", "destroy"), index, len(steps))
+
+
+def _deregister_family(ecs: Any, family: str) -> None:
+    arns = call("ecs:ListTaskDefinitions", ecs.list_task_definitions, familyPrefix=family)["taskDefinitionArns"]
+    for arn in arns:
+        call("ecs:DeregisterTaskDefinition", ecs.deregister_task_definition, taskDefinition=arn)
 
 
 def _delete_user(iam: Any, user: str) -> None:

@@ -135,6 +135,8 @@ def test_a_fresh_account_gets_the_ecs_role_and_provisioning_waits_until_everythi
     clusters = [outcome for op, outcome in aws.rules.log[start:] if op == "CreateCluster"]
     assert clusters[0] == "InvalidParameterException" and clusters[-1] == "ok"  # refused while propagating, waited
     assert "service_role" not in json.dumps(result.created)  # account-wide: teardown leaves it
+    probe = aws.client("ecs").describe_task_definition(taskDefinition="pushpool_fresh_probe")["taskDefinition"]
+    assert probe["executionRoleArn"] == result.job_variable_defaults["execution_role_arn"]  # passed, as runs will
 
     # The first run right after: accepted at once, with the block the provisioner made.
     creds = result.credentials_block["data"]
@@ -144,6 +146,8 @@ def test_a_fresh_account_gets_the_ecs_role_and_provisioning_waits_until_everythi
     pusher = EcsPusher(PusherContext(state_dir=tmp_path, api_url="x"))
     assert pusher.submit(job(config)).infra_id
     AwsProvisioner().destroy("fresh", {"region": REGION, "created": result.created}, lambda *a: None)
+    assert aws.client("ecs").list_task_definitions(familyPrefix="pushpool_fresh_probe",
+                                                   status="ACTIVE")["taskDefinitionArns"] == []
 
 
 def test_provisioning_ends_when_the_new_key_works(aws):
