@@ -49,6 +49,38 @@ MINIMAL_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", 
 ABANDONED_MARKER_SECONDS = 10.0
 
 
+#: A marker whose spawn is under way names the control plane process making it (pid and start time), so a
+#: marker left by a control plane that died is known at once rather than after ABANDONED_MARKER_SECONDS.
+SPAWNING = "spawning:"
+
+
+def _process_start(pid: int) -> str | None:
+    """A process's start time (Linux /proc), which tells it from a later process given the same pid."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _spawning_mark() -> str:
+    return f"{SPAWNING}{os.getpid()}:{_process_start(os.getpid()) or ''}"
+
+
+def _spawner_alive(content: str) -> bool:
+    """Whether the control plane that wrote a spawning marker still runs (unknown: assume it does)."""
+    if not content.startswith(SPAWNING):
+        return False
+    pid_text, _, started = content[len(SPAWNING):].partition(":")
+    try:
+        pid = int(pid_text)
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (ValueError, PermissionError):
+        return True
+    return not started or _process_start(pid) in (started, None)
+
+
 def host_environment(job_env: dict[str, str], passthrough: tuple[str, ...] = ()) -> dict[str, str]:
     """A host run's environment: a minimal set from the server's, the job's own, never the server's secrets."""
     env = {k: v for k, v in os.environ.items() if k in MINIMAL_ENV or k in passthrough}
@@ -133,20 +165,25 @@ class LocalPusher:
         try:
             fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
-            existing = marker.read_text().strip() or self._find_process_of(job.flow_run_id)
+            content = marker.read_text().strip()
+            existing = (content if content.startswith("pid-") else "") or self._find_process_of(job.flow_run_id)
             if existing:
                 marker.write_text(existing)
                 return self._submission(existing, job.flow_run_id)
-            if time.time() - marker.stat().st_mtime < ABANDONED_MARKER_SECONDS:
-                # A control plane died between the marker and the spawn, or a spawn is under way.
+            if _spawner_alive(content) or (not content.startswith(SPAWNING) and
+                                           time.time() - marker.stat().st_mtime < ABANDONED_MARKER_SECONDS):
+                # A spawn is under way (its control plane lives), or a marker of an older release is fresh.
                 raise TransientPusherError("a submission of this run may be in progress; checking again") from None
-            fd = os.open(marker, os.O_WRONLY | os.O_TRUNC)
+            fd = os.open(marker, os.O_WRONLY | os.O_TRUNC)  # the control plane that made it died before spawning
+        os.write(fd, _spawning_mark().encode())
         with os.fdopen(fd, "w") as fh:
             try:
                 infra_id = self._spawn(job)
             except BaseException:
                 marker.unlink(missing_ok=True)  # nothing started: a later attempt may try again
                 raise
+            fh.seek(0)
+            fh.truncate()
             fh.write(infra_id)
         return self._submission(infra_id, job.flow_run_id)
 

@@ -145,3 +145,23 @@ def test_a_marker_left_by_a_dead_control_plane_never_starts_a_second_process(pus
     os.utime(pusher.dir / "run-11.submit", (old, old))
     started = pusher.submit(make_job("run-11", "pass", tmp_path))
     assert wait_for(pusher, started.infra_id, {InfraState.EXITED}).exit_code == 0
+
+
+def test_a_marker_of_a_control_plane_that_died_before_spawning_is_taken_over_at_once(pusher, tmp_path):
+    """The marker names the process spawning (pid and start time): a dead one's marker needs no ten-second wait,
+    a live one's (another thread spawning right now) is waited for."""
+    import subprocess
+
+    from pushpool.pushers.base import TransientPusherError
+    from pushpool.pushers.local import _process_start
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (pusher.dir / "run-12.submit").write_text(f"spawning:{gone.pid}:{_process_start(os.getpid())}")
+    started = pusher.submit(make_job("run-12", "pass", tmp_path))  # at once: its spawner is gone
+    assert wait_for(pusher, started.infra_id, {InfraState.EXITED}).exit_code == 0
+    (pusher.dir / "run-13.submit").write_text(f"spawning:{os.getpid()}:{_process_start(os.getpid())}")
+    with pytest.raises(TransientPusherError, match="in progress"):  # a live spawner: never a second process
+        pusher.submit(make_job("run-13", "pass", tmp_path))
+    (pusher.dir / "run-14.submit").write_text(f"spawning:{os.getpid()}:1")  # same pid, another process before
+    assert pusher.submit(make_job("run-14", "pass", tmp_path)).infra_id
