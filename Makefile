@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.flow_overhead --update-docs
 	$(BIN)/python -m tests.benchmarks.dashboard_pages --update-docs
 	$(BIN)/python -m tests.benchmarks.ecs_throttled --update-docs
+	$(BIN)/python -m tests.benchmarks.metrics_overhead --update-docs
 
 # Cold start of the Lambda control plane: handler import time, first-invocation build time, package size.
 bench-lambda: $(STAMP)

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from pushpool.control_plane import __doc__ as _doc
+from pushpool.control_plane import metrics_http
 from pushpool.control_plane.api import (
     automations,
     blocks,
@@ -92,12 +93,13 @@ def create_app(settings: Settings, store: Store, *, clock: Clock | None = None,
         app.router.routes.extend(router.routes)
     # the dashboard, last: no page path starts with /api
     for router in (pages.router, run_list.router, overview.router, catalog.router, pools.router,
-                   automation_pages.router):
+                   automation_pages.router, metrics_http.router):
         app.router.routes.extend(router.routes)
     app.add_middleware(FlushEvents, sink=app.state.ctx.events, outbound=app.state.ctx.outbound,
                        outbound_seconds=settings.outbound_timeout_seconds + 1)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, max_webhook_bytes=settings.max_webhook_body_bytes)
-    app.add_middleware(FailureBrake, per_minute=settings.failed_requests_per_minute)  # outermost: cheapest refusal
+    app.add_middleware(FailureBrake, per_minute=settings.failed_requests_per_minute)  # cheapest refusal
+    app.add_middleware(metrics_http.MeasureRequests, metrics=app.state.ctx.metrics)  # outermost: measures all
     return app
 
 

@@ -33,6 +33,8 @@ from typing import Any
 
 from pushpool.control_plane.clock import Clock
 from pushpool.control_plane.errors import ConfigurationError
+from pushpool.control_plane.log_format import adapt_handlers
+from pushpool.control_plane.metrics import measured
 from pushpool.control_plane.services.context import ServiceContext, build_context
 from pushpool.control_plane.services.dispatcher import Dispatcher, next_claimable_time
 from pushpool.control_plane.services.reconciler import Reconciler
@@ -90,8 +92,9 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None, pushers: Pu
                                  "keep a generated encryption key")
     # Host processes (local:push) never run on Lambda: the function's role credentials are in reach there.
     settings = settings.model_copy(update={"host_processes": "off"})
+    adapt_handlers(settings.log_format)
     store = open_store(settings)
-    ctx = build_context(settings, store, clock, pushers)
+    ctx = build_context(settings, store, clock, pushers, on_lambda=True)
     if settings.tick_function_name:
         ctx.wake_ticker = lambda_waker(settings.tick_function_name)
     return Runtime(ctx=ctx, dispatcher=Dispatcher(ctx), reconciler=Reconciler(ctx), sleep=sleep)
@@ -134,7 +137,10 @@ def api_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         # it implicitly (deprecated since Python 3.12, an error from 3.14).
         _thread_state.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(_thread_state.loop)
-    return runtime().asgi(event, context)
+    try:
+        return runtime().asgi(event, context)
+    finally:
+        flush_metrics(runtime().ctx.metrics)
 
 
 def tick_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -155,9 +161,12 @@ def run_tick(rt: Runtime, *, remaining_ms: Callable[[], int], wake: bool = False
     ]
     if not wake:
         steps.insert(0, ("scheduled", lambda: run_scheduler(ctx)))
+    passes = {"scheduled": "scheduler", "dispatched": "dispatcher", "reconciled": "reconciler",
+              "automations": "automations"}
     for name, step in steps:
         try:
-            summary[name] += step()
+            with measured(ctx.metrics, passes[name]):
+                summary[name] += step()
         except Exception as exc:  # one failing step must not stop the others
             log.exception("%s step failed", name)
             summary["errors"].append(f"{name}: {exc}")
@@ -181,7 +190,18 @@ def run_tick(rt: Runtime, *, remaining_ms: Callable[[], int], wake: bool = False
     if not wake:
         ctx.store.set_meta("last_tick", json.dumps(summary))
     log.info("tick %s", json.dumps(summary))
+    flush_metrics(ctx.metrics)
     return summary
+
+
+def flush_metrics(metrics: Any) -> None:
+    """On Lambda the invocation's measurements go into its log now (EMF), before the container may freeze."""
+    flush = getattr(metrics, "flush", None)
+    if flush is not None:
+        try:
+            flush()
+        except Exception:  # measuring never fails an invocation
+            log.exception("writing the invocation's metrics failed")
 
 
 def _event_services(ctx: Any) -> int:

@@ -3,7 +3,6 @@ in a thread."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 import uvicorn
@@ -11,6 +10,7 @@ import uvicorn
 from pushpool.control_plane.app import build_context, create_app
 from pushpool.control_plane.bootstrap import bootstrap
 from pushpool.control_plane.home import prepare_home
+from pushpool.control_plane.log_format import configure_logging
 from pushpool.control_plane.services.ticker import Ticker
 from pushpool.control_plane.settings import Settings
 from pushpool.control_plane.storage import open_store
@@ -22,7 +22,7 @@ def serve(settings: Settings, on_bootstrap: Callable[[str, str], None] | None = 
     """Run until interrupted. ``on_bootstrap(workspace, key)`` is called when a first key was created.
 
     ``pushers`` replaces the pusher registry (benchmarks use a recording pusher)."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level, settings.log_format)
     prepare_home(settings.home)
     store = open_store(settings)
     ctx = build_context(settings, store, pushers=pushers)

@@ -129,6 +129,15 @@ class Settings(BaseSettings):
     #: Time one scheduler pass may take; the rest waits for the next pass.
     scheduler_pass_budget_seconds: float = 10.0
 
+    # ------------------------------------------------------------------ observability (docs/observability.md)
+    #: ``auto`` (Prometheus at /metrics on the embedded server, CloudWatch EMF on Lambda), ``prometheus``,
+    #: ``emf`` or ``off``.
+    metrics: Literal["auto", "prometheus", "emf", "off"] = "auto"
+    #: A bearer token that lets a scraper on another host read /metrics (loopback callers need none).
+    metrics_token: str | None = None
+    #: The server's own log lines as ``text`` or as ``json`` (one object a line, with the ids it concerns).
+    log_format: Literal["text", "json"] = "text"
+
     @field_validator("host_hidden_paths", "host_env_passthrough", "outbound_allow", "webhook_dropped_headers",
                      mode="before")
     @classmethod

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pushpool.control_plane.clock import Clock, SystemClock
+from pushpool.control_plane.metrics import Metrics, metrics_for
 from pushpool.control_plane.services.crypto import BlockCipher, Cipher, load_or_create_key
 from pushpool.control_plane.services.events import EventSink
 from pushpool.control_plane.services.host_runs import host_run_policy
@@ -38,12 +39,14 @@ class ServiceContext:
     outbound: OutboundQueue = field(default_factory=OutboundQueue)
     #: The deployment a scheduler pass that ran out of budget did not reach: the next pass starts there.
     scheduler_resume_at: str | None = field(default=None, init=False)
+    #: What the control plane measures about itself (control_plane/metrics.py).
+    metrics: Metrics = field(default_factory=Metrics)
 
     def __post_init__(self) -> None:
         if self.events is None:
             from pushpool.control_plane.services.automations import AutomationEngine
 
-            self.events = EventSink(self.store, self.clock)
+            self.events = EventSink(self.store, self.clock, self.metrics)
             self.automations = AutomationEngine(self)
             self.events.listeners.append(self.automations)
 
@@ -72,9 +75,10 @@ def build_cipher(settings: Settings, store: Store) -> Cipher:
 
 
 def build_context(settings: Settings, store: Store, clock: Clock | None = None,
-                  pushers: PusherRegistry | None = None) -> ServiceContext:
+                  pushers: PusherRegistry | None = None, *, on_lambda: bool = False) -> ServiceContext:
     return ServiceContext(
         store=store, settings=settings, clock=clock or SystemClock(), cipher=build_cipher(settings, store),
         pushers=pushers or PusherRegistry(PusherContext(state_dir=settings.home, api_url=settings.api_url,
                                                         host_runs=host_run_policy(settings))),
+        metrics=metrics_for(settings.metrics, on_lambda=on_lambda),
     )

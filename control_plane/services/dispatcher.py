@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pushpool.control_plane.errors import InvalidInput, NotFound, PushpoolError
+from pushpool.control_plane.log_format import about
 from pushpool.control_plane.models import Deployment, FlowRun, FlowRunFilter, LateRunMode, StateType, WorkPool
 from pushpool.control_plane.services import keys
 from pushpool.control_plane.services.context import ServiceContext
@@ -169,7 +170,11 @@ def build_job(ctx: ServiceContext, run: FlowRun, pool: WorkPool, token: str,
 
 def submit_run(ctx: ServiceContext, run: FlowRun, cache: TickCache | None = None) -> FlowRun | None:
     """Submit one claimed run (this dispatcher holds its lease). Returns the run as recorded."""
-    cache = cache or TickCache(ctx)
+    with about(workspace_id=run.workspace_id, flow_run_id=run.id, pool_id=run.pool_id):
+        return _submit_run(ctx, run, cache or TickCache(ctx))
+
+
+def _submit_run(ctx: ServiceContext, run: FlowRun, cache: TickCache) -> FlowRun | None:
     pool = cache.pool(run)
     if pool is None:
         return try_set_state(ctx, run, StateType.CRASHED, "The run's work pool was deleted")
@@ -186,10 +191,13 @@ def submit_run(ctx: ServiceContext, run: FlowRun, cache: TickCache | None = None
                                 deadline + timedelta(seconds=ctx.settings.run_token_grace_seconds))
         submission = cache.pusher(pool).submit(job)
     except TransientPusherError as exc:
+        ctx.metrics.submission_failed(pool.type, "transient")
         return _defer(ctx, run, redact(str(exc)))
     except (PermanentPusherError, InvalidInput, NotFound) as exc:
+        ctx.metrics.submission_failed(pool.type, "permanent")
         return try_set_state(ctx, run, StateType.CRASHED, f"Submission to {pool.type} failed: {redact(str(exc))}")
     except Exception as exc:  # an unexpected error is retried a bounded number of times
+        ctx.metrics.submission_failed(pool.type, "unexpected")
         message = redact(f"{type(exc).__name__}: {exc}")
         log.error("unexpected error submitting flow run %s: %s\n%s", run.id, message,
                   "".join(traceback.format_tb(exc.__traceback__)))  # frames, not values: no secret in the log
@@ -201,6 +209,7 @@ def submit_run(ctx: ServiceContext, run: FlowRun, cache: TickCache | None = None
         expect={"state_type": StateType.PENDING, "infra_id": None},
     )
     if recorded is not None:
+        ctx.metrics.dispatched(pool.type, (now - run.scheduled_time).total_seconds())
         ctx.events.infrastructure(recorded, "submitted", pusher=pool.type, infra_id=submission.infra_id,
                                   console_url=submission.console_url)
     if recorded is None:
@@ -292,7 +301,19 @@ class Dispatcher:
         hand_over(retries)
         for future in pending:
             future.result()
+        if ctx.metrics.enabled:
+            self._measure_due(ctx)
         return handed
+
+    @staticmethod
+    def _measure_due(ctx: ServiceContext) -> None:
+        """The due runs left unclaimed after this pass, by pool type (a queue-depth gauge)."""
+        due: dict[str, int] = {}
+        now = ctx.clock.now()
+        for pool in ctx.store.list_all_work_pools():
+            due[pool.type] = due.get(pool.type, 0) + ctx.store.count_due_runs(pool.id, now)
+        for pool_type, count in due.items():
+            ctx.metrics.due_runs(pool_type, count)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)

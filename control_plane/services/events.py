@@ -54,8 +54,11 @@ def related(kind: str, id_: str, name: str | None = None, role: str | None = Non
 
 
 class EventSink:
-    def __init__(self, store: Any, clock: Clock) -> None:
-        self.store, self.clock = store, clock
+    def __init__(self, store: Any, clock: Clock, metrics: Any = None) -> None:
+        from pushpool.control_plane.metrics import Metrics
+
+        self.store, self.clock, self.metrics = store, clock, metrics or Metrics()
+        self._pool_types: dict[str, str] = {}
         self._pending: list[Event] = []
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
@@ -111,6 +114,7 @@ class EventSink:
                     log.exception("could not store %d events; %d kept in memory for the next flush", len(batch), kept)
                     break
                 flushed += batch
+                self.metrics.events(written=len(batch))
                 for listener in self.listeners:
                     try:
                         listener(batch)
@@ -125,6 +129,7 @@ class EventSink:
             held = batch + self._pending
             if len(held) > MAX_HELD:
                 log.error("dropping %d events: the store has refused writes for too long", len(held) - MAX_HELD)
+                self.metrics.events(dropped=len(held) - MAX_HELD)
                 held = held[:MAX_HELD]
             self._pending = held
             return len(held)
@@ -157,8 +162,13 @@ class EventSink:
             pool = self.store.get_work_pool_by_id(workspace_id, pool_id)
             if pool is None:
                 return None
-            self._pool_names[pool_id] = pool.name
+            self._pool_names[pool_id], self._pool_types[pool_id] = pool.name, pool.type
         return self._pool_names[pool_id]
+
+    def pool_type(self, workspace_id: str, pool_id: str) -> str:
+        """The pool's type (a metric label), ``unknown`` for a pool deleted meanwhile."""
+        self.pool_name(workspace_id, pool_id)
+        return self._pool_types.get(pool_id, "unknown")
 
     def run_related(self, run: FlowRun) -> list[dict[str, str]]:
         return [
@@ -171,6 +181,7 @@ class EventSink:
 
     def flow_run_state(self, run: FlowRun, previous: StateType | None) -> Event:
         state = run.state
+        self.metrics.state_changed(self.pool_type(run.workspace_id, run.pool_id), state.type.value)
         labels = {"pushpool.state-type": state.type.value, "pushpool.state-name": state.name}
         payload = {"intended": {"from": previous.value if previous else None, "to": state.type.value},
                    "validated_state": {"type": state.type.value, "name": state.name, "message": state.message},
@@ -193,6 +204,7 @@ class EventSink:
 
     def work_pool(self, pool: WorkPool, what: str) -> Event:
         self._pool_names.pop(pool.id, None)
+        self._pool_types.pop(pool.id, None)
         return self.emit(pool.workspace_id, f"pushpool.work-pool.{what}",
                          resource("work-pool", pool.id, pool.name, **{"pushpool.work-pool.type": pool.type}),
                          payload={"paused": pool.paused})

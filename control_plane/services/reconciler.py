@@ -14,6 +14,8 @@ from collections import defaultdict
 from datetime import timedelta
 
 from pushpool.control_plane.errors import PushpoolError
+from pushpool.control_plane.log_format import about
+from pushpool.control_plane.metrics import crash_reason
 from pushpool.control_plane.models import FlowRun, StateType, WorkPool
 from pushpool.control_plane.services.context import ServiceContext
 from pushpool.control_plane.services.flow_runs import try_set_state
@@ -62,7 +64,8 @@ class Reconciler:
                 status = statuses.get(run.infra_id or "")
                 if status is not None:
                     try:
-                        self._reconcile(pusher, run, status, pool)
+                        with about(workspace_id=run.workspace_id, flow_run_id=run.id, pool_id=run.pool_id):
+                            self._reconcile(pusher, run, status, pool)
                     except Exception as exc:  # noqa: BLE001 - nor one run's
                         log.warning("reconciling flow run %s failed: %s", run.id, exc,
                                     exc_info=not isinstance(exc, PushpoolError))
@@ -86,6 +89,8 @@ class Reconciler:
             return
         if status.finished:
             reason = crash_message(status)
+            ctx.metrics.crashed(pool.type, crash_reason(status.exit_code, status.reason,
+                                                        missing=status.state is InfraState.MISSING))
             if self._retry_after_crash(pusher, run, pool, reason):
                 return
             if try_set_state(ctx, run, StateType.CRASHED, reason) is not None:
@@ -94,6 +99,7 @@ class Reconciler:
         if run.deadline is not None and ctx.clock.now() > run.deadline:
             runtime = int((run.deadline - (run.submitted_at or run.deadline)).total_seconds())
             pusher.cancel(infra_id)
+            ctx.metrics.crashed(pool.type, "max_runtime")
             try_set_state(ctx, run, StateType.CRASHED,
                           f"Exceeded the maximum runtime ({runtime}s); the infrastructure was stopped")
 

@@ -37,7 +37,9 @@ def store_lines(ctx: ServiceContext, run: FlowRun, seq: int, lines: list[LogLine
     cap = ctx.settings.max_log_bytes_per_flow_run
     chunk = LogChunk.model_construct(flow_run_id=run.id, seq=seq, received=now, lines=lines)
     if ctx.store.append_log_chunk(chunk, size=chunk_size(lines), max_bytes=cap, keep_until=keep_until):
-        return {"accepted": chunk.line_count(), "truncated": False}
+        accepted = chunk.line_count()
+        ctx.metrics.log_lines(accepted)
+        return {"accepted": accepted, "truncated": False}
     notice = LogLine(timestamp=now, level=30, logger="pushpool", message=(
         f"[pushpool] log truncated: flow run {run.name!r} sent more than {cap} bytes of log lines, the most one run "
         "may keep (PUSHPOOL_MAX_LOG_BYTES_PER_FLOW_RUN); later lines were dropped"))

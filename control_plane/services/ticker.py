@@ -14,6 +14,7 @@ import threading
 import time
 from datetime import timedelta
 
+from pushpool.control_plane.metrics import measured
 from pushpool.control_plane.services.automations import run_event_services
 from pushpool.control_plane.services.context import ServiceContext
 from pushpool.control_plane.services.dispatcher import Dispatcher, next_claimable_time
@@ -56,7 +57,8 @@ class Ticker:
     def _schedule_pass(self) -> int:
         self._last_schedule = time.monotonic()
         try:
-            return run_scheduler(self.ctx, stop=self._stop.is_set)
+            with measured(self.ctx.metrics, "scheduler"):
+                return run_scheduler(self.ctx, stop=self._stop.is_set)
         except Exception:
             log.exception("scheduler step failed")
             return 0
@@ -68,7 +70,8 @@ class Ticker:
             ("automations", run_event_services),
         ):
             try:
-                step(self.ctx)
+                with measured(self.ctx.metrics, name):
+                    step(self.ctx)
             except Exception:
                 log.exception("%s step failed", name)
 

@@ -321,6 +321,11 @@ class Store(Protocol):
         """SCHEDULED runs (any workspace) scheduled before ``before``, oldest first."""
         ...
 
+    def count_due_runs(self, pool_id: str, now: datetime, at_most: int = 1000) -> int:
+        """How many of the pool's SCHEDULED runs are due at ``now`` (counting at most ``at_most``): a metric's
+        queue depth, read once a dispatch pass."""
+        ...
+
     def earliest_scheduled_time(self, pool_id: str, after: datetime, before: datetime) -> datetime | None:
         """The earliest scheduled time of the pool's SCHEDULED runs in ``(after, before]`` (the next to wake for)."""
         ...

@@ -485,6 +485,14 @@ class DynamoRunsMixin:
         return sorted(found, key=lambda r: (r.scheduled_time, r.id))[:limit]
 
     # ------------------------------------------------------------------ run tokens
+    def count_due_runs(self, pool_id: str, now: datetime, at_most: int = 1000) -> int:
+        count = 0
+        for _ in self._index("due", f"DUE#{pool_id}", _LOWEST, ts(now) + HIGH, page_size=min(at_most, 1000)):
+            count += 1
+            if count >= at_most:
+                break
+        return count
+
     def earliest_scheduled_time(self, pool_id: str, after: datetime, before: datetime) -> datetime | None:
         first = next(iter(self._index("due", f"DUE#{pool_id}", ts(after) + HIGH, ts(before) + HIGH, page_size=1)),
                      None)

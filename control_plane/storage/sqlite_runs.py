@@ -334,6 +334,11 @@ class SqliteRunsMixin:
         return [FlowRun.model_validate_json(r["doc"]) for r in rows]
 
     # ------------------------------------------------------------------ run tokens
+    def count_due_runs(self, pool_id: str, now: datetime, at_most: int = 1000) -> int:
+        return self._conn().execute(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM flow_runs WHERE pool_id = ? AND state_type = 'SCHEDULED' "
+            "AND scheduled_time <= ? LIMIT ?)", (pool_id, ts(now), at_most)).fetchone()[0]
+
     def earliest_scheduled_time(self, pool_id: str, after: datetime, before: datetime) -> datetime | None:
         row = self._conn().execute(
             "SELECT MIN(scheduled_time) FROM flow_runs WHERE pool_id = ? AND state_type = 'SCHEDULED' "

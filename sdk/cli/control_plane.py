@@ -48,6 +48,11 @@ def deploy(
                                         help="A package zip built earlier (skips the build)."),
     profile_name: str | None = typer.Option(None, "--profile-name",
                                             help="pushpool profile to write (default: the stack name)."),
+    alarm_topic: str | None = typer.Option(None, "--alarm-topic",
+                                           help="SNS topic ARN the stack's alarms notify (docs/observability.md)."),
+    lateness_alarm_seconds: int | None = typer.Option(None, "--lateness-alarm-seconds", min=1,
+                                                      help="Alarm when the p99 dispatch lateness is above this "
+                                                           "(default 60)."),
     yes: bool = YesOption,
     output: Output = OutputOption,
 ) -> None:
@@ -87,7 +92,9 @@ def deploy(
         console.print(f"Package {built.path.name}: {built.zipped_bytes / 2**20:.1f} MB zipped, "
                       f"{built.unzipped_bytes / 2**20:.1f} MB unzipped (limits 50 / 250 MB)")
     with console.status(f"Deploying stack {stack_name} (CloudFormation; a first creation takes a few minutes) ..."):
-        info = stack.deploy(built, _say(output))
+        parameters = {k: str(v) for k, v in {"AlarmTopicArn": alarm_topic,
+                                               "LatenessAlarmSeconds": lateness_alarm_seconds}.items() if v}
+        info = stack.deploy(built, _say(output), parameters)
     created = bootstrap_owner(info, stack.session)
     name = profile_name or stack_name
     values: dict[str, Any] = {"PUSHPOOL_API_URL": info.api_url}

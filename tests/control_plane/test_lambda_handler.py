@@ -83,6 +83,12 @@ def test_the_stack_has_what_the_template_promises(stack, aws):
     logs = aws.client("logs").describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{STACK}-")["logGroups"]
     assert {g["logGroupName"]: g.get("retentionInDays") for g in logs} == {
         f"/aws/lambda/{STACK}-api": 30, f"/aws/lambda/{STACK}-tick": 30}
+    alarms = {a["AlarmName"]: a for a in aws.client("cloudwatch").describe_alarms()["MetricAlarms"]}
+    lateness, errors = alarms[f"{STACK}-dispatch-lateness"], alarms[f"{STACK}-tick-errors"]
+    assert (lateness["Namespace"], lateness["MetricName"], lateness["ExtendedStatistic"], lateness["Threshold"]) == (
+        "pushpool", "DispatchLateness", "p99", 60)  # the EMF metrics the functions write (control_plane/metrics.py)
+    assert (errors["MetricName"], errors["Statistic"], errors["Threshold"]) == ("TickErrors", "Sum", 0)
+    assert lateness["AlarmActions"] == [] and errors["AlarmActions"] == []  # no topic given: nobody is paged
 
 
 def test_bootstrap_happens_once(stack):
@@ -324,3 +330,35 @@ def test_the_dashboard_signs_in_and_lists_runs_through_the_function_url(stack, l
         token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
         assert browser.post(f"/w/{workspace}/runs/{run['id']}/cancel", data={"csrf": token}).status_code == 303
     assert client.read_flow_run(run["id"])["state"]["type"] in ("CANCELLED", "CANCELLING")
+
+
+def test_a_tick_writes_its_measurements_as_cloudwatch_emf_lines(stack, lambda_env, tmp_path, capsys):
+    """Issue 27: on Lambda the same measurements as /metrics go into the function's log in the Embedded Metric
+    Format (no CloudWatch API call): CloudWatch reads the _aws block's metric definitions and the values."""
+    workspace, key = bootstrap_owner(stack)
+    pusher = RecordingPusher()
+    lambda_handler._runtime = lambda_handler.build_runtime(
+        Settings(), pushers=recording_registry(pusher, tmp_path, lambda_env.url))
+    client = PushpoolClient(api_url=lambda_env.url, api_key=key, workspace=workspace)
+    client.create_work_pool("fast", "fake:push")
+    dep = client.apply_deployment(flow_name="f", name="d", entrypoint="f.py:f", work_pool_name="fast")
+    client.create_flow_run(dep["id"])
+    capsys.readouterr()
+    lambda_handler.tick_handler(SCHEDULE_EVENT, LambdaContext(f"{STACK}-tick", timeout_seconds=75))
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    by_metric: dict[str, list[dict]] = {}
+    for document in documents:
+        [directive] = document["_aws"]["CloudWatchMetrics"]
+        assert directive["Namespace"] == "pushpool" and isinstance(document["_aws"]["Timestamp"], int)
+        [metric] = directive["Metrics"]
+        for dimension in directive["Dimensions"][0]:  # every dimension is a member of the document
+            assert isinstance(document[dimension], str)
+        by_metric.setdefault(metric["Name"], []).append(document)
+    passes = {d["Pass"] for d in by_metric["TickPassDuration"]}
+    assert passes == {"scheduler", "dispatcher", "reconciler", "automations"}
+    lateness = [d for d in by_metric["DispatchLateness"] if "PoolType" not in d]  # what the alarm reads
+    assert len(lateness) == 1 and lateness[0]["DispatchLateness"] >= 0
+    assert {d["State"] for d in by_metric["FlowRunTransitions"]} >= {"PENDING"}
+    assert all(d["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"] == "Seconds"
+               for d in by_metric["TickPassDuration"])
+    assert "TickErrors" not in by_metric

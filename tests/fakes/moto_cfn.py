@@ -1,9 +1,10 @@
-"""Two resource types moto's CloudFormation lacks, so ``infra/pushpool.yaml`` deploys into it unchanged.
+"""Three resource types moto's CloudFormation lacks, so ``infra/pushpool.yaml`` deploys into it unchanged.
 
 * ``AWS::Lambda::Url`` — backed by moto's own Lambda function URL config (the
   ``FunctionUrl`` attribute is what the stack outputs as the API URL).
 * ``AWS::Scheduler::Schedule`` — backed by moto's EventBridge Scheduler (schedules
   never fire there; tests invoke the tick handler with the schedule's own input).
+* ``AWS::CloudWatch::Alarm`` — backed by moto's CloudWatch ``PutMetricAlarm`` (its own checks apply).
 
 Registered once per process by :func:`register`; moto discovers CloudFormation
 models as subclasses of ``CloudFormationModel``.
@@ -107,6 +108,44 @@ class Schedule(CloudFormationModel):
         from moto.scheduler.models import scheduler_backends
 
         scheduler_backends[account_id][region_name].delete_schedule(None, self.name)
+
+
+class MetricAlarm(CloudFormationModel):
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return "AlarmName"
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::CloudWatch::Alarm"
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.name
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name: str, cloudformation_json: dict[str, Any],  # type: ignore[override]
+                                        account_id: str, region_name: str, **kwargs: Any) -> MetricAlarm:
+        from moto.cloudwatch.models import cloudwatch_backends
+
+        props = cloudformation_json["Properties"]
+        name = props.get("AlarmName") or resource_name
+        cloudwatch_backends[account_id][region_name].put_metric_alarm(
+            name=name, namespace=props["Namespace"], metric_name=props["MetricName"],
+            comparison_operator=props["ComparisonOperator"], evaluation_periods=int(props["EvaluationPeriods"]),
+            period=int(props["Period"]), threshold=float(props["Threshold"]), statistic=props.get("Statistic"),
+            extended_statistic=props.get("ExtendedStatistic"), description=props.get("AlarmDescription", ""),
+            dimensions=props.get("Dimensions") or [], alarm_actions=props.get("AlarmActions") or [],
+            ok_actions=props.get("OKActions") or [], treat_missing_data=props.get("TreatMissingData"))
+        return cls(name)
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        from moto.cloudwatch.models import cloudwatch_backends
+
+        cloudwatch_backends[account_id][region_name].delete_alarms([self.name])
 
 
 def placeholder_package(directory: Path) -> LambdaPackage:

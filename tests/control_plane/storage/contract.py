@@ -479,3 +479,17 @@ class StoreContract:
         assert store.earliest_scheduled_time(pool.id, T0, T0 + timedelta(minutes=1)) == T0 + timedelta(seconds=20)
         assert store.earliest_scheduled_time(pool.id, T0 - timedelta(seconds=1), T0) == T0
         assert store.earliest_scheduled_time(pool.id, T0 + timedelta(seconds=40), T0 + timedelta(hours=1)) is None
+
+    def test_due_runs_are_counted_per_pool_up_to_a_bound(self, world):
+        pool, queue = world.pool()
+        other, other_queue = world.pool("other")
+        dep, elsewhere = world.deployment(pool, queue), world.deployment(other, other_queue, "elsewhere")
+        for seconds in (-30, -20, -10, 0, 60):
+            world.run(dep, T0 + timedelta(seconds=seconds))
+        world.run(elsewhere, T0)
+        started = world.run(dep, T0 - timedelta(minutes=5))
+        world.store.set_flow_run_state(started.id, state(StateType.RUNNING))  # not waiting any more
+        store = world.store
+        assert store.count_due_runs(pool.id, T0) == 4
+        assert store.count_due_runs(pool.id, T0, at_most=2) == 2
+        assert store.count_due_runs(other.id, T0 - timedelta(seconds=1)) == 0
