@@ -32,6 +32,7 @@ from pushpool.pushers.base import (
     PusherContext,
     PusherError,
     Submission,
+    ThrottledPusherError,
     TransientPusherError,
     classify_exit_code,
     job_image,
@@ -122,6 +123,8 @@ def translate(exc: BaseException, action: str) -> PusherError:
     if error_code in ("ContainerGroupQuotaReached", "ServiceUnavailable") or "quota" in error_code.lower():
         return TransientPusherError(f"{text}: waiting for Azure Container Instances capacity (about 100 creates "
                                     "per 5 minutes per region)")
+    if code == 429:
+        return ThrottledPusherError(text)
     if (isinstance(code, int) and code in TRANSIENT_CODES) or type(exc).__name__ in ("ServiceRequestError",
                                                                                        "TimeoutError"):
         return TransientPusherError(text)

@@ -11,13 +11,15 @@ import threading
 import time
 from typing import Any
 
-from pushpool.pushers.base import PermanentPusherError, TransientPusherError
+from pushpool.pushers.base import PermanentPusherError, ThrottledPusherError, TransientPusherError
 
 TRANSIENT_CODES = frozenset({
     "ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded", "RequestThrottled",
     "ServiceUnavailable", "ServiceUnavailableException", "InternalFailure", "InternalError", "ServerException",
     "RequestTimeout", "RequestTimeoutException", "SlowDown", "LimitExceededException",
 })
+THROTTLING_CODES = frozenset({"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded",
+                              "RequestThrottled", "SlowDown"})
 ACCESS_CODES = frozenset({
     "AccessDeniedException", "AccessDenied", "UnauthorizedOperation", "UnrecognizedClientException",
     "InvalidClientTokenId", "ExpiredTokenException", "AuthFailure",
@@ -118,6 +120,8 @@ def translate(exc: BaseException, action: str, hint: str = "") -> Exception:
                                     "(pushpool work-pool provision-infra creates one)")
     if isinstance(exc, NoRegionError):
         return PermanentPusherError(f"{action}: no AWS region; set the 'region' job variable")
+    if code in THROTTLING_CODES:
+        return ThrottledPusherError(f"{action}: {code}: {message}")
     if isinstance(exc, ConnectionError) or code in TRANSIENT_CODES:
         return TransientPusherError(f"{action}: {code or type(exc).__name__}: {message}")
     if code in ACCESS_CODES:

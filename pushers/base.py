@@ -32,6 +32,10 @@ class TransientPusherError(PusherError):
     """Throttling, capacity, 5xx: worth retrying with backoff."""
 
 
+class ThrottledPusherError(TransientPusherError):
+    """The cloud said: too many requests (a transient error of its own kind, so metrics can tell it apart)."""
+
+
 class PermanentPusherError(PusherError):
     """Retrying will not help (missing cluster, access denied, bad image): the message says what to fix."""
 

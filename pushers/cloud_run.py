@@ -36,6 +36,7 @@ from pushpool.pushers.base import (
     PusherContext,
     PusherError,
     Submission,
+    ThrottledPusherError,
     TransientPusherError,
     classify_exit_code,
     job_image,
@@ -97,6 +98,8 @@ def translate(exc: BaseException, action: str) -> PusherError:
     code = getattr(exc, "code", None)
     message = " ".join(str(getattr(exc, "message", None) or exc).split())
     text = f"run.googleapis.com {action} failed ({code or type(exc).__name__}: {message})"
+    if code == 429:
+        return ThrottledPusherError(text)
     if isinstance(code, int) and code in TRANSIENT_CODES or type(exc).__name__ in ("TimeoutError", "RetryError"):
         return TransientPusherError(text)
     if "amd64" in message:

@@ -29,7 +29,14 @@ from pushpool.control_plane.services.flow_runs import try_set_state
 from pushpool.control_plane.services.host_runs import blocks_allowed, is_host_pool
 from pushpool.control_plane.services.pool_pushers import BlockResolver, block_resolver, pusher_for
 from pushpool.control_plane.services.templating import render_job_configuration
-from pushpool.pushers.base import MAX_RUNTIME_SECONDS, Job, PermanentPusherError, Pusher, TransientPusherError
+from pushpool.pushers.base import (
+    MAX_RUNTIME_SECONDS,
+    Job,
+    PermanentPusherError,
+    Pusher,
+    ThrottledPusherError,
+    TransientPusherError,
+)
 
 log = logging.getLogger("pushpool.dispatcher")
 
@@ -191,7 +198,8 @@ def _submit_run(ctx: ServiceContext, run: FlowRun, cache: TickCache) -> FlowRun 
                                 deadline + timedelta(seconds=ctx.settings.run_token_grace_seconds))
         submission = cache.pusher(pool).submit(job)
     except TransientPusherError as exc:
-        ctx.metrics.submission_failed(pool.type, "transient")
+        kind = "throttled" if isinstance(exc, ThrottledPusherError) else "transient"
+        ctx.metrics.submission_failed(pool.type, kind)
         return _defer(ctx, run, redact(str(exc)))
     except (PermanentPusherError, InvalidInput, NotFound) as exc:
         ctx.metrics.submission_failed(pool.type, "permanent")

@@ -143,3 +143,23 @@ def test_the_grafana_dashboard_reads_only_metrics_that_exist():
             for target in panel["targets"] for name in re.findall(r"pushpool_[a-z_]+", target["expr"])}
     known = {metric.name for metric in PrometheusMetrics().registry.collect()}
     assert used and used <= known, used - known
+
+
+def test_a_throttled_submission_is_counted_as_throttled(api, ctx, fake_pusher, monkeypatch):
+    from pushpool.control_plane.metrics import PrometheusMetrics
+    from pushpool.control_plane.services.dispatcher import Dispatcher
+    from pushpool.pushers.base import ThrottledPusherError
+
+    ctx.metrics = ctx.events.metrics = PrometheusMetrics()
+    api.pool()
+    api.run(api.deployment()["id"])
+
+    def submit(job):
+        raise ThrottledPusherError("ecs:RunTask: ThrottlingException: Rate exceeded")
+
+    monkeypatch.setattr(fake_pusher, "submit", submit)
+    dispatcher = Dispatcher(ctx)
+    dispatcher.run_once()
+    dispatcher.close()
+    body = ctx.metrics.exposition()[0].decode()
+    assert 'pushpool_submission_errors_total{kind="throttled",pool_type="fake:push"} 1.0' in body
