@@ -206,7 +206,8 @@ def test_the_api_wakes_the_tick_with_an_asynchronous_invoke(stack, lambda_withou
     assert json.loads(call["body"]) == {"source": lambda_handler.WAKE_SOURCE, "reason": "flow run created"}
 
 
-def test_a_wake_up_tick_dispatches_without_scheduling_or_recording(stack, lambda_env, tmp_path):
+def a_run_due_now(stack, lambda_env, tmp_path) -> tuple[RecordingPusher, dict, PushpoolClient]:
+    """A runtime whose ``fake:push`` pool records submissions, a run of it due now, and the owner's client."""
     workspace, key = bootstrap_owner(stack)
     pusher = RecordingPusher()
     lambda_handler._runtime = lambda_handler.build_runtime(
@@ -214,7 +215,11 @@ def test_a_wake_up_tick_dispatches_without_scheduling_or_recording(stack, lambda
     client = PushpoolClient(api_url=lambda_env.url, api_key=key, workspace=workspace)
     client.create_work_pool("fast", "fake:push")
     dep = client.apply_deployment(flow_name="f", name="d", entrypoint="f.py:f", work_pool_name="fast")
-    run = client.create_flow_run(dep["id"])
+    return pusher, client.create_flow_run(dep["id"]), client
+
+
+def test_a_wake_up_tick_dispatches_without_scheduling_or_recording(stack, lambda_env, tmp_path):
+    pusher, run, client = a_run_due_now(stack, lambda_env, tmp_path)
     summary = lambda_handler.tick_handler({"source": lambda_handler.WAKE_SOURCE, "reason": "flow run created"},
                                           LambdaContext(f"{STACK}-tick"))
     assert summary["kind"] == "wake" and summary["dispatched"] == 1
@@ -335,14 +340,7 @@ def test_the_dashboard_signs_in_and_lists_runs_through_the_function_url(stack, l
 def test_a_tick_writes_its_measurements_as_cloudwatch_emf_lines(stack, lambda_env, tmp_path, capsys):
     """Issue 27: on Lambda the same measurements as /metrics go into the function's log in the Embedded Metric
     Format (no CloudWatch API call): CloudWatch reads the _aws block's metric definitions and the values."""
-    workspace, key = bootstrap_owner(stack)
-    pusher = RecordingPusher()
-    lambda_handler._runtime = lambda_handler.build_runtime(
-        Settings(), pushers=recording_registry(pusher, tmp_path, lambda_env.url))
-    client = PushpoolClient(api_url=lambda_env.url, api_key=key, workspace=workspace)
-    client.create_work_pool("fast", "fake:push")
-    dep = client.apply_deployment(flow_name="f", name="d", entrypoint="f.py:f", work_pool_name="fast")
-    client.create_flow_run(dep["id"])
+    a_run_due_now(stack, lambda_env, tmp_path)
     capsys.readouterr()
     lambda_handler.tick_handler(SCHEDULE_EVENT, LambdaContext(f"{STACK}-tick", timeout_seconds=75))
     documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
