@@ -39,38 +39,28 @@ MAX_PARTIAL_CHARS = MAX_LOG_LINE_CHARS
 OnText = Callable[[str, str, float], None]  # (stream, lines joined by "\n", epoch seconds)
 
 
-class CapturedDescriptor:
-    """One descriptor (1 or 2) pointed at a pipe whose reader writes through and sends lines on."""
+class LineCutter:
+    """Cuts what one stream writes into the lines the shipper sends: complete lines go on at once (many joined by
+    newlines), an unfinished line waits for its end — or for ``flush_partial()``, or until it is
+    ``MAX_PARTIAL_CHARS`` long, when whole pieces of it go."""
 
-    def __init__(self, fd: int, stream: str, on_text: OnText) -> None:
-        self.fd, self.stream, self._on_text = fd, stream, on_text
-        self.saved = os.dup(fd)
-        read_end, write_end = os.pipe()
-        self._pipe_bytes = 65_536  # Linux's default
-        with contextlib.suppress(OSError, AttributeError, ImportError):
-            import fcntl
-
-            self._pipe_bytes = fcntl.fcntl(write_end, _F_SETPIPE_SZ, PIPE_BYTES)
-        os.dup2(write_end, fd)
-        os.close(write_end)
-        os.set_blocking(read_end, False)
-        self._read_end = read_end
-        self._lock = threading.Lock()
+    def __init__(self, stream: str, on_text: OnText) -> None:
+        self.stream, self._on_text = stream, on_text
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._partial = ""
         self._broken = False
-        self._thread = threading.Thread(target=self._read, name=f"pushpool-{stream}-capture", daemon=True)
-        self._thread.start()
 
-    def _write_through(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[os.write(self.saved, view):]
-            except InterruptedError:
-                continue
-            except OSError:  # where the output went is gone: it still reaches the control plane
-                return
+    def feed(self, data: bytes) -> None:
+        self._take(self._decoder.decode(data))
+
+    def flush_partial(self) -> None:
+        """Send an unfinished line as it is (it waited long enough)."""
+        if self._partial:
+            self._take("", everything=True)
+
+    def finish(self) -> None:
+        """The stream has ended: send everything kept."""
+        self._take(self._decoder.decode(b"", final=True), everything=True)
 
     def _take(self, text: str, *, everything: bool = False) -> None:
         """Send the complete lines of what arrived; keep an unfinished line (or ``everything``: send it too)."""
@@ -95,6 +85,49 @@ class CapturedDescriptor:
         self._partial = text[end + 1:]
         self._on_text(self.stream, text[:end], time.time())
 
+
+def large_pipe() -> tuple[int, int, int]:
+    """A pipe (read end, write end) made as large as Linux allows us, and its size in bytes."""
+    read_end, write_end = os.pipe()
+    size = 65_536  # Linux's default
+    with contextlib.suppress(OSError, AttributeError, ImportError):
+        import fcntl
+
+        size = fcntl.fcntl(write_end, _F_SETPIPE_SZ, PIPE_BYTES)
+    return read_end, write_end, size
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write ``data`` to ``fd`` whole; where the output went may be gone (it still reaches the control plane)."""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view):]
+        except InterruptedError:
+            continue
+        except OSError:
+            return
+
+
+class CapturedDescriptor:
+    """One descriptor (1 or 2) pointed at a pipe whose reader writes through and sends lines on."""
+
+    def __init__(self, fd: int, stream: str, on_text: OnText) -> None:
+        self.fd, self.stream = fd, stream
+        self.saved = os.dup(fd)
+        read_end, write_end, self._pipe_bytes = large_pipe()
+        os.dup2(write_end, fd)
+        os.close(write_end)
+        os.set_blocking(read_end, False)
+        self._read_end = read_end
+        self._lock = threading.Lock()
+        self._lines = LineCutter(stream, on_text)
+        self._thread = threading.Thread(target=self._read, name=f"pushpool-{stream}-capture", daemon=True)
+        self._thread.start()
+
+    def _write_through(self, data: bytes) -> None:
+        write_all(self.saved, data)
+
     def _read(self) -> None:
         while True:
             try:
@@ -105,8 +138,7 @@ class CapturedDescriptor:
                 break
             with self._lock:
                 if not ready:
-                    if self._partial:
-                        self._take("", everything=True)
+                    self._lines.flush_partial()
                     continue
                 read = self._drain()
             if read < 0:
@@ -114,7 +146,7 @@ class CapturedDescriptor:
             if read < self._pipe_bytes // 2:
                 time.sleep(GATHER_SECONDS)
         with self._lock:
-            self._take(self._decoder.decode(b"", final=True), everything=True)
+            self._lines.finish()
             with contextlib.suppress(OSError):
                 os.close(self._read_end)
             self._read_end = -1
@@ -133,7 +165,7 @@ class CapturedDescriptor:
                 return -1
             total += len(data)
             self._write_through(data)
-            self._take(self._decoder.decode(data))
+            self._lines.feed(data)
             if len(data) < READ_BYTES:
                 return total
 
@@ -152,7 +184,7 @@ class CapturedDescriptor:
         os.close(self.saved)
 
 
-def _flush_python_streams() -> None:
+def flush_python_streams() -> None:
     for python_stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             python_stream.flush()
@@ -168,7 +200,7 @@ class Capture:
 
     def catch_up(self) -> None:
         """Send on everything written so far (before a record of the run logger, so the order holds)."""
-        _flush_python_streams()
+        flush_python_streams()
         for stream in self.streams:
             stream.catch_up()
 
@@ -178,7 +210,7 @@ def captured_output(on_text: OnText, *, restore_timeout: float = 2.0) -> Iterato
     """Capture descriptors 1 and 2 while the block runs. Without usable descriptors (an embedding that closed
     them), nothing is captured."""
     streams: list[CapturedDescriptor] = []
-    _flush_python_streams()
+    flush_python_streams()
     try:
         for fd, name in ((1, "stdout"), (2, "stderr")):
             streams.append(CapturedDescriptor(fd, name, on_text))
@@ -192,7 +224,7 @@ def captured_output(on_text: OnText, *, restore_timeout: float = 2.0) -> Iterato
     try:
         yield Capture(real_stderr, streams)
     finally:
-        _flush_python_streams()
+        flush_python_streams()
         real_stderr.close()  # leaves the descriptor open (closefd=False): restore() closes it
         deadline = time.monotonic() + restore_timeout
         for stream in streams:

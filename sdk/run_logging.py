@@ -2,8 +2,9 @@
 
 Inside a deployment's run, the runner sends every line to the control plane (``pushpool
 flow-run logs`` reads them from anywhere) while still writing it where it went before (the
-container's log, which the cloud keeps): stdout and stderr are captured at the descriptors
-(:mod:`pushpool.output_capture`), the run logger's records as records. ``get_run_logger()``
+container's log, which the cloud keeps): stdout and stderr are captured at the descriptors by
+a relay process beside the runner (:mod:`pushpool.log_relay`; in the flow's own process,
+:mod:`pushpool.output_capture`, when the relay cannot run), the run logger's records as records. ``get_run_logger()``
 logs through the ``pushpool.run`` logger, named after the flow or task run; ``log_prints=True``
 (on a flow or a task, or ``PUSHPOOL_LOG_PRINTS=true`` in the run's environment) turns that
 code's ``print()`` calls into INFO records of that logger.
@@ -16,12 +17,14 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Protocol, TextIO
 
 from pushpool.context import current_flow_run, current_task_run
 from pushpool.control_plane.models import MAX_LOG_LINE_CHARS, line_pieces
+from pushpool.log_relay import LogRelay, RelayTarget, RelayUnavailable
 from pushpool.output_capture import captured_output
 
 RUN_LOGGER_NAME = "pushpool.run"
@@ -71,9 +74,9 @@ def get_run_logger() -> logging.LoggerAdapter:
 class ShippingHandler(logging.Handler):
     """Sends each record of the run logger to the log shipper."""
 
-    def __init__(self, emit_line: Any, before: Any = None) -> None:
+    def __init__(self, emit_line: Callable[[dict[str, Any]], None]) -> None:
         super().__init__(logging.NOTSET)
-        self._emit_line, self._before = emit_line, before
+        self._emit_line = emit_line
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -82,8 +85,6 @@ class ShippingHandler(logging.Handler):
                 message += "\n" + logging.Formatter().formatException(record.exc_info)
         except Exception:  # a record that cannot be formatted must not break the flow
             message = str(record.msg)
-        if self._before is not None:
-            self._before()
         for piece in line_pieces(message):
             self._emit_line({"timestamp": time.time(), "level": record.levelno, "message": piece, "stream": "log",
                              "logger": getattr(record, "run_name", None) or record.name,
@@ -112,7 +113,7 @@ def enable_log_prints() -> None:
 
 
 class LogSink(Protocol):
-    """Where the runner sends what it captured: the log shipper (:class:`pushpool.reporting.LogShipper`)."""
+    """Where captured output goes in this process: the log shipper (:class:`pushpool.reporting.LogShipper`)."""
 
     diagnostics: TextIO
 
@@ -121,24 +122,72 @@ class LogSink(Protocol):
     def emit_text(self, stream: str, text: str, timestamp: float) -> None: ...
 
 
+def in_process_shipper(target: RelayTarget) -> Any:
+    """A log shipper in this process, for when the relay cannot run."""
+    from pushpool.client import PushpoolClient
+    from pushpool.reporting import LogShipper, log_sender
+
+    client = PushpoolClient(target.api_url, target.api_key, workspace=target.workspace, retries=2)
+    return LogShipper(log_sender(client, target.run_id), close_timeout=target.close_timeout, on_close=client.close)
+
+
+@dataclass
+class RelayedLogs:
+    """For the runner: its log relay (started early) and where the relay ships to."""
+
+    relay: LogRelay
+    target: RelayTarget
+
+
 @contextmanager
-def shipping_logs(sink: LogSink) -> Iterator[None]:
-    """For the runner: capture descriptors 1 and 2, and ship the run logger's records, while the block runs."""
+def shipping_logs(sink: LogSink | RelayedLogs) -> Iterator[None]:
+    """For the runner: capture descriptors 1 and 2, and ship the run logger's records, while the block runs —
+    through the relay process when one is given (and it starts), else in this process through ``sink``."""
     logger = get_run_logger().logger
-    saved_print, saved_diagnostics = builtins.print, sink.diagnostics
+    saved_print = builtins.print
     consoles = [h for h in logger.handlers if isinstance(h, logging.StreamHandler) and h.stream is _console_stream()]
-    with captured_output(sink.emit_text) as capture:
-        real_stderr = capture.real_stderr
-        handler = ShippingHandler(sink.emit, before=capture.catch_up)  # what was printed before goes first
+    with _captured(sink) as (real_stderr, emit_record):
+        handler = ShippingHandler(emit_record)
         for console in consoles:  # the console copy of a record goes where the container's log is, not shipped twice
             console.setStream(real_stderr)
-        sink.diagnostics = real_stderr  # the shipper's own complaints are not shipped either
         logger.addHandler(handler)
         try:
             yield
         finally:
             logger.removeHandler(handler)
             builtins.print = saved_print
-            sink.diagnostics = saved_diagnostics
             for console in consoles:
                 console.setStream(_console_stream())
+
+
+@contextmanager
+def _captured(sink: LogSink | RelayedLogs) -> Iterator[tuple[TextIO, Callable[[dict[str, Any]], None]]]:
+    """(the stderr from before the capture, how a record is shipped) while output is captured."""
+    owned = None
+    if isinstance(sink, RelayedLogs):
+        try:
+            relayed = sink.relay.begin(sink.target)
+        except RelayUnavailable as exc:
+            print(f"pushpool: {exc}; logs are captured in the flow's own process", file=sys.stderr)
+            sink = owned = in_process_shipper(sink.target)
+        else:
+            try:
+                yield relayed.real_stderr, relayed.emit_record
+            finally:
+                sink.relay.end()
+            return
+    shipper = sink
+    saved_diagnostics = shipper.diagnostics
+    with captured_output(shipper.emit_text) as capture:
+        shipper.diagnostics = capture.real_stderr  # the shipper's own complaints are not shipped
+
+        def emit_record(line: dict[str, Any]) -> None:
+            capture.catch_up()  # what was printed before the record goes first
+            shipper.emit(line)
+
+        try:
+            yield capture.real_stderr, emit_record
+        finally:
+            shipper.diagnostics = saved_diagnostics
+    if owned is not None:
+        owned.close()

@@ -31,10 +31,11 @@ from pushpool.client import PushpoolClient
 from pushpool.context import FlowRunContext
 from pushpool.control_plane.errors import Conflict, PushpoolError
 from pushpool.flows import Flow, typed_parameters
-from pushpool.reporting import LogShipper, TaskRunReporter, log_sender
+from pushpool.log_relay import LogRelay, RelayTarget, RelayUnavailable
+from pushpool.reporting import LogShipper, TaskRunReporter
 from pushpool.result_stores import persisted_result
 from pushpool.run_control import FlowCancelled, FlowTimeout, call_hooks, interruptions
-from pushpool.run_logging import shipping_logs
+from pushpool.run_logging import RelayedLogs, in_process_shipper, shipping_logs
 
 REQUIRED_ENV = ("PUSHPOOL_API_URL", "PUSHPOOL_FLOW_RUN_ID", "PUSHPOOL_RUN_TOKEN")
 #: The control plane may be restarting when a flow finishes: keep trying to report for
@@ -108,6 +109,31 @@ def wait_until(when: datetime) -> None:
 
 
 def run(client: PushpoolClient, run_id: str) -> int:
+    relay = start_log_relay()  # its imports overlap the requests below
+    try:
+        return run_with(client, run_id, relay)
+    finally:
+        if relay is not None:
+            relay.stop()
+
+
+def start_log_relay() -> LogRelay | None:
+    """The process that will ship the run's output, unless ``PUSHPOOL_RUN_LOGS=off`` in the run's environment;
+    ``None`` too when it cannot start (the runner then captures in its own process)."""
+    if not logs_wanted():
+        return None
+    try:
+        return LogRelay.start()
+    except RelayUnavailable as exc:
+        print(f"pushpool: {exc}", file=sys.stderr)
+        return None
+
+
+def logs_wanted() -> bool:
+    return os.environ.get("PUSHPOOL_RUN_LOGS", "on").lower() not in ("off", "false", "0")
+
+
+def run_with(client: PushpoolClient, run_id: str, relay: LogRelay | None) -> int:
     me = client.me()
     client.workspace = me["workspace_id"]
     flow_run = client.read_flow_run(run_id)
@@ -122,11 +148,11 @@ def run(client: PushpoolClient, run_id: str) -> int:
     if not report(client, run_id, "RUNNING", started):
         print(f"pushpool: not starting flow run {run_id}: it is {client.read_flow_run(run_id)['state']['type']}")
         return 0
-    reporter, logs = shippers(client, run_id)
+    reporter, logs = shippers(client, run_id, relay)
     failure = result = failure_name = None
     stopped = False
     flow: Flow | None = None
-    with shipping_logs(logs) if logs else contextlib.nullcontext():
+    with shipping_logs(logs) if logs else contextlib.nullcontext():  # ends after the last line is sent
         try:
             fn = load_entrypoint(deployment["entrypoint"])
             flow = fn if isinstance(fn, Flow) else None
@@ -151,7 +177,7 @@ def run(client: PushpoolClient, run_id: str) -> int:
                 ("FAILED", flow.on_failure) if failure is not None else ("COMPLETED", flow.on_completion))
             call_hooks(outcome[1], flow, flow_run, {"type": outcome[0], "name": failure_name, "message": failure})
     reporter.close()
-    if logs:
+    if isinstance(logs, LogShipper):  # shipped from this process (the relay has finished by now)
         logs.close()
     if failure is not None:
         report(client, run_id, "FAILED", failure, name=failure_name)
@@ -171,21 +197,20 @@ def log_prints_by_default() -> bool:
     return os.environ.get("PUSHPOOL_LOG_PRINTS", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def shippers(client: PushpoolClient, run_id: str) -> tuple[TaskRunReporter, LogShipper | None]:
+def shippers(client: PushpoolClient, run_id: str,
+             relay: LogRelay | None) -> tuple[TaskRunReporter, RelayedLogs | LogShipper | None]:
     """Task runs and log lines go to the control plane in batches, each on a client of its own that gives up
-    sooner than the state reports' (the shipper keeps what it could not send and tries again). Logs are not
-    sent with ``PUSHPOOL_RUN_LOGS=off`` in the run's environment."""
-    def client_for() -> PushpoolClient:
-        return PushpoolClient(client.api_url, client.api_key, workspace=client.workspace, retries=2)
-
-    tasks = client_for()
+    sooner than the state reports' (the shipper keeps what it could not send and tries again): task runs from
+    this process, log lines from the relay (or from here when it could not start). Logs are not sent with
+    ``PUSHPOOL_RUN_LOGS=off`` in the run's environment."""
+    tasks = PushpoolClient(client.api_url, client.api_key, workspace=client.workspace, retries=2)
     tasks_path = tasks.ws(f"/flow_runs/{run_id}/task_runs")
     reporter = TaskRunReporter(lambda batch: tasks.request("POST", tasks_path, json={"task_runs": batch}),
                                on_close=tasks.close)
-    if os.environ.get("PUSHPOOL_RUN_LOGS", "on").lower() in ("off", "false", "0"):
+    if not logs_wanted():
         return reporter, None
-    lines = client_for()
-    return reporter, LogShipper(log_sender(lines, run_id), on_close=lines.close)
+    target = RelayTarget(client.api_url, client.api_key, client.workspace or "", run_id)
+    return reporter, RelayedLogs(relay, target) if relay is not None else in_process_shipper(target)
 
 
 def report_retry(client: PushpoolClient, run_id: str, name: str, message: str) -> None:

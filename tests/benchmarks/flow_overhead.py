@@ -4,7 +4,8 @@
    (as the runner does), against the same function called N times plainly; and how long after the
    flow ends the last task run is listed by the API.
 2. Log shipping: M printed lines in a process of their own whose stdout is a pipe to another
-   process (as a container's is), with shipping on (the runner's capture) against shipping off;
+   process (as a container's is), with shipping on (the runner's log relay, on the flow's CPU)
+   against shipping off;
    and how long after the last print the API serves the last line.
 
 Prints a markdown table; ``--update-docs`` writes it into docs/benchmarks.md.
@@ -99,25 +100,21 @@ def task_overhead(server: PushpoolServer, count: int) -> dict[str, float]:
 
 
 def printing_child(lines: int, result: str, url: str | None, key: str | None, run_id: str | None) -> None:
-    """In a process of its own, as a runner is: print ``lines`` lines (shipping them when ``url`` is given),
-    then write how long the prints took and when the last one was made."""
-    from pushpool.reporting import LogShipper, log_sender
-    from pushpool.run_logging import shipping_logs
+    """In a process of its own, as a runner is: print ``lines`` lines (shipping them through the log relay, as the
+    runner does, when ``url`` is given), then write how long the prints took and when the last one was made."""
+    from pushpool.log_relay import LogRelay, RelayTarget
+    from pushpool.run_logging import RelayedLogs, shipping_logs
 
-    shipper = None
-    if url:
-        from pushpool.client import PushpoolClient
-
-        shipper = LogShipper(log_sender(PushpoolClient(url, key, workspace="default", retries=2), run_id or ""))
-    with shipping_logs(shipper) if shipper else contextlib.nullcontext():
+    relay = LogRelay.start() if url else None
+    with shipping_logs(RelayedLogs(relay, RelayTarget(url or "", key or "", "default", run_id or ""))) \
+            if relay else contextlib.nullcontext():
         started = time.perf_counter()
         for i in range(lines):
             print(f"line {i} of the benchmark")
         elapsed, last_print = time.perf_counter() - started, time.time()
     Path(result).write_text(json.dumps({"elapsed": elapsed, "last_print": last_print}))
-    if shipper is not None:
-        shipper.close()
-        print(json.dumps({"requests": shipper.requests}), file=sys.stderr)
+    if relay is not None:
+        print(json.dumps({"requests": relay.summary.get("requests")}), file=sys.stderr)
 
 
 def run_printing_child(lines: int, server: PushpoolServer | None = None,
