@@ -3,8 +3,9 @@
 The embedded default that lets anyone try the whole loop with no cloud account.
 Files under ``<state_dir>/local-runs/``:
 
-* ``<run id>.submit`` — created exclusively before anything starts; holds the infra
-  id once the process is up, so a repeated submit never starts a second process;
+* ``<run id>.submit`` — created exclusively before anything starts, naming the control plane
+  process that starts it; holds the infra id once the process is up, so a repeated submit never
+  starts a second process (written whole each time: a reader never sees it empty);
 * ``pid-<pid>.json`` — written by the supervisor: child pid, then the exit code;
 * ``<run id>.log`` — the run's stdout and stderr (the run's "console URL").
 
@@ -79,6 +80,35 @@ def _spawner_alive(content: str) -> bool:
     except (ValueError, PermissionError):
         return True
     return not started or _process_start(pid) in (started, None)
+
+
+def _create_file(path: Path, content: str) -> bool:
+    """Create ``path`` holding ``content`` whole (a reader never sees it empty); ``False`` when it exists."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    temporary.write_text(content)
+    os.chmod(temporary, 0o600)
+    try:
+        os.link(temporary, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _replace_file(path: Path, content: str) -> None:
+    """Replace ``path``'s content at once (a reader sees the old or the new, never a part)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    temporary.write_text(content)
+    os.chmod(temporary, 0o600)
+    os.replace(temporary, path)
+
+
+def _read_marker(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return None
 
 
 def host_environment(job_env: dict[str, str], passthrough: tuple[str, ...] = ()) -> dict[str, str]:
@@ -162,38 +192,44 @@ class LocalPusher:
     # ------------------------------------------------------------------ protocol
     def submit(self, job: Job) -> Submission:
         marker = self._marker(job.idempotency_key)
-        try:
-            fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            content = marker.read_text().strip()
+        if not _create_file(marker, _spawning_mark()):
+            content = _read_marker(marker)
+            if content is None:  # a failed spawn removed it since: nothing is under way
+                raise TransientPusherError("a submission of this run just failed; trying again")
             existing = (content if content.startswith("pid-") else "") or self._find_process_of(job.flow_run_id)
             if existing:
-                marker.write_text(existing)
+                _replace_file(marker, existing)
                 return self._submission(existing, job.flow_run_id)
             if _spawner_alive(content) or (not content.startswith(SPAWNING) and
                                            time.time() - marker.stat().st_mtime < ABANDONED_MARKER_SECONDS):
                 # A spawn is under way (its control plane lives), or a marker of an older release is fresh.
                 raise TransientPusherError("a submission of this run may be in progress; checking again") from None
-            fd = os.open(marker, os.O_WRONLY | os.O_TRUNC)  # the control plane that made it died before spawning
-        os.write(fd, _spawning_mark().encode())
-        with os.fdopen(fd, "w") as fh:
-            try:
-                infra_id = self._spawn(job)
-            except BaseException:
-                marker.unlink(missing_ok=True)  # nothing started: a later attempt may try again
-                raise
-            fh.seek(0)
-            fh.truncate()
-            fh.write(infra_id)
+            _replace_file(marker, _spawning_mark())  # the control plane that made it died before spawning
+        try:
+            infra_id = self._spawn(job)
+        except BaseException:
+            marker.unlink(missing_ok=True)  # nothing started: a later attempt may try again
+            raise
+        _replace_file(marker, infra_id)
         return self._submission(infra_id, job.flow_run_id)
 
     def _find_process_of(self, run_id: str) -> str | None:
-        """The infra id of a supervisor started for ``run_id`` whose marker was never completed."""
+        """The infra id of a supervisor started for ``run_id`` whose marker was never completed: from its state
+        file, or — when it has not written one yet — from the processes of this directory's runs."""
         for state_file in self.dir.glob("pid-*.json"):
             try:
                 if json.loads(state_file.read_text()).get("run_id") == run_id:
                     return state_file.stem
             except (OSError, json.JSONDecodeError):
+                continue
+        for process in psutil.process_iter(["pid", "cmdline"]):
+            try:
+                # the shim names the directory, the supervisor it becomes its state file in it
+                if any(arg == str(self.dir) or arg.startswith(f"{self.dir}/pid-")
+                       for arg in process.info["cmdline"] or []) and \
+                        process.environ().get("PUSHPOOL_FLOW_RUN_ID") == run_id:
+                    return f"pid-{process.info['pid']}"
+            except psutil.Error:
                 continue
         return None
 

@@ -165,3 +165,26 @@ def test_a_marker_of_a_control_plane_that_died_before_spawning_is_taken_over_at_
         pusher.submit(make_job("run-13", "pass", tmp_path))
     (pusher.dir / "run-14.submit").write_text(f"spawning:{os.getpid()}:1")  # same pid, another process before
     assert pusher.submit(make_job("run-14", "pass", tmp_path)).infra_id
+
+
+def test_a_run_whose_supervisor_has_not_written_its_state_yet_is_adopted_not_started_again(pusher, tmp_path):
+    """The control plane died between starting the run's process and writing its infra id, and the supervisor has
+    not written its state file yet: the run's process is found by its command line and environment."""
+    import subprocess
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (pusher.dir / "run-15.submit").write_text(f"spawning:{gone.pid}:1")
+    # stands in for the shim: it names the runs directory and carries the run's id in its environment
+    shim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", str(pusher.dir), "--", "x"],
+                            env={**os.environ, "PUSHPOOL_FLOW_RUN_ID": "run-15"}, start_new_session=True)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", str(pusher.dir), "--", "x"],
+                             env={**os.environ, "PUSHPOOL_FLOW_RUN_ID": "run-other"}, start_new_session=True)
+    try:
+        submission = pusher.submit(make_job("run-15", "raise SystemExit(9)", tmp_path))
+        assert submission.infra_id == f"pid-{shim.pid}"
+        assert (pusher.dir / "run-15.submit").read_text() == submission.infra_id
+    finally:
+        for process in (shim, other):
+            process.kill()
+            process.wait()
