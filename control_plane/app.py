@@ -17,6 +17,7 @@ from pushpool.control_plane import __doc__ as _doc
 from pushpool.control_plane import metrics_http
 from pushpool.control_plane.api import (
     automations,
+    backfills,
     blocks,
     child_runs,
     concurrency_limits,
@@ -89,7 +90,7 @@ def create_app(settings: Settings, store: Store, *, clock: Clock | None = None,
     for router in (flow_runs.router, child_runs.router, task_runs.router, deployments.router, work_pools.ws_router,
                    work_pools.router, blocks.router, events.router, webhooks.router, webhooks.hooks_router,
                    automations.router, identity.router, members.router, logs.router, variables.router,
-                   concurrency_limits.router):
+                   concurrency_limits.router, backfills.router):
         app.router.routes.extend(router.routes)
     # the dashboard, last: no page path starts with /api
     for router in (pages.router, run_list.router, overview.router, catalog.router, pools.router,

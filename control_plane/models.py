@@ -206,6 +206,16 @@ class CollisionStrategy(StrEnum):
     CANCEL_NEW = "CANCEL_NEW"
 
 
+class Overlap(StrEnum):
+    """What happens to a run that is due while the previous run of its deployment is still active (the set of
+    Temporal's overlap policies; see control_plane/storage/claim_rules.py)."""
+
+    ALLOW = "allow"
+    SKIP = "skip"
+    BUFFER_ONE = "buffer_one"
+    CANCEL_OTHER = "cancel_other"
+
+
 class Schedule(Record):
     id: str = Field(default_factory=new_id)
     slug: str | None = None
@@ -235,6 +245,10 @@ class Deployment(Record):
     collision_strategy: CollisionStrategy = CollisionStrategy.ENQUEUE
     #: Overrides the pool's ``crash_retries`` for this deployment's runs (None: the pool's).
     crash_retries: int | None = None
+    #: Catch-up: what happens to occurrences missed while the control plane or the pool was down or paused
+    #: (overrides the pool's late-run policy; None: the pool's). See docs/backfills.md.
+    late_run_policy: LateRunPolicy | None = None
+    overlap: Overlap = Overlap.ALLOW
     tags: list[str] = Field(default_factory=list)
     version: str | None = None
     description: str | None = None
@@ -300,6 +314,8 @@ class FlowRun(Record):
     idempotency_key: str | None = None
     #: ``flow-run retry``: the final run this one is a new attempt of (same parameters and job variables).
     retry_of: str | None = None
+    #: The backfill that made this run (its ``scheduled_time`` is the occurrence it processes).
+    backfill_id: str | None = None
     #: Times its infrastructure crashed and the run was submitted again (``crash_retries``).
     crash_attempts: int = 0
     #: A child run: the run whose flow started it (``run_deployment`` inside a flow), and how deep it is.

@@ -31,16 +31,18 @@ _PUBLIC = {
     "TaskRunFuture": "pushpool.futures", "ThreadPoolTaskRunner": "pushpool.futures", "unmapped": "pushpool.futures",
     "get_run_logger": "pushpool.run_logging", "Variable": "pushpool.variables", "emit_event": "pushpool.events",
     "INPUTS": "pushpool.caching", "NO_CACHE": "pushpool.caching", "TASK_SOURCE": "pushpool.caching",
+    "scheduled_time": "pushpool.context",
 }
 
 __all__ = ["INPUTS", "NO_CACHE", "TASK_SOURCE", "Automation", "Cron", "DeploymentTrigger", "DockerImage",
            "EventTrigger", "Flow", "Interval", "RRule", "Task", "TaskRunFuture", "ThreadPoolTaskRunner", "Variable",
            "__version__", "deploy", "emit_event", "exponential_backoff", "flow", "get_run_logger", "run_deployment",
-           "task", "unmapped"]
+           "scheduled_time", "task", "unmapped"]
 
 if TYPE_CHECKING:
     from pushpool.automations import Automation, DeploymentTrigger, EventTrigger
     from pushpool.caching import INPUTS, NO_CACHE, TASK_SOURCE
+    from pushpool.context import scheduled_time
     from pushpool.deployments import deploy
     from pushpool.events import emit_event
     from pushpool.flows import Flow, flow

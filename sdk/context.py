@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from pushpool.client import PushpoolClient
@@ -44,6 +45,8 @@ class FlowRunContext:
     result_storage: str | None = None
     #: In a deployment's run: the runner's client (its run token), for variables and events.
     client: Any = None
+    #: In a deployment's run: when it was scheduled for (a backfill's run: the occurrence it processes).
+    scheduled_time: datetime | None = None
     _counters: dict[str, itertools.count] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -66,6 +69,13 @@ _task_run: contextvars.ContextVar[TaskRunContext | None] = contextvars.ContextVa
 
 def current_flow_run() -> FlowRunContext | None:
     return _flow_run.get()
+
+
+def scheduled_time() -> datetime | None:
+    """When the current deployment run was scheduled for — for a backfill's run, the occurrence it processes
+    (e.g. "its" day); ``None`` outside a deployment's run."""
+    context = current_flow_run()
+    return context.scheduled_time if context is not None else None
 
 
 def current_task_run() -> TaskRunContext | None:

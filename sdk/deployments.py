@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +71,12 @@ class RunnerDeployment:
     collision_strategy: str | None = None
     #: Times a run whose infrastructure crashed is submitted again (None: the pool's ``crash_retries``).
     crash_retries: int | None = None
+    #: What a run due while the previous one is still active does: ``allow`` (default), ``skip``, ``buffer_one``,
+    #: ``cancel_other`` (docs/backfills.md).
+    overlap: str | None = None
+    #: What happens to runs missed while the control plane or the pool was down: ``all``, ``latest``, ``none`` or
+    #: ``within:<seconds>`` (None: the pool's late-run policy).
+    catch_up: str | None = None
     paused: bool = False
     #: Automations that run this deployment (replaced on every deploy; an empty list removes them).
     triggers: list[DeploymentTrigger] = field(default_factory=list)
@@ -86,6 +92,10 @@ class RunnerDeployment:
         extra: dict[str, Any] = {"collision_strategy": self.collision_strategy} if self.collision_strategy else {}
         if self.crash_retries is not None:
             extra["crash_retries"] = self.crash_retries
+        if self.overlap is not None:
+            extra["overlap"] = self.overlap
+        if self.catch_up is not None:
+            extra["late_run_policy"] = catch_up_policy(self.catch_up)
         return {
             **extra, "flow_name": self.flow_name, "name": self.name, "entrypoint": self.entrypoint,
             "work_pool_name": self.work_pool_name, "work_queue_name": self.work_queue_name, "image": image,
@@ -105,6 +115,12 @@ class RunnerDeployment:
                                f"with 'pushpool work-pool create {self.work_pool_name} --type local:push'")
         return pool["type"]
 
+    def backfill(self, start: datetime, end: datetime, **options: Any) -> dict[str, Any]:
+        """Run this (applied) deployment's schedule over ``[start, end]``: :func:`pushpool.backfills.backfill`."""
+        from pushpool.backfills import backfill
+
+        return backfill(self.full_name, start, end, **options)
+
     def apply(self, client: PushpoolClient | None = None, *, build: bool = True, push: bool = True) -> dict[str, Any]:
         """Create or update this deployment (building and pushing its DockerImage first); returns it as the
         API does."""
@@ -119,7 +135,10 @@ def to_deployment(flow: Flow, name: str, *, work_pool_name: str | None = None, w
                   description: str | None = None, version: str | None = None,
                   concurrency_limit: int | None = None, collision_strategy: str | None = None,
                   crash_retries: int | None = None, paused: bool = False,
-                  triggers: list[DeploymentTrigger | dict] | None = None) -> RunnerDeployment:
+                  triggers: list[DeploymentTrigger | dict] | None = None, overlap: str | None = None,
+                  catch_up: str | None = None) -> RunnerDeployment:
+    if catch_up is not None:
+        catch_up_policy(catch_up)  # a bad value fails here, naming the field, not at apply time
     entrypoint, root = entrypoint_of(flow)
     return RunnerDeployment(
         flow_name=flow.name, name=name, entrypoint=entrypoint, project_root=root,
@@ -128,8 +147,22 @@ def to_deployment(flow: Flow, name: str, *, work_pool_name: str | None = None, w
         schedules=schedules_to_api(cron, interval, rrule, schedules), tags=list(tags or []),
         description=description or flow.description, version=version, concurrency_limit=concurrency_limit,
         collision_strategy=collision_strategy_value(collision_strategy), crash_retries=crash_retries, paused=paused,
-        triggers=as_triggers(triggers),
+        triggers=as_triggers(triggers), overlap=overlap, catch_up=catch_up,
     )
+
+
+def catch_up_policy(value: str, field: str = "catch_up") -> dict[str, Any] | None:
+    """``all``, ``latest``, ``none`` or ``within:<seconds>`` as the late-run policy the API keeps (``pool``: None,
+    the pool's own)."""
+    text = value.strip().lower()
+    simple = {"all": {"mode": "run_all"}, "latest": {"mode": "latest_only"},
+              "none": {"mode": "skip_late", "skip_after_seconds": 0}, "pool": None}
+    if text in simple:
+        return simple[text]
+    kind, _, seconds = text.partition(":")
+    if kind == "within" and seconds.isdigit():
+        return {"mode": "skip_late", "skip_after_seconds": int(seconds)}
+    raise InvalidInput(f"{field}: {value!r} is not all, latest, none, within:<seconds> or pool")
 
 
 def collision_strategy_value(value: str | None, field: str = "collision_strategy") -> str | None:

@@ -100,15 +100,15 @@ class Flow:
                job_variables: dict[str, Any] | None = None, tags: list[str] | None = None,
                description: str | None = None, version: str | None = None, concurrency_limit: int | None = None,
                collision_strategy: str | None = None, crash_retries: int | None = None, paused: bool = False,
-               triggers: list[Any] | None = None) -> dict[str, Any]:
+               triggers: list[Any] | None = None, overlap: str | None = None,
+               catch_up: str | None = None) -> dict[str, Any]:
         """Create or update the deployment ``<flow name>/<name>`` on ``work_pool_name``; returns it."""
         deployment = self.to_deployment(
             name, work_pool_name=work_pool_name, work_queue_name=work_queue_name, image=image, cron=cron,
             interval=interval, rrule=rrule, schedules=schedules, parameters=parameters,
             job_variables=job_variables, tags=tags, description=description, version=version,
             concurrency_limit=concurrency_limit, collision_strategy=collision_strategy, crash_retries=crash_retries,
-            paused=paused,
-            triggers=triggers,
+            paused=paused, triggers=triggers, overlap=overlap, catch_up=catch_up,
         )
         return deployment.apply(build=build, push=push)
 

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pushpool.control_plane.api.schemas import ScheduleIn
 from pushpool.control_plane.errors import InvalidInput
 from pushpool.control_plane.event_models import DeploymentTrigger
-from pushpool.control_plane.models import CollisionStrategy
-from pushpool.deployments import RunnerDeployment
+from pushpool.control_plane.models import CollisionStrategy, Overlap
+from pushpool.deployments import RunnerDeployment, catch_up_policy
 from pushpool.flows import Flow
 from pushpool.images import DockerImage
 from pushpool.runner import EntrypointError, load_entrypoint
@@ -70,9 +70,23 @@ class DeploymentSpec(Spec):
     #: ENQUEUE (wait for a slot, the default) or CANCEL_NEW, when the deployment is at its limit.
     collision_strategy: CollisionStrategy | None = None
     crash_retries: int | None = Field(default=None, ge=0, le=10)
+    #: allow, skip, buffer_one or cancel_other (docs/backfills.md).
+    overlap: Overlap | None = None
+    #: all, latest, none or within:<seconds> (docs/backfills.md).
+    catch_up: str | None = None
     #: An existing image (a string), or one to build and push (a mapping).
     image: str | ImageSpec | None = None
     paused: bool = False
+
+    @field_validator("catch_up")
+    @classmethod
+    def _known_catch_up(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                catch_up_policy(value)
+            except InvalidInput as exc:
+                raise ValueError(str(exc)) from None
+        return value
     #: Automations that run this deployment (see docs/automations.md).
     triggers: list[DeploymentTrigger] = Field(default_factory=list)
 
@@ -161,7 +175,7 @@ def to_runner_deployment(spec: DeploymentSpec, root: Path) -> RunnerDeployment:
         description=spec.description or flow.description, version=spec.version,
         concurrency_limit=spec.concurrency_limit, collision_strategy=spec.collision_strategy,
         crash_retries=spec.crash_retries, paused=spec.paused,
-        triggers=spec.triggers,
+        triggers=spec.triggers, overlap=spec.overlap.value if spec.overlap else None, catch_up=spec.catch_up,
     )
 
 

@@ -159,7 +159,8 @@ def run_with(client: PushpoolClient, run_id: str, relay: LogRelay | None) -> int
             with interruptions(flow.timeout_seconds if flow else None):
                 value = call_flow(fn, flow_run["parameters"],
                                   FlowRunContext(flow_run_id=run_id, recorder=reporter, client=client,
-                                                 log_prints=log_prints_by_default()),
+                                                 log_prints=log_prints_by_default(),
+                                                 scheduled_time=datetime.fromisoformat(flow_run["scheduled_time"])),
                                   on_retry=lambda name, message: report_retry(client, run_id, name, message))
             if flow is not None and flow.persist_result:
                 result = persisted_result(value, location=flow.result_storage, key=f"flow-run-{run_id}")

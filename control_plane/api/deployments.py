@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Response, status
 from pushpool.control_plane.api.deps import Access, workspace_access
 from pushpool.control_plane.api.schemas import DeploymentCreate, DeploymentUpdate, FlowSummary, ScheduleIn
 from pushpool.control_plane.errors import InvalidInput, NotFound
-from pushpool.control_plane.models import Deployment, Schedule, WorkPool, with_changes
+from pushpool.control_plane.models import CollisionStrategy, Deployment, Overlap, Schedule, WorkPool, with_changes
 from pushpool.control_plane.services import host_runs
 from pushpool.control_plane.services.context import ServiceContext
 from pushpool.control_plane.services.flow_runs import validate_parameters
@@ -60,6 +60,11 @@ def _schedules(items: list[ScheduleIn], previous: list[Schedule], budget_seconds
 
 
 def _check(ctx: ServiceContext, deployment: Deployment, pool: WorkPool) -> None:
+    limited = deployment.concurrency_limit not in (None, 1) or \
+        deployment.collision_strategy is not CollisionStrategy.ENQUEUE
+    if deployment.overlap is not Overlap.ALLOW and limited:
+        raise InvalidInput(f"overlap: {deployment.overlap.value} runs one run at a time and decides what happens to "
+                           "the others; leave concurrency_limit and collision_strategy unset with it")
     variables = pool.base_job_template.get("variables", {})
     validate_job_variables(variables, deployment.job_variables)
     check_cloud_rules(pool.type, variables, deployment.job_variables)

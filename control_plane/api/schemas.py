@@ -8,12 +8,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pushpool.control_plane.backfill_models import DEFAULT_MAX_ACTIVE, MAX_ACTIVE_LIMIT, Reprocess
 from pushpool.control_plane.models import (
     TEN_YEARS_SECONDS,
     ActorKind,
     CollisionStrategy,
     LateRunPolicy,
     LogItem,
+    Overlap,
     Role,
     StateType,
 )
@@ -250,6 +252,8 @@ class DeploymentCreate(Body):
     concurrency_limit: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
     collision_strategy: CollisionStrategy = CollisionStrategy.ENQUEUE
     crash_retries: int | None = Field(default=None, ge=0, le=10)
+    late_run_policy: LateRunPolicy | None = None
+    overlap: Overlap = Overlap.ALLOW
     tags: list[str] = Field(default_factory=list)
     version: str | None = None
     description: Description = None
@@ -267,6 +271,8 @@ class DeploymentUpdate(Body):
     concurrency_limit: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
     collision_strategy: CollisionStrategy | None = None
     crash_retries: int | None = Field(default=None, ge=0, le=10)
+    late_run_policy: LateRunPolicy | None = None
+    overlap: Overlap | None = None
     tags: list[str] | None = None
     version: str | None = None
     description: Description = None
@@ -274,6 +280,19 @@ class DeploymentUpdate(Body):
 
 
 # --------------------------------------------------------------------------- flow runs
+
+
+class BackfillCreate(Body):
+    start: datetime
+    end: datetime
+    #: The schedule to run over the range (its id or slug); optional when the deployment has one.
+    schedule_id: str | None = Field(default=None, max_length=100)
+    reprocess: Reprocess = Reprocess.NONE
+    max_active: int = Field(default=DEFAULT_MAX_ACTIVE, ge=1, le=MAX_ACTIVE_LIMIT)
+    backwards: bool = False
+    parameters: JsonObject = Field(default_factory=dict)
+    #: Say what would happen, create nothing.
+    dry_run: bool = False
 
 
 class FlowRunCreate(Body):

@@ -10,6 +10,7 @@ pusher's idempotency key (the flow run id) makes the repeat harmless.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import shlex
@@ -20,12 +21,20 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
-from pushpool.control_plane.errors import InvalidInput, NotFound, PushpoolError
+from pushpool.control_plane.errors import Conflict, InvalidInput, NotFound, PushpoolError
 from pushpool.control_plane.log_format import about
-from pushpool.control_plane.models import Deployment, FlowRun, FlowRunFilter, LateRunMode, StateType, WorkPool
+from pushpool.control_plane.models import (
+    Deployment,
+    FlowRun,
+    FlowRunFilter,
+    LateRunMode,
+    LateRunPolicy,
+    StateType,
+    WorkPool,
+)
 from pushpool.control_plane.services import keys
 from pushpool.control_plane.services.context import ServiceContext
-from pushpool.control_plane.services.flow_runs import try_set_state
+from pushpool.control_plane.services.flow_runs import cancel, try_set_state
 from pushpool.control_plane.services.host_runs import blocks_allowed, is_host_pool
 from pushpool.control_plane.services.pool_pushers import BlockResolver, block_resolver, pusher_for
 from pushpool.control_plane.services.templating import render_job_configuration
@@ -45,31 +54,42 @@ log = logging.getLogger("pushpool.dispatcher")
 
 
 def apply_late_policies(ctx: ServiceContext) -> None:
-    """Mark SCHEDULED runs past their time Late, and skip backlog the pool's policy says to skip."""
+    """Mark SCHEDULED runs past their time Late, and skip backlog the late-run policy says to skip: the
+    deployment's own (its catch-up), else its pool's. A backfill's runs are meant to be past: never Late."""
     now = ctx.clock.now()
     overdue = ctx.store.list_overdue_scheduled_runs(now - timedelta(seconds=ctx.settings.late_after_seconds), 1000)
-    pools: dict[str, WorkPool | None] = {}
+    policies: dict[str, tuple[LateRunPolicy | None, str]] = {}
     newest_due: dict[str, FlowRun | None] = {}
     for run in overdue:
-        if run.pool_id not in pools:
-            pools[run.pool_id] = ctx.store.get_work_pool_by_id(run.workspace_id, run.pool_id)
-        pool = pools[run.pool_id]
-        policy = pool.late_run_policy if pool else None
+        if run.backfill_id is not None:
+            continue
+        if run.deployment_id not in policies:
+            policies[run.deployment_id] = _late_run_policy(ctx, run)
+        policy, whose = policies[run.deployment_id]
         lateness = (now - run.scheduled_time).total_seconds()
         if (run.auto_scheduled and policy and policy.mode is LateRunMode.SKIP_LATE
                 and lateness > policy.skip_after_seconds):
-            _skip(ctx, run, f"more than {policy.skip_after_seconds}s late (pool late-run policy skip_late)")
+            _skip(ctx, run, f"more than {policy.skip_after_seconds}s late ({whose} late-run policy skip_late)")
             continue
         if run.auto_scheduled and policy and policy.mode is LateRunMode.LATEST_ONLY:
             if run.deployment_id not in newest_due:
                 newest_due[run.deployment_id] = _newest_due_auto_run(ctx, run, now)
             newest = newest_due[run.deployment_id]
             if newest is not None and newest.id != run.id:
-                _skip(ctx, run, "a newer run of this deployment is due (pool late-run policy latest_only)")
+                _skip(ctx, run, f"a newer run of this deployment is due ({whose} late-run policy latest_only)")
                 continue
         if run.state.name != "Late":
             try_set_state(ctx, run, StateType.SCHEDULED, name="Late",
                           message=f"Not started {ctx.settings.late_after_seconds}s after its scheduled time")
+
+
+def _late_run_policy(ctx: ServiceContext, run: FlowRun) -> tuple[LateRunPolicy | None, str]:
+    """(the deployment's catch-up policy, "deployment"), else (its pool's, "pool")."""
+    deployment = ctx.store.get_deployment(run.workspace_id, run.deployment_id)
+    if deployment is not None and deployment.late_run_policy is not None:
+        return deployment.late_run_policy, "deployment"
+    pool = ctx.store.get_work_pool_by_id(run.workspace_id, run.pool_id)
+    return (pool.late_run_policy if pool else None), "pool"
 
 
 def _newest_due_auto_run(ctx: ServiceContext, run: FlowRun, now: datetime) -> FlowRun | None:
@@ -80,6 +100,16 @@ def _newest_due_auto_run(ctx: ServiceContext, run: FlowRun, now: datetime) -> Fl
         limit=1,
     )
     return found[0] if found else None
+
+
+def displace_active_runs(ctx: ServiceContext, workspace_id: str, deployment_id: str) -> None:
+    """``overlap: cancel_other``: a newer run of the deployment is due, so its active runs are cancelled (the newer
+    one is claimed once their slot is free). Cancelling twice is harmless: any dispatcher may do it."""
+    active = ctx.store.list_flow_runs(workspace_id, FlowRunFilter(
+        deployment_id=deployment_id, states=[StateType.PENDING, StateType.RUNNING]), limit=100)
+    for run in active:
+        with contextlib.suppress(Conflict, NotFound):  # it ended meanwhile
+            cancel(ctx, run, message="Cancelled: a newer run of this deployment is due (overlap cancel_other)")
 
 
 def _skip(ctx: ServiceContext, run: FlowRun, why: str) -> None:
@@ -217,7 +247,9 @@ def _submit_run(ctx: ServiceContext, run: FlowRun, cache: TickCache) -> FlowRun 
         expect={"state_type": StateType.PENDING, "infra_id": None},
     )
     if recorded is not None:
-        ctx.metrics.dispatched(pool.type, (now - run.scheduled_time).total_seconds())
+        # a backfill's run is due from when the backfill made it, not from its (past) occurrence
+        due = max(run.scheduled_time, run.created) if run.backfill_id else run.scheduled_time
+        ctx.metrics.dispatched(pool.type, (now - due).total_seconds())
         ctx.events.infrastructure(recorded, "submitted", pusher=pool.type, infra_id=submission.infra_id,
                                   console_url=submission.console_url)
     if recorded is None:
@@ -298,6 +330,8 @@ class Dispatcher:
                 claim = ctx.store.claim_flow_runs(pool.id, ctx.clock.now(), self._lease_until(), batch_size)
                 for run in (*claim.claimed, *claim.cancelled):
                     ctx.events.flow_run_state(run, StateType.SCHEDULED)
+                for deployment_id in claim.displacing:
+                    displace_active_runs(ctx, pool.workspace_id, deployment_id)
                 hand_over(claim.claimed)
                 if len(claim.claimed) < batch_size:
                     break

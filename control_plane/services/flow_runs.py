@@ -119,17 +119,17 @@ def try_set_state(ctx: ServiceContext, run: FlowRun, target: StateType, message:
         return None
 
 
-def cancel(ctx: ServiceContext, run: FlowRun) -> FlowRun:
-    """Cancel a run: at once when nothing is running yet, through CANCELLING otherwise."""
+def cancel(ctx: ServiceContext, run: FlowRun, message: str | None = None) -> FlowRun:
+    """Cancel a run: at once when nothing is running yet, through CANCELLING otherwise (``message`` says why)."""
     current = run.state.type
     if current.is_final:
         raise Conflict(f"Flow run is already {current.value}")
     if current is StateType.CANCELLING:
         return run
     if current is StateType.SCHEDULED or (current is StateType.PENDING and run.infra_id is None):
-        updated = try_set_state(ctx, run, StateType.CANCELLED, "Cancelled by request")
+        updated = try_set_state(ctx, run, StateType.CANCELLED, message or "Cancelled by request")
     else:
-        updated = try_set_state(ctx, run, StateType.CANCELLING, "Cancellation requested")
+        updated = try_set_state(ctx, run, StateType.CANCELLING, message or "Cancellation requested")
         if updated is not None:
             ctx.request_tick("cancellation requested")  # the reconciler stops the infrastructure
     if updated is None:  # it moved meanwhile; try once more from where it is now
@@ -138,7 +138,7 @@ def cancel(ctx: ServiceContext, run: FlowRun) -> FlowRun:
             raise NotFound("Flow run not found")
         if fresh.state.type == current:
             raise Conflict("Flow run changed while being cancelled; try again")
-        return cancel(ctx, fresh)
+        return cancel(ctx, fresh, message)
     for child in ctx.store.list_child_runs(run.id):  # the runs its flow started go with it
         if not child.state.type.is_final:
             with contextlib.suppress(Conflict, NotFound):  # it finished or went meanwhile

@@ -12,11 +12,12 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from pushpool.control_plane.errors import PushpoolError
-from pushpool.control_plane.models import Deployment, FlowRun, WorkPool
+from pushpool.control_plane.models import Deployment, FlowRun, LateRunMode, LateRunPolicy, Schedule, WorkPool
+from pushpool.control_plane.services.backfills import advance_backfills
 from pushpool.control_plane.services.budget import BudgetExceeded, within
 from pushpool.control_plane.services.context import ServiceContext
 from pushpool.control_plane.services.flow_runs import build_flow_run
-from pushpool.control_plane.services.schedules import occurrences
+from pushpool.control_plane.services.schedules import latest_occurrences, occurrences
 
 log = logging.getLogger("pushpool.scheduler")
 
@@ -35,9 +36,11 @@ BATCH_RUNS = 5000
 
 
 def runs_due_for(ctx: ServiceContext, deployment: Deployment, pool: WorkPool | None = None,
-                 until: datetime | None = None) -> list[FlowRun]:
+                 until: datetime | None = None, catch_up: bool = True) -> list[FlowRun]:
     """The runs ``deployment``'s active schedules call for up to ``until`` (default: the scheduler's
-    horizon) that are not materialised yet; at least ``scheduler_min_runs`` when they are sparser."""
+    horizon) that are not materialised yet; at least ``scheduler_min_runs`` when they are sparser.
+    With a catch-up policy of its own (and ``catch_up``), also the occurrences since its latest run
+    that were never written because the control plane was down (:func:`missed_occurrences`)."""
     settings, now = ctx.settings, ctx.clock.now()
     if deployment.paused:
         return []
@@ -60,6 +63,9 @@ def runs_due_for(ctx: ServiceContext, deployment: Deployment, pool: WorkPool | N
                 # Too few within the horizon (e.g. a daily schedule): take the minimum anyway.
                 times = occurrences(schedule, after, after + timedelta(days=3650), settings.scheduler_min_runs)
             candidates += [(when, schedule) for when in times]
+            if catch_up and latest is not None and latest < now and deployment.late_run_policy is not None:
+                candidates += [(when, schedule) for when in missed_occurrences(
+                    deployment.late_run_policy, schedule, latest, now, settings.scheduler_max_runs)]
     candidates.sort(key=lambda pair: pair[0])
     runs = []
     for when, schedule in candidates[:wanted]:
@@ -71,6 +77,20 @@ def runs_due_for(ctx: ServiceContext, deployment: Deployment, pool: WorkPool | N
     return runs
 
 
+def missed_occurrences(policy: LateRunPolicy, schedule: Schedule, latest: datetime, now: datetime,
+                       at_most: int) -> list[datetime]:
+    """Occurrences after ``latest`` (the deployment's last written run) and up to ``now`` that the scheduler never
+    wrote (the control plane was down longer than its horizon), as far as the catch-up policy wants them: all of
+    them (at most ``at_most``, the latest), the latest, or those within ``skip_after_seconds`` of now (0: none).
+    The late pass then treats them like any late run under the same policy."""
+    if policy.mode is LateRunMode.RUN_ALL:
+        return latest_occurrences(schedule, latest, now, at_most)
+    if policy.mode is LateRunMode.LATEST_ONLY:
+        return latest_occurrences(schedule, latest, now, 1)
+    window_start = max(latest, now - timedelta(seconds=policy.skip_after_seconds))
+    return latest_occurrences(schedule, window_start, now, at_most) if window_start < now else []
+
+
 def replace_future_runs(ctx: ServiceContext, deployment: Deployment, pool: WorkPool | None = None) -> int:
     """After a schedule change: drop future auto runs still waiting, write the next few minutes' runs
     at once (at least ``scheduler_min_runs``), and ask the scheduler to fill the rest of the horizon."""
@@ -78,14 +98,17 @@ def replace_future_runs(ctx: ServiceContext, deployment: Deployment, pool: WorkP
     ctx.store.delete_scheduled_auto_runs(deployment.id, now)
     pool = pool or ctx.store.get_work_pool_by_id(deployment.workspace_id, deployment.pool_id)
     prefetch = pool.prefetch_seconds if pool else 0
-    runs = runs_due_for(ctx, deployment, pool, until=now + timedelta(seconds=IMMEDIATE_SECONDS + prefetch))
+    # not the occurrences missed while it was paused: a pause is meant (its next runs close the gap)
+    runs = runs_due_for(ctx, deployment, pool, until=now + timedelta(seconds=IMMEDIATE_SECONDS + prefetch),
+                        catch_up=False)
     created = ctx.store.create_flow_runs_if_absent(runs) if runs else 0
     ctx.request_scheduling()
     return created
 
 
 def run_scheduler(ctx: ServiceContext, stop: Callable[[], bool] | None = None) -> int:
-    """One scheduler pass over every scheduled deployment of every workspace, written in batches.
+    """One scheduler pass over every scheduled deployment of every workspace, written in batches, then over the
+    running backfills (:mod:`control_plane.services.backfills`).
 
     Each deployment's occurrences are computed within ``schedule_budget_seconds`` (one that takes longer is
     skipped and logged), and the pass ends after ``scheduler_pass_budget_seconds`` or when ``stop()`` says
@@ -121,7 +144,7 @@ def run_scheduler(ctx: ServiceContext, stop: Callable[[], bool] | None = None) -
             pending = []
     if pending:
         created += ctx.store.create_flow_runs_if_absent(pending)
-    return created
+    return created + advance_backfills(ctx)
 
 
 def _rotated(ctx: ServiceContext, deployments: list[Deployment]) -> list[Deployment]:

@@ -274,3 +274,16 @@ def _until_overflow(source: Iterator[datetime]) -> Iterator[datetime]:
 def _take(result: list[datetime], when: datetime) -> None:
     if not result or when > result[-1]:
         result.append(when)
+
+
+def latest_occurrences(schedule: Schedule, after: datetime, until: datetime, count: int,
+                       span: timedelta = timedelta(hours=1)) -> list[datetime]:
+    """The last ``count`` occurrences strictly after ``after`` and at or before ``until``, latest first: looked
+    for in a window before ``until`` (first ``span`` long) that widens until it holds them or reaches ``after``."""
+    span = max(span, timedelta(minutes=1))
+    while True:
+        low = max(after, until - span)
+        times = occurrences(schedule, low, until, 100_000)
+        if len(times) >= count or low == after:
+            return list(reversed(times[-count:])) if count else []
+        span *= 4

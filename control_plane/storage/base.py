@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from pushpool.control_plane.backfill_models import Backfill
 from pushpool.control_plane.event_models import Automation, Event, EventFilter, TriggerBucket, Webhook
 from pushpool.control_plane.models import (
     Actor,
@@ -54,8 +55,11 @@ class ClaimResult:
 
     #: Runs moved SCHEDULED → PENDING, each now holding its pool/queue/deployment slots.
     claimed: list[FlowRun] = field(default_factory=list)
-    #: Runs cancelled because their deployment was full and its strategy is CANCEL_NEW.
+    #: Runs cancelled because their deployment was full and its strategy is CANCEL_NEW, or skipped by its
+    #: overlap policy (control_plane/storage/claim_rules.py).
     cancelled: list[FlowRun] = field(default_factory=list)
+    #: Deployments (``overlap: cancel_other``) whose active runs the dispatcher is to cancel: a newer run is due.
+    displacing: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -370,6 +374,21 @@ class Store(Protocol):
     def delete_trigger_bucket(self, automation_id: str, key: str, expect_version: int) -> bool: ...
     def list_due_trigger_buckets(self, now: datetime, limit: int = 500) -> list[TriggerBucket]:
         """Buckets (any workspace) whose deadline is at or before ``now``, earliest first."""
+        ...
+
+    # ------------------------------------------------------------------ backfills
+    def create_backfill(self, backfill: Backfill) -> Backfill: ...
+    def get_backfill(self, workspace_id: str, backfill_id: str) -> Backfill | None: ...
+    def list_backfills(self, workspace_id: str, deployment_id: str | None = None, limit: int = 100) -> list[Backfill]:
+        """Newest first."""
+        ...
+
+    def list_running_backfills(self, limit: int = 100) -> list[Backfill]:
+        """RUNNING backfills of every workspace, oldest first (the scheduler pass works through them)."""
+        ...
+
+    def save_backfill(self, backfill: Backfill) -> Backfill | None:
+        """Write ``backfill`` (its ``version`` incremented) if the stored one still has ``backfill.version``."""
         ...
 
     # ------------------------------------------------------------------ meta

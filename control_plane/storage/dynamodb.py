@@ -26,6 +26,7 @@ from pushpool.control_plane.models import (
     Workspace,
 )
 from pushpool.control_plane.storage.base import DeploymentSummary
+from pushpool.control_plane.storage.claim_rules import claim_limits
 from pushpool.control_plane.storage.dynamodb_events import DynamoEventsMixin
 from pushpool.control_plane.storage.dynamodb_reports import DynamoReportsMixin
 from pushpool.control_plane.storage.dynamodb_runs import DynamoRunsMixin
@@ -301,7 +302,8 @@ class DynamoDbStore(DynamoRunsMixin, DynamoReportsMixin, DynamoVariablesMixin, D
     def _deployment_items(d: Deployment) -> tuple[Item, Item]:
         scheduled = not d.paused and any(s.active for s in d.schedules)
         extra = {"G5PK": "SCHEDULED_DEPLOYMENTS", "G5SK": d.id} if scheduled else {}
-        limits = {"concurrency_limit": d.concurrency_limit, "collision_strategy": d.collision_strategy.value}
+        limit, strategy = claim_limits(d)  # as the claim applies them
+        limits = {"concurrency_limit": limit, "collision_strategy": strategy}
         return (doc_item(d, f"WS#{d.workspace_id}", deployment_sort_key(d.flow_name, d.name)),
                 doc_item(d, f"DEPLOY#{d.id}", "DEPLOY", **extra, **limits))
 

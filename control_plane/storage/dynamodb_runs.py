@@ -19,7 +19,6 @@ from pushpool.control_plane.errors import AlreadyExists
 from pushpool.control_plane.models import (
     ACTIVE_STATES,
     FINAL_STATES,
-    CollisionStrategy,
     FlowRun,
     FlowRunFilter,
     State,
@@ -28,6 +27,7 @@ from pushpool.control_plane.models import (
     run_position,
 )
 from pushpool.control_plane.storage.base import ClaimResult
+from pushpool.control_plane.storage.claim_rules import Collisions
 from pushpool.control_plane.storage.dynamodb_schema import HIGH, INDEXES, delete_action, to_attrs
 from pushpool.control_plane.storage.dynamodb_table import Item, Table, TransactionFailed
 from pushpool.control_plane.storage.records import from_ts, run_with_state, ts
@@ -376,6 +376,7 @@ class DynamoRunsMixin:
         queue_free = {q.id: self._free("queue", q.id, q.concurrency_limit) for q in queues.values()}
         deployments: dict[str, tuple[int | None, str]] = {}
         deployment_free: dict[str, float] = {}
+        collisions = Collisions.for_candidates([_run(c[-1]) for c in candidates])
         for *_, item in candidates:
             if len(result.claimed) >= limit or pool_free <= 0:
                 break
@@ -388,9 +389,11 @@ class DynamoRunsMixin:
                 deployment_free[run.deployment_id] = self._free(
                     "deployment", run.deployment_id, deployments[run.deployment_id][0])
             dep_limit, strategy = deployments[run.deployment_id]
-            if deployment_free[run.deployment_id] <= 0:
-                if strategy == CollisionStrategy.CANCEL_NEW.value:
-                    cancelled = self._cancel_new(item, now)
+            outcome = collisions.superseded(run, strategy, now) or (
+                collisions.blocked(run, strategy, now) if deployment_free[run.deployment_id] <= 0 else None)
+            if outcome is not None:
+                if outcome != "wait":
+                    cancelled = self._cancel_unclaimed(item, outcome)
                     if cancelled is not None:
                         result.cancelled.append(cancelled)
                 continue
@@ -419,6 +422,7 @@ class DynamoRunsMixin:
             pool_free -= 1
             queue_free[queue.id] -= 1
             deployment_free[run.deployment_id] -= 1
+        result.displacing = collisions.displacing
         return result
 
     def _list_pool_queues(self, pool_id: str) -> list[WorkQueue]:
@@ -426,10 +430,8 @@ class DynamoRunsMixin:
 
         return self._list(WorkQueue, f"POOL#{pool_id}", "QUEUE#")
 
-    def _cancel_new(self, item: Item, now: datetime) -> FlowRun | None:
+    def _cancel_unclaimed(self, item: Item, state: State) -> FlowRun | None:
         run = _run(item)
-        state = State(type=StateType.CANCELLED, name="Cancelled", timestamp=now,
-                      message="Deployment concurrency limit reached (CANCEL_NEW)")
         cancelled = run_with_state(run, state, None)
         version = _version(item)
         try:

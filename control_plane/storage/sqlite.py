@@ -31,6 +31,7 @@ from pushpool.control_plane.models import (
     Workspace,
 )
 from pushpool.control_plane.storage.base import DeploymentSummary, WouldWait
+from pushpool.control_plane.storage.claim_rules import claim_limits
 from pushpool.control_plane.storage.sqlite_events import EVENT_RELATED_BACKFILL, EVENTS_SCHEMA, SqliteEventsMixin
 from pushpool.control_plane.storage.sqlite_reports import SqliteReportsMixin
 from pushpool.control_plane.storage.sqlite_runs import SqliteRunsMixin
@@ -395,8 +396,8 @@ class SqliteStore(SqliteRunsMixin, SqliteReportsMixin, SqliteVariablesMixin, Sql
         scheduled = not d.paused and any(s.active for s in d.schedules)
         return {
             "id": d.id, "workspace_id": d.workspace_id, "flow_name": d.flow_name, "name": d.name,
-            "pool_id": d.pool_id, "scheduled": int(scheduled), "concurrency_limit": d.concurrency_limit,
-            "collision_strategy": d.collision_strategy.value, "doc": d.model_dump_json(),
+            "pool_id": d.pool_id, "scheduled": int(scheduled), "concurrency_limit": claim_limits(d)[0],
+            "collision_strategy": claim_limits(d)[1], "doc": d.model_dump_json(),
         }
 
     def create_deployment(self, deployment: Deployment) -> Deployment:

@@ -18,6 +18,7 @@ from pushpool.control_plane.models import (
     run_position,
 )
 from pushpool.control_plane.storage.base import ClaimResult
+from pushpool.control_plane.storage.claim_rules import Collisions
 from pushpool.control_plane.storage.records import from_ts, run_with_state, ts
 from pushpool.control_plane.storage.sqlite_run_queries import select_runs
 
@@ -238,22 +239,23 @@ class SqliteRunsMixin:
                 "ORDER BY q.priority, r.scheduled_time, r.id",
                 (pool_id, cutoff),
             ).fetchall()
-            for candidate in candidates:
+            runs = [FlowRun.model_validate_json(candidate["doc"]) for candidate in candidates]
+            collisions = Collisions.for_candidates(runs)
+            for run in runs:
                 if len(result.claimed) >= limit or pool_free <= 0:
                     break
-                run = FlowRun.model_validate_json(candidate["doc"])
                 if queue_free.get(run.queue_id, 0) <= 0:
                     continue
                 if run.deployment_id not in deployment_free:
                     deployment_free[run.deployment_id] = self._deployment_free(conn, run.deployment_id)
                 free, strategy = deployment_free[run.deployment_id]
-                if free <= 0:
-                    if strategy == CollisionStrategy.CANCEL_NEW.value:
-                        state = State(type=StateType.CANCELLED, name="Cancelled", timestamp=now,
-                                      message="Deployment concurrency limit reached (CANCEL_NEW)")
-                        cancelled = run_with_state(run, state, None)
+                outcome = collisions.superseded(run, strategy, now) or (
+                    collisions.blocked(run, strategy, now) if free <= 0 else None)
+                if outcome is not None:
+                    if outcome != "wait":
+                        cancelled = run_with_state(run, outcome, None)
                         self._save_run(conn, cancelled)
-                        self._append_state(conn, run.id, state)
+                        self._append_state(conn, run.id, outcome)
                         result.cancelled.append(cancelled)
                     continue
                 state = State(type=StateType.PENDING, name="Pending", timestamp=now)
@@ -266,6 +268,7 @@ class SqliteRunsMixin:
                 pool_free -= 1
                 queue_free[run.queue_id] -= 1
                 deployment_free[run.deployment_id] = (free - 1, strategy)
+            result.displacing = collisions.displacing
         return result
 
     @staticmethod
@@ -282,6 +285,7 @@ class SqliteRunsMixin:
         return self._used(self._conn(), "pool_id", pool_id)
 
     def _deployment_free(self, conn: sqlite3.Connection, deployment_id: str) -> tuple[float, str]:
+        # the columns hold the limits as the claim applies them (claim_rules.claim_limits, when saved)
         row = conn.execute(
             "SELECT concurrency_limit, collision_strategy FROM deployments WHERE id = ?", (deployment_id,)
         ).fetchone()

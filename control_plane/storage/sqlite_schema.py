@@ -93,6 +93,11 @@ CREATE TABLE IF NOT EXISTS concurrency_limits (
     PRIMARY KEY (workspace_id, tag)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS variables (
     workspace_id TEXT NOT NULL, name TEXT NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (workspace_id, name)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS backfills (
+    id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, deployment_id TEXT NOT NULL, state TEXT NOT NULL,
+    version INTEGER NOT NULL, doc TEXT NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS backfills_by_workspace ON backfills (workspace_id, id);
+CREATE INDEX IF NOT EXISTS backfills_by_state ON backfills (state, id);
 """
 
 #: Fills ``run_tags`` from runs written before it existed (run once per database).

@@ -1,10 +1,12 @@
-"""SQLite storage of workspace variables and tag concurrency limits (mixed into ``SqliteStore``)."""
+"""SQLite storage of workspace variables, tag concurrency limits and backfills (mixed into ``SqliteStore``)."""
 
 from __future__ import annotations
 
 import sqlite3
 from typing import TYPE_CHECKING, TypeVar
 
+from pushpool.control_plane.backfill_models import Backfill, BackfillState
+from pushpool.control_plane.errors import AlreadyExists
 from pushpool.control_plane.models import ConcurrencyLimit, Variable
 
 if TYPE_CHECKING:
@@ -72,3 +74,38 @@ class SqliteVariablesMixin:
         with self._write() as conn:
             return conn.execute("DELETE FROM concurrency_limits WHERE workspace_id = ? AND tag = ?",
                                 (workspace_id, tag)).rowcount == 1
+
+    # ------------------------------------------------------------------ backfills
+    def create_backfill(self, backfill: Backfill) -> Backfill:
+        with self._write() as conn:
+            try:
+                conn.execute("INSERT INTO backfills (id, workspace_id, deployment_id, state, version, doc) "
+                             "VALUES (?, ?, ?, ?, ?, ?)", (backfill.id, backfill.workspace_id, backfill.deployment_id,
+                                                           backfill.state.value, backfill.version,
+                                                           backfill.model_dump_json()))
+            except sqlite3.IntegrityError as exc:
+                raise AlreadyExists("Backfill already exists") from exc
+        return backfill
+
+    def get_backfill(self, workspace_id: str, backfill_id: str) -> Backfill | None:
+        return self._one(Backfill, "SELECT doc FROM backfills WHERE id = ? AND workspace_id = ?",
+                         (backfill_id, workspace_id))
+
+    def list_backfills(self, workspace_id: str, deployment_id: str | None = None, limit: int = 100) -> list[Backfill]:
+        if deployment_id is None:
+            return self._many(Backfill, "SELECT doc FROM backfills WHERE workspace_id = ? ORDER BY id DESC LIMIT ?",
+                              (workspace_id, limit))
+        return self._many(Backfill, "SELECT doc FROM backfills WHERE workspace_id = ? AND deployment_id = ? "
+                                    "ORDER BY id DESC LIMIT ?", (workspace_id, deployment_id, limit))
+
+    def list_running_backfills(self, limit: int = 100) -> list[Backfill]:
+        return self._many(Backfill, "SELECT doc FROM backfills WHERE state = ? ORDER BY id LIMIT ?",
+                          (BackfillState.RUNNING.value, limit))
+
+    def save_backfill(self, backfill: Backfill) -> Backfill | None:
+        saved = backfill.model_copy(update={"version": backfill.version + 1})
+        with self._write() as conn:
+            changed = conn.execute("UPDATE backfills SET state = ?, version = ?, doc = ? WHERE id = ? AND version = ?",
+                                   (saved.state.value, saved.version, saved.model_dump_json(), backfill.id,
+                                    backfill.version)).rowcount
+        return saved if changed == 1 else None

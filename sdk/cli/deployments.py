@@ -27,7 +27,7 @@ from pushpool.cli.common import (
 )
 from pushpool.client import PushpoolClient
 from pushpool.control_plane.errors import InvalidInput
-from pushpool.deployments import collision_strategy_value
+from pushpool.deployments import catch_up_policy, collision_strategy_value
 from pushpool.runs import FINAL
 
 deployment_app = typer.Typer(help="List, inspect, run and schedule deployments.", no_args_is_help=True)
@@ -35,6 +35,7 @@ schedule_app = typer.Typer(help="Manage a deployment's schedules.", no_args_is_h
 deployment_app.add_typer(schedule_app, name="schedule")
 
 FAILED_STATES = {"FAILED", "CRASHED", "CANCELLED"}
+OVERLAPS = ("allow", "skip", "buffer_one", "cancel_other")
 
 
 def _full(d: dict) -> str:
@@ -107,10 +108,20 @@ def update(
                                            help="At the limit: ENQUEUE (wait) or CANCEL_NEW."),
     crash_retries: int = typer.Option(None, "--crash-retries", min=0, max=10,
                                       help="Instead of the pool's: resubmit a run whose infrastructure crashed."),
+    overlap: str = typer.Option(None, "--overlap", help="A run due while the previous one is active: allow, skip, "
+                                                        "buffer_one or cancel_other."),
+    catch_up: str = typer.Option(None, "--catch-up", help="Runs missed while the control plane or pool was down: "
+                                                          "all, latest, none, within:<seconds>, or pool (its own)."),
     output: Output = OutputOption,
 ) -> None:
-    """Change a deployment's concurrency limit, collision strategy or crash retries."""
+    """Change a deployment's concurrency limit, collision strategy, crash retries, overlap or catch-up."""
     changes: dict[str, Any] = {}
+    if overlap is not None:
+        if overlap not in OVERLAPS:
+            raise InvalidInput(f"--overlap: {overlap!r} is not one of {', '.join(OVERLAPS)}")
+        changes["overlap"] = overlap
+    if catch_up is not None:
+        changes["late_run_policy"] = catch_up_policy(catch_up, "--catch-up")
     if crash_retries is not None:
         changes["crash_retries"] = crash_retries
     if concurrency_limit is not None and no_concurrency_limit:
@@ -121,14 +132,23 @@ def update(
         changes["collision_strategy"] = collision_strategy_value(collision_strategy, "--collision-strategy")
     if not changes:
         raise InvalidInput("nothing to change: give --concurrency-limit, --no-concurrency-limit, "
-                           "--collision-strategy or --crash-retries")
+                           "--collision-strategy, --crash-retries, --overlap or --catch-up")
     updated = _update(name, changes)
     if output is Output.json:
         emit(updated, output, str)
     else:
         crash = "the pool's" if updated.get("crash_retries") is None else updated["crash_retries"]
         console.print(f"Deployment {name!r}: concurrency limit {updated['concurrency_limit'] or 'none'}, "
-                      f"collision strategy {updated['collision_strategy']}, crash retries {crash}")
+                      f"collision strategy {updated['collision_strategy']}, crash retries {crash}, "
+                      f"overlap {updated['overlap']}, catch-up {describe_catch_up(updated['late_run_policy'])}")
+
+
+def describe_catch_up(policy: dict[str, Any] | None) -> str:
+    if policy is None:
+        return "the pool's"
+    if policy["mode"] == "skip_late":
+        return "none" if policy["skip_after_seconds"] == 0 else f"within {policy['skip_after_seconds']}s"
+    return {"run_all": "all", "latest_only": "latest"}[policy["mode"]]
 
 
 def _run_name(template: str | None, parameters: dict[str, Any]) -> str | None:

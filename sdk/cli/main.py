@@ -10,6 +10,7 @@ import typer
 from pushpool.cli import (
     admin,
     automations,
+    backfills,
     concurrency_limits,
     config,
     control_plane,
@@ -39,6 +40,7 @@ app.add_typer(config.profile_app, name="profile")
 app.add_typer(work_pools.pool_app, name="work-pool")
 app.add_typer(work_pools.queue_app, name="work-queue")
 app.add_typer(deployments.deployment_app, name="deployment")
+app.add_typer(backfills.backfill_app, name="backfill")
 app.add_typer(flows.flow_app, name="flow")
 app.add_typer(flow_runs.flow_run_app, name="flow-run")
 app.add_typer(task_runs.task_run_app, name="task-run")

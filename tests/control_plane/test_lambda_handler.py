@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import textwrap
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -360,3 +360,32 @@ def test_a_tick_writes_its_measurements_as_cloudwatch_emf_lines(stack, lambda_en
     assert all(d["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"] == "Seconds"
                for d in by_metric["TickPassDuration"])
     assert "TickErrors" not in by_metric
+
+
+def test_the_tick_works_through_a_backfill_on_dynamodb(stack, lambda_env, tmp_path):
+    """A backfill asked for through the Function URL; each scheduled tick makes its next runs (at most max_active
+    active) and dispatches them, its progress kept in DynamoDB."""
+    workspace, key = bootstrap_owner(stack)
+    pusher = RecordingPusher()
+    lambda_handler._runtime = lambda_handler.build_runtime(
+        Settings(), pushers=recording_registry(pusher, tmp_path, lambda_env.url))
+    client = PushpoolClient(api_url=lambda_env.url, api_key=key, workspace=workspace)
+    client.create_work_pool("fast", "fake:push")
+    dep = client.apply_deployment(flow_name="f", name="d", entrypoint="f.py:f", work_pool_name="fast",
+                                  schedules=[{"cron": "0 6 * * *"}])
+    end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    backfill = client.request("POST", client.ws(f"/deployments/{dep['id']}/backfills"), json={
+        "start": (end - timedelta(days=5)).isoformat(), "end": end.isoformat(), "max_active": 2})
+    assert backfill["total"] == 5
+    for expected in (2, 4, 5):
+        lambda_handler.tick_handler(SCHEDULE_EVENT, LambdaContext(f"{STACK}-tick", timeout_seconds=30))
+        assert len(pusher.jobs) == expected
+        for job in pusher.jobs[expected - 2 if expected < 5 else 4:]:
+            for step in ("RUNNING", "COMPLETED"):
+                client.set_flow_run_state(job.flow_run_id, step)
+    lambda_handler.tick_handler(SCHEDULE_EVENT, LambdaContext(f"{STACK}-tick", timeout_seconds=30))
+    done = client.request("GET", client.ws(f"/backfills/{backfill['id']}"))
+    assert done["state"] == "COMPLETED" and done["progress"]["finished"] == {"COMPLETED": 5}
+    scheduled = sorted(client.read_flow_run(job.flow_run_id)["scheduled_time"] for job in pusher.jobs)
+    assert scheduled == [(end - timedelta(days=5 - i, hours=-6)).isoformat().replace("+00:00", "Z")
+                         for i in range(5)]

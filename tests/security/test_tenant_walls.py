@@ -71,6 +71,11 @@ WRITE_BODIES: dict[tuple[str, str], dict] = {
     ("PATCH", WS_PREFIX + "/automations/{reference}"): {"enabled": False},
     ("DELETE", WS_PREFIX + "/automations/{reference}"): {},
     ("PUT", WS_PREFIX + "/deployments/{deployment_id}/triggers"): [],
+    ("POST", WS_PREFIX + "/deployments/{deployment_id}/backfills"): {"start": "2026-05-20T00:00:00+00:00",
+                                                                     "end": "2026-05-25T00:00:00+00:00"},
+    ("POST", WS_PREFIX + "/backfills/{backfill_id}/pause"): {},
+    ("POST", WS_PREFIX + "/backfills/{backfill_id}/resume"): {},
+    ("POST", WS_PREFIX + "/backfills/{backfill_id}/cancel"): {},
 }
 
 #: What a run token may call, for its own run only.
@@ -132,7 +137,11 @@ def world(api, ctx, fake_pusher):
     api.as_key(token).ok("POST", api.ws(f"/flow_runs/{run['id']}/set_state"), json={"type": "RUNNING"})
     key_id = api.ok("GET", "/api/me")["api_key"]["id"]
     api.ok("PUT", api.ws("/concurrency_limits/db"), json={"limit": 3})
-    params = {"workspace": "default", "deployment_id": dep["id"], "run_id": run["id"], "tag": "db", "account_id":
+    daily = api.deployment("daily", schedules=[{"cron": "0 6 * * *"}])
+    backfill = api.ok("POST", api.ws(f"/deployments/{daily['id']}/backfills"), json={
+        "start": "2026-05-20T00:00:00+00:00", "end": "2026-05-25T00:00:00+00:00", "max_active": 1})
+    params = {"backfill_id": backfill["id"],
+              "workspace": "default", "deployment_id": dep["id"], "run_id": run["id"], "tag": "db", "account_id":
               sa["account"]["id"], "actor_id": sa["account"]["id"], "key_id": key_id, "flow_name": "flow",
               "pool_name": "pool", "pool_type": "local:push", "reference": "auto"}
     return {"api": api, "params": params, "outsider": outsider, "viewer": viewer, "token": token,
@@ -163,7 +172,7 @@ def fill(path: str, params: dict, **override: str) -> str:
 def snapshot(api, skip: tuple[str, ...] = ()) -> str:
     """Everything the owner can read, to prove a refused call changed nothing."""
     paths = ("/work_pools", "/blocks", "/deployments", "/flow_runs", "/service_accounts", "/work_pools/pool/queues",
-             "/webhooks", "/automations", "/variables", "/members", "/concurrency_limits")
+             "/webhooks", "/automations", "/variables", "/members", "/concurrency_limits", "/backfills")
     parts = [api.get(api.ws(p)).text for p in paths if p not in skip]
     if "/events" not in skip:
         parts.append(api.get(f"/api/workspaces/{api.workspace}/events").text)
