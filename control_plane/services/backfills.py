@@ -12,6 +12,7 @@ any number of schedulers (threads, Lambda ticks) advance it without creating a r
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -40,6 +41,10 @@ PAGE = 200
 PAGES_PER_PASS = 5
 #: Runs of a deployment read per page to find the occurrences that already have one.
 EXISTING_RUNS_READ = 5000
+#: Backfills running or paused in one workspace at once (each costs every scheduler pass a few reads).
+MAX_OPEN_PER_WORKSPACE = 10
+#: Running backfills one pass lists (of every workspace; the pass's time budget decides how many it advances).
+MAX_RUNNING_LISTED = 2000
 FAILED_TYPES = frozenset({StateType.FAILED, StateType.CRASHED})
 
 
@@ -108,6 +113,10 @@ def check_request(ctx: ServiceContext, deployment: Deployment, request: Backfill
 
 def create(ctx: ServiceContext, deployment: Deployment, request: BackfillRequest,
            created_by: str | None = None) -> Backfill:
+    open_ones = [b for b in ctx.store.list_backfills(deployment.workspace_id, limit=200) if not b.state.is_final]
+    if len(open_ones) >= MAX_OPEN_PER_WORKSPACE:
+        raise Conflict(f"the workspace has {len(open_ones)} backfills running or paused (at most "
+                      f"{MAX_OPEN_PER_WORKSPACE}); wait for one to end or cancel one (pushpool backfill ls)")
     schedule, count = check_request(ctx, deployment, request)
     pool = ctx.store.get_work_pool_by_id(deployment.workspace_id, deployment.pool_id)
     if pool is None:
@@ -170,10 +179,23 @@ def _decide(reprocess: Reprocess, when: datetime, existing: list[FlowRun]) -> De
 # --------------------------------------------------------------------------- the scheduler pass
 
 
-def advance_backfills(ctx: ServiceContext) -> int:
-    """Advance every running backfill once; the number of runs created."""
+def advance_backfills(ctx: ServiceContext, budget_seconds: float | None = None) -> int:
+    """Advance every running backfill once, within ``budget_seconds`` (default: the scheduler pass's budget);
+    the number of runs created. Backfills the pass did not reach come first in the next pass."""
     created = 0
-    for backfill in ctx.store.list_running_backfills():
+    running = ctx.store.list_running_backfills(MAX_RUNNING_LISTED)
+    resume, ctx.backfill_resume_at = ctx.backfill_resume_at, None
+    ids = [b.id for b in running]
+    if resume in ids:
+        at = ids.index(resume)
+        running = running[at:] + running[:at]
+    deadline = time.monotonic() + (ctx.settings.scheduler_pass_budget_seconds if budget_seconds is None
+                                   else budget_seconds)
+    for index, backfill in enumerate(running):
+        if time.monotonic() > deadline:
+            ctx.backfill_resume_at = backfill.id
+            log.warning("backfills: the pass stopped after %d of %d; the next pass goes on", index, len(running))
+            break
         try:
             created += advance(ctx, backfill)
         except BudgetExceeded:

@@ -39,6 +39,8 @@ class ServiceContext:
     outbound: OutboundQueue = field(default_factory=OutboundQueue)
     #: The deployment a scheduler pass that ran out of budget did not reach: the next pass starts there.
     scheduler_resume_at: str | None = field(default=None, init=False)
+    #: The first running backfill the previous scheduler pass did not reach (its budget ran out).
+    backfill_resume_at: str | None = field(default=None, init=False)
     #: What the control plane measures about itself (control_plane/metrics.py).
     metrics: Metrics = field(default_factory=Metrics)
 

@@ -1,5 +1,6 @@
 """The dashboard's deployment pages: a deployment with its Run form (generated from the flow's parameter
-schema), its schedules' next runs, recent runs and triggers, pause and resume. (Pools: :mod:`.pools`.)"""
+schema), its schedules' next runs, recent runs, triggers and backfills (pause, resume, cancel), pause and
+resume. (Pools: :mod:`.pools`.)"""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from pushpool.control_plane.api import backfills as backfill_routes
 from pushpool.control_plane.api import deployments as deployment_routes
 from pushpool.control_plane.api import flow_runs as flow_run_routes
 from pushpool.control_plane.api.deps import Access
@@ -21,6 +23,7 @@ from pushpool.control_plane.web.common import act, created_id, page, ws_path
 
 RECENT_RUNS = 20
 UPCOMING_RUNS = 10
+RECENT_BACKFILLS = 10
 router = APIRouter(include_in_schema=False)
 
 
@@ -101,8 +104,10 @@ def deployment_page(request: Request, workspace: str, deployment_id: str) -> Res
             deployment_id=deployment.id, states=[StateType.SCHEDULED], scheduled_after=now, sort="scheduled_asc"),
             limit=UPCOMING_RUNS)
         pool = store.get_work_pool_by_id(access.workspace_id, deployment.pool_id)
+        backfills = store.list_backfills(access.workspace_id, deployment.id, limit=RECENT_BACKFILLS)
         return "deployment.html", {"deployment": deployment, "fields": form_fields(deployment), "runs": runs,
-                                   "upcoming": upcoming, "pool": pool, "triggers": triggers_of(access, deployment)}
+                                   "upcoming": upcoming, "pool": pool, "triggers": triggers_of(access, deployment),
+                                   "backfills": backfills}
 
     return page(request, workspace, build)
 
@@ -139,3 +144,20 @@ def _deployment_paused(paused: bool):
 router.add_api_route("/w/{workspace}/deployments/{deployment_id}/pause", _deployment_paused(True), methods=["POST"])
 router.add_api_route("/w/{workspace}/deployments/{deployment_id}/resume", _deployment_paused(False),
                      methods=["POST"])
+
+
+def _backfill_action(action: str):
+    """Pause, resume or cancel one of the deployment's backfills (the API's rules: the ``run`` permission)."""
+    async def route(request: Request, workspace: str, deployment_id: str, backfill_id: str) -> Response:
+        def change(access: Access, _: dict[str, str]) -> str:
+            getattr(backfill_routes, f"{action}_backfill")(backfill_id, access)
+            return ws_path(access, "deployments", deployment_id)
+
+        return await act(request, workspace, change)
+
+    return route
+
+
+for _action in ("pause", "resume", "cancel"):
+    router.add_api_route(f"/w/{{workspace}}/deployments/{{deployment_id}}/backfills/{{backfill_id}}/{_action}",
+                         _backfill_action(_action), methods=["POST"])

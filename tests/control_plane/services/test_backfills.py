@@ -195,3 +195,22 @@ def test_a_deployment_without_a_schedule_or_with_several_says_so(api, clock):
     assert "name the one" in api.post(api.ws(f"/deployments/{two['id']}/backfills"), json=body).text
     by_slug = api.ok("POST", api.ws(f"/deployments/{two['id']}/backfills"), json={**body, "schedule_id": "b"})
     assert by_slug["schedule_id"] == two["schedules"][1]["id"] and by_slug["total"] == 1
+
+
+def test_a_workspace_keeps_at_most_ten_open_backfills_and_a_pass_stops_at_its_budget(api, ctx, clock):
+    from pushpool.control_plane.services import backfills
+
+    dep = daily(api)
+    end = midnight(clock)
+    def body(i: int) -> dict:  # a range of its own: none of them finds its days taken by another
+        return {"start": (end - (3 * i + 3) * DAY).isoformat(), "end": (end - 3 * i * DAY).isoformat(),
+                "max_active": 1}
+
+    made = [api.ok("POST", api.ws(f"/deployments/{dep['id']}/backfills"), json=body(i))["id"] for i in range(10)]
+    refused = api.post(api.ws(f"/deployments/{dep['id']}/backfills"), json=body(10))
+    assert refused.status_code == 409 and "at most 10" in refused.text
+    api.ok("POST", api.ws(f"/backfills/{made[0]}/cancel"))
+    api.ok("POST", api.ws(f"/deployments/{dep['id']}/backfills"), json=body(10))  # room again
+    # a pass out of time stops and says where the next one starts
+    assert backfills.advance_backfills(ctx, budget_seconds=-1) == 0
+    assert ctx.backfill_resume_at == made[1]

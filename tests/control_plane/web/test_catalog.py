@@ -74,3 +74,33 @@ def test_a_deployment_pauses_and_resumes_for_writers_only(app, api, dep):
     assert runner.post(f"{url}/resume", data={"csrf": csrf_of(page.text)}).status_code == 403
     assert client.post(f"{url}/resume", data={"csrf": csrf_of(client.get(url).text)}).status_code == 303
     assert api.ok("GET", api.ws(f"/deployments/{dep['id']}"))["paused"] is False
+
+
+def test_a_deployments_backfills_show_their_progress_and_pause_resume_and_cancel_for_runners(app, api, clock):
+    from datetime import UTC, datetime, timedelta
+
+    api.pool()
+    daily = api.deployment("daily", schedules=[{"cron": "0 6 * * *"}], overlap="skip",
+                           late_run_policy={"mode": "skip_late", "skip_after_seconds": 600})
+    end = datetime(2026, 6, 1, tzinfo=UTC)
+    backfill = api.ok("POST", api.ws(f"/deployments/{daily['id']}/backfills"), json={
+        "start": (end - timedelta(days=5)).isoformat(), "end": end.isoformat(), "max_active": 2})
+    url = f"/w/{api.workspace}/deployments/{daily['id']}"
+    viewer = sign_in(app, api.user("vic", role="viewer"))
+    seen = viewer.get(url).text
+    assert "0 ended, 2 active, 0 skipped of 5" in seen and f"runs?tag=backfill:{backfill['id']}" in seen
+    assert "<dd>skip</dd>" in seen and "<dd>within 600 s</dd>" in seen
+    assert ">Pause</button>" not in seen  # a viewer steers nothing
+    refused = viewer.post(f"{url}/backfills/{backfill['id']}/pause", data={"csrf": csrf_of(seen)})
+    assert refused.status_code == 403
+    runner = sign_in(app, api.user("rita", role="runner"))
+    page = runner.get(url)
+    assert ">Pause</button>" in page.text and ">Cancel</button>" in page.text
+    assert runner.post(f"{url}/backfills/{backfill['id']}/pause",
+                       data={"csrf": csrf_of(page.text)}).headers["location"] == url
+    assert api.ok("GET", api.ws(f"/backfills/{backfill['id']}"))["state"] == "PAUSED"
+    page = runner.get(url)
+    assert ">Resume</button>" in page.text
+    assert runner.post(f"{url}/backfills/{backfill['id']}/cancel", data={"csrf": csrf_of(page.text)}).status_code == 303
+    assert api.ok("GET", api.ws(f"/backfills/{backfill['id']}"))["state"] == "CANCELLED"
+    assert ">Resume</button>" not in runner.get(url).text
