@@ -74,6 +74,8 @@ class Backfill(Record):
     #: Its runs that ended, by final state type.
     finished: dict[str, int] = Field(default_factory=dict)
     created_by: str | None = None
+    #: Why it ended other than by running every occurrence (its deployment or schedule went, or someone cancelled).
+    message: str | None = None
     #: Incremented by every write; a write is refused when the record changed since it was read.
     version: int = 0
     created: UtcDatetime

@@ -211,15 +211,17 @@ def advance(ctx: ServiceContext, backfill: Backfill) -> int:
     store, now = ctx.store, ctx.clock.now()
     deployment = store.get_deployment(backfill.workspace_id, backfill.deployment_id)
     pool = deployment and store.get_work_pool_by_id(deployment.workspace_id, deployment.pool_id)
-    if deployment is None or pool is None:
+    schedule = next((s for s in deployment.schedules if s.id == backfill.schedule_id), None) if deployment else None
+    if deployment is None or pool is None or schedule is None:
+        gone = "deployment" if deployment is None else ("work pool" if pool is None else "schedule")
         store.save_backfill(backfill.model_copy(update={
-            "state": BackfillState.CANCELLED, "active_run_ids": [], "ended": now, "updated": now}))
+            "state": BackfillState.CANCELLED, "ended": now, "updated": now,
+            "message": f"Its {gone} was deleted"}))
         return 0
     active, finished = _settled(ctx, backfill)
     updates: dict[str, Any] = {"active_run_ids": active, "finished": finished, "updated": now}
     new_runs: list[FlowRun] = []
     if not backfill.exhausted and len(active) < backfill.max_active:
-        schedule = schedule_of(deployment, backfill.schedule_id)
         decided, cursor, exhausted = _next_decisions(ctx, backfill, deployment, schedule,
                                                      backfill.max_active - len(active))
         for decision in decided:
@@ -318,7 +320,7 @@ def cancel_backfill(ctx: ServiceContext, backfill: Backfill) -> Backfill:
         raise Conflict(f"Backfill is already {backfill.state.value}")
     now = ctx.clock.now()
     saved = ctx.store.save_backfill(backfill.model_copy(update={
-        "state": BackfillState.CANCELLED, "ended": now, "updated": now}))
+        "state": BackfillState.CANCELLED, "ended": now, "updated": now, "message": "Cancelled by request"}))
     if saved is None:
         raise Conflict("Backfill changed meanwhile; try again")
     for run_id in saved.active_run_ids:

@@ -214,3 +214,15 @@ def test_a_workspace_keeps_at_most_ten_open_backfills_and_a_pass_stops_at_its_bu
     # a pass out of time stops and says where the next one starts
     assert backfills.advance_backfills(ctx, budget_seconds=-1) == 0
     assert ctx.backfill_resume_at == made[1]
+
+
+def test_a_backfill_whose_schedule_is_removed_ends_saying_so(api, ctx, clock):
+    dep = daily(api)
+    end = midnight(clock)
+    created = api.ok("POST", api.ws(f"/deployments/{dep['id']}/backfills"), json={
+        "start": (end - 5 * DAY).isoformat(), "end": end.isoformat(), "max_active": 1})
+    api.ok("PATCH", api.ws(f"/deployments/{dep['id']}"), json={"schedules": [{"cron": "0 7 * * *"}]})
+    run_scheduler(ctx)
+    ended = api.ok("GET", api.ws(f"/backfills/{created['id']}"))
+    assert (ended["state"], ended["message"]) == ("CANCELLED", "Its schedule was deleted")
+    assert len(backfill_runs(ctx, api, created["id"])) == 1  # the one it made before
