@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint docs install clean bench bench-lambda bench-images bench-flows bench-dashboard bench-ecs screenshots
+.PHONY: demo test test-slow lint docs install clean bench bench-lambda bench-images bench-flows bench-dashboard bench-ecs bench-limit screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.flow_overhead --update-docs
 	$(BIN)/python -m tests.benchmarks.dashboard_pages --update-docs
 	$(BIN)/python -m tests.benchmarks.ecs_throttled --update-docs
+	$(BIN)/python -m tests.benchmarks.limit --update-docs
 	$(BIN)/python -m tests.benchmarks.metrics_overhead --update-docs
 
 # Cold start of the Lambda control plane: handler import time, first-invocation build time, package size.
@@ -60,6 +61,12 @@ bench-dashboard: $(STAMP)
 # (1/s) limits: exactly once, none crashed, the submission rate against the limit. About 2 minutes.
 bench-ecs: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.ecs_throttled --update-docs
+
+# pushpool beside the limit of its stack (a reference app on the same FastAPI, uvicorn and SQLite doing only
+# the key lookup, body parsing and row writes any such API must), interleaved three times; writes its table
+# into docs/benchmarks.md. About 4 minutes.
+bench-limit: $(STAMP)
+	$(BIN)/python -m tests.benchmarks.limit --update-docs
 
 docs: $(STAMP)
 	$(BIN)/typer pushpool.cli.main utils docs --name pushpool --output docs/cli.md

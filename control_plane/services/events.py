@@ -29,7 +29,7 @@ from typing import Any
 
 from pushpool.control_plane.clock import Clock
 from pushpool.control_plane.event_models import RESOURCE_ID, RESOURCE_NAME, RESOURCE_ROLE, Event
-from pushpool.control_plane.models import Deployment, FlowRun, StateType, WorkPool
+from pushpool.control_plane.models import Deployment, FlowRun, StateType, WorkPool, new_id
 
 log = logging.getLogger("pushpool.events")
 
@@ -80,8 +80,9 @@ class EventSink:
         # Built from the control plane's own values (UTC times, string labels made by resource() and
         # related()), so pydantic's validation is skipped: this runs on every state change. Events from
         # outside (webhooks) are validated where they are made and come in through add().
-        event = Event.model_construct(workspace_id=workspace_id, occurred=occurred or now, received=now, event=name,
-                                      resource=resource, related=list(related), payload=payload or {})
+        # (the id is given too: for a default factory, pydantic 2.14 inspects the factory's signature every time)
+        event = Event.model_construct(id=new_id(), workspace_id=workspace_id, occurred=occurred or now, received=now,
+                                      event=name, resource=resource, related=list(related), payload=payload or {})
         self.add(event)
         return event
 

@@ -20,10 +20,8 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from tests.benchmarks.systems import REPO, PushpoolServer
+from tests.benchmarks.systems import PushpoolServer, write_doc_block
 
-DOC = REPO / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- dashboard-pages:begin -->", "<!-- dashboard-pages:end -->"
 POOLS = 4
 REQUESTS, WARM_UP = 40, 3
 TARGET_P95_MS = 100.0
@@ -171,11 +169,7 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.update_docs:
-        text = DOC.read_text()
-        block = f"{BEGIN}\n{table}\n{END}"
-        text = re.sub(f"{re.escape(BEGIN)}.*?{re.escape(END)}", lambda _: block, text, flags=re.S) \
-            if BEGIN in text else text.rstrip() + "\n\n## Dashboard pages\n\n" + block + "\n"
-        DOC.write_text(text)
+        write_doc_block("dashboard-pages", table, "Dashboard pages")
 
 
 if __name__ == "__main__":

@@ -12,16 +12,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
-from tests.benchmarks.systems import REPO
-
-DOC = REPO / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- ecs-throttled:begin -->", "<!-- ecs-throttled:end -->"
+from tests.benchmarks.systems import write_doc_block
 
 
 def run(runs: int, deployments: int, run_task_rate: float, timeout: float) -> dict:
@@ -137,13 +133,9 @@ def main() -> None:
     ok = result["tasks"] == args.runs and result["most_tasks_per_run"] == 1 and not result["states"].get("CRASHED")
     print("exactly once, none crashed" if ok else f"NOT exactly once or some crashed: {result['states']}")
     if args.update_docs:
-        doc = DOC.read_text()
-        block = f"{BEGIN}\n{text}\n{END}"
-        doc = re.sub(f"{re.escape(BEGIN)}.*?{re.escape(END)}", lambda _: block, doc, flags=re.S) if BEGIN in doc \
-            else doc.rstrip() + "\n\n## ECS under AWS's limits\n\n`make bench-ecs` (tests/benchmarks/" \
-            "ecs_throttled.py): runs due at once on one ECS pool, through the strict AWS fake's throttling.\n\n" + \
-            block + "\n"
-        DOC.write_text(doc)
+        write_doc_block("ecs-throttled", text, "ECS under AWS's limits", "`make bench-ecs` (tests/benchmarks/"
+                        "ecs_throttled.py): runs due at once on one ECS pool, through the strict AWS fake's "
+                        "throttling.")
     raise SystemExit(0 if ok else 1)
 
 

@@ -17,7 +17,6 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -29,10 +28,7 @@ from typing import Any
 
 import httpx
 
-from tests.benchmarks.systems import REPO, PushpoolServer
-
-DOC = REPO / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- flow-overhead:begin -->", "<!-- flow-overhead:end -->"
+from tests.benchmarks.systems import REPO, PushpoolServer, write_doc_block
 
 
 def make_run(server: PushpoolServer) -> tuple[str, httpx.Client]:
@@ -258,12 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     result = table(tasks, logs, args.tasks, args.lines)
     print(result)
     if args.update_docs:
-        text = DOC.read_text()
-        block = f"{BEGIN}\n{result}\n{END}"
-        text = re.sub(f"{re.escape(BEGIN)}.*?{re.escape(END)}", block, text, flags=re.S) if BEGIN in text else (
-            text.rstrip() + "\n\n## Tasks and logs inside a flow\n\n`make bench-flows` (tests/benchmarks/"
-            "flow_overhead.py), on this machine against an embedded server on 127.0.0.1:\n\n" + block + "\n")
-        Path(DOC).write_text(text)
+        write_doc_block("flow-overhead", result, "Tasks and logs inside a flow", "`make bench-flows` (tests/"
+                        "benchmarks/flow_overhead.py), on this machine against an embedded server on 127.0.0.1:")
     return 0
 
 

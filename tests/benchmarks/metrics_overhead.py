@@ -9,14 +9,10 @@ docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import time
 
-from tests.benchmarks.systems import REPO, PushpoolApi, PushpoolServer
-
-DOC = REPO / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- metrics-overhead:begin -->", "<!-- metrics-overhead:end -->"
+from tests.benchmarks.systems import PushpoolApi, PushpoolServer, write_doc_block
 
 
 def creation_rate(api: PushpoolApi, deployment: str, requests: int) -> float:
@@ -60,12 +56,8 @@ def main() -> None:
         + ", ".join(f"{r:.0f}" for r in rates["on"]) + "."])
     print(table)
     if args.update_docs:
-        text = DOC.read_text()
-        block = f"{BEGIN}\n{table}\n{END}"
-        text = re.sub(f"{re.escape(BEGIN)}.*?{re.escape(END)}", lambda _: block, text, flags=re.S) \
-            if BEGIN in text else text.rstrip() + "\n\n## Metrics overhead\n\n`tests/benchmarks/metrics_overhead." \
-            "py`: the same embedded server with metrics off and on, run creation from one client.\n\n" + block + "\n"
-        DOC.write_text(text)
+        write_doc_block("metrics-overhead", table, "Metrics overhead", "`tests/benchmarks/metrics_overhead.py`: the "
+                        "same embedded server with metrics off and on, run creation from one client.")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -152,6 +153,24 @@ class PushpoolServer(Server):
         return (self.home / "bench.key").exists()
 
 
+class ReferenceServer(Server):
+    """The limit of the stack (tests/benchmarks/reference_app.py): the same uvicorn and SQLite, nothing else."""
+
+    label = "reference"
+
+    def __init__(self) -> None:
+        super().__init__()
+        command = [sys.executable, "-m", "tests.benchmarks.reference_app", "--port", str(self.port), "--home",
+                   str(self.home)]
+        self.process = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO,
+                                        stdout=self.log, stderr=subprocess.STDOUT)
+        self._wait_healthy()
+        self.key = (self.home / "bench.key").read_text().strip()
+
+    def _ready(self) -> bool:
+        return (self.home / "bench.key").exists()
+
+
 class PrefectServer(Server):
     def __init__(self, *, services: bool, env: dict[str, str] | None = None) -> None:
         super().__init__()
@@ -246,3 +265,27 @@ class PrefectApi:
 
     def count_runs(self, client: httpx.Client) -> int:
         return int(client.post("/flow_runs/count", json={}).json())
+
+
+class ReferenceApi(PushpoolApi):
+    """The workloads' steps against the reference app (the same paths as pushpool's; it has no pools)."""
+
+    def create_pool(self, client: httpx.Client, name: str, **fields: Any) -> None:
+        pass
+
+    def create_deployment(self, client: httpx.Client, name: str, pool: str, **fields: Any) -> str:
+        return f"reference-{name}"
+
+
+def write_doc_block(marker: str, table: str, heading: str, intro: str = "") -> None:
+    """Put ``table`` between ``<!-- marker:begin -->`` and ``<!-- marker:end -->`` in docs/benchmarks.md, or add a
+    section (``heading``, ``intro``) holding it at the end when the markers are not there yet."""
+    doc = REPO / "docs" / "benchmarks.md"
+    begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
+    block = f"{begin}\n{table}\n{end}"
+    text = doc.read_text()
+    if begin in text:
+        text = re.sub(f"{re.escape(begin)}.*?{re.escape(end)}", lambda _: block, text, flags=re.S)
+    else:
+        text = text.rstrip() + f"\n\n## {heading}\n\n" + (f"{intro}\n\n" if intro else "") + block + "\n"
+    doc.write_text(text)

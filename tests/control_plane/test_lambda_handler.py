@@ -206,14 +206,20 @@ def test_the_api_wakes_the_tick_with_an_asynchronous_invoke(stack, lambda_withou
     assert json.loads(call["body"]) == {"source": lambda_handler.WAKE_SOURCE, "reason": "flow run created"}
 
 
-def a_run_due_now(stack, lambda_env, tmp_path) -> tuple[RecordingPusher, dict, PushpoolClient]:
-    """A runtime whose ``fake:push`` pool records submissions, a run of it due now, and the owner's client."""
+def a_recording_pool(stack, lambda_env, tmp_path) -> tuple[RecordingPusher, PushpoolClient]:
+    """A runtime whose ``fake:push`` pool ``fast`` records submissions, and the owner's client."""
     workspace, key = bootstrap_owner(stack)
     pusher = RecordingPusher()
     lambda_handler._runtime = lambda_handler.build_runtime(
         Settings(), pushers=recording_registry(pusher, tmp_path, lambda_env.url))
     client = PushpoolClient(api_url=lambda_env.url, api_key=key, workspace=workspace)
     client.create_work_pool("fast", "fake:push")
+    return pusher, client
+
+
+def a_run_due_now(stack, lambda_env, tmp_path) -> tuple[RecordingPusher, dict, PushpoolClient]:
+    """A recording pool (:func:`a_recording_pool`), a run of it due now, and the owner's client."""
+    pusher, client = a_recording_pool(stack, lambda_env, tmp_path)
     dep = client.apply_deployment(flow_name="f", name="d", entrypoint="f.py:f", work_pool_name="fast")
     return pusher, client.create_flow_run(dep["id"]), client
 
@@ -365,12 +371,7 @@ def test_a_tick_writes_its_measurements_as_cloudwatch_emf_lines(stack, lambda_en
 def test_the_tick_works_through_a_backfill_on_dynamodb(stack, lambda_env, tmp_path):
     """A backfill asked for through the Function URL; each scheduled tick makes its next runs (at most max_active
     active) and dispatches them, its progress kept in DynamoDB."""
-    workspace, key = bootstrap_owner(stack)
-    pusher = RecordingPusher()
-    lambda_handler._runtime = lambda_handler.build_runtime(
-        Settings(), pushers=recording_registry(pusher, tmp_path, lambda_env.url))
-    client = PushpoolClient(api_url=lambda_env.url, api_key=key, workspace=workspace)
-    client.create_work_pool("fast", "fake:push")
+    pusher, client = a_recording_pool(stack, lambda_env, tmp_path)
     dep = client.apply_deployment(flow_name="f", name="d", entrypoint="f.py:f", work_pool_name="fast",
                                   schedules=[{"cron": "0 6 * * *"}])
     end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)

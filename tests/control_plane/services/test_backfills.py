@@ -8,17 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pushpool.control_plane.models import FlowRunFilter
-from pushpool.control_plane.services.dispatcher import Dispatcher
 from pushpool.control_plane.services.scheduler import run_scheduler
 
 DAY = timedelta(days=1)
-
-
-@pytest.fixture
-def dispatcher(ctx):
-    d = Dispatcher(ctx)
-    yield d
-    d.close()
 
 
 def midnight(clock) -> datetime:

@@ -6,19 +6,10 @@ import threading
 from dataclasses import replace
 from datetime import timedelta
 
-import pytest
-
 from pushpool.control_plane.services.dispatcher import Dispatcher, apply_late_policies
 from pushpool.control_plane.services.reconciler import Reconciler
 from pushpool.control_plane.storage.sqlite import SqliteStore
 from tests.fakes.crashes import die_after_first_submit, dispatch_crash_then_restart
-
-
-@pytest.fixture
-def dispatcher(ctx):
-    d = Dispatcher(ctx)
-    yield d
-    d.close()
 
 
 def state_of(api, run_id: str) -> dict:

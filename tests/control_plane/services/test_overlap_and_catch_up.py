@@ -7,19 +7,10 @@ import threading
 from dataclasses import replace
 from datetime import timedelta
 
-import pytest
-
 from pushpool.control_plane.services.dispatcher import Dispatcher
 from pushpool.control_plane.services.reconciler import Reconciler
 from pushpool.control_plane.services.scheduler import run_scheduler
 from pushpool.control_plane.storage.sqlite import SqliteStore
-
-
-@pytest.fixture
-def dispatcher(ctx):
-    d = Dispatcher(ctx)
-    yield d
-    d.close()
 
 
 def state_of(api, run_id: str) -> dict:
