@@ -32,10 +32,17 @@ from pushpool.control_plane.models import (
 )
 from pushpool.control_plane.storage.base import DeploymentSummary, WouldWait
 from pushpool.control_plane.storage.claim_rules import claim_limits
+from pushpool.control_plane.storage.sqlite_checkpoints import FALLBACK_PAGES, Checkpointer
 from pushpool.control_plane.storage.sqlite_events import EVENT_RELATED_BACKFILL, EVENTS_SCHEMA, SqliteEventsMixin
 from pushpool.control_plane.storage.sqlite_reports import SqliteReportsMixin
 from pushpool.control_plane.storage.sqlite_runs import SqliteRunsMixin
-from pushpool.control_plane.storage.sqlite_schema import RUN_TAGS_BACKFILL, SCHEMA, SCHEMA_VERSION
+from pushpool.control_plane.storage.sqlite_schema import (
+    FLOW_NAME_BACKFILL,
+    FLOW_NAME_COLUMN,
+    RUN_TAGS_BACKFILL,
+    SCHEMA,
+    SCHEMA_VERSION,
+)
 from pushpool.control_plane.storage.sqlite_variables import SqliteVariablesMixin
 
 M = TypeVar("M", bound=BaseModel)
@@ -56,6 +63,7 @@ class SqliteStore(SqliteRunsMixin, SqliteReportsMixin, SqliteVariablesMixin, Sql
         # sleeps up to 100 ms between tries (the tail latency under concurrent writes). Other
         # processes on the same file are still kept out by SQLite's own lock.
         self._write_lock = threading.Lock()
+        self._checkpoints = Checkpointer(self.path) if self.path != ":memory:" else None
         self._init_schema()
 
     # ------------------------------------------------------------------ connections
@@ -68,6 +76,8 @@ class SqliteStore(SqliteRunsMixin, SqliteReportsMixin, SqliteVariablesMixin, Sql
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA foreign_keys=OFF")
+            if self._checkpoints is not None:  # the checkpoint thread does it (sqlite_checkpoints.py)
+                conn.execute(f"PRAGMA wal_autocheckpoint={FALLBACK_PAGES}")
             self._local.conn = conn
             with self._connections_lock:
                 # Threads come and go (an event loop's worker threads, a test client's loop per request):
@@ -85,6 +95,11 @@ class SqliteStore(SqliteRunsMixin, SqliteReportsMixin, SqliteVariablesMixin, Sql
     def _init_schema(self) -> None:
         conn = self._conn()
         conn.executescript(SCHEMA + EVENTS_SCHEMA)
+        if "flow_name" not in {row[1] for row in conn.execute("PRAGMA table_info(flow_runs)")}:
+            with conn:  # a database made before the column: added and filled once
+                conn.execute("ALTER TABLE flow_runs ADD COLUMN flow_name TEXT")
+                conn.execute(FLOW_NAME_BACKFILL)
+        conn.executescript(FLOW_NAME_COLUMN)
         conn.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )
@@ -123,6 +138,8 @@ class SqliteStore(SqliteRunsMixin, SqliteReportsMixin, SqliteVariablesMixin, Sql
                 raise
             else:
                 conn.execute("COMMIT")
+                if self._checkpoints is not None:
+                    self._checkpoints.wrote()
         finally:
             self._write_lock.release()
 
@@ -158,6 +175,8 @@ class SqliteStore(SqliteRunsMixin, SqliteReportsMixin, SqliteVariablesMixin, Sql
             raise AlreadyExists(f"{what} already exists") from exc
 
     def close(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.stop()
         with self._connections_lock:
             for _, conn in self._connections:
                 conn.close()

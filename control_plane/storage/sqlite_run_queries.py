@@ -70,7 +70,7 @@ def _arm(workspace_id: str, flt: FlowRunFilter, states: list[StateType] | None, 
         where.append("r.auto_scheduled = ?")
         params.append(int(flt.auto_scheduled))
     if flt.flow_name is not None:
-        where.append("json_extract(r.doc, '$.flow_name') = ?")  # the expression of the runs_by_flow index
+        where.append("r.flow_name = ?")  # runs_by_flow_name
         params.append(flt.flow_name)
     for tag in flt.tags or ():
         if tag != leading_tag:

@@ -29,17 +29,21 @@ _ACTIVE_SQL = "('PENDING', 'RUNNING', 'CANCELLING')"
 _RUN_COLUMNS = (
     "id", "workspace_id", "deployment_id", "pool_id", "queue_id", "state_type", "scheduled_time",
     "auto_scheduled", "idempotency_key", "infra_id", "lease_until", "next_attempt_at", "cleaned_up",
-    "created", "doc",
+    "created", "flow_name", "doc",
 )
 
 
-def _run_row(run: FlowRun) -> tuple:
+def _run_keys(run: FlowRun) -> tuple:
+    """The run's columns other than ``doc`` (in ``_RUN_COLUMNS`` order)."""
     return (
         run.id, run.workspace_id, run.deployment_id, run.pool_id, run.queue_id, run.state.type.value,
         ts(run.scheduled_time), int(run.auto_scheduled), run.idempotency_key, run.infra_id,
-        ts(run.lease_until), ts(run.next_attempt_at), int(run.cleaned_up), ts(run.created),
-        run.model_dump_json(),
+        ts(run.lease_until), ts(run.next_attempt_at), int(run.cleaned_up), ts(run.created), run.flow_name,
     )
+
+
+def _run_row(run: FlowRun) -> tuple:
+    return (*_run_keys(run), run.model_dump_json())
 
 
 #: The order runs are counted in by state when a count is bounded: what needs attention first.
@@ -48,7 +52,13 @@ COUNTING_ORDER = (StateType.FAILED, StateType.CRASHED, StateType.CANCELLING, Sta
 _INSERT_RUN = f"INSERT INTO flow_runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' * len(_RUN_COLUMNS))})"
 _INSERT_RUN_IF_ABSENT = _INSERT_RUN.replace("INSERT", "INSERT OR IGNORE", 1)
 _INSERT_FIRST_STATE = "INSERT INTO flow_run_states (run_id, seq, doc) VALUES (?, 1, ?)"
-_UPDATE_RUN = f"UPDATE flow_runs SET {', '.join(f'{c} = ?' for c in _RUN_COLUMNS[1:])} WHERE id = ?"
+_INSERT_TAG = "INSERT OR IGNORE INTO run_tags (workspace_id, tag, scheduled_time, run_id) VALUES (?, ?, ?, ?)"
+
+
+def _tag_rows(run: FlowRun) -> list[tuple]:
+    """The run's rows of ``run_tags`` (kept by the store as it writes a new run)."""
+    when = ts(run.scheduled_time)
+    return [(run.workspace_id, tag, when, run.id) for tag in run.tags]
 
 
 class SqliteRunsMixin:
@@ -63,9 +73,14 @@ class SqliteRunsMixin:
         row = conn.execute("SELECT doc FROM flow_runs WHERE id = ?", (run_id,)).fetchone()
         return FlowRun.model_validate_json(row["doc"]) if row else None
 
-    def _save_run(self, conn: sqlite3.Connection, run: FlowRun) -> None:
-        row = _run_row(run)
-        conn.execute(_UPDATE_RUN, row[1:] + (run.id,))
+    def _save_run(self, conn: sqlite3.Connection, run: FlowRun, before: FlowRun) -> None:
+        """Write ``run`` over ``before`` (the stored version): only the columns that changed are set, since SQLite
+        rewrites the entries of every index on a column an UPDATE sets, changed or not (nine on flow_runs)."""
+        old, new = _run_keys(before), _run_keys(run)
+        changed = [i for i in range(1, len(new)) if new[i] != old[i]]
+        sets = "".join(f"{_RUN_COLUMNS[i]} = ?, " for i in changed)
+        conn.execute(f"UPDATE flow_runs SET {sets}doc = ? WHERE id = ?",
+                     (*(new[i] for i in changed), run.model_dump_json(), run.id))
 
     def _append_state(self, conn: sqlite3.Connection, run_id: str, state: State) -> None:
         conn.execute(
@@ -97,6 +112,8 @@ class SqliteRunsMixin:
             with self._write() as conn:
                 conn.execute(_INSERT_RUN, _run_row(run))
                 conn.execute(_INSERT_FIRST_STATE, (run.id, run.state.model_dump_json()))
+                if run.tags:
+                    conn.executemany(_INSERT_TAG, _tag_rows(run))
                 if run.parent_flow_run_id is not None:
                     conn.execute("INSERT INTO child_runs (parent_id, child_id) VALUES (?, ?)",
                                  (run.parent_flow_run_id, run.id))
@@ -112,6 +129,8 @@ class SqliteRunsMixin:
                 if cur.rowcount:
                     created += 1
                     conn.execute(_INSERT_FIRST_STATE, (run.id, run.state.model_dump_json()))
+                    if run.tags:
+                        conn.executemany(_INSERT_TAG, _tag_rows(run))
         return created
 
     def get_flow_run(self, workspace_id: str | None, run_id: str) -> FlowRun | None:
@@ -197,7 +216,7 @@ class SqliteRunsMixin:
             if run is None or (expect is not None and run.state.type not in expect):
                 return None
             updated = run_with_state(run, state, changes)
-            self._save_run(conn, updated)
+            self._save_run(conn, updated, run)
             self._append_state(conn, run_id, state)
         return updated
 
@@ -213,7 +232,7 @@ class SqliteRunsMixin:
                 if current != value:
                     return None
             updated = run.model_copy(update=changes)
-            self._save_run(conn, updated)
+            self._save_run(conn, updated, run)
         return updated
 
     # ------------------------------------------------------------------ dispatch
@@ -254,7 +273,7 @@ class SqliteRunsMixin:
                 if outcome is not None:
                     if outcome != "wait":
                         cancelled = run_with_state(run, outcome, None)
-                        self._save_run(conn, cancelled)
+                        self._save_run(conn, cancelled, run)
                         self._append_state(conn, run.id, outcome)
                         result.cancelled.append(cancelled)
                     continue
@@ -262,7 +281,7 @@ class SqliteRunsMixin:
                 claimed = run_with_state(run, state, {
                     "lease_until": lease_until, "submission_attempts": run.submission_attempts + 1,
                 })
-                self._save_run(conn, claimed)
+                self._save_run(conn, claimed, run)
                 self._append_state(conn, run.id, state)
                 result.claimed.append(claimed)
                 pool_free -= 1
@@ -317,7 +336,7 @@ class SqliteRunsMixin:
                 "lease_until": lease_until, "submission_attempts": run.submission_attempts + 1,
                 "next_attempt_at": None,
             })
-            self._save_run(conn, updated)
+            self._save_run(conn, updated, run)
         return updated
 
     def list_runs_to_reconcile(self, limit: int) -> list[FlowRun]:

@@ -168,3 +168,56 @@ def test_events_written_before_the_related_index_are_indexed_once_on_open(tmp_pa
     assert [e.id for e in found] == [about.id]
     assert reopened._conn().execute("SELECT COUNT(*) FROM event_related").fetchone()[0] == 1
     reopened.close()
+
+
+def test_runs_written_before_the_flow_name_column_are_found_by_flow_after_open(tmp_path):
+    """A database from before ``flow_runs.flow_name`` (its flow filter was an index on the JSON): the column is
+    added and filled once when a store first opens it, and the old index is gone."""
+    from pushpool.control_plane.models import FlowRunFilter
+    from tests.control_plane.storage.contract import World
+
+    store = SqliteStore(tmp_path / "x.db")
+    world = World(store)
+    pool, queue = world.pool()
+    dep = world.deployment(pool, queue)
+    etl, other = world.run(dep, flow_name="etl", tags=["nightly"]), world.run(dep, flow_name="other")
+    with store._write() as conn:  # as an older release left it
+        conn.execute("DROP INDEX runs_by_flow_name")
+        conn.execute("ALTER TABLE flow_runs DROP COLUMN flow_name")
+        conn.execute("CREATE INDEX runs_by_flow ON flow_runs "
+                     "(workspace_id, json_extract(doc, '$.flow_name'), scheduled_time, id)")
+    store.close()
+
+    reopened = SqliteStore(tmp_path / "x.db")
+    assert [r.id for r in reopened.list_flow_runs(world.ws.id, FlowRunFilter(flow_name="etl"))] == [etl.id]
+    assert [r.id for r in reopened.list_flow_runs(world.ws.id, FlowRunFilter(flow_name="other"))] == [other.id]
+    assert [r.id for r in reopened.list_flow_runs(world.ws.id, FlowRunFilter(tags=["nightly"]))] == [etl.id]
+    indexes = {row[0] for row in reopened._conn().execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "runs_by_flow_name" in indexes and "runs_by_flow" not in indexes
+    reopened.close()
+
+
+def test_the_log_is_checkpointed_by_a_thread_of_its_own_not_by_the_writes(tmp_path):
+    """Writes leave the write-ahead log to the checkpoint thread (a commit no longer copies it back itself), which
+    copies it into the database file soon after."""
+    import os
+    import time
+
+    from pushpool.control_plane.storage.sqlite_checkpoints import FALLBACK_PAGES
+    from tests.control_plane.storage.contract import World
+
+    store = SqliteStore(tmp_path / "x.db")
+    assert store._conn().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == FALLBACK_PAGES
+    store._checkpoints.interval = 0.2
+    world = World(store)
+    pool, queue = world.pool()
+    dep = world.deployment(pool, queue)
+    before = os.path.getsize(tmp_path / "x.db")
+    for _ in range(300):
+        world.run(dep)
+    deadline = time.monotonic() + 10
+    while os.path.getsize(tmp_path / "x.db") <= before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert os.path.getsize(tmp_path / "x.db") > before  # the runs reached the database file
+    store.close()
+    assert not store._checkpoints._thread.is_alive()
