@@ -15,7 +15,9 @@ order it was logged among the prints; what stderr held when the relay meets a re
 before it. The relay ends when the runner says so (or its stdin closes: the runner is gone),
 after the pipes close or ``restore_timeout`` seconds, then sends what is left for at most
 ``close_timeout`` seconds and reports its counts on a status pipe. It ignores SIGINT and
-SIGTERM: a cancelled run's last lines and hooks are still shipped.
+SIGTERM: a cancelled run's last lines and hooks are still shipped. Should it die while the run
+goes on (killed, out of memory), the runner points descriptors 1 and 2 back at the container's
+log and says so: the flow never fails for its log shipping.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -237,8 +240,12 @@ class RelayedCapture:
 
     real_stderr: TextIO
     record_fd: int
+    #: The relay ended before the run did: records are no longer sent (output goes to the container's log).
+    relay_gone: bool = False
 
     def emit_record(self, line: dict[str, Any]) -> None:
+        if self.relay_gone:
+            return
         flush_python_streams()  # what was printed before the record goes first
         write_all(self.record_fd, encode_record(line))
 
@@ -252,6 +259,8 @@ class LogRelay:
         self._capture: RelayedCapture | None = None
         self._saved: tuple[int, int] | None = None
         self._target: RelayTarget | None = None
+        self._ending = False
+        self._descriptors = threading.Lock()
 
     @classmethod
     def start(cls) -> LogRelay:
@@ -268,9 +277,10 @@ class LogRelay:
             for fd in (out_r, out_w, err_r, err_w, status_r, status_w):
                 os.close(fd)
             raise RelayUnavailable(f"the log relay could not be started: {exc}") from exc
-        for fd in (out_r, err_r, status_w):
-            os.close(fd)
-        return cls(process, {"out": out_w, "err": err_w, "status": status_r})
+        os.close(status_w)
+        # The read ends stay open here too: should the relay die, the flow's writes fill a pipe (and are then
+        # pointed back at the container's log, see _watch) instead of failing with a broken pipe.
+        return cls(process, {"out": out_w, "err": err_w, "status": status_r, "out_r": out_r, "err_r": err_r})
 
     def begin(self, target: RelayTarget) -> RelayedCapture:
         """Hand the relay its target, wait until it is ready, and point descriptors 1 and 2 at its pipes."""
@@ -296,20 +306,36 @@ class LogRelay:
         real_stderr = open(self._saved[1], "w", buffering=1, closefd=False, encoding="utf-8",  # noqa: SIM115
                            errors="replace")
         self._capture = RelayedCapture(real_stderr, self._pipes["out"])
+        threading.Thread(target=self._watch, name="pushpool-log-relay-watch", daemon=True).start()
         return self._capture
+
+    def _watch(self) -> None:
+        """Should the relay end while the run goes on (killed, out of memory), point descriptors 1 and 2 back at
+        the container's log and say so: the flow goes on, its output is no longer shipped."""
+        code = self.process.wait()
+        with self._descriptors:
+            if self._ending or self._saved is None or self._capture is None:
+                return
+            self._capture.relay_gone = True
+            os.dup2(self._saved[0], 1)
+            os.dup2(self._saved[1], 2)
+            print(f"pushpool: the log relay ended (exit {code}); the run's output is no longer sent to the "
+                  "control plane", file=self._capture.real_stderr, flush=True)
 
     def end(self) -> dict[str, Any]:
         """Point descriptors 1 and 2 back, tell the relay to finish and wait for its counts (sent, dropped,
         requests)."""
         flush_python_streams()
-        if self._capture is not None:
-            self._capture.real_stderr.close()
-        if self._saved is not None:
-            os.dup2(self._saved[0], 1)
-            os.dup2(self._saved[1], 2)
-            for fd in self._saved:
-                os.close(fd)
-            self._saved = None
+        with self._descriptors:
+            self._ending = True
+            if self._capture is not None:
+                self._capture.real_stderr.close()
+            if self._saved is not None:
+                os.dup2(self._saved[0], 1)
+                os.dup2(self._saved[1], 2)
+                for fd in self._saved:
+                    os.close(fd)
+                self._saved = None
         self.stop()
         return self.summary
 
@@ -334,6 +360,9 @@ class LogRelay:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        for name in ("out_r", "err_r"):
+            if name in self._pipes:
+                os.close(self._pipes.pop(name))
 
     def _read_status(self, timeout: float) -> str | None:
         """The relay's next line on the status pipe, or ``None`` when it ended or did not write one in time."""

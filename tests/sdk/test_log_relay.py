@@ -167,3 +167,34 @@ def test_a_runs_output_reaches_the_api_through_the_relay_or_without_it(live, tmp
     else:
         assert facts["summary"]["sent"] == 5 and facts["summary"]["dropped"] == 0
         assert facts["relay_pid"] != facts["pid"]
+
+
+RELAY_KILLED = """
+import os, signal, sys, time
+from pushpool.log_relay import LogRelay, RelayTarget
+from pushpool.run_logging import RelayedLogs, shipping_logs
+from pushpool import get_run_logger
+
+relay = LogRelay.start()
+with shipping_logs(RelayedLogs(relay, RelayTarget("http://127.0.0.1:9", "ppk_x", "w", "r", close_timeout=1))):
+    print("before the relay died")
+    os.kill(relay.process.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while relay.process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)  # the watch thread points the descriptors back
+    for i in range(5000):  # far more than a pipe holds: a dead reader must not block or break the flow
+        print(f"line {i} after the relay died")
+    get_run_logger().info("a record after it died")
+print("the flow finished")
+"""
+
+
+def test_a_relay_that_dies_does_not_break_the_flow(tmp_path):
+    script = tmp_path / "child.py"
+    script.write_text(RELAY_KILLED)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert done.returncode == 0, done.stderr
+    assert "line 4999 after the relay died" in done.stdout and "the flow finished" in done.stdout
+    assert "the log relay ended (exit -9)" in done.stderr and "a record after it died" in done.stderr
