@@ -323,7 +323,8 @@ class Dispatcher:
             handed.extend(runs)
             pending.extend(self._executor.submit(submit_run, ctx, run, cache) for run in runs)
 
-        for pool in ctx.store.list_all_work_pools():
+        pools = ctx.store.list_all_work_pools()
+        for pool in pools:
             if pool.paused:
                 continue
             for _ in range(MAX_CLAIMS_PER_POOL):
@@ -336,7 +337,10 @@ class Dispatcher:
                 if len(claim.claimed) < batch_size:
                     break
         retries = []
+        paused = {pool.id for pool in pools if pool.paused}
         for run in ctx.store.list_submittable_runs(ctx.clock.now(), batch_size):
+            if run.pool_id in paused:  # a paused pool submits nothing, retries neither
+                continue
             acquired = ctx.store.acquire_submission(run.id, ctx.clock.now(), self._lease_until())
             if acquired is not None:
                 retries.append(acquired)

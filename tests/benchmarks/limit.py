@@ -40,9 +40,9 @@ def measure(rounds: int, runs: int, cap: float) -> dict[str, list[dict[str, Thro
         for name in (("pushpool", "reference") if round_ % 2 == 0 else ("reference", "pushpool")):
             results[name].append(one_round(name, runs, cap))
             got = results[name][-1]
-            print(f"round {round_ + 1} {name}: " + ", ".join(f"{k} {t.rate:.0f}/s p99 {t.percentile(0.99):.1f} ms"
-                                                          f"{f' {t.errors} errors' if t.errors else ''}"
-                                                          for k, t in got.items()), file=sys.stderr)
+            figures = [f"{k} {t.rate:.0f}/s p99 {t.percentile(0.99):.1f} ms"
+                       + (f" {t.errors} errors {t.error_samples}" if t.errors else "") for k, t in got.items()]
+            print(f"round {round_ + 1} {name}: " + ", ".join(figures), file=sys.stderr)
     return results
 
 

@@ -229,3 +229,16 @@ def test_late_marking_and_late_run_policies(api, ctx, clock):
     # Runs every minute from 12:01 to 12:10, now 12:10: those more than 120 s late are skipped.
     skip = states("skip")
     assert skip == [("CANCELLED", "Skipped")] * 7 + [("SCHEDULED", "Late")] * 2 + [("SCHEDULED", "Scheduled")]
+
+
+def test_a_paused_pool_retries_no_submission_either(api, ctx, dispatcher, fake_pusher):
+    """A run PENDING without infrastructure (a submission to retry, or set PENDING through the API) waits while
+    its pool is paused: pausing a pool stops every submission, not only new claims."""
+    api.pool(paused=True)
+    run = api.run(api.deployment()["id"])
+    api.ok("POST", api.ws(f"/flow_runs/{run['id']}/set_state"), json={"type": "PENDING"})
+    dispatcher.run_once()
+    assert fake_pusher.jobs == []
+    api.ok("PATCH", api.ws("/work_pools/pool"), json={"paused": False})
+    dispatcher.run_once()
+    assert [j.flow_run_id for j in fake_pusher.jobs] == [run["id"]]
