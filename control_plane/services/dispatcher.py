@@ -59,12 +59,13 @@ def apply_late_policies(ctx: ServiceContext) -> None:
     now = ctx.clock.now()
     overdue = ctx.store.list_overdue_scheduled_runs(now - timedelta(seconds=ctx.settings.late_after_seconds), 1000)
     policies: dict[str, tuple[LateRunPolicy | None, str]] = {}
+    pools: dict[str, WorkPool | None] = {}
     newest_due: dict[str, FlowRun | None] = {}
     for run in overdue:
         if run.backfill_id is not None:
             continue
         if run.deployment_id not in policies:
-            policies[run.deployment_id] = _late_run_policy(ctx, run)
+            policies[run.deployment_id] = _late_run_policy(ctx, run, pools)
         policy, whose = policies[run.deployment_id]
         lateness = (now - run.scheduled_time).total_seconds()
         if (run.auto_scheduled and policy and policy.mode is LateRunMode.SKIP_LATE
@@ -83,12 +84,15 @@ def apply_late_policies(ctx: ServiceContext) -> None:
                           message=f"Not started {ctx.settings.late_after_seconds}s after its scheduled time")
 
 
-def _late_run_policy(ctx: ServiceContext, run: FlowRun) -> tuple[LateRunPolicy | None, str]:
-    """(the deployment's catch-up policy, "deployment"), else (its pool's, "pool")."""
+def _late_run_policy(ctx: ServiceContext, run: FlowRun,
+                     pools: dict[str, WorkPool | None]) -> tuple[LateRunPolicy | None, str]:
+    """(the deployment's catch-up policy, "deployment"), else (its pool's, "pool"); ``pools``: read this pass."""
     deployment = ctx.store.get_deployment(run.workspace_id, run.deployment_id)
     if deployment is not None and deployment.late_run_policy is not None:
         return deployment.late_run_policy, "deployment"
-    pool = ctx.store.get_work_pool_by_id(run.workspace_id, run.pool_id)
+    if run.pool_id not in pools:
+        pools[run.pool_id] = ctx.store.get_work_pool_by_id(run.workspace_id, run.pool_id)
+    pool = pools[run.pool_id]
     return (pool.late_run_policy if pool else None), "pool"
 
 

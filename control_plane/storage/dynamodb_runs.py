@@ -368,7 +368,7 @@ class DynamoRunsMixin:
             run = _run(item)
             queue = queues.get(run.queue_id)
             if queue is not None and not queue.paused:
-                candidates.append((queue.priority, run.scheduled_time, run.id, item))
+                candidates.append((queue.priority, run.scheduled_time, run.id, run, item))
             if len(candidates) >= _CLAIM_WINDOW:
                 break
         candidates.sort(key=lambda c: c[:3])
@@ -376,11 +376,10 @@ class DynamoRunsMixin:
         queue_free = {q.id: self._free("queue", q.id, q.concurrency_limit) for q in queues.values()}
         deployments: dict[str, tuple[int | None, str]] = {}
         deployment_free: dict[str, float] = {}
-        collisions = Collisions.for_candidates([_run(c[-1]) for c in candidates])
-        for *_, item in candidates:
+        collisions = Collisions.for_candidates([c[3] for c in candidates])
+        for *_, run, item in candidates:
             if len(result.claimed) >= limit or pool_free <= 0:
                 break
-            run = _run(item)
             queue = queues[run.queue_id]
             if queue_free[queue.id] <= 0:
                 continue
@@ -393,7 +392,7 @@ class DynamoRunsMixin:
                 collisions.blocked(run, strategy, now) if deployment_free[run.deployment_id] <= 0 else None)
             if outcome is not None:
                 if outcome != "wait":
-                    cancelled = self._cancel_unclaimed(item, outcome)
+                    cancelled = self._cancel_unclaimed(run, item, outcome)
                     if cancelled is not None:
                         result.cancelled.append(cancelled)
                 continue
@@ -430,8 +429,8 @@ class DynamoRunsMixin:
 
         return self._list(WorkQueue, f"POOL#{pool_id}", "QUEUE#")
 
-    def _cancel_unclaimed(self, item: Item, state: State) -> FlowRun | None:
-        run = _run(item)
+    def _cancel_unclaimed(self, run: FlowRun, item: Item, state: State) -> FlowRun | None:
+        """Cancel ``run`` (read as ``item``) if nobody changed it since."""
         cancelled = run_with_state(run, state, None)
         version = _version(item)
         try:

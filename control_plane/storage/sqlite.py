@@ -413,10 +413,11 @@ class SqliteStore(SqliteRunsMixin, SqliteReportsMixin, SqliteVariablesMixin, Sql
     @staticmethod
     def _deployment_columns(d: Deployment) -> dict:
         scheduled = not d.paused and any(s.active for s in d.schedules)
+        limit, strategy = claim_limits(d)  # as the claim applies them
         return {
             "id": d.id, "workspace_id": d.workspace_id, "flow_name": d.flow_name, "name": d.name,
-            "pool_id": d.pool_id, "scheduled": int(scheduled), "concurrency_limit": claim_limits(d)[0],
-            "collision_strategy": claim_limits(d)[1], "doc": d.model_dump_json(),
+            "pool_id": d.pool_id, "scheduled": int(scheduled), "concurrency_limit": limit,
+            "collision_strategy": strategy, "doc": d.model_dump_json(),
         }
 
     def create_deployment(self, deployment: Deployment) -> Deployment:
