@@ -82,11 +82,17 @@ def _spawner_alive(content: str) -> bool:
     return not started or _process_start(pid) in (started, None)
 
 
+def _written_beside(path: Path, content: str) -> Path:
+    """A private temporary file next to ``path`` holding ``content`` whole, to be linked or renamed into place."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
+        fh.write(content)
+    return temporary
+
+
 def _create_file(path: Path, content: str) -> bool:
     """Create ``path`` holding ``content`` whole (a reader never sees it empty); ``False`` when it exists."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-    temporary.write_text(content)
-    os.chmod(temporary, 0o600)
+    temporary = _written_beside(path, content)
     try:
         os.link(temporary, path)
         return True
@@ -98,10 +104,7 @@ def _create_file(path: Path, content: str) -> bool:
 
 def _replace_file(path: Path, content: str) -> None:
     """Replace ``path``'s content at once (a reader sees the old or the new, never a part)."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-    temporary.write_text(content)
-    os.chmod(temporary, 0o600)
-    os.replace(temporary, path)
+    os.replace(_written_beside(path, content), path)
 
 
 def _read_marker(path: Path) -> str | None:

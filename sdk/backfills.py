@@ -15,13 +15,14 @@ from datetime import datetime
 from typing import Any
 
 from pushpool.client import PushpoolClient
+from pushpool.control_plane.backfill_models import DEFAULT_MAX_ACTIVE
 from pushpool.control_plane.errors import InvalidInput
 
 REPROCESS = ("none", "failed", "all")
 
 
 def backfill(deployment: str, start: datetime, end: datetime, *, schedule: str | None = None,
-             reprocess: str = "none", max_active: int = 10, backwards: bool = False,
+             reprocess: str = "none", max_active: int = DEFAULT_MAX_ACTIVE, backwards: bool = False,
              parameters: dict[str, Any] | None = None, dry_run: bool = False,
              client: PushpoolClient | None = None) -> dict[str, Any]:
     """Start a backfill of ``deployment`` (``flow/deployment``) between ``start`` and ``end`` (timezone-aware):

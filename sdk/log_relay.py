@@ -23,6 +23,7 @@ log and says so: the flow never fails for its log shipping.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import select
@@ -234,6 +235,16 @@ class RelayTarget:
     restore_timeout: float = 2.0
 
 
+def log_shipper_for(target: RelayTarget) -> Any:
+    """The :class:`pushpool.reporting.LogShipper` that sends ``target``'s lines: the relay's, or the runner's own
+    when the relay cannot run."""
+    from pushpool.client import PushpoolClient
+    from pushpool.reporting import LogShipper, log_sender
+
+    client = PushpoolClient(target.api_url, target.api_key, workspace=target.workspace, retries=2)
+    return LogShipper(log_sender(client, target.run_id), close_timeout=target.close_timeout, on_close=client.close)
+
+
 @dataclass
 class RelayedCapture:
     """What the runner holds while the relay captures: its stderr from before, and how records are sent."""
@@ -285,9 +296,7 @@ class LogRelay:
     def begin(self, target: RelayTarget) -> RelayedCapture:
         """Hand the relay its target, wait until it is ready, and point descriptors 1 and 2 at its pipes."""
         self._target = target
-        config = {"api_url": target.api_url, "api_key": target.api_key, "workspace": target.workspace,
-                  "run_id": target.run_id, "close_timeout": target.close_timeout,
-                  "restore_timeout": target.restore_timeout}
+        config = dataclasses.asdict(target)
         try:
             assert self.process.stdin is not None
             self.process.stdin.write(json.dumps(config).encode() + b"\n")
@@ -396,18 +405,14 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     out_fd, err_fd, status_fd = (int(arg) for arg in argv)
-    from pushpool.client import PushpoolClient
-    from pushpool.reporting import LogShipper, log_sender
-
     config, closing = _read_config(0)
     if config is None:  # the runner went on without us
         return 0
-    client = PushpoolClient(config["api_url"], config["api_key"], workspace=config["workspace"], retries=2)
-    shipper = LogShipper(log_sender(client, config["run_id"]), close_timeout=config["close_timeout"],
-                         on_close=client.close)
+    target = RelayTarget(**config)
+    shipper = log_shipper_for(target)
     shipper.diagnostics = sys.stderr
     write_all(status_fd, b"ready\n")
-    Relay(shipper, out_fd, err_fd, control_fd=0, restore_timeout=config["restore_timeout"]).run(closing)
+    Relay(shipper, out_fd, err_fd, control_fd=0, restore_timeout=target.restore_timeout).run(closing)
     shipper.close()
     write_all(status_fd, json.dumps({"sent": shipper.sent, "dropped": shipper.dropped,
                                      "requests": shipper.requests}).encode() + b"\n")

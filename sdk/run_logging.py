@@ -24,7 +24,7 @@ from typing import Any, Protocol, TextIO
 
 from pushpool.context import current_flow_run, current_task_run
 from pushpool.control_plane.models import MAX_LOG_LINE_CHARS, line_pieces
-from pushpool.log_relay import LogRelay, RelayTarget, RelayUnavailable
+from pushpool.log_relay import LogRelay, RelayTarget, RelayUnavailable, log_shipper_for
 from pushpool.output_capture import captured_output
 
 RUN_LOGGER_NAME = "pushpool.run"
@@ -122,15 +122,6 @@ class LogSink(Protocol):
     def emit_text(self, stream: str, text: str, timestamp: float) -> None: ...
 
 
-def in_process_shipper(target: RelayTarget) -> Any:
-    """A log shipper in this process, for when the relay cannot run."""
-    from pushpool.client import PushpoolClient
-    from pushpool.reporting import LogShipper, log_sender
-
-    client = PushpoolClient(target.api_url, target.api_key, workspace=target.workspace, retries=2)
-    return LogShipper(log_sender(client, target.run_id), close_timeout=target.close_timeout, on_close=client.close)
-
-
 @dataclass
 class RelayedLogs:
     """For the runner: its log relay (started early) and where the relay ships to."""
@@ -169,7 +160,7 @@ def _captured(sink: LogSink | RelayedLogs) -> Iterator[tuple[TextIO, Callable[[d
             relayed = sink.relay.begin(sink.target)
         except RelayUnavailable as exc:
             print(f"pushpool: {exc}; logs are captured in the flow's own process", file=sys.stderr)
-            sink = owned = in_process_shipper(sink.target)
+            sink = owned = log_shipper_for(sink.target)
         else:
             try:
                 yield relayed.real_stderr, relayed.emit_record

@@ -31,11 +31,11 @@ from pushpool.client import PushpoolClient
 from pushpool.context import FlowRunContext
 from pushpool.control_plane.errors import Conflict, PushpoolError
 from pushpool.flows import Flow, typed_parameters
-from pushpool.log_relay import LogRelay, RelayTarget, RelayUnavailable
+from pushpool.log_relay import LogRelay, RelayTarget, RelayUnavailable, log_shipper_for
 from pushpool.reporting import LogShipper, TaskRunReporter
 from pushpool.result_stores import persisted_result
 from pushpool.run_control import FlowCancelled, FlowTimeout, call_hooks, interruptions
-from pushpool.run_logging import RelayedLogs, in_process_shipper, shipping_logs
+from pushpool.run_logging import RelayedLogs, shipping_logs
 
 REQUIRED_ENV = ("PUSHPOOL_API_URL", "PUSHPOOL_FLOW_RUN_ID", "PUSHPOOL_RUN_TOKEN")
 #: The control plane may be restarting when a flow finishes: keep trying to report for
@@ -211,7 +211,7 @@ def shippers(client: PushpoolClient, run_id: str,
     if not logs_wanted():
         return reporter, None
     target = RelayTarget(client.api_url, client.api_key, client.workspace or "", run_id)
-    return reporter, RelayedLogs(relay, target) if relay is not None else in_process_shipper(target)
+    return reporter, RelayedLogs(relay, target) if relay is not None else log_shipper_for(target)
 
 
 def report_retry(client: PushpoolClient, run_id: str, name: str, message: str) -> None:

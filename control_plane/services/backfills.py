@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pushpool.control_plane.backfill_models import (
+    DEFAULT_MAX_ACTIVE,
     MAX_BACKFILL_OCCURRENCES,
     Backfill,
     BackfillState,
@@ -54,7 +55,7 @@ class BackfillRequest:
     end: datetime
     schedule_id: str | None = None
     reprocess: Reprocess = Reprocess.NONE
-    max_active: int = 10
+    max_active: int = DEFAULT_MAX_ACTIVE
     backwards: bool = False
     parameters: dict[str, Any] | None = None
 
@@ -237,6 +238,8 @@ def advance(ctx: ServiceContext, backfill: Backfill) -> int:
         updates["active_run_ids"] = active + [run.id for run in new_runs]
     if updates.get("exhausted", backfill.exhausted) and not updates["active_run_ids"]:
         updates.update(state=BackfillState.COMPLETED, ended=now)
+    if all(getattr(backfill, field) == value for field, value in updates.items() if field != "updated"):
+        return 0  # all its active runs still run (the usual pass): nothing to write
     if new_runs:
         store.create_flow_runs_if_absent(new_runs)
     saved = store.save_backfill(backfill.model_copy(update=updates))

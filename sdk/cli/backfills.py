@@ -28,6 +28,7 @@ from pushpool.cli.common import (
 )
 from pushpool.cli.deployments import deployment_app
 from pushpool.client import PushpoolClient
+from pushpool.control_plane.backfill_models import DEFAULT_MAX_ACTIVE, MAX_ACTIVE_LIMIT
 from pushpool.control_plane.errors import InvalidInput
 
 backfill_app = typer.Typer(help="Backfills: a deployment's schedule run over a past range.", no_args_is_help=True)
@@ -43,7 +44,8 @@ def create(
     reprocess: str = typer.Option("none", "--reprocess",
                                   help="Occurrences that have a run: none (leave them), failed (run those whose "
                                        "latest run failed or crashed) or all."),
-    max_active: int = typer.Option(10, "--max-active", min=1, max=100, help="At most N of its runs active at once."),
+    max_active: int = typer.Option(DEFAULT_MAX_ACTIVE, "--max-active", min=1, max=MAX_ACTIVE_LIMIT,
+                                   help="At most N of its runs active at once."),
     backwards: bool = typer.Option(False, "--backwards", help="Latest occurrence first."),
     param: list[str] = typer.Option(None, "--param", help="KEY=VALUE (JSON values allowed); repeatable."),
     params: str = typer.Option(None, "--params", help="All parameters as a JSON object."),
