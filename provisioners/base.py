@@ -102,6 +102,7 @@ PROVISIONER_TYPES: dict[str, str] = {
     "cloud-run:push": "pushpool.provisioners.gcp:GcpProvisioner",
     "azure-container-instance:push": "pushpool.provisioners.azure:AzureProvisioner",
     "modal:push": "pushpool.provisioners.modal:ModalProvisioner",
+    "coiled:push": "pushpool.provisioners.coiled:CoiledProvisioner",
 }
 
 #: Pool type → (suffix of the credentials block's name, the job variable that references the block).
@@ -110,6 +111,7 @@ CREDENTIALS: dict[str, tuple[str, str]] = {
     "cloud-run:push": ("gcp", "credentials"),
     "azure-container-instance:push": ("azure", "aci_credentials"),
     "modal:push": ("modal", "modal_credentials"),
+    "coiled:push": ("coiled", "coiled_credentials"),
 }
 
 

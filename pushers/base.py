@@ -147,6 +147,7 @@ PUSHER_TYPES: dict[str, str] = {
     "cloud-run:push": "pushpool.pushers.cloud_run:CloudRunPusher",
     "azure-container-instance:push": "pushpool.pushers.aci:AciPusher",
     "modal:push": "pushpool.pushers.modal:ModalPusher",
+    "coiled:push": "pushpool.pushers.coiled:CoiledPusher",
 }
 
 
@@ -155,6 +156,7 @@ PUSHER_TYPES: dict[str, str] = {
 #: would refuse when it is saved, not at 3 a.m. The modules hold no cloud SDK.
 JOB_VARIABLE_RULES: dict[str, str] = {
     "ecs:push": "pushpool.pushers.ecs_template:check_job_variables",
+    "coiled:push": "pushpool.pushers.coiled_template:check_job_variables",
 }
 
 
@@ -178,7 +180,7 @@ def pusher_class(pool_type: str) -> type:
         if exc.name == module_name:
             raise InvalidInput(f"type: work pool type {pool_type!r} is not available in this release yet") from None
         extra = {"ecs:push": "aws", "cloud-run:push": "gcp", "azure-container-instance:push": "azure",
-                 "modal:push": "modal"}.get(pool_type, "")
+                 "modal:push": "modal", "coiled:push": "coiled"}.get(pool_type, "")
         raise InvalidInput(
             f"type: work pool type {pool_type!r} needs the '{extra}' extra: pip install 'pushpool[{extra}]'"
         ) from exc

@@ -26,6 +26,7 @@ from tests.browser_fixtures import chromium  # noqa: F401 - fixture
 from tests.docker_fixtures import docker_engine, docker_host  # noqa: F401 - fixtures
 from tests.fakes.pushers import RecordingPusher
 from tests.gcp_fixtures import cloud_run_api, gcp_api  # noqa: F401 - fixtures
+from tests.coiled_fixtures import coiled_api  # noqa: F401 - fixture
 from tests.modal_fixtures import modal_api  # noqa: F401 - fixture
 from tests.registry_fixtures import oci_registries  # noqa: F401 - fixture
 

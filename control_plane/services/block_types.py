@@ -47,6 +47,10 @@ BLOCK_TYPES: dict[str, tuple[BlockField, ...]] = {
         BlockField("token_id", required=True),
         BlockField("token_secret", required=True, secret=True),
     ),
+    "coiled-credentials": (
+        BlockField("token", required=True, secret=True),
+        BlockField("workspace"),
+    ),
     # where automations send notifications: a Slack-compatible incoming webhook, or any JSON webhook
     "slack-webhook": (BlockField("url", required=True, secret=True),),
     "webhook": (BlockField("url", required=True, secret=True),),
