@@ -117,6 +117,11 @@ class CoiledAccount:
     workspaces: tuple[str, ...]
 
 
+def auth_header(token: str) -> dict[str, str]:
+    """The Authorization header the ``coiled`` client sends for ``token``."""
+    return {"Authorization": f"ApiToken {token}" if "-" in token else f"Token {token}"}
+
+
 def verify_token(token: str, workspace: str | None = None, server: str | None = None) -> CoiledAccount:
     """The user and workspace of ``token`` (Coiled's ``/user/me`` and memberships), without the client.
 
@@ -126,9 +131,8 @@ def verify_token(token: str, workspace: str | None = None, server: str | None = 
     import httpx
 
     server = server or coiled_server()
-    headers = {"Authorization": f"ApiToken {token}" if "-" in token else f"Token {token}"}
     try:
-        with httpx.Client(base_url=server, headers=headers, timeout=30) as client:
+        with httpx.Client(base_url=server, headers=auth_header(token), timeout=30) as client:
             me = client.get("/api/v2/user/me")
             if me.status_code in (401, 403):
                 raise PermanentPusherError("Coiled refused the pool's API token (invalid, expired or revoked): "

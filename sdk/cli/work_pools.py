@@ -57,6 +57,8 @@ DryRunOption = typer.Option(False, "--dry-run", help="Show the plan and change n
 SubscriptionOption = typer.Option(None, "--subscription", help="Azure subscription id "
                                                                "(azure-container-instance:push; default: "
                                                                "AZURE_SUBSCRIPTION_ID).")
+CoiledWorkspaceOption = typer.Option(None, "--coiled-workspace", help="Coiled workspace (coiled:push; default: "
+                                                                    "your `coiled login`'s).")
 ProjectOption = typer.Option(None, "--project", help="Google Cloud project (cloud-run:push; default: "
                                                      "GOOGLE_CLOUD_PROJECT or your login's).")
 
@@ -77,13 +79,14 @@ def create(
     assume_role: bool = AssumeRoleOption,
     project: str = ProjectOption,
     subscription: str = SubscriptionOption,
+    coiled_workspace: str = CoiledWorkspaceOption,
     dry_run: bool = DryRunOption,
     yes: bool = YesOption,
     output: Output = OutputOption,
 ) -> None:
     """Create a work pool (with its 'default' queue), and with --provision-infra its cloud side."""
     options = {"region": region, "profile": profile, "assume_role": assume_role, "project": project,
-               "subscription": subscription}
+               "subscription": subscription, "coiled_workspace": coiled_workspace}
     if dry_run:
         if not provision_infra:
             raise InvalidInput("--dry-run: only meaningful with --provision-infra")
@@ -236,11 +239,11 @@ def preview(name: str, hours: float = typer.Option(1.0, "--hours", min=0), outpu
 @pool_app.command("provision-infra")
 def provision_infra(name: str, region: str = RegionOption, profile: str = ProfileOption,
                     assume_role: bool = AssumeRoleOption, project: str = ProjectOption,
-                    subscription: str = SubscriptionOption, dry_run: bool = DryRunOption,
-                    yes: bool = YesOption) -> None:
+                    subscription: str = SubscriptionOption, coiled_workspace: str = CoiledWorkspaceOption,
+                    dry_run: bool = DryRunOption, yes: bool = YesOption) -> None:
     """Create the cloud side of an existing pool (IAM, network, registry, credentials); safe to run again."""
     options = {"region": region, "profile": profile, "assume_role": assume_role, "project": project,
-               "subscription": subscription}
+               "subscription": subscription, "coiled_workspace": coiled_workspace}
     with get_client() as client:
         provision(client, client.read_work_pool(name), options, yes=yes, dry_run=dry_run)
 

@@ -102,9 +102,14 @@ def test_a_spot_reclaim_ends_the_run_crashed_saying_so(coiled_pool, coiled_api):
     client, dep, _ = coiled_pool
     run = wait_for_infra(client, client.create_flow_run(dep["id"])["id"])
     coiled_api.begin(cluster_id(run))
-    coiled_api.finish(cluster_id(run), 137, cluster_state="error", reason="Spot instance interrupted")
+    coiled_api.finish(cluster_id(run), 137, cluster_state="error", reason="Spot instance interrupted",
+                      output="Starting flow run\nInstance interruption notice received")
     done = wait_for_state(client, run["id"], FINAL)
     assert done["state"]["type"] == "CRASHED" and "spot VM was reclaimed" in done["state"]["message"]
+    # the runner never shipped a line: `pushpool flow-run logs` reads what Coiled kept of the VM's output
+    logs = client.request("GET", client.ws(f"/flow_runs/{run['id']}/logs"))
+    assert logs["source"] == "infrastructure"
+    assert logs["lines"] == ["Starting flow run", "Instance interruption notice received"]
 
 
 def test_cancelling_a_run_stops_its_cluster(coiled_pool, coiled_api):
