@@ -15,7 +15,7 @@ Configuration comes from environment variables (see ``infra/pushpool.yaml``):
 app are built once per container, on its first invocation.
 
 Importing this module imports no cloud SDK: boto3 comes with the store's first
-client; google, azure and modal only when a pool of their type is dispatched (a test
+client; google, azure, modal and coiled only when a pool of their type is dispatched (a test
 enforces this). Nor does it import FastAPI: the app is built on the API function's first
 invocation, so the tick function's cold start does not include the web framework.
 """

@@ -43,7 +43,7 @@ def deploy(
     region: str | None = RegionOption,
     aws_profile: str | None = AwsProfileOption,
     python: str = typer.Option("3.13", "--python", help="Lambda Python runtime to build for (3.12 or 3.13)."),
-    extra: list[str] = typer.Option([], "--extra", help="Provider SDK to include: aws, gcp, azure, modal."),
+    extra: list[str] = typer.Option([], "--extra", help="Provider SDK to include: aws, gcp, azure, modal, coiled."),
     package: Path | None = typer.Option(None, "--package", exists=True, dir_okay=False,
                                         help="A package zip built earlier (skips the build)."),
     profile_name: str | None = typer.Option(None, "--profile-name",
@@ -90,7 +90,7 @@ def deploy(
         check_limits(built)
     if output is Output.table:
         console.print(f"Package {built.path.name}: {built.zipped_bytes / 2**20:.1f} MB zipped, "
-                      f"{built.unzipped_bytes / 2**20:.1f} MB unzipped (limits 50 / 250 MB)")
+                      f"{built.unzipped_bytes / 2**20:.1f} MB unzipped (Lambda's limit: 250 MB unzipped)")
     with console.status(f"Deploying stack {stack_name} (CloudFormation; a first creation takes a few minutes) ..."):
         parameters = {k: str(v) for k, v in {"AlarmTopicArn": alarm_topic,
                                                "LatenessAlarmSeconds": lateness_alarm_seconds}.items() if v}

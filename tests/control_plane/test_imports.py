@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-CLOUD_PREFIXES = ("boto3", "botocore", "google", "azure", "modal")
+CLOUD_PREFIXES = ("boto3", "botocore", "google", "azure", "modal", "coiled", "dask", "distributed")
 
 
 def cloud_sdks_loaded_by(code: str, env: dict[str, str] | None = None) -> list[str]:
@@ -23,7 +23,7 @@ def test_app_import_pulls_in_no_cloud_sdk():
 
 
 def test_lambda_handler_import_pulls_in_no_cloud_sdk_and_no_web_framework():
-    """The cold start: google, azure and modal never; boto3 only when the store makes its first client;
+    """The cold start: google, azure, modal and coiled never; boto3 only when the store makes its first client;
     FastAPI only when the API function serves its first request (the tick function never does)."""
     assert cloud_sdks_loaded_by("import pushpool.control_plane.lambda_handler") == []
     out = subprocess.run([sys.executable, "-c", "import sys, pushpool.control_plane.lambda_handler; "
