@@ -67,10 +67,10 @@ def test_deploy_needs_a_region(cli, package, monkeypatch):
 
 def test_an_oversized_package_is_refused_before_anything_is_created(cli, tmp_path, aws):
     big = tmp_path / "big.zip"
-    with zipfile.ZipFile(big, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        with archive.open("blob", "w", force_zip64=True) as blob:
-            for _ in range(251):
-                blob.write(b"\0" * (1024 * 1024))
+    with zipfile.ZipFile(big, "w", compression=zipfile.ZIP_DEFLATED) as archive, \
+            archive.open("blob", "w", force_zip64=True) as blob:
+        for _ in range(251):
+            blob.write(b"\0" * (1024 * 1024))
     line = cli.fails("control-plane", "deploy", "--stack-name", STACK, "--region", REGION, "--package", str(big),
                      "--yes")
     assert "250 MB" in line
