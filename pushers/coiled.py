@@ -45,6 +45,8 @@ RUNNER_COMMAND = ["pushpool-runner"]
 COILED_TESTED = ">=1.130,<1.136"
 DEFAULT_SERVER = "https://cloud.coiled.io"
 RUN_TAG = "pushpool.flow-run-id"
+#: The package a software environment made by ``flow.deploy`` carries the project as (pushpool.coiled_software).
+PROJECT_PACKAGE = "pushpool_project"
 #: Coiled's own Prefect integration tags a job with this; with it Coiled runs the command in the image's
 #: working directory (without it, in /scratch/batch, where the flow's code is not).
 COILED_RUN_TAG = "flow-run-id"
@@ -266,8 +268,9 @@ def batch_options(job: Job) -> dict[str, Any]:
     options: dict[str, Any] = {
         "container": None if software else job_image(job),
         "software": software,
-        # All of the run's environment is secret: sent to the VM, not kept by Coiled.
-        "secret_env": dict(job.env),
+        # All of the run's environment is secret: sent to the VM, not kept by Coiled. In a software environment
+        # pushpool made, the runner finds the project in the package it was installed as.
+        "secret_env": {**job.env, **({"PUSHPOOL_PROJECT_PACKAGE": PROJECT_PACKAGE} if software else {})},
         "tag": {**{k[:128]: v[:256] for k, v in sorted(job.labels.items())}, RUN_TAG: job.flow_run_id,
                 COILED_RUN_TAG: job.flow_run_id},
         "job_timeout": f"{int(config.get('max_runtime_seconds') or 86400)}s",

@@ -198,6 +198,31 @@ def _naming(deployment: RunnerDeployment, call: Callable[[], Any]) -> Any:
         raise
 
 
+def without_docker(client: PushpoolClient, deployments: list[RunnerDeployment], pool_types: list[str], *,
+                   build: bool, quiet: bool) -> list[RunnerDeployment]:
+    """Deployments to a ``coiled:push`` pool with no image, container or software: their project becomes a Coiled
+    software environment (made once per project and pool workspace), recorded as the ``software`` variable."""
+    made: dict[tuple[Any, ...], dict[str, Any]] = {}
+    out = []
+    for d, pool_type in zip(deployments, pool_types, strict=True):
+        variables = d.job_variables
+        if pool_type != "coiled:push" or d.image is not None or not build or variables.get("software") \
+                or variables.get("container"):
+            out.append(d)
+            continue
+        from pushpool.coiled_software import software_job_variables
+        from pushpool.images.progress import BuildProgress
+
+        key = (d.project_root.resolve(), d.work_pool_name, variables.get("workspace"), bool(variables.get("arm")),
+               bool(variables.get("gpu")))
+        if key not in made:
+            with BuildProgress(quiet) as progress:
+                made[key] = software_job_variables(client, client.read_work_pool(d.work_pool_name), d.project_root,
+                                                   variables, say=progress.step)
+        out.append(replace(d, job_variables={**variables, "software": made[key]["software"]}))
+    return out
+
+
 def deploy(*deployments: RunnerDeployment, work_pool_name: str | None = None,
            image: str | DockerImage | None = None, build: bool = True, push: bool = True,
            client: PushpoolClient | None = None, quiet: bool = False) -> list[dict[str, Any]]:
@@ -212,6 +237,7 @@ def deploy(*deployments: RunnerDeployment, work_pool_name: str | None = None,
         ready = [replace(d, work_pool_name=d.work_pool_name or work_pool_name, image=d.image or image)
                  for d in deployments]
         pool_types = [_naming(d, lambda d=d: d.pool_type(client)) for d in ready]
+        ready = without_docker(client, ready, pool_types, build=build, quiet=quiet)
         images = resolve_images([(d.image, d.project_root) for d in ready], build, push, quiet=quiet)
         applied = []
         for d, reference, pool_type in zip(ready, images, pool_types, strict=True):

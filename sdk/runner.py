@@ -75,6 +75,21 @@ def load_entrypoint(entrypoint: str, root: Path | None = None) -> Callable[..., 
         raise EntrypointError(f"entrypoint {entrypoint!r}: {target} has no attribute {attr!r}") from None
 
 
+def project_root() -> Path | None:
+    """Where the entrypoint's path is relative to: the installed package ``PUSHPOOL_PROJECT_PACKAGE`` names when
+    there is one (a Coiled software environment pushpool made carries the project as ``pushpool_project``),
+    else the working directory."""
+    package = os.environ.get("PUSHPOOL_PROJECT_PACKAGE")
+    if not package:
+        return None
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        spec = None
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    return Path(locations[0]) if locations else None
+
+
 def call_flow(fn: Callable[..., Any], parameters: dict[str, Any], context: FlowRunContext | None = None,
               on_retry: Callable[[str, str], None] | None = None) -> Any:
     """Call the flow with its parameters, retrying it (``@flow(retries=...)``); ``on_retry(name, message)`` is
@@ -154,7 +169,7 @@ def run_with(client: PushpoolClient, run_id: str, relay: LogRelay | None) -> int
     flow: Flow | None = None
     with shipping_logs(logs) if logs else contextlib.nullcontext():  # ends after the last line is sent
         try:
-            fn = load_entrypoint(deployment["entrypoint"])
+            fn = load_entrypoint(deployment["entrypoint"], project_root())
             flow = fn if isinstance(fn, Flow) else None
             with interruptions(flow.timeout_seconds if flow else None):
                 value = call_flow(fn, flow_run["parameters"],

@@ -158,3 +158,76 @@ def test_a_deployment_breaking_coiled_rules_is_refused_naming_the_variable(api):
         bad = api.post(api.ws("/deployments"), json={"flow_name": "f", "name": "d", "entrypoint": "f.py:f",
                                                      "work_pool_name": "coiled", "job_variables": variables})
         assert bad.status_code == 422 and named in bad.text, (variables, bad.text)
+
+
+def test_a_flow_deployed_without_an_image_runs_in_a_software_environment_made_from_the_project(
+        coiled_pool, coiled_api, live, monkeypatch, tmp_path):
+    """No Docker: flow.deploy(image=None) makes a Coiled software environment of the project's requirements, the
+    runner and the project's files; the run's VM has only that installed (no checkout, an empty directory)."""
+    client, _, simulator = coiled_pool
+    project = tmp_path / "no-docker-project"
+    project.mkdir()
+    (project / "requirements.txt").write_text("humanize>=4\n")
+    (project / "helpers.py").write_text("GREETING = 'hello from the bundled project'\n")
+    (project / "flows.py").write_text(textwrap.dedent('''
+        from helpers import GREETING
+        from pushpool import flow
+
+        @flow
+        def etl(rows: int = 3):
+            print(GREETING, rows)
+            return rows
+    '''))
+    login = tmp_path / "dask-config"
+    login.mkdir(exist_ok=True)
+    (login / "coiled.yaml").write_text(f"coiled:\n  token: {TOKEN}\n  server: {coiled_api.url}\n")
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("PUSHPOOL_API_URL", live.settings.api_url)
+    monkeypatch.setenv("PUSHPOOL_API_KEY", live.key)
+    spec = importlib.util.spec_from_file_location("coiled_senv_flows", project / "flows.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.syspath_prepend(str(project))
+    spec.loader.exec_module(module)
+    dep = module.etl.deploy(name="no-docker", work_pool_name="coiled", parameters={"rows": 5})
+    software = dep["job_variables"]["software"]
+    assert dep["image"] is None and software.startswith("pushpool-")
+    senv = coiled_api.state.software[("acme", software)]
+    assert {"humanize", "httpx", "pydantic", "pushpool_project"} <= {p["name"] for p in senv["packages"]}
+    assert coiled_api.state.builds[senv["build_id"]]["state"] == "built"  # the deploy waited for the build
+
+    again = module.etl.deploy(name="no-docker", work_pool_name="coiled", parameters={"rows": 5})
+    assert again["job_variables"]["software"] == software
+    assert len([b for b in coiled_api.state.builds.values() if b["software"] == software]) == 1  # not rebuilt
+
+    run = wait_for_infra(client, client.create_flow_run(dep["id"])["id"])
+    cluster = coiled_api.cluster(cluster_id(run))
+    assert cluster.request["env_name"] == software and cluster.request["extra_user_container"] is None
+    assert simulator.run(cluster_id(run)) == 0, simulator.output
+    assert "hello from the bundled project 5" in simulator.output
+    assert wait_for_state(client, run["id"], FINAL)["state"]["type"] == "COMPLETED"
+
+    (project / "helpers.py").write_text("GREETING = 'changed'\n")  # a change in the project: a new environment
+    changed = module.etl.deploy(name="no-docker", work_pool_name="coiled")
+    assert changed["job_variables"]["software"] != software
+
+
+def test_a_requirement_coiled_cannot_install_fails_the_deploy_naming_it(coiled_pool, coiled_api, monkeypatch,
+                                                                        tmp_path, live):
+    project = tmp_path / "broken-project"
+    project.mkdir()
+    (project / "requirements.txt").write_text("no-such-package==1.0\n")
+    coiled_api.state.unknown_requirements.add("no-such-package")
+    login = tmp_path / "dask-config"
+    login.mkdir(exist_ok=True)
+    (login / "coiled.yaml").write_text(f"coiled:\n  token: {TOKEN}\n  server: {coiled_api.url}\n")
+    monkeypatch.setenv("PUSHPOOL_API_URL", live.settings.api_url)
+    monkeypatch.setenv("PUSHPOOL_API_KEY", live.key)
+    from pushpool.coiled_software import CoiledSoftwareError
+    from pushpool.deployments import RunnerDeployment, deploy
+
+    deployment = RunnerDeployment(flow_name="etl", name="broken", entrypoint="flows.py:etl", project_root=project,
+                                  parameter_schema={}, work_pool_name="coiled")
+    with pytest.raises(CoiledSoftwareError, match="could not build the software environment"):
+        deploy(deployment, quiet=True)
+    client = live.client()
+    assert all(d["name"] != "broken" for d in client.request("GET", client.ws("/deployments")))

@@ -15,12 +15,16 @@ method and path. :class:`CoiledSimulator` runs what a job's VM would run.
 
 from __future__ import annotations
 
+import base64
 import gzip
+import hashlib
+import io
 import itertools
 import json
 import re
 import shlex
 import time
+import zipfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -112,6 +116,12 @@ class CoiledState:
     #: (workspace, name) → the software environment as created
     software: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     interactions: list[dict[str, Any]] = field(default_factory=list)
+    #: uploaded package id → {"workspace", "name", "md5" (base64, what the upload must match), "data"}
+    packages: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: build id → {"workspace", "software", "state", "polls", "reason", "log"}
+    builds: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: requirement names no index has: a build that needs one fails, as pip would
+    unknown_requirements: set[str] = field(default_factory=set)
 
 
 class FakeCoiledApi(JsonApi):
@@ -121,6 +131,10 @@ class FakeCoiledApi(JsonApi):
         ("GET", r"/api/v1/([^/]+)/backend_options/", "backend_options"),
         ("GET", r"/api/v1/vm-types/()", "vm_types"),
         ("POST", r"/api/v2/software-environment/account/([^/]+)", "create_software"),
+        ("POST", r"/api/v2/software-environment/account/([^/]+)/package-upload", "package_upload"),
+        ("PUT", r"/fake-bucket/(\d+)", "put_package"),
+        ("GET", r"/api/v2/software-environment/account/([^/]+/build/\d+)", "software_build"),
+        ("GET", r"/api/v2/software-environment/account/([^/]+/build/logs/\d+)", "software_build_logs"),
         ("GET", r"/api/v2/software-environment/account/([^/]+/alias/name/[^/]+)", "software_by_name"),
         ("POST", r"/api/v2/jobs/compressed()", "create_job"),
         ("GET", r"/api/v2/jobs/cluster/(\d+)", "jobs_of_cluster"),
@@ -148,6 +162,8 @@ class FakeCoiledApi(JsonApi):
 
     # ------------------------------------------------------------------ hooks
     def authenticate(self, path: str, headers: Any) -> Reply | None:
+        if path.startswith("/fake-bucket/"):
+            return None  # a presigned URL: the signature in it is the credential (the client sends no token)
         scheme, _, token = (headers.get("Authorization") or "").partition(" ")
         if scheme not in ("ApiToken", "Token") or token not in self.state.tokens:
             raise ApiError(401, "Invalid token.")
@@ -155,6 +171,8 @@ class FakeCoiledApi(JsonApi):
         return None
 
     def decode_body(self, raw: bytes, headers: Any) -> Any:
+        if headers.get("Content-Type") == "binary/octet-stream":  # a package going to the presigned URL
+            return {"data": raw, "content_md5": headers.get("content-md5") or ""}
         if raw[:2] == b"\x1f\x8b":  # the client gzips a job spec and posts the bytes as they are
             if len(raw) > MAX_COMPRESSED_SPEC:
                 raise ApiError(413, f"job spec is {len(raw)} bytes compressed, over the 2.4 MiB limit")
@@ -245,9 +263,83 @@ class FakeCoiledApi(JsonApi):
         if body.get("container") and not re.match(r"^[\w.-]+(:\d+)?(/[\w.-]+)+(:[\w.-]+|@sha256:[0-9a-f]{64})?$",
                                                     body["container"]):
             raise ApiError(400, f"Invalid container image reference {body['container']!r}")
+        if body.get("container") and body.get("packages"):
+            raise ApiError(400, "a software environment has either a container or packages")
+        for package in body.get("packages") or []:
+            upload = self.state.packages.get(package.get("file")) if package.get("file") is not None else None
+            if package.get("file") is not None and (upload is None or upload["workspace"] != workspace
+                                                    or "data" not in upload):
+                raise ApiError(400, f"package {package.get('name')!r}: file {package.get('file')} was never uploaded")
+        existing = self.state.software.get((workspace, name))
+        if existing and existing.get("md5") == body.get("md5") and not body.get("force_rebuild"):
+            return self._alias(existing)  # the same spec: Coiled keeps the environment (and its build)
         alias_id = next(self._ids)
-        self.state.software[(workspace, name)] = {**body, "id": alias_id}
-        return {"id": alias_id, "name": name, "latest_spec": None}
+        senv = {**body, "id": alias_id}
+        if body.get("packages"):
+            build_id = next(self._ids)
+            missing = sorted(p["name"] for p in body["packages"] if p["name"] in self.state.unknown_requirements)
+            self.state.builds[build_id] = {
+                "workspace": workspace, "software": name, "state": "queued", "polls": 0,
+                "reason": f"No matching distribution found for {', '.join(missing)}" if missing else "",
+                "log": [f"Installing {len(body['packages'])} packages"]}
+            senv["build_id"] = build_id
+        self.state.software[(workspace, name)] = senv
+        return self._alias(senv)
+
+    def _alias(self, senv: dict[str, Any]) -> dict[str, Any]:
+        build = self.state.builds.get(senv.get("build_id", -1))
+        spec = {"id": senv["id"], "latest_build": {"id": senv["build_id"], "state": build["state"]}} if build else None
+        return {"id": senv["id"], "name": senv["name"], "latest_spec": spec}
+
+    def package_upload(self, workspace: str, query: dict, body: Any) -> dict[str, Any]:
+        self._member(workspace)
+        if not re.fullmatch(r"[\w.+-]+\.(whl|tar\.gz)", body.get("name") or ""):
+            raise ApiError(400, f"package name {body.get('name')!r} is not a wheel or sdist file name")
+        for package_id, known in self.state.packages.items():  # Coiled keeps an uploaded package by its digest
+            if (known["workspace"], known["name"], known["md5"]) == (workspace, body["name"], body["wheel_md5"]) \
+                    and "data" in known:
+                return {"id": package_id, "should_upload": False, "upload_url": None}
+        package_id = next(self._ids)
+        self.state.packages[package_id] = {"workspace": workspace, "name": body["name"], "md5": body["wheel_md5"]}
+        return {"id": package_id, "should_upload": True, "upload_url": f"{self.url}/fake-bucket/{package_id}"}
+
+    def put_package(self, package_id: str, query: dict, body: Any) -> Reply:
+        upload = self.state.packages.get(int(package_id))
+        if upload is None:
+            raise ApiError(403, "AccessDenied: no such presigned upload")
+        digest = base64.b64encode(hashlib.md5(body["data"]).digest()).decode()
+        if body["content_md5"] != upload["md5"] or digest != upload["md5"]:
+            raise ApiError(400, "BadDigest: the Content-MD5 you specified did not match what was received")
+        upload["data"] = body["data"]
+        return Reply({}, status=200)
+
+    def software_build(self, key: str, query: dict, body: Any) -> dict[str, Any]:
+        workspace, _, build_id = key.split("/")
+        build = self.state.builds.get(int(build_id))
+        if build is None or build["workspace"] != self._member(workspace):
+            raise ApiError(404, "Not found.")
+        build["polls"] += 1  # queued → building → built (or error) as the client polls, like a real build
+        if build["state"] == "queued":
+            build["state"] = "building"
+        elif build["state"] == "building" and build["polls"] >= 2:
+            build["state"] = "error" if build["reason"] else "built"
+            build["log"].append(build["reason"] or "Environment built")
+        return {"id": int(build_id), "state": build["state"], "reason": build["reason"]}
+
+    def software_build_logs(self, key: str, query: dict, body: Any) -> dict[str, Any]:
+        workspace, _, _, build_id = key.split("/")
+        build = self.state.builds.get(int(build_id))
+        if build is None or build["workspace"] != self._member(workspace):
+            raise ApiError(404, "Not found.")
+        events = [{"eventId": str(index), "message": line} for index, line in enumerate(build["log"])]
+        return {"events": events, "nextToken": str(len(events))}
+
+    def software_wheel(self, workspace: str, name: str) -> bytes | None:
+        """The uploaded package of a software environment (what its VMs have installed), if it has one."""
+        for package in self.state.software[(workspace, name)].get("packages") or []:
+            if package.get("file") is not None:
+                return self.state.packages[package["file"]]["data"]
+        return None
 
     def software_by_name(self, key: str, query: dict, body: Any) -> dict[str, Any]:
         workspace, _, _, _, name = key.split("/")
@@ -303,8 +395,13 @@ class FakeCoiledApi(JsonApi):
         for existing in self.state.clusters.values():
             if existing.workspace == workspace and existing.name == name and existing.state in LIVE:
                 return Reply({"id": existing.cluster_id, "existing": True})
-        if body.get("env_name") and (workspace, body["env_name"]) not in self.state.software:
-            raise ApiError(404, f"Software environment {body['env_name']!r} not found in {workspace!r}")
+        if body.get("env_name"):
+            senv = self.state.software.get((workspace, body["env_name"]))
+            if senv is None:
+                raise ApiError(404, f"Software environment {body['env_name']!r} not found in {workspace!r}")
+            build = self.state.builds.get(senv.get("build_id", -1))
+            if build is not None and build["state"] != "built":
+                raise ApiError(400, f"Software environment {body['env_name']!r} is not built ({build['state']})")
         cluster = FakeCluster(next(self._ids), workspace, name, self._token, body)
         for job_id in body.get("batch_job_ids") or []:
             job = self.state.jobs.get(job_id)
@@ -394,8 +491,19 @@ class CoiledSimulator:
         self.output = ""
 
     def run(self, cluster_id: int, timeout: float = 60) -> int:
-        job = self.api.job_of(cluster_id)
+        """Run the job: in ``workdir`` (the image's working directory); in a software environment with an
+        uploaded package, with that package installed and nothing of the project around (an empty directory)."""
+        job, cluster = self.api.job_of(cluster_id), self.api.cluster(cluster_id)
         self.api.begin(cluster_id)
-        code, self.output = run_as_container(job.command, job.env, self.workdir, timeout)
+        workdir, pythonpath = self.workdir, None
+        wheel = self.api.software_wheel(cluster.workspace, cluster.request["env_name"]) \
+            if cluster.request.get("env_name") else None
+        if wheel is not None:
+            site = self.workdir / f"coiled-senv-{cluster_id}" / "site-packages"
+            zipfile.ZipFile(io.BytesIO(wheel)).extractall(site)
+            workdir = site.parent / "scratch"
+            workdir.mkdir()
+            pythonpath = str(site)
+        code, self.output = run_as_container(job.command, job.env, workdir, timeout, pythonpath=pythonpath)
         self.api.finish(cluster_id, code, output=self.output)
         return code

@@ -73,6 +73,8 @@ def test_a_software_environment_instead_of_an_image(pusher, coiled_api):
     coiled_api.state.software[("acme", "etl-env")] = {"id": 5, "name": "etl-env"}
     cluster = cluster_of(coiled_api, pusher.submit(job(software="etl-env")).infra_id)
     assert cluster.request["env_name"] == "etl-env" and cluster.request["extra_user_container"] is None
+    # where a software environment made by flow.deploy carries the project (else the working directory)
+    assert coiled_api.job_of(cluster.cluster_id).env["PUSHPOOL_PROJECT_PACKAGE"] == "pushpool_project"
     with pytest.raises(PermanentPusherError, match="software environment 'nope'.*not found"):
         pusher.submit(job(run_id="0190d6a8-5a3c-7000-8000-00000000a004", software="nope"))
 
