@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -271,7 +272,7 @@ def batch_options(job: Job) -> dict[str, Any]:
         # All of the run's environment is secret: sent to the VM, not kept by Coiled. In a software environment
         # pushpool made, the runner finds the project in the package it was installed as.
         "secret_env": {**job.env, **({"PUSHPOOL_PROJECT_PACKAGE": PROJECT_PACKAGE} if software else {})},
-        "tag": {**{k[:128]: v[:256] for k, v in sorted(job.labels.items())}, RUN_TAG: job.flow_run_id,
+        "tag": {**{_tag(k, 128): _tag(v, 256) for k, v in sorted(job.labels.items())}, RUN_TAG: job.flow_run_id,
                 COILED_RUN_TAG: job.flow_run_id},
         "job_timeout": f"{int(config.get('max_runtime_seconds') or 86400)}s",
         # Keep the client from drawing its widget and from stopping the cluster when the Cloud goes away.
@@ -287,6 +288,12 @@ def batch_options(job: Job) -> dict[str, Any]:
         vm_type = config["vm_type"]
         options["vm_type"] = [vm_type] if isinstance(vm_type, str) else list(vm_type)
     return options
+
+
+def _tag(text: str, limit: int) -> str:
+    """A tag key or value the clouds take (Coiled puts the cluster's tags on the VM: AWS allows letters, digits,
+    spaces and ``_ . : / = + - @``, 128 characters in a key and 256 in a value)."""
+    return re.sub(r"[^\w .:/=+\-@]", "_", str(text), flags=re.ASCII)[:limit] or "_"
 
 
 def _cluster_named(cloud: Any, workspace: str, name: str) -> int | None:

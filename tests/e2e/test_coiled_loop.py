@@ -231,3 +231,12 @@ def test_a_requirement_coiled_cannot_install_fails_the_deploy_naming_it(coiled_p
         deploy(deployment, quiet=True)
     client = live.client()
     assert all(d["name"] != "broken" for d in client.request("GET", client.ws("/deployments")))
+
+
+def test_a_tenant_cannot_point_the_control_plane_at_another_coiled_server(api):
+    """The server is the operator's (PUSHPOOL_COILED_SERVER); a credentials block naming one is refused."""
+    bad = api.post(api.ws("/blocks"), json={"name": "evil", "type": "coiled-credentials",
+                                            "data": {"token": "x-1", "server": "http://169.254.169.254"}})
+    assert bad.status_code == 422 and "data.server" in bad.text
+    api.ok("POST", api.ws("/blocks"), json={"name": "ok", "type": "coiled-credentials", "data": {"token": "x-1"}})
+    assert api.ok("GET", api.ws("/blocks/ok"))["data"] == {"token": "********"}

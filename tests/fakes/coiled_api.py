@@ -35,6 +35,8 @@ from tests.fakes.json_api import ApiError, JsonApi, Reply
 
 #: Coiled's names: lowercase letters, digits, dashes and underscores, starting with a letter or digit.
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,127}$")
+#: What a tag may hold: Coiled puts a cluster's tags on its VMs, and AWS allows these characters.
+TAG = re.compile(r"[\w .:/=+\-@]+", re.ASCII)
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_COMPRESSED_SPEC = 2_400_000
 #: ``coiled.batch.run`` sends ``user_command`` and these; anything else in a spec is refused (typo'd fields
@@ -402,6 +404,10 @@ class FakeCoiledApi(JsonApi):
             build = self.state.builds.get(senv.get("build_id", -1))
             if build is not None and build["state"] != "built":
                 raise ApiError(400, f"Software environment {body['env_name']!r} is not built ({build['state']})")
+        for key, value in (body.get("tags") or {}).items():
+            if not TAG.fullmatch(key) or len(key) > 128 or not TAG.fullmatch(str(value) or "_") or len(value) > 256:
+                raise ApiError(400, f"Invalid tag {key!r}={value!r}: the cloud takes letters, digits, spaces and "
+                                    "_ . : / = + - @ (128 characters in a key, 256 in a value)")
         cluster = FakeCluster(next(self._ids), workspace, name, self._token, body)
         for job_id in body.get("batch_job_ids") or []:
             job = self.state.jobs.get(job_id)

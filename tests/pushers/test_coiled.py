@@ -69,6 +69,13 @@ def test_vm_options_reach_coiled_as_its_own_client_sends_them(pusher, coiled_api
     assert arm.request["scheduler_instance_types"] == ["m7g.large"]
 
 
+def test_labels_become_tags_the_cloud_takes(pusher, coiled_api):
+    labelled = job()
+    labelled = Job(**{**labelled.__dict__, "labels": {**labelled.labels, "team": "données, ünd so", "k" * 200: "v"}})
+    cluster = cluster_of(coiled_api, pusher.submit(labelled).infra_id)
+    assert cluster.tags["team"] == "donn_es_ _nd so" and cluster.tags["k" * 128] == "v"
+
+
 def test_a_software_environment_instead_of_an_image(pusher, coiled_api):
     coiled_api.state.software[("acme", "etl-env")] = {"id": 5, "name": "etl-env"}
     cluster = cluster_of(coiled_api, pusher.submit(job(software="etl-env")).infra_id)
@@ -208,3 +215,16 @@ def test_classify_covers_what_coiled_reports():
     assert stopped.state is InfraState.EXITED and "stopped before the job ran" in stopped.reason
     built = classify({"tasks": [{"state": "pending"}], "cluster_state": "error"}, "software environment build error")
     assert "failed to build" in built.reason
+
+
+def test_the_tested_client_range_is_the_one_pyproject_and_the_lambda_package_pin():
+    import tomllib
+    from pathlib import Path
+
+    from pushpool.provisioners.lambda_package import EXTRAS
+    from pushpool.pushers.coiled import COILED_TESTED
+
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]
+    pins = {*project["optional-dependencies"]["coiled"], *EXTRAS["coiled"],
+            *(r for r in project["optional-dependencies"]["dev"] if r.startswith("coiled"))}
+    assert pins == {f"coiled{COILED_TESTED}"}
