@@ -228,3 +228,15 @@ def test_the_tested_client_range_is_the_one_pyproject_and_the_lambda_package_pin
     pins = {*project["optional-dependencies"]["coiled"], *EXTRAS["coiled"],
             *(r for r in project["optional-dependencies"]["dev"] if r.startswith("coiled"))}
     assert pins == {f"coiled{COILED_TESTED}"}
+
+
+def test_the_fake_checks_the_token_and_fails_an_unknown_call_with_its_path(coiled_api):
+    import httpx
+
+    assert httpx.get(f"{coiled_api.url}/api/v2/user/me").status_code == 401  # no token
+    assert httpx.get(f"{coiled_api.url}/api/v2/user/me", headers={"Authorization": "ApiToken nope-1"}).status_code \
+        == 401
+    unknown = httpx.get(f"{coiled_api.url}/api/v2/clusters/account/acme/stop-everything",
+                        headers={"Authorization": f"ApiToken {TOKEN}"})
+    assert unknown.status_code == 404
+    assert "unknown call GET /api/v2/clusters/account/acme/stop-everything" in unknown.text
