@@ -46,10 +46,13 @@ from pushpool.control_plane.storage.sqlite_schema import (
 from pushpool.control_plane.storage.sqlite_variables import SqliteVariablesMixin
 
 M = TypeVar("M", bound=BaseModel)
+#: The errors a unique constraint raises (the PostgreSQL store, which shares this class's SQL, has its own).
+INTEGRITY_ERRORS: tuple[type[Exception], ...] = (sqlite3.IntegrityError,)
 BUSY_TIMEOUT_MS = 30_000
 
 
 class SqliteStore(SqliteRunsMixin, SqliteReportsMixin, SqliteVariablesMixin, SqliteEventsMixin):
+    _integrity_errors = INTEGRITY_ERRORS
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         if self.path != ":memory:":
@@ -101,14 +104,14 @@ class SqliteStore(SqliteRunsMixin, SqliteReportsMixin, SqliteVariablesMixin, Sql
                 conn.execute(FLOW_NAME_BACKFILL)
         conn.executescript(FLOW_NAME_COLUMN)
         conn.execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            "INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT DO NOTHING", (str(SCHEMA_VERSION),)
         )
         backfills = (("run_tags_indexed", RUN_TAGS_BACKFILL), ("event_related_indexed", EVENT_RELATED_BACKFILL))
         for key, backfill in backfills:
             if not conn.execute("SELECT 1 FROM meta WHERE key = ?", (key,)).fetchone():
                 with conn:  # an index table added in a later release, filled once from the rows it indexes
                     conn.execute(backfill)
-                    conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, '1')", (key,))
+                    conn.execute("INSERT INTO meta (key, value) VALUES (?, '1') ON CONFLICT DO NOTHING", (key,))
 
     @contextmanager
     def without_waiting(self) -> Iterator[None]:
@@ -171,7 +174,7 @@ class SqliteStore(SqliteRunsMixin, SqliteReportsMixin, SqliteVariablesMixin, Sql
         try:
             with self._write() as conn:
                 conn.execute(f"INSERT INTO {table} ({names}) VALUES ({marks})", tuple(columns.values()))
-        except sqlite3.IntegrityError as exc:
+        except self._integrity_errors as exc:
             raise AlreadyExists(f"{what} already exists") from exc
 
     def close(self) -> None:
@@ -190,11 +193,12 @@ class SqliteStore(SqliteRunsMixin, SqliteReportsMixin, SqliteVariablesMixin, Sql
 
     def set_meta(self, name: str, value: str) -> None:
         with self._write() as conn:
-            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (f"app:{name}", value))
+            conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = "
+                         "excluded.value", (f"app:{name}", value))
 
     def set_meta_once(self, name: str, value: str) -> str:
         with self._write() as conn:
-            conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (f"app:{name}", value))
+            conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING", (f"app:{name}", value))
             return conn.execute("SELECT value FROM meta WHERE key = ?", (f"app:{name}",)).fetchone()[0]
 
     # ------------------------------------------------------------------ tenancy
@@ -247,7 +251,8 @@ class SqliteStore(SqliteRunsMixin, SqliteReportsMixin, SqliteVariablesMixin, Sql
     def set_membership(self, membership: Membership) -> None:
         with self._write() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO memberships (workspace_id, actor_id, doc) VALUES (?, ?, ?)",
+                "INSERT INTO memberships (workspace_id, actor_id, doc) VALUES (?, ?, ?) "
+                "ON CONFLICT (workspace_id, actor_id) DO UPDATE SET doc = excluded.doc",
                 (membership.workspace_id, membership.actor_id, membership.model_dump_json()),
             )
 
@@ -310,7 +315,7 @@ class SqliteStore(SqliteRunsMixin, SqliteReportsMixin, SqliteVariablesMixin, Sql
                     f"INSERT INTO work_queues ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
                     tuple(cols.values()),
                 )
-        except sqlite3.IntegrityError as exc:
+        except self._integrity_errors as exc:
             raise AlreadyExists(f"Work pool {pool.name!r} already exists") from exc
         return pool
 

@@ -58,6 +58,8 @@ class SqliteEventsMixin:
     """Events half of :class:`~control_plane.storage.sqlite.SqliteStore` (which provides these helpers)."""
 
     if TYPE_CHECKING:
+        _integrity_errors: tuple[type[Exception], ...]
+
         def _write(self) -> AbstractContextManager[sqlite3.Connection]: ...
         def _one(self, model: type[M], sql: str, params: tuple = ()) -> M | None: ...
         def _many(self, model: type[M], sql: str, params: tuple = ()) -> list[M]: ...
@@ -71,12 +73,11 @@ class SqliteEventsMixin:
         related = [(e.workspace_id, r[RESOURCE_ID], ts(e.occurred), e.id) for e in events for r in e.related
                    if isinstance(r.get(RESOURCE_ID), str)]
         with self._write() as conn:
-            before = conn.total_changes
-            conn.executemany("INSERT OR IGNORE INTO events (workspace_id, occurred, id, event, resource_id, doc) "
-                             "VALUES (?, ?, ?, ?, ?, ?)", rows)
-            added = conn.total_changes - before
-            conn.executemany("INSERT OR IGNORE INTO event_related (workspace_id, resource_id, occurred, event_id) "
-                             "VALUES (?, ?, ?, ?)", related)
+            added = conn.executemany("INSERT INTO events (workspace_id, occurred, id, event, resource_id, doc) "
+                                     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", rows).rowcount
+            if related:
+                conn.executemany("INSERT INTO event_related (workspace_id, resource_id, occurred, event_id) "
+                                 "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", related)
             return added
 
     def list_events(self, workspace_id: str, flt: EventFilter, limit: int = 100) -> list[Event]:
@@ -174,7 +175,7 @@ class SqliteEventsMixin:
             with self._write() as conn:
                 conn.execute("UPDATE automations SET name = ?, doc = ? WHERE id = ? AND workspace_id = ?",
                              (automation.name, automation.model_dump_json(), automation.id, automation.workspace_id))
-        except sqlite3.IntegrityError as exc:
+        except self._integrity_errors as exc:
             raise AlreadyExists(f"Automation {automation.name!r} already exists") from exc
 
     def delete_automation(self, workspace_id: str, automation_id: str) -> None:
@@ -196,9 +197,10 @@ class SqliteEventsMixin:
         with self._write() as conn:
             if expect_version is None:
                 changed = conn.execute(
-                    "INSERT OR IGNORE INTO trigger_buckets (automation_id, key, deadline, version, doc) "
-                    "VALUES (?, ?, ?, ?, ?)", (bucket.automation_id, bucket.key, ts(bucket.deadline), stored.version,
-                                               stored.model_dump_json())).rowcount
+                    "INSERT INTO trigger_buckets (automation_id, key, deadline, version, doc) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (bucket.automation_id, bucket.key, ts(bucket.deadline), stored.version,
+                     stored.model_dump_json())).rowcount
             else:
                 changed = conn.execute(
                     "UPDATE trigger_buckets SET deadline = ?, version = ?, doc = ? WHERE automation_id = ? AND key = ? "

@@ -30,7 +30,8 @@ class SqliteReportsMixin:
         total = (row[0] if row else 0) + amount
         if total > at_most:
             return False
-        conn.execute("INSERT OR REPLACE INTO run_counters (flow_run_id, name, value) VALUES (?, ?, ?)",
+        conn.execute("INSERT INTO run_counters (flow_run_id, name, value) VALUES (?, ?, ?) "
+                     "ON CONFLICT (flow_run_id, name) DO UPDATE SET value = excluded.value",
                      (flow_run_id, name, total))
         return True
 
@@ -38,7 +39,8 @@ class SqliteReportsMixin:
         with self._write() as conn:
             if not self._add_to_counter(conn, flow_run_id, "task_run_reports", len(task_runs), max_reports):
                 return False
-            conn.executemany("INSERT OR REPLACE INTO task_runs (flow_run_id, id, doc) VALUES (?, ?, ?)",
+            conn.executemany("INSERT INTO task_runs (flow_run_id, id, doc) VALUES (?, ?, ?) "
+                             "ON CONFLICT (flow_run_id, id) DO UPDATE SET doc = excluded.doc",
                              [(flow_run_id, t.id, t.model_dump_json()) for t in task_runs])
         return True
 
@@ -53,7 +55,9 @@ class SqliteReportsMixin:
         with self._write() as conn:
             if not self._add_to_counter(conn, chunk.flow_run_id, "log_bytes", size, max_bytes):
                 return False
-            conn.execute("INSERT OR REPLACE INTO log_chunks (flow_run_id, seq, keep_until, doc) VALUES (?, ?, ?, ?)",
+            conn.execute("INSERT INTO log_chunks (flow_run_id, seq, keep_until, doc) VALUES (?, ?, ?, ?) "
+                         "ON CONFLICT (flow_run_id, seq) DO UPDATE SET keep_until = excluded.keep_until, "
+                         "doc = excluded.doc",
                          (chunk.flow_run_id, chunk.seq, ts(keep_until), chunk.model_dump_json()))
         return True
 

@@ -50,9 +50,10 @@ def _run_row(run: FlowRun) -> tuple:
 COUNTING_ORDER = (StateType.FAILED, StateType.CRASHED, StateType.CANCELLING, StateType.RUNNING, StateType.PENDING,
                   StateType.SCHEDULED, StateType.CANCELLED, StateType.COMPLETED)
 _INSERT_RUN = f"INSERT INTO flow_runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' * len(_RUN_COLUMNS))})"
-_INSERT_RUN_IF_ABSENT = _INSERT_RUN.replace("INSERT", "INSERT OR IGNORE", 1)
+_INSERT_RUN_IF_ABSENT = f"{_INSERT_RUN} ON CONFLICT DO NOTHING"
 _INSERT_FIRST_STATE = "INSERT INTO flow_run_states (run_id, seq, doc) VALUES (?, 1, ?)"
-_INSERT_TAG = "INSERT OR IGNORE INTO run_tags (workspace_id, tag, scheduled_time, run_id) VALUES (?, ?, ?, ?)"
+_INSERT_TAG = ("INSERT INTO run_tags (workspace_id, tag, scheduled_time, run_id) VALUES (?, ?, ?, ?) "
+               "ON CONFLICT DO NOTHING")
 
 
 def _tag_rows(run: FlowRun) -> list[tuple]:
@@ -65,6 +66,8 @@ class SqliteRunsMixin:
     """Flow-run half of :class:`~control_plane.storage.sqlite.SqliteStore`."""
 
     if TYPE_CHECKING:
+        _integrity_errors: tuple[type[Exception], ...]
+
         def _conn(self) -> sqlite3.Connection: ...
         def _write(self) -> AbstractContextManager[sqlite3.Connection]: ...
 
@@ -117,7 +120,7 @@ class SqliteRunsMixin:
                 if run.parent_flow_run_id is not None:
                     conn.execute("INSERT INTO child_runs (parent_id, child_id) VALUES (?, ?)",
                                  (run.parent_flow_run_id, run.id))
-        except sqlite3.IntegrityError as exc:
+        except self._integrity_errors as exc:
             raise AlreadyExists(f"Flow run with idempotency key {run.idempotency_key!r} already exists") from exc
         return run
 
@@ -171,7 +174,8 @@ class SqliteRunsMixin:
 
     def latest_auto_scheduled_time(self, deployment_id: str, now: datetime) -> tuple[int, datetime | None]:
         row = self._conn().execute(
-            "SELECT SUM(state_type = 'SCHEDULED' AND scheduled_time > ?), MAX(scheduled_time) FROM flow_runs "
+            "SELECT SUM(CASE WHEN state_type = 'SCHEDULED' AND scheduled_time > ? THEN 1 ELSE 0 END), "
+            "MAX(scheduled_time) FROM flow_runs "
             "WHERE deployment_id = ? AND auto_scheduled = 1",
             (ts(now), deployment_id),
         ).fetchone()

@@ -21,6 +21,8 @@ class SqliteVariablesMixin:
     """Variables and tag concurrency limits of :class:`~control_plane.storage.sqlite.SqliteStore`."""
 
     if TYPE_CHECKING:
+        _integrity_errors: tuple[type[Exception], ...]
+
         def _conn(self) -> sqlite3.Connection: ...
         def _write(self) -> AbstractContextManager[sqlite3.Connection]: ...
         def _one(self, model: type[M], sql: str, params: tuple = ()) -> M | None: ...
@@ -28,7 +30,8 @@ class SqliteVariablesMixin:
 
     def put_variable(self, variable: Variable) -> None:
         with self._write() as conn:
-            conn.execute("INSERT OR REPLACE INTO variables (workspace_id, name, doc) VALUES (?, ?, ?)",
+            conn.execute("INSERT INTO variables (workspace_id, name, doc) VALUES (?, ?, ?) "
+                         "ON CONFLICT (workspace_id, name) DO UPDATE SET doc = excluded.doc",
                          (variable.workspace_id, variable.name, variable.model_dump_json()))
 
     def get_variable(self, workspace_id: str, name: str) -> Variable | None:
@@ -65,8 +68,9 @@ class SqliteVariablesMixin:
                     return False
             for limit in limits:
                 saved = limit.model_copy(update={"version": limit.version + 1})
-                conn.execute("INSERT OR REPLACE INTO concurrency_limits (workspace_id, tag, version, doc) "
-                             "VALUES (?, ?, ?, ?)", (limit.workspace_id, limit.tag, saved.version,
+                conn.execute("INSERT INTO concurrency_limits (workspace_id, tag, version, doc) VALUES (?, ?, ?, ?) "
+                             "ON CONFLICT (workspace_id, tag) DO UPDATE SET version = excluded.version, "
+                             "doc = excluded.doc", (limit.workspace_id, limit.tag, saved.version,
                                                      saved.model_dump_json()))
         return True
 
@@ -83,7 +87,7 @@ class SqliteVariablesMixin:
                              "VALUES (?, ?, ?, ?, ?, ?)", (backfill.id, backfill.workspace_id, backfill.deployment_id,
                                                            backfill.state.value, backfill.version,
                                                            backfill.model_dump_json()))
-            except sqlite3.IntegrityError as exc:
+            except self._integrity_errors as exc:
                 raise AlreadyExists("Backfill already exists") from exc
         return backfill
 
