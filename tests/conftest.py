@@ -28,6 +28,7 @@ from tests.docker_fixtures import docker_engine, docker_host  # noqa: F401 - fix
 from tests.fakes.pushers import RecordingPusher
 from tests.gcp_fixtures import cloud_run_api, gcp_api  # noqa: F401 - fixtures
 from tests.modal_fixtures import modal_api  # noqa: F401 - fixture
+from tests.postgres_fixtures import postgres_server, postgres_url  # noqa: F401 - fixtures
 from tests.registry_fixtures import oci_registries  # noqa: F401 - fixture
 
 START = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)

@@ -95,8 +95,7 @@ class SqliteEventsMixin:
             where.append("r.workspace_id = ? AND r.resource_id = ?")
             params += [workspace_id, exact_related]
         elif flt.related_id:
-            where.append("EXISTS (SELECT 1 FROM json_each(e.doc, '$.related') WHERE "
-                         f"json_extract(value, '$.\"{RESOURCE_ID}\"') LIKE ? ESCAPE '\\')")
+            where.append(self._related_pattern_clause())
             params.append(like_pattern(flt.related_id))
         if flt.since:
             where.append("e.occurred >= ?")
@@ -115,11 +114,18 @@ class SqliteEventsMixin:
         sql = f"SELECT e.doc FROM {source} WHERE {' AND '.join(where)} ORDER BY {by.format(order)} LIMIT ?"
         return self._many(Event, sql, (*params, limit))
 
+    def _related_pattern_clause(self) -> str:
+        """SQL true when one of the event's related resources matches the (LIKE) parameter."""
+        return ("EXISTS (SELECT 1 FROM json_each(e.doc, '$.related') WHERE "
+                f"json_extract(value, '$.\"{RESOURCE_ID}\"') LIKE ? ESCAPE '\\')")
+
+    def _delete_old_events(self, conn: sqlite3.Connection, before: str, limit: int) -> int:
+        return conn.execute("DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE occurred < ? LIMIT ?)",
+                            (before, limit)).rowcount
+
     def delete_events_before(self, before: datetime, limit: int = 5000) -> int:
         with self._write() as conn:
-            deleted = conn.execute(
-                "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE occurred < ? LIMIT ?)",
-                (ts(before), limit)).rowcount
+            deleted = self._delete_old_events(conn, ts(before), limit)
             # An event has a few related resources: their rows go at a few times the pace (rows left over go in the
             # next pass; until then the join finds no event for them).
             conn.execute("DELETE FROM event_related WHERE (workspace_id, resource_id, occurred, event_id) IN "

@@ -29,9 +29,9 @@ def select_runs(conn: sqlite3.Connection, workspace_id: str, flt: FlowRunFilter,
     groups: list[list[StateType] | None] = [[s] for s in flt.states] if flt.states and len(flt.states) > 1 \
         else [flt.states]
     arms, params = [], []
-    for states in groups:
+    for index, states in enumerate(groups):
         arm, arm_params = _arm(workspace_id, flt, states, leading, order)
-        arms.append(f"SELECT * FROM ({arm} LIMIT ?)")
+        arms.append(f"SELECT * FROM ({arm} LIMIT ?) AS arm{index}")
         params += [*arm_params, limit + offset]
     sql = f"{' UNION ALL '.join(arms)} ORDER BY scheduled_time {order}, id {order} LIMIT ? OFFSET ?"
     return sql, [*params, limit, offset]
@@ -40,7 +40,7 @@ def select_runs(conn: sqlite3.Connection, workspace_id: str, flt: FlowRunFilter,
 def _leading_tag(conn: sqlite3.Connection, workspace_id: str, tags: list[str]) -> str | None:
     """The rarest of ``tags`` if fewer than :data:`TAG_LEADS_BELOW` runs carry it, else ``None``."""
     counts = {tag: conn.execute("SELECT COUNT(*) FROM (SELECT 1 FROM run_tags WHERE workspace_id = ? AND tag = ? "
-                                "LIMIT ?)", (workspace_id, tag, TAG_LEADS_BELOW)).fetchone()[0] for tag in tags}
+                                "LIMIT ?) AS bounded", (workspace_id, tag, TAG_LEADS_BELOW)).fetchone()[0] for tag in tags}
     rarest = min(tags, key=lambda tag: counts[tag])
     return rarest if counts[rarest] < TAG_LEADS_BELOW else None
 

@@ -163,7 +163,7 @@ class SqliteRunsMixin:
         for state in COUNTING_ORDER:
             found = conn.execute(
                 "SELECT COUNT(*) FROM (SELECT 1 FROM flow_runs WHERE workspace_id = ? AND state_type = ? "
-                "AND scheduled_time >= ? AND scheduled_time < ? LIMIT ?)",
+                "AND scheduled_time >= ? AND scheduled_time < ? LIMIT ?) AS bounded",
                 (workspace_id, state.value, ts(after), ts(before), left + 1)).fetchone()[0]
             if min(found, left):
                 counts[state] = min(found, left)
@@ -364,7 +364,7 @@ class SqliteRunsMixin:
     def count_due_runs(self, pool_id: str, now: datetime, at_most: int = 1000) -> int:
         return self._conn().execute(
             "SELECT COUNT(*) FROM (SELECT 1 FROM flow_runs WHERE pool_id = ? AND state_type = 'SCHEDULED' "
-            "AND scheduled_time <= ? LIMIT ?)", (pool_id, ts(now), at_most)).fetchone()[0]
+            "AND scheduled_time <= ? LIMIT ?) AS bounded", (pool_id, ts(now), at_most)).fetchone()[0]
 
     def earliest_scheduled_time(self, pool_id: str, after: datetime, before: datetime) -> datetime | None:
         row = self._conn().execute(
