@@ -39,8 +39,8 @@ def select_runs(conn: sqlite3.Connection, workspace_id: str, flt: FlowRunFilter,
 
 def _leading_tag(conn: sqlite3.Connection, workspace_id: str, tags: list[str]) -> str | None:
     """The rarest of ``tags`` if fewer than :data:`TAG_LEADS_BELOW` runs carry it, else ``None``."""
-    counts = {tag: conn.execute("SELECT COUNT(*) FROM (SELECT 1 FROM run_tags WHERE workspace_id = ? AND tag = ? "
-                                "LIMIT ?) AS bounded", (workspace_id, tag, TAG_LEADS_BELOW)).fetchone()[0] for tag in tags}
+    bounded = "SELECT COUNT(*) FROM (SELECT 1 FROM run_tags WHERE workspace_id = ? AND tag = ? LIMIT ?) AS bounded"
+    counts = {tag: conn.execute(bounded, (workspace_id, tag, TAG_LEADS_BELOW)).fetchone()[0] for tag in tags}
     rarest = min(tags, key=lambda tag: counts[tag])
     return rarest if counts[rarest] < TAG_LEADS_BELOW else None
 
