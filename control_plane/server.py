@@ -1,5 +1,6 @@
 """The embedded server: SQLite in ``$PUSHPOOL_HOME`` (or the configured store), the API on uvicorn, the tick loop
-in a thread."""
+in a thread. With a shared store (PostgreSQL) any number of these run as replicas: every one serves the API and
+runs the tick; the store keeps their claims disjoint."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Callable
 import uvicorn
 
 from pushpool.control_plane.app import build_context, create_app
-from pushpool.control_plane.bootstrap import bootstrap
+from pushpool.control_plane.bootstrap import bootstrap, check_shared_key
 from pushpool.control_plane.home import prepare_home
 from pushpool.control_plane.log_format import configure_logging
 from pushpool.control_plane.services.ticker import Ticker
@@ -26,6 +27,8 @@ def serve(settings: Settings, on_bootstrap: Callable[[str, str], None] | None = 
     prepare_home(settings.home)
     store = open_store(settings)
     ctx = build_context(settings, store, pushers=pushers)
+    if settings.store == "postgresql":
+        check_shared_key(ctx)
     created = bootstrap(ctx)
     if created and on_bootstrap:
         on_bootstrap(*created)

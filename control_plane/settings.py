@@ -51,9 +51,14 @@ class Settings(BaseSettings):
     port: int = 4200
     #: The URL containers use to reach this control plane (defaults to http://host:port).
     public_api_url: str | None = None
-    #: ``sqlite`` (embedded, one machine) or ``dynamodb`` (the serverless stack).
-    store: Literal["sqlite", "dynamodb"] = "sqlite"
+    #: ``sqlite`` (embedded, one machine), ``postgresql`` (any number of replicas sharing one database) or
+    #: ``dynamodb`` (the serverless stack).
+    store: Literal["sqlite", "postgresql", "dynamodb"] = "sqlite"
     database_path: Path | None = None
+    #: With ``store=postgresql``: ``postgresql://user:password@host:5432/dbname`` (libpq's URL or key=value form).
+    database_url: str | None = None
+    #: With ``store=postgresql``: the most connections one replica opens.
+    database_pool_size: int = Field(default=10, ge=2, le=200)
     dynamodb_table: str | None = None
     #: Encrypt blocks with this KMS key (envelope encryption) instead of a Fernet key.
     kms_key_id: str | None = None

@@ -22,6 +22,13 @@ def open_store(settings: Settings) -> Store:
         from pushpool.control_plane.storage.dynamodb import DynamoDbStore
 
         return DynamoDbStore(settings.dynamodb_table)
+    if settings.store == "postgresql":
+        if not settings.database_url:
+            raise ConfigurationError("PUSHPOOL_STORE=postgresql needs PUSHPOOL_DATABASE_URL "
+                                     "(postgresql://user:password@host:5432/dbname)")
+        from pushpool.control_plane.storage.postgres import PostgresStore
+
+        return PostgresStore(settings.database_url, pool_size=settings.database_pool_size)
     from pushpool.control_plane.storage.sqlite import SqliteStore
 
     prepare_home(settings.home)

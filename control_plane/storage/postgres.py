@@ -134,7 +134,7 @@ class PooledReads:
 
 
 class PostgresStore(SqliteStore):
-    def __init__(self, url: str, *, pool_size: int = 10, migrate: bool = True) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, migrate: bool = True, check_version: bool = True) -> None:
         try:
             import psycopg
             from psycopg import errors
@@ -158,7 +158,7 @@ class PostgresStore(SqliteStore):
         self._reads = PooledReads(self._pool)
         if migrate:
             self.migrate()
-        elif self.schema_version() < LATEST:
+        elif check_version and self.schema_version() < LATEST:
             raise ConfigurationError(f"the PostgreSQL database at {redacted(url)} has schema version "
                                      f"{self.schema_version()}, this pushpool needs {LATEST}: run "
                                      "`pushpool server migrate`")

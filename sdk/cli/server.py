@@ -9,8 +9,50 @@ import typer
 from pushpool import profiles
 from pushpool.cli.common import Output, OutputOption, emit, get_client
 
-app = typer.Typer(help="Run the embedded control plane (SQLite, API and tick loop in one process).",
+app = typer.Typer(help="Run the control plane (API and tick loop in one process; SQLite, or PostgreSQL shared by "
+                       "replicas).",
                   no_args_is_help=True)
+
+
+StoreOption = typer.Option(None, "--store",
+                           help="sqlite (default: $PUSHPOOL_HOME/pushpool.db) or a PostgreSQL URL, "
+                                "postgresql://user:password@host:5432/dbname (replicas share it).")
+
+
+def store_settings(store: str | None) -> dict[str, str]:
+    """Settings for ``--store``: nothing (the environment's), sqlite, or a PostgreSQL URL."""
+    from pushpool.control_plane.errors import InvalidInput
+
+    if not store:
+        return {}
+    if store == "sqlite":
+        return {"store": "sqlite"}
+    if store.startswith(("postgresql://", "postgres://")):
+        return {"store": "postgresql", "database_url": store}
+    raise InvalidInput(f"--store: {store!r} is neither 'sqlite' nor a postgresql:// URL")
+
+
+@app.command()
+def migrate(store: str = StoreOption, output: Output = OutputOption) -> None:
+    """Bring a PostgreSQL store's schema up to this release (start does it too; safe while replicas run)."""
+    from pushpool.control_plane.errors import InvalidInput
+    from pushpool.control_plane.settings import Settings
+
+    settings = Settings(**store_settings(store))
+    if settings.store != "postgresql" or not settings.database_url:
+        raise InvalidInput("--store: give the PostgreSQL URL (or PUSHPOOL_STORE=postgresql and "
+                           "PUSHPOOL_DATABASE_URL); the SQLite and DynamoDB stores need no migrations")
+    from pushpool.control_plane.storage.postgres import PostgresStore, redacted
+
+    store_ = PostgresStore(settings.database_url, migrate=False, check_version=False)
+    try:
+        applied = store_.migrate()
+        version = store_.schema_version()
+    finally:
+        store_.close()
+    emit({"database": redacted(settings.database_url), "applied": applied, "schema_version": version}, output,
+         lambda r: (f"Applied migrations {', '.join(map(str, r['applied']))}" if r["applied"] else
+                    "Nothing to apply") + f"; {r['database']} is at schema version {r['schema_version']}")
 
 
 @app.command()
@@ -18,12 +60,16 @@ def start(
     host: str = typer.Option("127.0.0.1", envvar="PUSHPOOL_HOST", help="Address to bind."),
     port: int = typer.Option(4200, envvar="PUSHPOOL_PORT", help="Port to bind."),
     log_level: str = typer.Option("info", help="debug, info, warning or error."),
+    store: str = StoreOption,
 ) -> None:
-    """Start the server; on first start, create an owner key and store it in the local profile."""
+    """Start the server; on first start, create an owner key and store it in the local profile.
+
+    With --store postgresql://... it is one replica of many: start it on as many machines as you like, behind a
+    load balancer, all with the same PUSHPOOL_ENCRYPTION_KEY."""
     from pushpool.control_plane.server import serve
     from pushpool.control_plane.settings import LOOPBACK_HINT, Settings, is_loopback_url
 
-    settings = Settings(host=host, port=port)
+    settings = Settings(host=host, port=port, **store_settings(store))
     api_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
 
     def remember_key(workspace: str, key: str) -> None:
