@@ -134,7 +134,8 @@ class PooledReads:
 
 
 class PostgresStore(SqliteStore):
-    def __init__(self, url: str, *, pool_size: int = 10, migrate: bool = True, check_version: bool = True) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, migrate: bool = True, check_version: bool = True,
+                 connect_timeout: float = 30) -> None:
         try:
             import psycopg
             from psycopg import errors
@@ -149,7 +150,7 @@ class PostgresStore(SqliteStore):
                                     kwargs={"autocommit": True, "row_factory": _row_factory},
                                     configure=_configure, name="pushpool")
         try:
-            self._pool.open(wait=True, timeout=30)
+            self._pool.open(wait=True, timeout=connect_timeout)
         except psycopg.Error as exc:
             raise ConfigurationError(f"cannot connect to PostgreSQL at {redacted(url)}: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - the pool's own timeout

@@ -38,3 +38,42 @@ def test_placeholders_are_translated_outside_string_literals():
         "SELECT doc FROM t WHERE a = %s AND b ILIKE %s ESCAPE '\\'"
     assert to_postgres("SELECT '?', 'it''s 5%' WHERE x = ?") == "SELECT '?', 'it''s 5%%' WHERE x = %s"
     assert to_postgres("WHERE +r.workspace_id = ? AND seq + 1 > 2") == "WHERE r.workspace_id = %s AND seq + 1 > 2"
+
+
+def test_a_url_in_a_message_hides_its_password():
+    from pushpool.control_plane.storage.postgres import redacted
+
+    assert redacted("postgresql://app:s3cret@db:5432/pushpool") == "postgresql://app:***@db:5432/pushpool"
+    assert redacted("postgresql://app@db/pushpool") == "postgresql://app@db/pushpool"
+
+
+def test_migrations_run_once_when_replicas_start_together(postgres_url):
+    import threading
+
+    from pushpool.control_plane.storage.postgres_schema import LATEST
+
+    stores, errors = [], []
+
+    def start() -> None:
+        try:
+            stores.append(PostgresStore(postgres_url))
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and len(stores) == 4
+    assert all(store.schema_version() == LATEST for store in stores)
+    assert stores[0].migrate() == []  # nothing left to apply
+    for store in stores:
+        store.close()
+
+
+def test_an_unreachable_database_is_one_clear_error():
+    from pushpool.control_plane.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=r"cannot connect to PostgreSQL at postgresql://u:\*\*\*@127.0.0.1:9/x"):
+        PostgresStore("postgresql://u:pw@127.0.0.1:9/x", connect_timeout=1)
