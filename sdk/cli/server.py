@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
 from urllib.parse import quote
 
 import typer
@@ -29,7 +32,70 @@ def store_settings(store: str | None) -> dict[str, str]:
         return {"store": "sqlite"}
     if store.startswith(("postgresql://", "postgres://")):
         return {"store": "postgresql", "database_url": store}
-    raise InvalidInput(f"--store: {store!r} is neither 'sqlite' nor a postgresql:// URL")
+    if store.startswith("sqlite:///"):
+        return {"store": "sqlite", "database_path": store.removeprefix("sqlite://")}
+    if store.startswith("dynamodb://") and store.removeprefix("dynamodb://"):
+        return {"store": "dynamodb", "dynamodb_table": store.removeprefix("dynamodb://")}
+    raise InvalidInput(f"--store: {store!r} is none of sqlite, sqlite:///PATH, postgresql://... or dynamodb://TABLE")
+
+
+@app.command("export")
+def export_(
+    workspace: str = typer.Option("default", "--workspace", "-w", help="The workspace to export (name or id)."),
+    output_file: Path = typer.Option(None, "--output", "-f", help="Write here (default: standard output)."),
+    store: str = StoreOption,
+) -> None:
+    """Write a workspace's pools, deployments, schedules, blocks (still encrypted), keys and runs as JSON Lines."""
+    from pushpool.control_plane.app import build_context
+    from pushpool.control_plane.services.transfer import export_workspace
+    from pushpool.control_plane.settings import Settings
+    from pushpool.control_plane.storage import open_store
+
+    settings = Settings(**store_settings(store))
+    source = open_store(settings)
+    try:
+        cipher = build_context(settings, source).cipher
+        lines = (json.dumps(line, separators=(",", ":")) + "\n" for line in export_workspace(source, cipher, workspace))
+        if output_file is None:
+            for line in lines:
+                sys.stdout.write(line)
+            return
+        with output_file.open("w") as out:
+            count = sum(1 for line in lines if out.write(line)) - 1
+        typer.echo(f"Exported {count} records of workspace {workspace!r} to {output_file}", err=True)
+    finally:
+        source.close()
+
+
+@app.command("import")
+def import_(
+    input_file: Path = typer.Argument(..., help="A file `pushpool server export` wrote."),
+    store: str = StoreOption,
+    output: Output = OutputOption,
+) -> None:
+    """Write an export into this store (run with the source's PUSHPOOL_ENCRYPTION_KEY); what exists is skipped."""
+    from pushpool.control_plane.app import build_context
+    from pushpool.control_plane.errors import InvalidInput
+    from pushpool.control_plane.services.transfer import import_records, read_export
+    from pushpool.control_plane.settings import Settings
+    from pushpool.control_plane.storage import open_store
+
+    try:
+        with input_file.open() as lines:
+            header, records = read_export(lines)
+    except OSError as exc:
+        raise InvalidInput(f"{input_file}: {exc.strerror}") from None
+    settings = Settings(**store_settings(store))
+    target = open_store(settings)
+    try:
+        report = import_records(target, build_context(settings, target).cipher, header, records)
+    finally:
+        target.close()
+    result = {"workspace": header.get("workspace"), "imported": dict(report["imported"]),
+              "skipped": dict(report["skipped"])}
+    emit(result, output, lambda r: f"Imported workspace {r['workspace']!r}: " + (", ".join(
+        f"{n} {kind}" for kind, n in sorted(r["imported"].items())) or "nothing new") + (
+        f" (already there: {sum(r['skipped'].values())})" if r["skipped"] else ""))
 
 
 @app.command()

@@ -1,0 +1,115 @@
+"""Moving a workspace from SQLite to PostgreSQL (``pushpool server export|import``): the same pools, schedules,
+blocks (still encrypted), keys and runs on the other side."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from fastapi.testclient import TestClient
+
+from pushpool.control_plane.app import build_context, create_app
+from pushpool.control_plane.errors import InvalidInput
+from pushpool.control_plane.models import FlowRunFilter
+from pushpool.control_plane.services.crypto import BlockCipher
+from pushpool.control_plane.services.transfer import export_workspace, import_records, read_export
+
+pytest.importorskip("psycopg")
+from pushpool.control_plane.storage.postgres import PostgresStore  # noqa: E402
+
+
+@pytest.fixture
+def team(api):
+    """An embedded store a team has worked in: a pool with a second queue, a scheduled deployment, a block, a
+    variable, a service account and its key, runs in several states."""
+    api.pool("etl", concurrency_limit=5)
+    api.ok("POST", api.ws("/work_pools/etl/queues"), json={"name": "urgent", "priority": 1})
+    dep = api.deployment("nightly", pool="etl", schedules=[{"cron": "0 3 * * *"}])
+    api.ok("POST", api.ws("/blocks"), json={"name": "db", "type": "secret", "data": {"value": "hunter2"}})
+    api.ok("PUT", api.ws("/variables/region"), json={"value": "eu"})
+    bot = api.ok("POST", api.ws("/service_accounts"), json={"name": "bot"})
+    runs = [api.run(dep["id"]) for _ in range(3)]
+    api.ok("POST", api.ws(f"/flow_runs/{runs[0]['id']}/cancel"))
+    return {"dep": dep, "bot_key": bot["key"], "runs": runs}
+
+
+def exported(ctx) -> list[str]:
+    return [json.dumps(line) for line in export_workspace(ctx.store, ctx.cipher, "default")]
+
+
+def test_a_workspace_moves_from_sqlite_to_postgresql_whole(api, ctx, settings, team, postgres_url):
+    header, records = read_export(exported(ctx))
+    target = PostgresStore(postgres_url)
+    try:
+        report = import_records(target, ctx.cipher, header, records)
+        assert report["imported"]["flow_run"] == len(ctx.store.list_flow_runs(
+            ctx.store.get_workspace("default").id, FlowRunFilter(), limit=1000))
+        workspace = target.get_workspace("default")
+        assert [p.name for p in target.list_work_pools(workspace.id)] == ["etl"]
+        pool = target.get_work_pool(workspace.id, "etl")
+        assert {q.name for q in target.list_work_queues(workspace.id, pool.id)} == {"default", "urgent"}
+        deployment = target.get_deployment(workspace.id, team["dep"]["id"])
+        assert [s.cron for s in deployment.schedules] == ["0 3 * * *"]
+        block = target.get_block(workspace.id, "db")
+        assert block.ciphertext == ctx.store.get_block(workspace.id, "db").ciphertext  # still encrypted, as it was
+        assert ctx.cipher.decrypt(block.ciphertext) == {"value": "hunter2"}
+        moved = {r.id: r.state.type for r in target.list_flow_runs(workspace.id, FlowRunFilter(), limit=1000)}
+        before = {r.id: r.state.type for r in ctx.store.list_flow_runs(workspace.id, FlowRunFilter(), limit=1000)}
+        assert moved == before and len(moved) >= 3
+        # the keys people hold work against the new store: the owner's and the service account's
+        app = TestClient(create_app(settings, target, ctx=build_context(settings, target)))
+        for key in (api.key, team["bot_key"]):
+            answer = app.get(api.ws("/work_pools/etl"), headers={"Authorization": f"Bearer {key}"})
+            assert answer.status_code == 200, answer.text
+        assert app.get(api.ws("/variables/region"), headers={"Authorization": f"Bearer {api.key}"}).json()[
+            "value"] == "eu"
+
+        again = import_records(target, ctx.cipher, header, records)  # idempotent: nothing written twice
+        assert sum(again["imported"].values()) == 0 and sum(again["skipped"].values()) == len(records)
+    finally:
+        target.close()
+
+
+def test_an_import_with_another_key_writes_nothing(ctx, team, postgres_url):
+    from cryptography.fernet import Fernet
+
+    header, records = read_export(exported(ctx))
+    target = PostgresStore(postgres_url)
+    try:
+        with pytest.raises(InvalidInput, match="PUSHPOOL_ENCRYPTION_KEY"):
+            import_records(target, BlockCipher(Fernet.generate_key().decode()), header, records)
+        assert target.list_workspaces() == []
+    finally:
+        target.close()
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("", "empty"), ("not json\n", "line 1: not JSON"), ('{"format": "other"}\n', "not a pushpool-export"),
+    ('{"format": "pushpool-export", "version": 1}\n{"kind": "rocket", "record": {}}\n', "unknown record kind"),
+    ('{"format": "pushpool-export", "version": 1}\n{"kind": "work_pool", "record": {"name": 3}}\n',
+     "line 2: work_pool record is not valid"),
+])
+def test_a_malformed_export_is_refused_naming_the_line(content, message):
+    with pytest.raises(InvalidInput, match=message):
+        read_export(content.splitlines())
+
+
+def test_the_cli_moves_a_workspace(ctx, settings, team, postgres_url, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PUSHPOOL_")}
+    env.update({"PUSHPOOL_HOME": str(settings.home), "PUSHPOOL_ENCRYPTION_KEY": settings.encryption_key})
+    out = tmp_path / "default.jsonl"
+    pushpool = [sys.executable, "-m", "pushpool.cli.main", "server"]
+    made = subprocess.run([*pushpool, "export", "--store", f"sqlite://{ctx.store.path}", "-f", str(out)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    assert "Exported" in made.stderr and out.read_text().count("\n") > 10
+    moved = subprocess.run([*pushpool, "import", str(out), "--store", postgres_url, "-o", "json"], env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert moved.returncode == 0, moved.stderr
+    assert json.loads(moved.stdout)["imported"]["deployment"] == 1
+    missing = subprocess.run([*pushpool, "import", str(tmp_path / "nope.jsonl"), "--store", postgres_url], env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode != 0 and "nope.jsonl" in missing.stdout + missing.stderr
