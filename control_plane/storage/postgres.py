@@ -24,7 +24,7 @@ from typing import Any
 
 from pushpool.control_plane.errors import ConfigurationError
 from pushpool.control_plane.event_models import RESOURCE_ID
-from pushpool.control_plane.storage.base import DeploymentSummary, WouldWait
+from pushpool.control_plane.storage.base import DeploymentSummary
 from pushpool.control_plane.storage.postgres_schema import LATEST, MIGRATIONS
 from pushpool.control_plane.storage.sqlite import SqliteStore
 
@@ -201,17 +201,15 @@ class PostgresStore(SqliteStore):
         """In a write transaction, its connection (the transaction's reads see its writes); else pooled reads."""
         return getattr(self._local, "tx", None) or self._reads
 
+    #: Every statement is a network call: the API runs routes in its thread pool, never on the event loop
+    #: (api/offload.py), so there is no "do not wait" mode here.
+    without_waiting = None  # type: ignore[assignment]
+
     @contextmanager
     def _write(self) -> Iterator[Any]:
         """One writer transaction, after every other replica's and thread's; rolled back whole on any error."""
-        nowait = getattr(self._local, "nowait", False)
         with self._pool.connection() as conn, conn.transaction():
-            if nowait:
-                if not conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (WRITE_LOCK,)).fetchone()[0]:
-                    raise WouldWait
-            else:
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
-            self._local.nowait = False  # a later write of the same work waits: never redo a committed one
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
             self._local.tx = Connection(conn)
             try:
                 yield self._local.tx

@@ -77,3 +77,24 @@ def test_an_unreachable_database_is_one_clear_error():
 
     with pytest.raises(ConfigurationError, match=r"cannot connect to PostgreSQL at postgresql://u:\*\*\*@127.0.0.1:9/x"):
         PostgresStore("postgresql://u:pw@127.0.0.1:9/x", connect_timeout=1)
+
+
+def test_the_api_runs_routes_off_the_event_loop(postgres_url):
+    """Every statement is a network call: no route of the API may block its event loop on one."""
+    import asyncio
+    import threading
+    from types import SimpleNamespace
+
+    from pushpool.control_plane.api.offload import on_loop_unless_busy
+
+    store = PostgresStore(postgres_url)
+    try:
+        async def route() -> threading.Thread:
+            loop_thread = threading.current_thread()
+            ran_on = await on_loop_unless_busy(SimpleNamespace(store=store), threading.current_thread)
+            assert ran_on is not loop_thread
+            return ran_on
+
+        asyncio.run(route())
+    finally:
+        store.close()
