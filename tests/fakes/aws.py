@@ -30,7 +30,7 @@ class Moto:
     rules: AwsRules = field(default_factory=AwsRules)
 
     def reset(self) -> None:
-        httpx.post(f"{self.url}/moto-api/reset")
+        httpx.post(f"{self.url}/moto-api/reset", timeout=60)  # a busy machine: moto resets slowly
         self.rules.reset()
         self.freeze_tasks()
 
