@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fastapi import Depends, Path, Request
+from starlette.concurrency import run_in_threadpool
 
 from pushpool.control_plane.errors import Forbidden, NotFound, Unauthorized
 from pushpool.control_plane.models import Actor, ApiKey, FlowRun, Role, Workspace
@@ -137,8 +138,11 @@ async def workspace_access(request: Request, workspace: str = Path(description="
     # Runs on the event loop, not in the thread pool: four indexed reads by primary key (about
     # 25 µs on SQLite, where readers never wait for writers) cost less than the hop to a worker
     # thread and back that a sync dependency costs on every request. On Lambda (DynamoDB) an
-    # invocation serves one request, so nothing else waits. Writes never happen here.
+    # invocation serves one request, so nothing else waits. Writes never happen here. A store whose reads
+    # are network calls among many concurrent requests (PostgreSQL) says so, and they go to the thread pool.
     ctx: ServiceContext = request.app.state.ctx
+    if not getattr(ctx.store, "reads_on_event_loop", True):
+        return await run_in_threadpool(lambda: access_for(ctx, authenticate(request, ctx), workspace))
     return access_for(ctx, authenticate(request, ctx), workspace)
 
 

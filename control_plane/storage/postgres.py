@@ -204,6 +204,8 @@ class PostgresStore(SqliteStore):
     #: Every statement is a network call: the API runs routes in its thread pool, never on the event loop
     #: (api/offload.py), so there is no "do not wait" mode here.
     without_waiting = None  # type: ignore[assignment]
+    #: ... and the API's access check reads in the thread pool too (api/deps.py).
+    reads_on_event_loop = False
 
     @contextmanager
     def _write(self) -> Iterator[Any]:

@@ -98,3 +98,28 @@ def test_the_api_runs_routes_off_the_event_loop(postgres_url):
         asyncio.run(route())
     finally:
         store.close()
+
+
+def test_the_access_check_of_every_request_reads_off_the_event_loop(postgres_url, settings, monkeypatch):
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from pushpool.control_plane.api import deps
+    from pushpool.control_plane.app import build_context, create_app
+    from pushpool.control_plane.bootstrap import bootstrap
+
+    store = PostgresStore(postgres_url)
+    try:
+        ctx = build_context(settings, store)
+        workspace, key = bootstrap(ctx)
+        threads: list[str] = []
+        real = deps.access_for
+        monkeypatch.setattr(deps, "access_for", lambda *a: (threads.append(threading.current_thread().name),
+                                                            real(*a))[1])
+        with TestClient(create_app(settings, store, ctx=ctx)) as client:
+            answer = client.get(f"/api/workspaces/{workspace}/work_pools", headers={"Authorization": f"Bearer {key}"})
+        assert answer.status_code == 200 and threads and all("AnyIO worker" in name or "ThreadPool" in name
+                                                             for name in threads), threads
+    finally:
+        store.close()
