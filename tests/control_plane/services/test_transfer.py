@@ -73,6 +73,30 @@ def test_a_workspace_moves_from_sqlite_to_postgresql_whole(api, ctx, settings, t
         target.close()
 
 
+def test_and_back_out_to_dynamodb(ctx, team, postgres_url, aws):
+    """PostgreSQL → DynamoDB (the serverless stack, here with the same Fernet key): the same runs and blocks."""
+    import uuid
+
+    from pushpool.control_plane.storage.dynamodb import DynamoDbStore
+    from tests.fakes.aws import REGION
+
+    middle = PostgresStore(postgres_url)
+    table = DynamoDbStore(f"pushpool-{uuid.uuid4().hex[:8]}", region=REGION, endpoint_url=aws.url, create_table=True)
+    try:
+        import_records(middle, ctx.cipher, *read_export(exported(ctx)))
+        header, records = read_export(json.dumps(line) for line in export_workspace(middle, ctx.cipher, "default"))
+        report = import_records(table, ctx.cipher, header, records)
+        assert sum(report["skipped"].values()) <= 1  # the default queue, made with its pool
+        workspace = table.get_workspace("default")
+        runs = {r.id: r.state.type for r in table.list_flow_runs(workspace.id, FlowRunFilter(), limit=1000)}
+        assert runs == {r.id: r.state.type for r in middle.list_flow_runs(workspace.id, FlowRunFilter(), limit=1000)}
+        assert ctx.cipher.decrypt(table.get_block(workspace.id, "db").ciphertext) == {"value": "hunter2"}
+        assert table.get_deployment(workspace.id, team["dep"]["id"]).schedules[0].cron == "0 3 * * *"
+    finally:
+        middle.close()
+        table.close()
+
+
 def test_an_import_with_another_key_writes_nothing(ctx, team, postgres_url):
     from cryptography.fernet import Fernet
 
