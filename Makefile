@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint docs install clean bench bench-lambda bench-images bench-flows bench-dashboard bench-ecs bench-limit screenshots
+.PHONY: demo test test-slow lint docs install clean bench bench-lambda bench-images bench-flows bench-dashboard bench-ecs bench-limit bench-postgres screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.dashboard_pages --update-docs
 	$(BIN)/python -m tests.benchmarks.ecs_throttled --update-docs
 	$(BIN)/python -m tests.benchmarks.limit --update-docs
+	$(BIN)/python -m tests.benchmarks.postgres --update-docs
 	$(BIN)/python -m tests.benchmarks.metrics_overhead --update-docs
 
 # Cold start of the Lambda control plane: handler import time, first-invocation build time, package size.
@@ -67,6 +68,10 @@ bench-ecs: $(STAMP)
 # into docs/benchmarks.md. About 4 minutes.
 bench-limit: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.limit --update-docs
+
+# The embedded server beside one and four replicas on PostgreSQL (a private cluster started on 127.0.0.1).
+bench-postgres: $(STAMP)
+	$(BIN)/python -m tests.benchmarks.postgres --update-docs
 
 docs: $(STAMP)
 	$(BIN)/typer pushpool.cli.main utils docs --name pushpool --output docs/cli.md

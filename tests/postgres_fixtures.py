@@ -56,18 +56,22 @@ class PostgresServer:
             raise RuntimeError(f"psql failed: {result.stderr.strip()}")
         return result.stdout.strip()
 
+    def stop(self) -> None:
+        subprocess.run(_as_postgres([str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w",
+                                     "stop"]), capture_output=True, timeout=120)
+        shutil.rmtree(self.data.parent, ignore_errors=True)
+
     def new_database(self) -> str:
         name = f"t{os.getpid()}_{next(_databases)}"
         self.psql(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    pytest.importorskip("psycopg", reason="the 'postgresql' extra is not installed")
+def start_postgres() -> PostgresServer | None:
+    """A new private cluster on 127.0.0.1 (None when PostgreSQL cannot be had here); ``stop()`` removes it."""
     bin_dir = _bin_dir()
     if bin_dir is None:
-        pytest.skip("Debian's postgresql is not installed and apt-get cannot install it here")
+        return None
     root = Path(tempfile.mkdtemp(prefix="pushpool-pg-"))
     data, sockets = root / "data", root / "sockets"
     sockets.mkdir()
@@ -82,13 +86,19 @@ def postgres_server() -> Iterator[PostgresServer]:
                "-c full_page_writes=off -c max_connections=300")
     subprocess.run(_as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"),
                                  "-w", "-t", "120", "start"]), check=True, capture_output=True, timeout=180)
-    server = PostgresServer(bin_dir, data, port)
+    return PostgresServer(bin_dir, data, port)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    pytest.importorskip("psycopg", reason="the 'postgresql' extra is not installed")
+    server = start_postgres()
+    if server is None:
+        pytest.skip("Debian's postgresql is not installed and apt-get cannot install it here")
     try:
         yield server
     finally:
-        subprocess.run(_as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]),
-                       capture_output=True, timeout=120)
-        shutil.rmtree(root, ignore_errors=True)
+        server.stop()
 
 
 @pytest.fixture
