@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint docs install clean bench bench-lambda bench-images bench-flows bench-dashboard bench-ecs bench-limit bench-postgres screenshots
+.PHONY: demo test test-slow lint docs install clean bench bench-lambda bench-images bench-flows bench-dashboard bench-ecs bench-limit bench-postgres bench-dispatch screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.ecs_throttled --update-docs
 	$(BIN)/python -m tests.benchmarks.limit --update-docs
 	$(BIN)/python -m tests.benchmarks.postgres --update-docs
+	$(BIN)/python -m tests.benchmarks.dispatch_scale --update-docs
 	$(BIN)/python -m tests.benchmarks.metrics_overhead --update-docs
 
 # Cold start of the Lambda control plane: handler import time, first-invocation build time, package size.
@@ -68,6 +69,10 @@ bench-ecs: $(STAMP)
 # into docs/benchmarks.md. About 4 minutes.
 bench-limit: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.limit --update-docs
+
+# 1,000 and 10,000 runs due in the same second: lateness and the dispatch's cost per due run (issue 28).
+bench-dispatch: $(STAMP)
+	$(BIN)/python -m tests.benchmarks.dispatch_scale --update-docs
 
 # The embedded server beside one and four replicas on PostgreSQL (a private cluster started on 127.0.0.1).
 bench-postgres: $(STAMP)

@@ -33,6 +33,17 @@ def claim_limits(deployment: Deployment) -> tuple[int | None, str]:
     return 1, _BY_OVERLAP[deployment.overlap]
 
 
+@dataclass(frozen=True)
+class DueRun:
+    """What a claim decides by: a due run's id, deployment, queue and due time (a store may give these instead of
+    whole runs)."""
+
+    id: str
+    deployment_id: str
+    queue_id: str
+    scheduled_time: datetime
+
+
 @dataclass
 class Collisions:
     """One claim's decisions for runs whose deployment has no free slot."""
@@ -44,7 +55,7 @@ class Collisions:
     displacing: set[str] = field(default_factory=set)
 
     @classmethod
-    def for_candidates(cls, runs: list[FlowRun]) -> Collisions:
+    def for_candidates(cls, runs: list[FlowRun] | list[DueRun]) -> Collisions:
         collisions = cls()
         for run in runs:
             key = (run.scheduled_time, run.id)
@@ -52,13 +63,13 @@ class Collisions:
                 collisions.newest_due[run.deployment_id] = key
         return collisions
 
-    def superseded(self, run: FlowRun, strategy: str, now: datetime) -> State | None:
+    def superseded(self, run: FlowRun | DueRun, strategy: str, now: datetime) -> State | None:
         """For ``cancel_other``: the state skipping ``run`` when a newer run of its deployment is due too."""
         if strategy != CANCEL_OTHER or self.newest_due.get(run.deployment_id) == (run.scheduled_time, run.id):
             return None
         return _skipped(now, "a newer run of this deployment is due (overlap cancel_other)")
 
-    def blocked(self, run: FlowRun, strategy: str, now: datetime) -> State | Literal["wait"]:
+    def blocked(self, run: FlowRun | DueRun, strategy: str, now: datetime) -> State | Literal["wait"]:
         """What happens to ``run`` when its deployment has no free slot: the state it is cancelled with, or wait."""
         if strategy == CollisionStrategy.CANCEL_NEW.value:
             return State(type=StateType.CANCELLED, name="Cancelled", timestamp=now,
