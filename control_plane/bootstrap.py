@@ -6,6 +6,7 @@ from pushpool.control_plane.api.identity import issue_key
 from pushpool.control_plane.errors import AlreadyExists, ConfigurationError
 from pushpool.control_plane.models import Actor, ActorKind, Membership, Role, Workspace
 from pushpool.control_plane.services.context import ServiceContext
+from pushpool.control_plane.services.crypto import key_check
 
 DEFAULT_WORKSPACE = "default"
 
@@ -34,9 +35,7 @@ KEY_CHECK = "cipher_check"
 def check_shared_key(ctx: ServiceContext) -> None:
     """Replicas of a shared store must all hold the key that encrypted its blocks and signs its run tokens: the
     first one records a digest of a key derived from it, and a replica with another key refuses to start."""
-    import hashlib
-
-    mine = hashlib.sha256(ctx.cipher.derive_key("replica key check")).hexdigest()
+    mine = key_check(ctx.cipher)
     if ctx.store.set_meta_once(KEY_CHECK, mine) != mine:
         raise ConfigurationError(
             "this replica's encryption key is not the one the shared store's blocks were encrypted with: give "

@@ -29,6 +29,12 @@ class Cipher(Protocol):
         ...
 
 
+def key_check(cipher: Cipher) -> str:
+    """A digest of a key derived from ``cipher``'s key (never the key): equal digests, the same key. Replicas of a
+    shared store and an export's header carry it."""
+    return hashlib.sha256(cipher.derive_key("replica key check")).hexdigest()
+
+
 def load_or_create_key(home: Path) -> str:
     path = home / "encryption.key"
     if path.exists():

@@ -16,7 +16,6 @@ refuse a target with another key before it writes anything. Import is idempotent
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -42,7 +41,7 @@ from pushpool.control_plane.models import (
     WorkQueue,
     Workspace,
 )
-from pushpool.control_plane.services.crypto import Cipher
+from pushpool.control_plane.services.crypto import Cipher, key_check
 from pushpool.control_plane.storage.base import Store
 
 FORMAT, VERSION = "pushpool-export", 1
@@ -56,10 +55,6 @@ KINDS: dict[str, type[BaseModel]] = {
 RUN_PAGE = 500
 
 
-def cipher_check(cipher: Cipher) -> str:
-    return hashlib.sha256(cipher.derive_key("replica key check")).hexdigest()
-
-
 def export_workspace(store: Store, cipher: Cipher, name: str) -> Iterator[dict[str, Any]]:
     """The export of workspace ``name`` (id or name), line by line: the header, then the records."""
     workspace = store.get_workspace(name)
@@ -67,7 +62,7 @@ def export_workspace(store: Store, cipher: Cipher, name: str) -> Iterator[dict[s
         known = ", ".join(w.name for w in store.list_workspaces()) or "none"
         raise NotFound(f"--workspace: no workspace {name!r} in this store (workspaces: {known})")
     yield {"format": FORMAT, "version": VERSION, "exported": datetime.now(UTC).isoformat(),
-           "workspace": workspace.name, "cipher_check": cipher_check(cipher)}
+           "workspace": workspace.name, "cipher_check": key_check(cipher)}
 
     def record(kind: str, model: BaseModel) -> dict[str, Any]:
         return {"kind": kind, "record": model.model_dump(mode="json")}
@@ -143,7 +138,7 @@ def read_export(lines: Iterable[str]) -> tuple[dict[str, Any], list[tuple[str, B
 def import_records(store: Store, cipher: Cipher, header: dict[str, Any],
                    records: list[tuple[str, BaseModel]]) -> dict[str, Counter]:
     """Write ``records`` into ``store``; {"imported": Counter by kind, "skipped": Counter by kind}."""
-    if header.get("cipher_check") != cipher_check(cipher):
+    if header.get("cipher_check") != key_check(cipher):
         raise InvalidInput("the export's blocks were encrypted (and its run tokens signed) with another key: run the "
                            "import with PUSHPOOL_ENCRYPTION_KEY set to the key of the store it came from")
     imported, skipped = Counter(), Counter()

@@ -13,15 +13,15 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from tests.benchmarks.run import _wait_for_submissions
 from tests.benchmarks.systems import PushpoolApi, PushpoolServer, write_doc_block
 from tests.benchmarks.workloads import Lateness, create_due_runs, due_at
 
 
-def one_size(count: int, creation_rate: float) -> tuple[Lateness, float, float]:
-    """(lateness, seconds from the first submission to the last, the lead time the runs were made with)."""
+def one_size(count: int, creation_rate: float) -> Lateness:
+    """The lateness of each run's submission after the second they were all due."""
     record = Path(tempfile.mkdtemp(prefix="pushpool-bench-")) / "submissions.log"
     server = PushpoolServer(record=record)
     try:
@@ -33,18 +33,7 @@ def one_size(count: int, creation_rate: float) -> tuple[Lateness, float, float]:
             at = due_at(lead)
             ids = set(create_due_runs(api, deployment, count, at))
             client.patch("/work_pools/due", json={"paused": False}).raise_for_status()
-        deadline = at.timestamp() + 300
-        seen: dict[str, float] = {}
-        while time.time() < deadline and len(seen) < len(ids):
-            time.sleep(0.5)
-            if record.exists():
-                for line in record.read_text().splitlines():
-                    run_id, when = line.split()
-                    if run_id in ids:
-                        seen.setdefault(run_id, float(when))
-        times = sorted(seen.values())
-        spread = (times[-1] - times[0]) if len(times) > 1 else 0.0
-        return Lateness(len(ids), [t - at.timestamp() for t in times]), spread, lead
+        return _wait_for_submissions(record, ids, at, timeout=300)
     finally:
         server.stop()
 
@@ -59,10 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = ["| runs due in one second | submitted | lateness p50 / p99 / max | dispatch: first → last | "
             "per due run |", "|---:|---:|---:|---:|---:|"]
     for count in (int(s) for s in args.sizes.split(",")):
-        lateness, spread, _ = one_size(count, args.creation_rate)
+        lateness = one_size(count, args.creation_rate)
         if not lateness.seen:
             rows.append(f"| {count:,} | 0 | none submitted | | |")
             continue
+        spread = lateness.maximum - min(lateness.seen)  # first submission to last
         rows.append(f"| {count:,} | {len(lateness.seen):,} | {lateness.percentile(0.5):+.2f} / "
                     f"{lateness.percentile(0.99):+.2f} / {lateness.maximum:+.2f} s | {spread:.2f} s | "
                     f"{spread / max(1, len(lateness.seen)) * 1000:.2f} ms |")
