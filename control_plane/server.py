@@ -4,6 +4,7 @@ runs the tick; the store keeps their claims disjoint."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import uvicorn
@@ -17,6 +18,8 @@ from pushpool.control_plane.settings import Settings
 from pushpool.control_plane.storage import open_store
 from pushpool.pushers.base import PusherRegistry
 
+log = logging.getLogger("pushpool.server")
+
 
 def serve(settings: Settings, on_bootstrap: Callable[[str, str], None] | None = None,
           log_level: str = "info", pushers: PusherRegistry | None = None) -> None:
@@ -29,9 +32,13 @@ def serve(settings: Settings, on_bootstrap: Callable[[str, str], None] | None = 
     ctx = build_context(settings, store, pushers=pushers)
     if settings.store == "postgresql":
         check_shared_key(ctx)
-    created = bootstrap(ctx)
-    if created and on_bootstrap:
-        on_bootstrap(*created)
+    if settings.bootstrap:
+        created = bootstrap(ctx)
+        if created and on_bootstrap:
+            on_bootstrap(*created)
+    elif not store.list_workspaces():
+        log.warning("the store has no workspace yet and PUSHPOOL_BOOTSTRAP is off: run `pushpool server "
+                       "bootstrap` once (same store and encryption key) to create one and print its owner key")
     app = create_app(settings, store, ctx=ctx)
     ticker = Ticker(ctx)
     ctx.wake_scheduler = ticker.wake_scheduler

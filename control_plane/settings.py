@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     kms_key_id: str | None = None
     #: On Lambda: the tick function the API invokes asynchronously when a run is due now.
     tick_function_name: str | None = None
+    #: Create the first workspace and an owner key on start when the store has none. The control-plane image
+    #: turns it off (a container's profile dies with it): ``pushpool server bootstrap`` makes and prints the key.
+    bootstrap: bool = True
     #: Fernet key (urlsafe base64). When unset it is generated into ``home/encryption.key``.
     encryption_key: str | None = None
 

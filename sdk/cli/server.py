@@ -122,9 +122,68 @@ def migrate(store: str = StoreOption, output: Output = OutputOption) -> None:
 
 
 @app.command()
+def bootstrap(store: str = StoreOption, output: Output = OutputOption) -> None:
+    """Create the first workspace and an owner key in an empty store and print the key (once; safe to re-run).
+
+    For replicas and containers, whose profiles do not outlive them: run it once with the replicas' store and
+    PUSHPOOL_ENCRYPTION_KEY (e.g. as a one-off job of the control-plane image)."""
+    from pushpool.cli.admin import show_issued_key
+    from pushpool.control_plane.app import build_context
+    from pushpool.control_plane.bootstrap import bootstrap as create_first_owner
+    from pushpool.control_plane.bootstrap import check_shared_key
+    from pushpool.control_plane.home import prepare_home
+    from pushpool.control_plane.settings import Settings
+    from pushpool.control_plane.storage import open_store
+
+    settings = Settings(**store_settings(store))
+    prepare_home(settings.home)
+    target = open_store(settings)
+    try:
+        ctx = build_context(settings, target)
+        if settings.store == "postgresql":
+            check_shared_key(ctx)
+        created = create_first_owner(ctx)
+    finally:
+        target.close()
+    if created is None:
+        emit({"created": False}, output,
+             lambda _: "The store already has a workspace: nothing created (keys are made with `pushpool api-key "
+                       "create` or `pushpool service-account create`)")
+        return
+    workspace, key = created
+    show_issued_key({"created": True, "workspace": workspace, "key": key}, output,
+                    f"Created workspace {workspace!r} and an owner API key (shown once; keep it in a secret store):")
+
+
+@app.command()
+def image(
+    name: str = typer.Argument(..., help="registry/repository to push to, e.g. "
+                                         "europe-docker.pkg.dev/PROJECT/pushpool/control-plane."),
+    extra: list[str] = typer.Option([], "--extra", "-e",
+                                    help="A cloud's SDK for its pushers: aws, gcp, azure, modal, coiled (repeat)."),
+    tag: str = typer.Option(None, "--tag", "-t", help="Default: a digest of everything in the image."),
+    base_image: str = typer.Option(None, "--base-image", help="Default: python:X.Y-slim for this Python."),
+    output: Output = OutputOption,
+) -> None:
+    """Build this control plane's container image (linux/amd64, no Docker needed) and push it.
+
+    It runs `pushpool server start` on 0.0.0.0:$PORT (8080) as an unprivileged user; see docs/self-hosting.md
+    for Cloud Run, Azure Container Apps and Kubernetes."""
+    from pushpool.images.server_image import build_server_image
+
+    report = build_server_image(name, tag=tag, base_image=base_image, extras=tuple(extra),
+                                quiet=output is Output.json)
+    if output is Output.json:
+        emit(report.as_dict(), output, str)
+        return
+    typer.echo(report.reference)  # alone on its line: what the deployment manifests name
+
+
+@app.command()
 def start(
     host: str = typer.Option("127.0.0.1", envvar="PUSHPOOL_HOST", help="Address to bind."),
-    port: int = typer.Option(4200, envvar="PUSHPOOL_PORT", help="Port to bind."),
+    port: int = typer.Option(4200, envvar=["PUSHPOOL_PORT", "PORT"],
+                             help="Port to bind (PUSHPOOL_PORT, else PORT as container platforms set it)."),
     log_level: str = typer.Option("info", help="debug, info, warning or error."),
     store: str = StoreOption,
 ) -> None:

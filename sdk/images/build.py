@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -97,19 +98,13 @@ def build_daemonless(host: str, repository: str, tag: str | None, project_root: 
                      base_image: str | None, platform: str, registry_for: RegistryFactory,
                      progress: BuildProgress) -> BuildReport:
     target = registry_for(host)
-    base_ref = base_image or default_base_image()
-    base_host, base_repository, base_tag = split_reference(base_ref)
-    base_registry = target if base_host == host else registry_for(base_host)
-    progress.step(f"base image {base_ref}: reading its {platform} manifest")
-    base_manifest, base_digest = base_registry.platform_manifest(base_repository, base_tag, platform)
-    base_config = json.loads(base_registry.get_blob(base_repository, base_manifest["config"]["digest"]))
-    base_env = config_env(base_config)
-    python_version = _python_of(base_env) or LOCAL_PYTHON
+    base = read_base(base_image or default_base_image(), host, target, platform, registry_for, progress)
+    base_env, python_version = config_env(base.config), base.python_version
 
     requirements, source = project_requirements(project_root)
     runtime = pushpool_runtime()
     code = code_layer(project_root, APP_DIR)
-    fingerprint = sha256(canonical({"base": base_digest, "platform": platform, "python": python_version,
+    fingerprint = sha256(canonical({"base": base.digest, "platform": platform, "python": python_version,
                                     "requirements": requirements, "runtime": runtime.fingerprint,
                                     "code": code.digest}))
     content_tag = tag is None
@@ -131,20 +126,52 @@ def build_daemonless(host: str, repository: str, tag: str | None, project_root: 
 
     env = {"PATH": f"/{BIN_DIR}:{base_env.get('PATH', DEFAULT_PATH)}", "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": f"/{APP_DIR}:/{SITE_PACKAGES}:/{RUNTIME_DIR}"}
-    config = image_config(base_config, [layer for _, layer in ours], env=env, cmd=RUNNER_CMD,
+    config = image_config(base.config, [layer for _, layer in ours], env=env, cmd=RUNNER_CMD,
                           working_dir=f"/{APP_DIR}", platform=platform)
-    manifest = image_manifest(config, [*base_manifest["layers"], *(layer.descriptor() for _, layer in ours)])
+    return push_image(target, repository, tag, base, ours, config, progress)
 
+
+@dataclass(frozen=True)
+class BaseImage:
+    """A base image's linux/amd64 manifest and config, and the registry they were read from."""
+
+    registry: Registry
+    repository: str
+    manifest: dict[str, Any]
+    digest: str
+    config: dict[str, Any]
+
+    @property
+    def python_version(self) -> str:
+        """X.Y of the CPython the wheels are for: the base's ``PYTHON_VERSION``, else this machine's."""
+        return _python_of(config_env(self.config)) or LOCAL_PYTHON
+
+
+def read_base(reference: str, host: str, target: Registry, platform: str, registry_for: RegistryFactory,
+              progress: BuildProgress) -> BaseImage:
+    """The base image ``reference`` (an index resolved to its ``platform`` entry)."""
+    base_host, base_repository, base_tag = split_reference(reference)
+    base_registry = target if base_host == host else registry_for(base_host)
+    progress.step(f"base image {reference}: reading its {platform} manifest")
+    manifest, digest = base_registry.platform_manifest(base_repository, base_tag, platform)
+    config = json.loads(base_registry.get_blob(base_repository, manifest["config"]["digest"]))
+    return BaseImage(base_registry, base_repository, manifest, digest, config)
+
+
+def push_image(target: Registry, repository: str, tag: str, base: BaseImage, ours: list[tuple[str, Layer]],
+               config: Blob, progress: BuildProgress) -> BuildReport:
+    """Push what ``target`` lacks of the base's layers and ``ours``, then the config and the manifest as ``tag``."""
+    manifest = image_manifest(config, [*base.manifest["layers"], *(layer.descriptor() for _, layer in ours)])
     outcomes = []
-    for index, descriptor in enumerate(base_manifest["layers"]):
-        outcomes.append(_push_base_layer(target, repository, base_registry, base_repository, descriptor,
+    for index, descriptor in enumerate(base.manifest["layers"]):
+        outcomes.append(_push_base_layer(target, repository, base.registry, base.repository, descriptor,
                                          f"base layer {index + 1}", progress))
     for name, layer in ours:
         outcome = target.push_blob(repository, layer, progress=progress.upload(f"{name} layer", layer.size))
         outcomes.append(LayerOutcome(name, layer.digest, layer.size, outcome))
     target.push_blob(repository, config)
     digest = target.push_manifest(repository, tag, manifest)
-    return BuildReport(repository_name, tag, digest, "daemonless", layers=outcomes)
+    return BuildReport(f"{target.host}/{repository}", tag, digest, "daemonless", layers=outcomes)
 
 
 def _python_of(env: dict[str, str]) -> str | None:

@@ -89,7 +89,8 @@ def config_env(config: dict[str, Any]) -> dict[str, str]:
 
 def image_config(base: dict[str, Any] | None, layers: list[Layer], *, env: dict[str, str] | None = None,
                  cmd: list[str] | None = None, working_dir: str | None = None,
-                 platform: str = "linux/amd64") -> Blob:
+                 platform: str = "linux/amd64", entrypoint: list[str] | None = None, user: str | None = None,
+                 exposed_ports: tuple[str, ...] = ()) -> Blob:
     """The image config: the base image's (its env, diff ids) with ``layers`` on top and our settings."""
     os_name, _, architecture = platform.partition("/")
     config = json.loads(json.dumps(base or {}))
@@ -100,7 +101,11 @@ def image_config(base: dict[str, Any] | None, layers: list[Layer], *, env: dict[
     merged.update(env or {})
     runtime["Env"] = [f"{k}={v}" for k, v in merged.items()]
     if cmd is not None:
-        runtime["Cmd"], runtime["Entrypoint"] = list(cmd), None
+        runtime["Cmd"], runtime["Entrypoint"] = list(cmd), list(entrypoint) if entrypoint else None
+    if user:
+        runtime["User"] = user
+    if exposed_ports:
+        runtime["ExposedPorts"] = {port: {} for port in exposed_ports}
     if working_dir:
         runtime["WorkingDir"] = working_dir
     rootfs = config.setdefault("rootfs", {"type": "layers", "diff_ids": []})

@@ -74,24 +74,31 @@ class Runtime:
         return digest.hexdigest()
 
 
-#: Parts of the installed ``pushpool`` package the runner does not need in an image.
-NOT_IN_IMAGES = ("pushers", "provisioners", "infra")
+#: The subpackages of ``pushpool`` (each its own folder in a checkout, inside ``pushpool/`` in a wheel).
+SUBPACKAGES = ("control_plane", "pushers", "provisioners", "infra")
+
+
+def pushpool_files(destination: str, subpackages: tuple[str, ...]) -> dict[str, bytes]:
+    """The ``pushpool`` package with ``subpackages`` of its own, as files under ``destination``/pushpool."""
+    import importlib
+
+    files: dict[str, bytes] = {}
+    for name in ("", *subpackages):
+        module = importlib.import_module(f"pushpool.{name}" if name else "pushpool")
+        package_dir = Path(module.__file__).resolve().parent
+        prefix = f"{destination}/pushpool" + (f"/{name}" if name else "")
+        for path in sorted(package_dir.rglob("*")):
+            relative = path.relative_to(package_dir)
+            if not name and relative.parts[0] in SUBPACKAGES:
+                continue  # each subpackage is its own entry (and in a wheel they lie inside pushpool/)
+            if path.is_file() and not any(p in IGNORED for p in relative.parts) and path.suffix != ".pyc":
+                files[f"{prefix}/{relative.as_posix()}"] = path.read_bytes()
+    return files
 
 
 def pushpool_runtime() -> Runtime:
     """The ``pushpool`` package (the SDK with ``pushpool.control_plane``), as it lies in an image."""
-    import pushpool
-    import pushpool.control_plane
-
-    files: dict[str, bytes] = {}
-    for package, prefix in ((pushpool, "pushpool"), (pushpool.control_plane, "pushpool/control_plane")):
-        package_dir = Path(package.__file__).resolve().parent
-        for path in sorted(package_dir.rglob("*")):
-            relative = path.relative_to(package_dir)
-            if relative.parts[0] in NOT_IN_IMAGES + ("control_plane",) and package is pushpool:
-                continue  # installed from a wheel, the other packages lie inside pushpool/
-            if path.is_file() and not any(p in IGNORED for p in relative.parts) and path.suffix != ".pyc":
-                files[f"{RUNTIME_DIR}/{prefix}/{relative.as_posix()}"] = path.read_bytes()
+    files = pushpool_files(RUNTIME_DIR, ("control_plane",))
     files[LAUNCHER_PATH] = LAUNCHER
     return Runtime(files, runtime_requirements())
 

@@ -18,6 +18,8 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -67,27 +69,54 @@ def run_image(reference: str, env: dict[str, str] | None = None, command: list[s
               timeout: float = 60, registry: Registry | None = None) -> tuple[int, str]:
     """(exit code, output) of the image's Cmd (or ``command``) with its Env plus ``env``."""
     with tempfile.TemporaryDirectory(prefix="pushpool-image-") as scratch:
-        root = Path(scratch) / "rootfs"
-        _, config = pull(reference, root, registry)
-        runtime = config.get("config") or {}
-        shims = Path(scratch) / "shims"
-        shims.mkdir()
-        for name in ("python3", "python"):
-            shim = shims / name
-            shim.write_text(f'#!/bin/sh\nexec {sys._base_executable} -S "$@"\n')
-            shim.chmod(0o755)
-        image_env = dict(item.split("=", 1) for item in runtime.get("Env") or [])
-        for key in ("PATH", "PYTHONPATH"):
-            if key in image_env:
-                image_env[key] = ":".join(f"{root}{p}" if p.startswith("/") else p for p in image_env[key].split(":"))
-        image_env["PATH"] = f"{shims}:{image_env.get('PATH', '')}:/usr/bin:/bin"
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith(HOST_PREFIXES) and k != "PATH"}
-        full_env.update(image_env)
-        full_env.update(env or {})
-        argv = list(command or [*(runtime.get("Entrypoint") or []), *(runtime.get("Cmd") or [])])
-        program = next((str(Path(d) / argv[0]) for d in image_env["PATH"].split(":")
-                        if "/" not in argv[0] and (Path(d) / argv[0]).is_file()), argv[0])
-        workdir = root / (runtime.get("WorkingDir") or "/").lstrip("/")
-        result = subprocess.run([program, *argv[1:]], env=full_env, cwd=workdir, capture_output=True, text=True,
-                                timeout=timeout)
+        argv, full_env, workdir = _container(reference, Path(scratch), env, command, registry)
+        result = subprocess.run(argv, env=full_env, cwd=workdir, capture_output=True, text=True, timeout=timeout)
         return result.returncode, result.stdout + result.stderr
+
+
+@contextmanager
+def started_image(reference: str, scratch: Path, env: dict[str, str] | None = None,
+                  command: list[str] | None = None, registry: Registry | None = None) -> Iterator[subprocess.Popen]:
+    """The image's Entrypoint + Cmd (or ``command``) running in the background (output in ``scratch``/output.log);
+    terminated on leaving."""
+    argv, full_env, workdir = _container(reference, scratch, env, command, registry)
+    with (scratch / "output.log").open("wb") as log:
+        process = subprocess.Popen(argv, env=full_env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _container(reference: str, scratch: Path, env: dict[str, str] | None, command: list[str] | None,
+               registry: Registry | None) -> tuple[list[str], dict[str, str], Path]:
+    """(argv, environment, working directory) of the image's process, its layers unpacked under ``scratch``."""
+    root = scratch / "rootfs"
+    _, config = pull(reference, root, registry)
+    runtime = config.get("config") or {}
+    shims = scratch / "shims"
+    shims.mkdir()
+    for name in ("python3", "python"):
+        shim = shims / name
+        shim.write_text(f'#!/bin/sh\nexec {sys._base_executable} -S "$@"\n')
+        shim.chmod(0o755)
+    image_env = dict(item.split("=", 1) for item in runtime.get("Env") or [])
+    for key in ("PATH", "PYTHONPATH"):
+        if key in image_env:
+            image_env[key] = ":".join(f"{root}{p}" if p.startswith("/") else p for p in image_env[key].split(":"))
+    image_env["PATH"] = f"{shims}:{image_env.get('PATH', '')}:/usr/bin:/bin"
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(HOST_PREFIXES) and k != "PATH"}
+    full_env.update(image_env)
+    full_env.update(env or {})
+    argv = list(command or [*(runtime.get("Entrypoint") or []), *(runtime.get("Cmd") or [])])
+    if command and runtime.get("Entrypoint"):
+        argv = [*runtime["Entrypoint"], *command]  # as `docker run IMAGE ARGS`: the args replace Cmd only
+    program = next((str(Path(d) / argv[0]) for d in image_env["PATH"].split(":")
+                    if "/" not in argv[0] and (Path(d) / argv[0]).is_file()), argv[0])
+    workdir = root / (runtime.get("WorkingDir") or "/").lstrip("/")
+    workdir.mkdir(parents=True, exist_ok=True)
+    return [program, *argv[1:]], full_env, workdir
