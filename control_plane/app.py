@@ -28,6 +28,7 @@ from pushpool.control_plane.api import (
     logs,
     members,
     task_runs,
+    tick,
     variables,
     webhooks,
     work_pools,
@@ -90,7 +91,7 @@ def create_app(settings: Settings, store: Store, *, clock: Clock | None = None,
     for router in (flow_runs.router, child_runs.router, task_runs.router, deployments.router, work_pools.ws_router,
                    work_pools.router, blocks.router, events.router, webhooks.router, webhooks.hooks_router,
                    automations.router, identity.router, members.router, logs.router, variables.router,
-                   concurrency_limits.router, backfills.router):
+                   concurrency_limits.router, backfills.router, tick.router):
         app.router.routes.extend(router.routes)
     # the dashboard, last: no page path starts with /api
     for router in (pages.router, run_list.router, overview.router, catalog.router, pools.router,

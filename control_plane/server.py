@@ -41,6 +41,7 @@ def serve(settings: Settings, on_bootstrap: Callable[[str, str], None] | None = 
                        "bootstrap` once (same store and encryption key) to create one and print its owner key")
     app = create_app(settings, store, ctx=ctx)
     ticker = Ticker(ctx)
+    app.state.ticker = ticker  # POST /api/tick (with PUSHPOOL_TICK_TOKEN) runs a pass of it
     ctx.wake_scheduler = ticker.wake_scheduler
     ctx.events.start()  # events are written in batches by a background thread
     ticker.start()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     #: Create the first workspace and an owner key on start when the store has none. The control-plane image
     #: turns it off (a container's profile dies with it): ``pushpool server bootstrap`` makes and prints the key.
     bootstrap: bool = True
+    #: A shared secret that lets a cron service (Cloud Scheduler, a Kubernetes CronJob) run a tick with
+    #: ``POST /api/tick`` and ``Authorization: Bearer <it>``: replicas that scale to zero still schedule and
+    #: dispatch. Unset (the default), the route does not exist. At least 32 characters.
+    tick_token: SecretStr | None = None
     #: Fernet key (urlsafe base64). When unset it is generated into ``home/encryption.key``.
     encryption_key: str | None = None
 
@@ -152,6 +156,13 @@ class Settings(BaseSettings):
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("tick_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("needs at least 32 characters (for instance `openssl rand -hex 32`)")
         return value
 
     @property

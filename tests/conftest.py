@@ -24,7 +24,7 @@ from tests.aws_fixtures import aws, moto_server  # noqa: F401 - fixtures
 from tests.azure_fixtures import arm_api, azure_api  # noqa: F401 - fixtures
 from tests.browser_fixtures import chromium  # noqa: F401 - fixture
 from tests.coiled_fixtures import coiled_api  # noqa: F401 - fixture
-from tests.docker_fixtures import docker_engine, docker_host  # noqa: F401 - fixtures
+from tests.docker_fixtures import debian_python_base, docker_engine, docker_host  # noqa: F401 - fixtures
 from tests.fakes.pushers import RecordingPusher
 from tests.gcp_fixtures import cloud_run_api, gcp_api  # noqa: F401 - fixtures
 from tests.modal_fixtures import modal_api  # noqa: F401 - fixture

@@ -66,3 +66,38 @@ def docker_engine() -> Any:
 def docker_host(docker_engine: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("DOCKER_HOST", docker_engine)
     return docker_engine
+
+
+def _debian_mirror() -> str:
+    """The Debian mirror apt uses here (the only package source the tests may reach)."""
+    sources = Path("/etc/apt/sources.list.d/debian.sources")
+    if sources.is_file():
+        for line in sources.read_text().splitlines():
+            if line.startswith("URIs:") and "security" not in line:
+                return line.split(":", 1)[1].strip()
+    return "http://deb.debian.org/debian"
+
+
+@pytest.fixture(scope="session")
+def debian_python_base(docker_engine: str, oci_registries: dict[str, str], tmp_path_factory) -> str:
+    """A ``python:3.11-slim`` stand-in in the open test registry (there is no Docker Hub here): Debian bookworm's
+    minimal system with its python3 (3.11.2), made by debootstrap from apt's mirror and imported by dockerd,
+    declaring ``PYTHON_VERSION`` as the official images do."""
+    binary = shutil.which("debootstrap") or (apt_install("debootstrap") and shutil.which("debootstrap"))
+    if not binary:
+        pytest.skip("debootstrap is not installed and apt-get cannot install it here")
+    root = tmp_path_factory.mktemp("debian-root")
+    made = subprocess.run([binary, "--variant=minbase", "--include=python3,ca-certificates", "bookworm", str(root),
+                           _debian_mirror()], capture_output=True, text=True, timeout=1200)
+    if made.returncode != 0:
+        pytest.skip(f"debootstrap failed here: {(made.stderr or made.stdout).strip().splitlines()[-1:]}")
+    reference = f"{oci_registries['open']}/library/python:3.11-slim"
+    env = {"DOCKER_HOST": docker_engine, "PATH": "/usr/local/bin:/usr/bin:/bin"}
+    tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+    subprocess.run(["docker", "import", "-c", "ENV PATH=/usr/local/bin:/usr/bin:/bin", "-c",
+                    "ENV PYTHON_VERSION=3.11.2", "-c", "ENV LANG=C.UTF-8", "-c", 'CMD ["python3"]', "-", reference],
+                   stdin=tar.stdout, check=True, capture_output=True, env=env, timeout=600)
+    tar.wait(60)
+    subprocess.run(["docker", "push", reference], check=True, capture_output=True, env=env, timeout=600)
+    shutil.rmtree(root, ignore_errors=True)
+    return reference

@@ -35,20 +35,32 @@ class Ticker:
         self._wake_scheduler = threading.Event()  # cuts the scheduler loop's wait short
         self._schedule_requested = False
         self._threads: list[threading.Thread] = []
+        self._dispatching = threading.Lock()
+        self._outside_tick = threading.Lock()
 
     def wake_scheduler(self) -> None:
         """A schedule changed: run a scheduler pass now rather than at its interval."""
         self._schedule_requested = True
         self._wake_scheduler.set()
 
-    def tick(self, *, force_schedule: bool = False) -> None:
+    def tick(self, *, force_schedule: bool = False) -> dict[str, int]:
         """One pass of every service, the scheduler first when due; each is isolated so one failing does
-        not stop the others."""
+        not stop the others. Returns how many runs each scheduled, dispatched, reconciled (and events the
+        automations took), and ``errors``."""
         if self._schedule_requested:
             self._schedule_requested, force_schedule = False, True
-        if force_schedule or self._scheduler_due():
-            self._schedule_pass()
-        self._dispatch_pass()
+        scheduled = self._schedule_pass() if force_schedule or self._scheduler_due() else 0
+        return {"scheduled": scheduled, **self._dispatch_pass()}
+
+    def tick_if_idle(self) -> dict[str, int] | None:
+        """A pass of every service (the scheduler's too) unless one is running in this process: ``None`` then.
+        What an outside tick (``POST /api/tick`` from a cron service) calls."""
+        if not self._outside_tick.acquire(blocking=False):
+            return None
+        try:
+            return self.tick(force_schedule=True)
+        finally:
+            self._outside_tick.release()
 
     def _scheduler_due(self) -> bool:
         interval = self.ctx.settings.scheduler_interval_seconds
@@ -63,17 +75,21 @@ class Ticker:
             log.exception("scheduler step failed")
             return 0
 
-    def _dispatch_pass(self) -> None:
-        for name, step in (
-            ("dispatcher", lambda ctx: self.dispatcher.run_once()),
-            ("reconciler", lambda ctx: self.reconciler.run_once()),
-            ("automations", run_event_services),
-        ):
-            try:
-                with measured(self.ctx.metrics, name):
-                    step(self.ctx)
-            except Exception:
-                log.exception("%s step failed", name)
+    def _dispatch_pass(self) -> dict[str, int]:
+        counts = {"dispatched": 0, "reconciled": 0, "automations": 0, "errors": 0}
+        with self._dispatching:  # the loop's pass and an outside tick's take turns
+            for name, count, step in (
+                ("dispatcher", "dispatched", lambda ctx: len(self.dispatcher.run_once())),
+                ("reconciler", "reconciled", lambda ctx: self.reconciler.run_once()),
+                ("automations", "automations", run_event_services),
+            ):
+                try:
+                    with measured(self.ctx.metrics, name):
+                        counts[count] += step(self.ctx) or 0
+                except Exception:
+                    log.exception("%s step failed", name)
+                    counts["errors"] += 1
+        return counts
 
     def start(self) -> None:
         for name, target in (("pushpool-ticker", self._dispatch_loop), ("pushpool-scheduler", self._schedule_loop)):

@@ -6,6 +6,7 @@ import logging
 import sys
 
 import typer
+from pydantic import ValidationError
 
 from pushpool.cli import (
     admin,
@@ -82,6 +83,16 @@ def main() -> None:
     except PushpoolError as exc:
         typer.secho(f"Error: {exc}", fg="red", err=True)
         sys.exit(1)
+    except ValidationError as exc:  # a PUSHPOOL_* setting of the environment that does not hold
+        typer.secho(f"Error: {settings_error(exc)}", fg="red", err=True)
+        sys.exit(1)
+
+
+def settings_error(exc: ValidationError) -> str:
+    """One line per broken setting, named as its environment variable."""
+    prefix = "PUSHPOOL_" if exc.title in ("Settings", "ClientSettings") else ""
+    return "; ".join(f"{prefix}{'.'.join(str(p) for p in error['loc']).upper() if prefix else error['loc']}: "
+                     f"{error['msg']}" for error in exc.errors(include_url=False))
 
 
 if __name__ == "__main__":

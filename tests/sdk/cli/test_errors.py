@@ -90,3 +90,17 @@ def test_unknown_pool_type_and_missing_provisioner(ready):
     assert "unknown work pool type 'k8s:push'" in cli.fails("work-pool", "create", "x", "--type", "k8s:push")
     out = cli.ok("work-pool", "create", "local2", "--type", "local:push", "--provision-infra")
     assert "no infrastructure to provision" in out
+
+
+def test_a_broken_setting_names_its_environment_variable(tmp_path):
+    cli = Cli(home=tmp_path / "home", cwd=tmp_path)
+    line = cli.fails("server", "start", "--port", "1", PUSHPOOL_TICK_TOKEN="short")
+    assert line.startswith("Error: PUSHPOOL_TICK_TOKEN: ") and "at least 32 characters" in line
+    line = cli.fails("server", "migrate", PUSHPOOL_DATABASE_POOL_SIZE="1")
+    assert line.startswith("Error: PUSHPOOL_DATABASE_POOL_SIZE: ")
+
+
+def test_a_server_image_with_an_unknown_extra(tmp_path):
+    cli = Cli(home=tmp_path / "home", cwd=tmp_path)
+    line = cli.fails("server", "image", "127.0.0.1:1/pushpool/server", "--extra", "kubernetes")
+    assert "--extra: 'kubernetes' is not one of aws, azure, coiled, gcp, modal" in line
