@@ -8,10 +8,14 @@ schedules, variables, concurrency limits, webhooks, automations, backfills and f
 Not carried: a run's state history, task runs, logs and events (the store's retention ends them anyway), run
 tokens (a run that is going on gets a new one when it next reports... it cannot: finish or cancel runs first).
 
-Blocks are encrypted with the source's key and run tokens signed with it, so the target must run with the same
-``PUSHPOOL_ENCRYPTION_KEY``; the header's cipher check (a digest of a key derived from the cipher) lets import
-refuse a target with another key before it writes anything. Import is idempotent: a record that is already there
-(same id) is left as it is and counted as skipped.
+Blocks are encrypted with the source's key and run tokens signed with it, so by default the target must run with
+the same ``PUSHPOOL_ENCRYPTION_KEY``; the header's cipher check (a digest of a key derived from the cipher) lets
+import refuse a target with another key before it writes anything. Between stores with different keys (a KMS-keyed
+DynamoDB stack and PostgreSQL replicas with a Fernet key, or a new key on purpose), export with a *transfer key*:
+each block is decrypted with the source's cipher and encrypted again with that one-off Fernet key, so the file still
+holds no secret in clear; import decrypts with the transfer key and encrypts with the target's cipher. The header
+carries the transfer key's check instead. Import is idempotent: a record that is already there (same id) is left as
+it is and counted as skipped.
 """
 
 from __future__ import annotations
@@ -55,14 +59,18 @@ KINDS: dict[str, type[BaseModel]] = {
 RUN_PAGE = 500
 
 
-def export_workspace(store: Store, cipher: Cipher, name: str) -> Iterator[dict[str, Any]]:
-    """The export of workspace ``name`` (id or name), line by line: the header, then the records."""
+def export_workspace(store: Store, cipher: Cipher, name: str,
+                     transfer: Cipher | None = None) -> Iterator[dict[str, Any]]:
+    """The export of workspace ``name`` (id or name), line by line: the header, then the records. With ``transfer``
+    (a cipher of a one-off transfer key) blocks are encrypted again with it, for a target with another key."""
     workspace = store.get_workspace(name)
     if workspace is None:
         known = ", ".join(w.name for w in store.list_workspaces()) or "none"
         raise NotFound(f"--workspace: no workspace {name!r} in this store (workspaces: {known})")
-    yield {"format": FORMAT, "version": VERSION, "exported": datetime.now(UTC).isoformat(),
-           "workspace": workspace.name, "cipher_check": key_check(cipher)}
+    header = {"format": FORMAT, "version": VERSION, "exported": datetime.now(UTC).isoformat(),
+              "workspace": workspace.name}
+    header.update({"transfer_check": key_check(transfer)} if transfer else {"cipher_check": key_check(cipher)})
+    yield header
 
     def record(kind: str, model: BaseModel) -> dict[str, Any]:
         return {"kind": kind, "record": model.model_dump(mode="json")}
@@ -84,6 +92,8 @@ def export_workspace(store: Store, cipher: Cipher, name: str) -> Iterator[dict[s
         for queue in store.list_work_queues(ws, pool.id):
             yield record("work_queue", queue)
     for block in store.list_blocks(ws):
+        if transfer is not None:
+            block = block.model_copy(update={"ciphertext": transfer.encrypt(cipher.decrypt(block.ciphertext))})
         yield record("block", block)
     for deployment in store.list_deployments(ws):
         yield record("deployment", deployment)
@@ -135,12 +145,20 @@ def read_export(lines: Iterable[str]) -> tuple[dict[str, Any], list[tuple[str, B
     return header, records
 
 
-def import_records(store: Store, cipher: Cipher, header: dict[str, Any],
-                   records: list[tuple[str, BaseModel]]) -> dict[str, Counter]:
-    """Write ``records`` into ``store``; {"imported": Counter by kind, "skipped": Counter by kind}."""
-    if header.get("cipher_check") != key_check(cipher):
+def import_records(store: Store, cipher: Cipher, header: dict[str, Any], records: list[tuple[str, BaseModel]],
+                   transfer: Cipher | None = None) -> dict[str, Counter]:
+    """Write ``records`` into ``store``; {"imported": Counter by kind, "skipped": Counter by kind}. An export made
+    with a transfer key needs ``transfer``, its cipher: its blocks are encrypted again with ``cipher``."""
+    if "transfer_check" in header:
+        if transfer is None or header["transfer_check"] != key_check(transfer):
+            raise InvalidInput("the export's blocks are encrypted with a transfer key: give the file it was exported "
+                               "with (--transfer-key-file)" + (", not another one" if transfer else ""))
+        records = [(kind, record.model_copy(update={"ciphertext": cipher.encrypt(transfer.decrypt(record.ciphertext))})
+                    if kind == "block" else record) for kind, record in records]
+    elif header.get("cipher_check") != key_check(cipher):
         raise InvalidInput("the export's blocks were encrypted (and its run tokens signed) with another key: run the "
-                           "import with PUSHPOOL_ENCRYPTION_KEY set to the key of the store it came from")
+                           "import with PUSHPOOL_ENCRYPTION_KEY set to the key of the store it came from, or export "
+                           "again with --transfer-key-file")
     imported, skipped = Counter(), Counter()
     queues = [r for kind, r in records if kind == "work_queue"]
     for kind, record in records:

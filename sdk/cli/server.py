@@ -39,11 +39,42 @@ def store_settings(store: str | None) -> dict[str, str]:
     raise InvalidInput(f"--store: {store!r} is none of sqlite, sqlite:///PATH, postgresql://... or dynamodb://TABLE")
 
 
+TransferKeyOption = typer.Option(
+    None, "--transfer-key-file",
+    help="Between stores with different keys (KMS ↔ Fernet, a new key): blocks travel encrypted with the one-off key "
+         "in this file (export makes it when absent; import reads it). Keep it apart from the export.")
+
+
+def transfer_cipher(path: Path | None, *, create: bool):
+    """The cipher of the transfer key in ``path`` (made there, owner-only, when absent and ``create``)."""
+    import os
+
+    from cryptography.fernet import Fernet
+
+    from pushpool.control_plane.errors import ConfigurationError, InvalidInput
+    from pushpool.control_plane.services.crypto import BlockCipher
+
+    if path is None:
+        return None
+    if not path.exists() and create:
+        key = Fernet.generate_key()
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+            out.write(key + b"\n")
+        typer.echo(f"Wrote a new transfer key to {path}: give it to `server import --transfer-key-file`", err=True)
+    try:
+        return BlockCipher(path.read_text().strip())
+    except OSError as exc:
+        raise InvalidInput(f"--transfer-key-file: {path}: {exc.strerror}") from None
+    except ConfigurationError:
+        raise InvalidInput(f"--transfer-key-file: {path} does not hold a Fernet key (export makes one)") from None
+
+
 @app.command("export")
 def export_(
     workspace: str = typer.Option("default", "--workspace", "-w", help="The workspace to export (name or id)."),
     output_file: Path = typer.Option(None, "--output", "-f", help="Write here (default: standard output)."),
     store: str = StoreOption,
+    transfer_key_file: Path = TransferKeyOption,
 ) -> None:
     """Write a workspace's pools, deployments, schedules, blocks (still encrypted), keys and runs as JSON Lines."""
     from pushpool.control_plane.app import build_context
@@ -55,7 +86,9 @@ def export_(
     source = open_store(settings)
     try:
         cipher = build_context(settings, source).cipher
-        lines = (json.dumps(line, separators=(",", ":")) + "\n" for line in export_workspace(source, cipher, workspace))
+        transfer = transfer_cipher(transfer_key_file, create=True)
+        lines = (json.dumps(line, separators=(",", ":")) + "\n"
+                 for line in export_workspace(source, cipher, workspace, transfer))
         if output_file is None:
             for line in lines:
                 sys.stdout.write(line)
@@ -71,6 +104,7 @@ def export_(
 def import_(
     input_file: Path = typer.Argument(..., help="A file `pushpool server export` wrote."),
     store: str = StoreOption,
+    transfer_key_file: Path = TransferKeyOption,
     output: Output = OutputOption,
 ) -> None:
     """Write an export into this store (run with the source's PUSHPOOL_ENCRYPTION_KEY); what exists is skipped."""
@@ -88,7 +122,8 @@ def import_(
     settings = Settings(**store_settings(store))
     target = open_store(settings)
     try:
-        report = import_records(target, build_context(settings, target).cipher, header, records)
+        report = import_records(target, build_context(settings, target).cipher, header, records,
+                                transfer_cipher(transfer_key_file, create=False))
     finally:
         target.close()
     result = {"workspace": header.get("workspace"), "imported": dict(report["imported"]),

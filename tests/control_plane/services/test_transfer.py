@@ -137,3 +137,71 @@ def test_the_cli_moves_a_workspace(ctx, settings, team, postgres_url, tmp_path):
     missing = subprocess.run([*pushpool, "import", str(tmp_path / "nope.jsonl"), "--store", postgres_url], env=env,
                              capture_output=True, text=True, timeout=120)
     assert missing.returncode != 0 and "nope.jsonl" in missing.stdout + missing.stderr
+
+
+def test_from_a_kms_keyed_dynamodb_stack_to_postgresql_with_another_key(api, ctx, team, postgres_url, aws):
+    """A serverless stack encrypts blocks with KMS; PostgreSQL replicas with a Fernet key of their own. With a
+    transfer key the blocks travel encrypted with it and arrive encrypted with the target's key."""
+    import uuid
+
+    from cryptography.fernet import Fernet
+
+    from pushpool.control_plane.services.kms_crypto import KmsBlockCipher
+    from pushpool.control_plane.storage.dynamodb import DynamoDbStore
+    from tests.fakes.aws import REGION
+
+    stack = DynamoDbStore(f"pushpool-{uuid.uuid4().hex[:8]}", region=REGION, endpoint_url=aws.url, create_table=True)
+    kms = KmsBlockCipher(aws.client("kms").create_key(Description="stack")["KeyMetadata"]["Arn"], stack,
+                         client=aws.client("kms"))
+    target = PostgresStore(postgres_url)
+    replicas = BlockCipher(Fernet.generate_key().decode())
+    transfer = BlockCipher(Fernet.generate_key().decode())
+    try:
+        # the stack as a team left it: the same workspace, its block encrypted with KMS
+        import_records(stack, ctx.cipher, *read_export(exported(ctx)))
+        workspace = stack.get_workspace("default")
+        block = stack.get_block(workspace.id, "db")
+        stack.update_block(block.model_copy(update={"ciphertext": kms.encrypt({"value": "hunter2"})}))
+
+        with pytest.raises(InvalidInput, match="transfer-key-file"):  # without a transfer key: refused, as before
+            import_records(target, replicas, *read_export(
+                json.dumps(line) for line in export_workspace(stack, kms, "default")))
+        lines = [json.dumps(line) for line in export_workspace(stack, kms, "default", transfer)]
+        assert "hunter2" not in "".join(lines) and "kms1:" not in "".join(lines)
+        header, records = read_export(lines)
+        with pytest.raises(InvalidInput, match="transfer key"):
+            import_records(target, replicas, header, records)  # the transfer key is needed ...
+        with pytest.raises(InvalidInput, match="not another one"):
+            import_records(target, replicas, header, records, BlockCipher(Fernet.generate_key().decode()))
+        assert target.list_workspaces() == []  # ... and nothing was written without it
+
+        report = import_records(target, replicas, header, records, transfer)
+        assert report["imported"]["block"] == 1
+        moved = target.get_block(workspace.id, "db").ciphertext
+        assert replicas.decrypt(moved) == {"value": "hunter2"} and not moved.startswith("kms1:")
+        assert target.get_deployment(workspace.id, team["dep"]["id"]).schedules[0].cron == "0 3 * * *"
+    finally:
+        stack.close()
+        target.close()
+
+
+def test_the_cli_makes_and_reads_a_transfer_key(ctx, settings, team, postgres_url, tmp_path):
+    from cryptography.fernet import Fernet
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PUSHPOOL_")}
+    env.update({"PUSHPOOL_HOME": str(settings.home), "PUSHPOOL_ENCRYPTION_KEY": settings.encryption_key})
+    out, key_file = tmp_path / "default.jsonl", tmp_path / "transfer.key"
+    pushpool = [sys.executable, "-m", "pushpool.cli.main", "server"]
+    made = subprocess.run([*pushpool, "export", "--store", f"sqlite://{ctx.store.path}", "-f", str(out),
+                           "--transfer-key-file", str(key_file)], env=env, capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    assert "new transfer key" in made.stderr and oct(key_file.stat().st_mode & 0o777) == "0o600"
+    other = {**env, "PUSHPOOL_ENCRYPTION_KEY": Fernet.generate_key().decode()}  # replicas with a key of their own
+    moved = subprocess.run([*pushpool, "import", str(out), "--store", postgres_url, "--transfer-key-file",
+                            str(key_file), "-o", "json"], env=other, capture_output=True, text=True, timeout=120)
+    assert moved.returncode == 0, moved.stderr
+    assert json.loads(moved.stdout)["imported"]["block"] == 1
+    key_file.write_text("not a key\n")
+    bad = subprocess.run([*pushpool, "import", str(out), "--store", postgres_url, "--transfer-key-file",
+                          str(key_file)], env=other, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "does not hold a Fernet key" in bad.stderr
