@@ -18,7 +18,7 @@ from pushpool.control_plane.models import (
     run_position,
 )
 from pushpool.control_plane.storage.base import ClaimResult
-from pushpool.control_plane.storage.claim_rules import Collisions, DueRun
+from pushpool.control_plane.storage.claim_rules import CANCEL_OTHER, Collisions, DueRun
 from pushpool.control_plane.storage.records import from_ts, run_with_state, ts
 from pushpool.control_plane.storage.sqlite_run_queries import select_runs
 
@@ -256,50 +256,71 @@ class SqliteRunsMixin:
             }
             deployment_free: dict[str, tuple[float, str]] = {}
             cutoff = ts(now + timedelta(seconds=pool.prefetch_seconds))
-            # Every due run is a candidate (a run a limit holds back must not hide the ones behind it), but only
-            # the columns the claim decides by are read: a run's whole record is parsed only when it is claimed
-            # or cancelled (parsing them all made each claim of 100 cost as much as 10,000 runs were due).
-            candidates = [DueRun(row[0], row[1], row[2], from_ts(row[3])) for row in conn.execute(
-                "SELECT r.id, r.deployment_id, r.queue_id, r.scheduled_time FROM flow_runs r "
-                "JOIN work_queues q ON q.id = r.queue_id "
-                "WHERE r.pool_id = ? AND r.state_type = 'SCHEDULED' AND r.scheduled_time <= ? AND q.paused = 0 "
-                "ORDER BY q.priority, r.scheduled_time, r.id",
-                (pool_id, cutoff),
-            )]
-            collisions = Collisions.for_candidates(candidates)
-            for run in candidates:
-                if len(result.claimed) >= limit or pool_free <= 0:
-                    break
-                if queue_free.get(run.queue_id, 0) <= 0:
-                    continue
-                if run.deployment_id not in deployment_free:
-                    deployment_free[run.deployment_id] = self._deployment_free(conn, run.deployment_id)
-                free, strategy = deployment_free[run.deployment_id]
-                outcome = collisions.superseded(run, strategy, now) or (
-                    collisions.blocked(run, strategy, now) if free <= 0 else None)
-                if outcome is not None:
-                    if outcome != "wait":
+            collisions = Collisions()
+            # Every due run is a candidate (a run a limit holds back must not hide the ones behind it), read in
+            # pages of the four columns the claim decides by: a claimed or cancelled run leaves the SCHEDULED
+            # runs, so the next page starts after the ones held back. A claim of 100 reads about 100 rows however
+            # many are due, and parses a run's whole record only when it claims or cancels it.
+            held_back, page = 0, max(limit, 50)
+            while len(result.claimed) < limit and pool_free > 0:
+                rows = conn.execute(
+                    "SELECT r.id, r.deployment_id, r.queue_id, r.scheduled_time FROM flow_runs r "
+                    "JOIN work_queues q ON q.id = r.queue_id "
+                    "WHERE r.pool_id = ? AND r.state_type = 'SCHEDULED' AND r.scheduled_time <= ? AND q.paused = 0 "
+                    "ORDER BY q.priority, r.scheduled_time, r.id LIMIT ? OFFSET ?",
+                    (pool_id, cutoff, page, held_back),
+                ).fetchall()
+                for row in rows:
+                    if len(result.claimed) >= limit or pool_free <= 0:
+                        break
+                    run = DueRun(row[0], row[1], row[2], from_ts(row[3]))
+                    if queue_free.get(run.queue_id, 0) <= 0:
+                        held_back += 1
+                        continue
+                    if run.deployment_id not in deployment_free:
+                        deployment_free[run.deployment_id] = self._deployment_free(conn, run.deployment_id)
+                    free, strategy = deployment_free[run.deployment_id]
+                    if strategy == CANCEL_OTHER and run.deployment_id not in collisions.newest_due:
+                        collisions.newest_due[run.deployment_id] = self._newest_due(conn, run, pool_id, cutoff)
+                    outcome = collisions.superseded(run, strategy, now) or (
+                        collisions.blocked(run, strategy, now) if free <= 0 else None)
+                    if outcome is not None:
+                        if outcome == "wait":
+                            held_back += 1
+                            continue
                         record = self._load_run(conn, run.id)
                         assert record is not None  # read in this transaction, which writes one at a time
                         cancelled = run_with_state(record, outcome, None)
                         self._save_run(conn, cancelled, record)
                         self._append_state(conn, run.id, outcome)
                         result.cancelled.append(cancelled)
-                    continue
-                record = self._load_run(conn, run.id)
-                assert record is not None
-                state = State(type=StateType.PENDING, name="Pending", timestamp=now)
-                claimed = run_with_state(record, state, {
-                    "lease_until": lease_until, "submission_attempts": record.submission_attempts + 1,
-                })
-                self._save_run(conn, claimed, record)
-                self._append_state(conn, run.id, state)
-                result.claimed.append(claimed)
-                pool_free -= 1
-                queue_free[run.queue_id] -= 1
-                deployment_free[run.deployment_id] = (free - 1, strategy)
+                        continue
+                    record = self._load_run(conn, run.id)
+                    assert record is not None
+                    state = State(type=StateType.PENDING, name="Pending", timestamp=now)
+                    claimed = run_with_state(record, state, {
+                        "lease_until": lease_until, "submission_attempts": record.submission_attempts + 1,
+                    })
+                    self._save_run(conn, claimed, record)
+                    self._append_state(conn, run.id, state)
+                    result.claimed.append(claimed)
+                    pool_free -= 1
+                    queue_free[run.queue_id] -= 1
+                    deployment_free[run.deployment_id] = (free - 1, strategy)
+                if len(rows) < page:
+                    break
             result.displacing = collisions.displacing
         return result
+
+    @staticmethod
+    def _newest_due(conn: sqlite3.Connection, run: DueRun, pool_id: str, cutoff: str) -> tuple[datetime, str]:
+        """(due time, id) of the newest run of ``run``'s deployment due in this claim (for ``cancel_other``)."""
+        row = conn.execute(
+            "SELECT r.scheduled_time, r.id FROM flow_runs r JOIN work_queues q ON q.id = r.queue_id "
+            "WHERE r.deployment_id = ? AND r.state_type = 'SCHEDULED' AND r.scheduled_time <= ? AND r.pool_id = ? "
+            "AND q.paused = 0 ORDER BY r.scheduled_time DESC, r.id DESC LIMIT 1",
+            (run.deployment_id, cutoff, pool_id)).fetchone()
+        return (from_ts(row[0]), row[1]) if row else (run.scheduled_time, run.id)
 
     @staticmethod
     def _used(conn: sqlite3.Connection, column: str, value: str) -> int:

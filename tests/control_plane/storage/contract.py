@@ -22,6 +22,7 @@ from pushpool.control_plane.models import (
     FlowRun,
     FlowRunFilter,
     Membership,
+    Overlap,
     Role,
     Schedule,
     State,
@@ -379,6 +380,35 @@ class StoreContract:
         world.store.set_flow_run_state(claim.claimed[0].id, state(StateType.CRASHED))
         again = world.store.claim_flow_runs(pool.id, T0 + timedelta(minutes=1), LEASE, 10).claimed
         assert len(again) == 1
+
+    def test_runs_held_back_by_a_limit_do_not_hide_the_ones_behind_them(self, world):
+        """More runs held back than a claim reads at a time (a queue at its limit, a deployment waiting to
+        buffer): the claim goes on past them to the runs of other queues and deployments."""
+        pool, default = world.pool()
+        open_queue = world.queue(pool, "open", priority=5)
+        small = world.queue(pool, "small", priority=0, concurrency_limit=1)
+        waiting = world.deployment(pool, default, "waiting", overlap=Overlap.BUFFER_ONE)
+        dep = world.deployment(pool, default, "dep")
+        for i in range(130):  # in the small queue, due first: one may run
+            world.run(dep, T0 + timedelta(milliseconds=i), queue=small)
+        buffered = world.run(waiting, T0 + timedelta(seconds=1))
+        later = [world.run(dep, T0 + timedelta(seconds=2 + i), queue=open_queue) for i in range(3)]
+        active = world.run(waiting, T0 - timedelta(minutes=5), idempotency_key="active")
+        world.store.set_flow_run_state(active.id, state(StateType.RUNNING))
+        claim = world.store.claim_flow_runs(pool.id, T0 + timedelta(minutes=1), LEASE, limit=10)
+        ids = [r.id for r in claim.claimed]
+        assert len(ids) == 4 and ids[1:] == [r.id for r in later]  # one of the small queue's, then the others
+        assert buffered.id not in ids and claim.cancelled == []
+        assert world.store.get_flow_run(None, buffered.id).state.type is StateType.SCHEDULED  # still waiting
+
+    def test_of_several_runs_due_only_the_newest_survives_cancel_other(self, world):
+        pool, queue = world.pool()
+        dep = world.deployment(pool, queue, "latest", overlap=Overlap.CANCEL_OTHER)
+        runs = [world.run(dep, T0 + timedelta(seconds=i)) for i in range(70)]
+        world.run(dep, T0 + timedelta(minutes=5))  # not due yet: not the newest due run
+        claim = world.store.claim_flow_runs(pool.id, T0 + timedelta(minutes=2), LEASE, limit=10)
+        assert [r.id for r in claim.claimed] == [runs[-1].id]
+        assert sorted(r.id for r in claim.cancelled) == sorted(r.id for r in runs[:-1])
 
     def test_active_runs_of_a_pool_are_counted_as_they_come_and_go(self, world):
         pool, queue = world.pool(concurrency_limit=5)
