@@ -18,6 +18,7 @@ import threading
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -53,11 +54,38 @@ log = logging.getLogger("pushpool.dispatcher")
 # --------------------------------------------------------------------------- late runs
 
 
-def apply_late_policies(ctx: ServiceContext) -> None:
+#: Overdue runs one Late pass reads at most.
+LATE_PAGE = 1000
+#: How often the Late pass reads every overdue run again; in between it reads only the runs that became overdue
+#: since the previous pass (a backlog already Late is not read every second), so a late-run policy's skip of a
+#: run that was already Late (``skip_after_seconds`` reached while its pool is paused) comes within this.
+LATE_FULL_PASS_SECONDS = 15
+
+
+@dataclass
+class LateSweep:
+    """Where a dispatcher's previous Late pass got to: runs scheduled before ``covered_until`` have been seen."""
+
+    covered_until: datetime | None = None
+    full_pass_at: datetime | None = None
+
+
+def apply_late_policies(ctx: ServiceContext, sweep: LateSweep | None = None) -> int:
     """Mark SCHEDULED runs past their time Late, and skip backlog the late-run policy says to skip: the
-    deployment's own (its catch-up), else its pool's. A backfill's runs are meant to be past: never Late."""
+    deployment's own (its catch-up), else its pool's. A backfill's runs are meant to be past: never Late.
+
+    With ``sweep`` (a dispatcher's), a pass reads only what became overdue since the previous one, and everything
+    every ``LATE_FULL_PASS_SECONDS``. Returns how many runs it read."""
     now = ctx.clock.now()
-    overdue = ctx.store.list_overdue_scheduled_runs(now - timedelta(seconds=ctx.settings.late_after_seconds), 1000)
+    before = now - timedelta(seconds=ctx.settings.late_after_seconds)
+    full = sweep is None or sweep.covered_until is None or sweep.full_pass_at is None or now >= sweep.full_pass_at
+    since = None if full or sweep is None else sweep.covered_until
+    overdue = ctx.store.list_overdue_scheduled_runs(before, LATE_PAGE, since=since)
+    if sweep is not None:
+        # a full page may have left some out: the next pass goes on from the last one read
+        sweep.covered_until = overdue[-1].scheduled_time if len(overdue) >= LATE_PAGE else before
+        if full:
+            sweep.full_pass_at = now + timedelta(seconds=LATE_FULL_PASS_SECONDS)
     policies: dict[str, tuple[LateRunPolicy | None, str]] = {}
     pools: dict[str, WorkPool | None] = {}
     newest_due: dict[str, FlowRun | None] = {}
@@ -79,9 +107,13 @@ def apply_late_policies(ctx: ServiceContext) -> None:
             if newest is not None and newest.id != run.id:
                 _skip(ctx, run, f"a newer run of this deployment is due ({whose} late-run policy latest_only)")
                 continue
+            if not full and newest is not None:  # the older ones, read in an earlier pass, are skipped now
+                for older in _older_due_auto_runs(ctx, newest):
+                    _skip(ctx, older, f"a newer run of this deployment is due ({whose} late-run policy latest_only)")
         if run.state.name != "Late":
             try_set_state(ctx, run, StateType.SCHEDULED, name="Late",
                           message=f"Not started {ctx.settings.late_after_seconds}s after its scheduled time")
+    return len(overdue)
 
 
 def _late_run_policy(ctx: ServiceContext, run: FlowRun,
@@ -104,6 +136,13 @@ def _newest_due_auto_run(ctx: ServiceContext, run: FlowRun, now: datetime) -> Fl
         limit=1,
     )
     return found[0] if found else None
+
+
+def _older_due_auto_runs(ctx: ServiceContext, newest: FlowRun) -> list[FlowRun]:
+    """The deployment's auto-scheduled runs still SCHEDULED from before ``newest`` (a latest_only policy's to skip)."""
+    return [run for run in ctx.store.list_flow_runs(newest.workspace_id, FlowRunFilter(
+        deployment_id=newest.deployment_id, states=[StateType.SCHEDULED], scheduled_before=newest.scheduled_time,
+        auto_scheduled=True, sort="scheduled_desc"), limit=LATE_PAGE) if run.id != newest.id]
 
 
 def displace_active_runs(ctx: ServiceContext, workspace_id: str, deployment_id: str) -> None:
@@ -304,6 +343,7 @@ class Dispatcher:
         self.ctx = ctx
         self._executor = ThreadPoolExecutor(max_workers=ctx.settings.pusher_threads,
                                             thread_name_prefix="pushpool-submit")
+        self._late = LateSweep()
 
     def _lease_until(self) -> datetime:
         return self.ctx.clock.now() + timedelta(seconds=self.ctx.settings.submission_lease_seconds)
@@ -317,7 +357,7 @@ class Dispatcher:
         within the pass instead of a batch per tick.
         """
         ctx = self.ctx
-        apply_late_policies(ctx)
+        apply_late_policies(ctx, self._late)
         cache = TickCache(ctx)
         handed: list[FlowRun] = []
         pending: list[Future] = []

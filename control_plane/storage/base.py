@@ -321,8 +321,9 @@ class Store(Protocol):
         """Runs with an infrastructure id that are active, or final but not yet cleaned up."""
         ...
 
-    def list_overdue_scheduled_runs(self, before: datetime, limit: int) -> list[FlowRun]:
-        """SCHEDULED runs (any workspace) scheduled before ``before``, oldest first."""
+    def list_overdue_scheduled_runs(self, before: datetime, limit: int,
+                                    since: datetime | None = None) -> list[FlowRun]:
+        """SCHEDULED runs (any workspace) scheduled before ``before`` (and at or after ``since``), oldest first."""
         ...
 
     def count_due_runs(self, pool_id: str, now: datetime, at_most: int = 1000) -> int:

@@ -476,10 +476,12 @@ class DynamoRunsMixin:
                 break
         return found
 
-    def list_overdue_scheduled_runs(self, before: datetime, limit: int) -> list[FlowRun]:
+    def list_overdue_scheduled_runs(self, before: datetime, limit: int,
+                                    since: datetime | None = None) -> list[FlowRun]:
         found: list[FlowRun] = []
+        low = ts(since) if since else _LOWEST
         for pool in self.list_all_work_pools():
-            for count, item in enumerate(self._index("due", f"DUE#{pool.id}", _LOWEST, ts(before), page_size=limit)):
+            for count, item in enumerate(self._index("due", f"DUE#{pool.id}", low, ts(before), page_size=limit)):
                 if count >= limit:
                     break
                 found.append(_run(item))

@@ -380,11 +380,12 @@ class SqliteRunsMixin:
         )
         return [FlowRun.model_validate_json(r["doc"]) for r in rows]
 
-    def list_overdue_scheduled_runs(self, before: datetime, limit: int) -> list[FlowRun]:
+    def list_overdue_scheduled_runs(self, before: datetime, limit: int,
+                                    since: datetime | None = None) -> list[FlowRun]:
         rows = self._conn().execute(
             "SELECT doc FROM flow_runs WHERE state_type = 'SCHEDULED' AND scheduled_time < ? "
-            "ORDER BY scheduled_time LIMIT ?",
-            (ts(before), limit),
+            "AND scheduled_time >= ? ORDER BY scheduled_time LIMIT ?",
+            (ts(before), ts(since) if since else "", limit),
         )
         return [FlowRun.model_validate_json(r["doc"]) for r in rows]
 

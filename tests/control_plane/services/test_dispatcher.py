@@ -231,6 +231,57 @@ def test_late_marking_and_late_run_policies(api, ctx, clock):
     assert skip == [("CANCELLED", "Skipped")] * 7 + [("SCHEDULED", "Late")] * 2 + [("SCHEDULED", "Scheduled")]
 
 
+def test_the_late_pass_reads_only_what_became_overdue_and_everything_now_and_then(api, ctx, clock, dispatcher,
+                                                                                 monkeypatch):
+    """A paused pool's backlog is marked Late once; the passes after it read only the runs that became overdue
+    since (not the whole backlog every second), and all of them every LATE_FULL_PASS_SECONDS."""
+    from pushpool.control_plane.services import dispatcher as dispatching
+
+    monkeypatch.setattr(dispatching, "LATE_FULL_PASS_SECONDS", 60)
+    api.pool(paused=True)
+    dep = api.deployment()
+    backlog = [api.run(dep["id"]) for _ in range(40)]
+    reads: list[int] = []
+    overdue = ctx.store.list_overdue_scheduled_runs
+    monkeypatch.setattr(ctx.store, "list_overdue_scheduled_runs",
+                        lambda *a, **kw: reads.append(len(found := overdue(*a, **kw))) or found)
+    clock.advance(ctx.settings.late_after_seconds + 1)
+    dispatcher.run_once()
+    assert reads == [40] and {state_of(api, r["id"])["name"] for r in backlog} == {"Late"}
+    for _ in range(5):
+        clock.advance(1)
+        dispatcher.run_once()
+    assert reads[1:] == [0] * 5  # nothing new became overdue: nothing read
+    newcomer = api.run(dep["id"])
+    clock.advance(ctx.settings.late_after_seconds + 1)
+    dispatcher.run_once()
+    assert reads[-1] == 1 and state_of(api, newcomer["id"])["name"] == "Late"
+    clock.advance(60)
+    dispatcher.run_once()
+    assert reads[-1] == 41  # the periodic full pass (it changes nothing here)
+
+
+def test_latest_only_skips_the_older_late_runs_when_a_newer_one_becomes_overdue(api, ctx, clock, dispatcher,
+                                                                                monkeypatch):
+    from pushpool.control_plane.services import dispatcher as dispatching
+
+    monkeypatch.setattr(dispatching, "LATE_FULL_PASS_SECONDS", 3600)  # no full pass after the first
+    api.pool(paused=True, late_run_policy={"mode": "latest_only"})
+    api.deployment(schedules=[{"interval": 60}])
+    clock.advance(minutes=3)
+    dispatcher.run_once()  # a full pass: of the overdue runs only the newest is left
+    for _ in range(90):  # in seconds: the 12:04 run becomes overdue (12:04:15) in an incremental pass
+        clock.advance(1)
+        dispatcher.run_once()
+    overdue_before = clock.now() - timedelta(seconds=ctx.settings.late_after_seconds)
+    runs = api.ok("GET", api.ws("/flow_runs"), params={"sort": "scheduled_asc",
+                                                       "scheduled_before": overdue_before.isoformat()})
+    waiting = [r for r in runs if r["state"]["type"] == "SCHEDULED"]
+    assert len(waiting) == 1 and len(runs) >= 3, [(r["scheduled_time"], r["state"]) for r in runs]
+    assert waiting[0]["id"] == runs[-1]["id"] and waiting[0]["state"]["name"] == "Late"
+    assert all(r["state"]["name"] == "Skipped" for r in runs if r["state"]["type"] == "CANCELLED")
+
+
 def test_a_paused_pool_retries_no_submission_either(api, ctx, dispatcher, fake_pusher):
     """A run PENDING without infrastructure (a submission to retry, or set PENDING through the API) waits while
     its pool is paused: pausing a pool stops every submission, not only new claims."""

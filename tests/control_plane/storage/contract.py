@@ -489,6 +489,11 @@ class StoreContract:
         assert [r.id for r in store.list_runs_to_reconcile(10)] == [active.id]
         assert unsubmitted.id not in {r.id for r in store.list_overdue_scheduled_runs(T0, 10)}
         assert [r.id for r in store.list_overdue_scheduled_runs(T0 + timedelta(seconds=1), 10)] == [unsubmitted.id]
+        later = world.run(dep, T0 + timedelta(seconds=30))
+        # since: only what became overdue after an earlier read (its lower bound included)
+        assert [r.id for r in store.list_overdue_scheduled_runs(T0 + timedelta(minutes=1), 10,
+                                                                 since=T0 + timedelta(seconds=30))] == [later.id]
+        assert store.list_overdue_scheduled_runs(T0 + timedelta(minutes=1), 10, since=T0 + timedelta(seconds=31)) == []
 
     # ------------------------------------------------------------------ meta
     def test_meta_values(self, contract_store):
