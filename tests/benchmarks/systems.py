@@ -215,9 +215,6 @@ class PushpoolApi:
     def set_state(self, client: httpx.Client, run_id: str, state: str) -> httpx.Response:
         return client.post(f"/flow_runs/{run_id}/set_state", json={"type": state})
 
-    def count_runs(self, client: httpx.Client) -> int:
-        return int(client.get("/flow_runs/count").json()["count"])
-
 
 def with_retries(call: Any, attempts: int = 10) -> httpx.Response:
     """Set-up steps retry 503 (Prefect's "database is locked") the way Prefect's own client does."""
