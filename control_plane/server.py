@@ -38,7 +38,7 @@ def serve(settings: Settings, on_bootstrap: Callable[[str, str], None] | None = 
             on_bootstrap(*created)
     elif not store.list_workspaces():
         log.warning("the store has no workspace yet and PUSHPOOL_BOOTSTRAP is off: run `pushpool server "
-                       "bootstrap` once (same store and encryption key) to create one and print its owner key")
+                    "bootstrap` once (same store and encryption key) to create one and print its owner key")
     app = create_app(settings, store, ctx=ctx)
     ticker = Ticker(ctx)
     app.state.ticker = ticker  # POST /api/tick (with PUSHPOOL_TICK_TOKEN) runs a pass of it

@@ -70,16 +70,16 @@ class LateSweep:
     full_pass_at: datetime | None = None
 
 
-def apply_late_policies(ctx: ServiceContext, sweep: LateSweep | None = None) -> int:
+def apply_late_policies(ctx: ServiceContext, sweep: LateSweep | None = None) -> None:
     """Mark SCHEDULED runs past their time Late, and skip backlog the late-run policy says to skip: the
     deployment's own (its catch-up), else its pool's. A backfill's runs are meant to be past: never Late.
 
     With ``sweep`` (a dispatcher's), a pass reads only what became overdue since the previous one, and everything
-    every ``LATE_FULL_PASS_SECONDS``. Returns how many runs it read."""
+    every ``LATE_FULL_PASS_SECONDS``."""
     now = ctx.clock.now()
     before = now - timedelta(seconds=ctx.settings.late_after_seconds)
-    full = sweep is None or sweep.covered_until is None or sweep.full_pass_at is None or now >= sweep.full_pass_at
-    since = None if full or sweep is None else sweep.covered_until
+    full = sweep is None or sweep.full_pass_at is None or now >= sweep.full_pass_at  # both are set by a full pass
+    since = None if full else sweep.covered_until
     overdue = ctx.store.list_overdue_scheduled_runs(before, LATE_PAGE, since=since)
     if sweep is not None:
         # a full page may have left some out: the next pass goes on from the last one read
@@ -113,7 +113,6 @@ def apply_late_policies(ctx: ServiceContext, sweep: LateSweep | None = None) -> 
         if run.state.name != "Late":
             try_set_state(ctx, run, StateType.SCHEDULED, name="Late",
                           message=f"Not started {ctx.settings.late_after_seconds}s after its scheduled time")
-    return len(overdue)
 
 
 def _late_run_policy(ctx: ServiceContext, run: FlowRun,
