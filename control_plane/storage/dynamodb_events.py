@@ -25,7 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 from pushpool.control_plane.errors import AlreadyExists
 from pushpool.control_plane.event_models import RESOURCE_ID, Automation, Event, EventFilter, TriggerBucket, Webhook
-from pushpool.control_plane.storage.dynamodb_schema import HIGH, INDEXES, delete_action, doc_item, put_action
+from pushpool.control_plane.storage.dynamodb_packing import packed_doc, read_doc
+from pushpool.control_plane.storage.dynamodb_schema import (
+    HIGH,
+    INDEXES,
+    delete_action,
+    doc_item,
+    put_action,
+    to_attrs,
+)
 from pushpool.control_plane.storage.dynamodb_table import TransactionFailed
 from pushpool.control_plane.storage.records import ts
 
@@ -47,8 +55,9 @@ LOW = "0"
 class DynamoEventsMixin(_Base):
     # ------------------------------------------------------------------ events
     def append_events(self, events: list[Event]) -> int:
-        items = [doc_item(e, f"EVENTS#{e.workspace_id}", f"{ts(e.occurred)}#{e.id}", event=e.event,
-                      resource_id=e.resource_id, expires=int(e.occurred.timestamp()) + TTL_DAYS * 86400)
+        items = [{**to_attrs({"PK": f"EVENTS#{e.workspace_id}", "SK": f"{ts(e.occurred)}#{e.id}", "event": e.event,
+                               "resource_id": e.resource_id,
+                               "expires": int(e.occurred.timestamp()) + TTL_DAYS * 86400}), **packed_doc(e)}
                  for e in events]
         self.table.put_many(items)
         return len(items)
@@ -69,7 +78,7 @@ class DynamoEventsMixin(_Base):
                 continue
             if flt.resource_id and not fnmatch.fnmatchcase(item["resource_id"]["S"], flt.resource_id):
                 continue
-            event = Event.model_validate_json(item["doc"]["S"])
+            event = read_doc(Event, item)
             if flt.related_id and not any(fnmatch.fnmatchcase(r[RESOURCE_ID], flt.related_id) for r in event.related):
                 continue
             found.append(event)

@@ -12,11 +12,11 @@ one ``Query`` in order (task-run ids are time-ordered; chunk numbers are zero-pa
 from __future__ import annotations
 
 import itertools
-import zlib
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from pushpool.control_plane.models import LogChunk, TaskRun
+from pushpool.control_plane.storage.dynamodb_packing import packed_doc, read_doc
 from pushpool.control_plane.storage.dynamodb_schema import HIGH, doc_item, to_attrs
 
 if TYPE_CHECKING:
@@ -46,10 +46,8 @@ class DynamoReportsMixin:
     def append_log_chunk(self, chunk: LogChunk, *, size: int, max_bytes: int, keep_until: datetime) -> bool:
         if not self.table.update_counter(f"RUN#{chunk.flow_run_id}", "LOGBYTES", "bytes", size, at_most=max_bytes):
             return False
-        item = to_attrs({"PK": f"RUN#{chunk.flow_run_id}", "SK": f"LOG#{chunk.seq:012d}",
-                         "expires": int(keep_until.timestamp())})
-        item["docz"] = {"B": zlib.compress(chunk.model_dump_json().encode(), 6)}  # type: ignore[dict-item]
-        self.table.put(item)
+        self.table.put({**to_attrs({"PK": f"RUN#{chunk.flow_run_id}", "SK": f"LOG#{chunk.seq:012d}",
+                                    "expires": int(keep_until.timestamp())}), **packed_doc(chunk)})
         return True
 
     def list_log_chunks(self, flow_run_id: str, *, after: int | None = None, limit: int = 100,
@@ -57,14 +55,8 @@ class DynamoReportsMixin:
         low = f"LOG#{after + 1:012d}" if after is not None else "LOG#"
         items = self.table.query(f"RUN#{flow_run_id}", sk_between=(low, f"LOG#{HIGH}"), forward=not newest_first,
                                  page_size=limit)
-        return [_log_chunk(i) for i in itertools.islice(items, limit)]
+        return [read_doc(LogChunk, i) for i in itertools.islice(items, limit)]
 
     def delete_expired_log_chunks(self, now: datetime, limit: int = 5000) -> int:
         return 0  # DynamoDB's TTL deletes them (``expires``), within a few days of the time
 
-
-def _log_chunk(item: dict) -> LogChunk:
-    """A stored chunk: compressed, or (written by releases before compression) plain JSON."""
-    if "docz" in item:
-        return LogChunk.model_validate_json(zlib.decompress(item["docz"]["B"]))
-    return LogChunk.model_validate_json(item["doc"]["S"])

@@ -28,7 +28,13 @@ from pushpool.control_plane.models import (
 )
 from pushpool.control_plane.storage.base import ClaimResult
 from pushpool.control_plane.storage.claim_rules import Collisions
-from pushpool.control_plane.storage.dynamodb_schema import HIGH, INDEXES, delete_action, to_attrs
+from pushpool.control_plane.storage.dynamodb_packing import packed_doc, read_doc
+from pushpool.control_plane.storage.dynamodb_schema import (
+    HIGH,
+    INDEXES,
+    delete_action,
+    to_attrs,
+)
 from pushpool.control_plane.storage.dynamodb_table import Item, Table, TransactionFailed
 from pushpool.control_plane.storage.records import from_ts, run_with_state, ts
 
@@ -50,7 +56,7 @@ def run_item(run: FlowRun, version: int) -> Item:
     kind = run.state.type
     sk = _sort_key(run)
     plain: dict[str, Any] = {
-        "PK": f"RUN#{run.id}", "SK": "RUN", "doc": run.model_dump_json(), "ver": version, "st": kind.value,
+        "PK": f"RUN#{run.id}", "SK": "RUN", "ver": version, "st": kind.value,
         "G2PK": f"WSRUNS#{run.workspace_id}", "G2SK": sk, "G3PK": f"DEPRUNS#{run.deployment_id}", "G3SK": sk,
     }
     if kind is StateType.SCHEDULED:
@@ -62,11 +68,11 @@ def run_item(run: FlowRun, version: int) -> Item:
         plain.update(G5PK="SUBMIT", G5SK=f"{ts(max(waits)) if waits else _LOWEST}#{run.id}")
     elif run.infra_id is not None and (kind in ACTIVE_STATES or (kind in FINAL_STATES and not run.cleaned_up)):
         plain.update(G5PK="RECONCILE", G5SK=sk)
-    return to_attrs(plain)
+    return {**to_attrs(plain), **packed_doc(run)}
 
 
 def _run(item: Item) -> FlowRun:
-    return FlowRun.model_validate_json(item["doc"]["S"])
+    return read_doc(FlowRun, item)
 
 
 def _version(item: Item) -> int:

@@ -1,6 +1,7 @@
 """The DynamoDB table design of :mod:`control_plane.storage.dynamodb` (one table, five sparse GSIs).
 
-Every record is kept whole as JSON in ``doc``; the key attributes say where it lives.
+Every record is kept whole as JSON in ``doc`` (runs, events and log chunks: packed in ``docz``, see
+:mod:`control_plane.storage.dynamodb_packing`); the key attributes say where it lives.
 
 =====================  ==========================  ==========================================
 item                   PK / SK                     indexes (PK → SK)
