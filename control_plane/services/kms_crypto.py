@@ -45,6 +45,7 @@ class KmsBlockCipher:
         self._plain_keys: dict[bytes, bytes] = {}
         self._signing_key: bytes | None = None
         self._lock = threading.Lock()
+        self._signing_lock = threading.Lock()
 
     @property
     def client(self) -> Any:
@@ -107,12 +108,16 @@ class KmsBlockCipher:
 
     def derive_key(self, purpose: str) -> bytes:
         if self._signing_key is None:
-            stored = self._store.get_meta("signing_key")
-            if stored is None:
-                answer = self._kms("generate_data_key", KeyId=self.key_id, KeySpec="AES_256",
-                                   EncryptionContext=_SIGNING_CONTEXT)
-                stored = self._store.set_meta_once("signing_key", _b64(answer["CiphertextBlob"]))
-            self._signing_key = self._data_key(base64.b64decode(stored), _SIGNING_CONTEXT)
+            # One thread loads (or makes) the key; the dispatcher's submission threads all want it at once
+            # on a fresh container, and each would otherwise call KMS and race to store a key of its own.
+            with self._signing_lock:
+                if self._signing_key is None:
+                    stored = self._store.get_meta("signing_key")
+                    if stored is None:
+                        answer = self._kms("generate_data_key", KeyId=self.key_id, KeySpec="AES_256",
+                                           EncryptionContext=_SIGNING_CONTEXT)
+                        stored = self._store.set_meta_once("signing_key", _b64(answer["CiphertextBlob"]))
+                    self._signing_key = self._data_key(base64.b64decode(stored), _SIGNING_CONTEXT)
         return hmac.new(self._signing_key, purpose.encode(), hashlib.sha256).digest()
 
 

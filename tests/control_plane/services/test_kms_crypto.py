@@ -63,3 +63,24 @@ def test_a_key_the_control_plane_may_not_use_names_the_permissions(aws, store):
     cipher = KmsBlockCipher("arn:aws:kms:eu-west-1:123456789012:key/00000000-0000-0000-0000-000000000000", store)
     with pytest.raises(ConfigurationError, match="kms:GenerateDataKey and kms:Decrypt"):
         cipher.encrypt({"a": 1})
+
+
+def test_a_fresh_container_makes_one_signing_key_when_many_threads_ask_at_once(key_id, store):
+    """The dispatcher submits runs from a pool of threads, each issuing a run token: on a fresh container they
+    all want the signing key at once. One KMS call makes it; the others wait for it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cipher = KmsBlockCipher(key_id, store)
+    calls = counting(cipher)
+    original = cipher._kms
+
+    def slow_kms(operation, **kwargs):  # widen the window in which the other threads arrive
+        import time
+
+        time.sleep(0.2)
+        return original(operation, **kwargs)
+
+    cipher._kms = slow_kms
+    with ThreadPoolExecutor(8) as pool:
+        secrets = set(pool.map(lambda _: cipher.derive_key("run-tokens"), range(8)))
+    assert len(secrets) == 1 and calls == ["GenerateDataKey", "Decrypt"]
