@@ -40,10 +40,14 @@ bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.postgres --update-docs
 	$(BIN)/python -m tests.benchmarks.dispatch_scale --update-docs
 	$(BIN)/python -m tests.benchmarks.metrics_overhead --update-docs
+	$(BIN)/python -m tests.benchmarks.dynamodb_run_cost --update-docs
 
-# Cold start of the Lambda control plane: handler import time, first-invocation build time, package size.
+# Cold start of the Lambda control plane: handler import time, first-invocation build time, package size; then
+# the DynamoDB write and read units of a run's life on the Lambda handlers (moto on 127.0.0.1), which it writes
+# into docs/benchmarks.md. About a minute.
 bench-lambda: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.lambda_cold_start
+	$(BIN)/python -m tests.benchmarks.dynamodb_run_cost --update-docs
 
 # Daemonless image build + push against a local registry: cold, unchanged, one file changed.
 bench-images: $(STAMP)
