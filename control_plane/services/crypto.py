@@ -15,8 +15,6 @@ import os
 from pathlib import Path
 from typing import Any, Protocol
 
-from cryptography.fernet import Fernet, InvalidToken
-
 from pushpool.control_plane.errors import ConfigurationError
 from pushpool.control_plane.home import prepare_home
 
@@ -40,6 +38,8 @@ def load_or_create_key(home: Path) -> str:
     if path.exists():
         return path.read_text().strip()
     prepare_home(home)
+    from cryptography.fernet import Fernet
+
     key = Fernet.generate_key().decode()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
@@ -49,6 +49,8 @@ def load_or_create_key(home: Path) -> str:
 
 class BlockCipher:
     def __init__(self, key: str) -> None:
+        from cryptography.fernet import Fernet  # here, not with the module: the Lambda handler imports it (KMS)
+
         try:
             self._fernet = Fernet(key.encode())
             self._key = key.encode()
@@ -65,6 +67,8 @@ class BlockCipher:
         return self._fernet.encrypt(json.dumps(data, sort_keys=True).encode()).decode()
 
     def decrypt(self, token: str) -> dict[str, Any]:
+        from cryptography.fernet import InvalidToken
+
         try:
             return json.loads(self._fernet.decrypt(token.encode()))
         except InvalidToken as exc:

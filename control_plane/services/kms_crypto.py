@@ -25,8 +25,6 @@ import os
 import threading
 from typing import Any
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from pushpool.control_plane.errors import ConfigurationError
 from pushpool.control_plane.storage.base import Store
 
@@ -84,6 +82,8 @@ class KmsBlockCipher:
     def encrypt(self, data: dict[str, Any]) -> str:
         answer = self._kms("generate_data_key", KeyId=self.key_id, KeySpec="AES_256",
                            EncryptionContext=_BLOCK_CONTEXT)
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # on first use: not on every cold start
+
         nonce = os.urandom(12)
         sealed = AESGCM(answer["Plaintext"]).encrypt(nonce, json.dumps(data, sort_keys=True).encode(), None)
         blob = answer["CiphertextBlob"]
@@ -95,6 +95,8 @@ class KmsBlockCipher:
         if not token.startswith(PREFIX):
             raise ConfigurationError("A block was not encrypted with KMS: it was written by a control plane "
                                      "with a different encryption setting")
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         try:
             blob_text, sealed_text = token[len(PREFIX):].split(":")
             sealed = base64.b64decode(sealed_text)

@@ -24,10 +24,12 @@ def test_app_import_pulls_in_no_cloud_sdk():
 
 def test_lambda_handler_import_pulls_in_no_cloud_sdk_and_no_web_framework():
     """The cold start: google, azure, modal and coiled never; boto3 only when the store makes its first client;
-    FastAPI only when the API function serves its first request (the tick function never does)."""
+    FastAPI only when the API function serves its first request (the tick function never does); cryptography
+    when a block is first encrypted or decrypted (most API requests never do)."""
     assert cloud_sdks_loaded_by("import pushpool.control_plane.lambda_handler") == []
     out = subprocess.run([sys.executable, "-c", "import sys, pushpool.control_plane.lambda_handler; "
-                          "print(sorted({'fastapi', 'starlette', 'mangum', 'jsonschema'} & set(sys.modules)))"],
+                          "print(sorted({'fastapi', 'starlette', 'mangum', 'jsonschema', 'cryptography'} "
+                          "& set(sys.modules)))"],
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
