@@ -8,18 +8,32 @@ from typing import Any
 from pushpool.control_plane.clock import utc
 from pushpool.control_plane.models import FINAL_STATES, FlowRun, State, StateType
 
+_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
 
 def ts(value: datetime | None) -> str | None:
-    """A datetime as a fixed-width UTC string that sorts like the time it names."""
+    """A datetime as a fixed-width UTC string that sorts like the time it names.
+
+    Every stored time and every time-bounded query goes through here (several per run written), so it avoids
+    ``strftime``: ``isoformat`` is the same text (``2026-12-07T19:41:41.917256Z``) at a fraction of the cost.
+    Years before 1000 keep ``strftime``'s text, which is what earlier releases stored for them.
+    """
     if value is None:
         return None
-    return utc(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if value.tzinfo is not UTC:
+        value = utc(value)
+    if value.year < 1000:
+        return value.strftime(_FORMAT)
+    return value.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def from_ts(value: str | None) -> datetime | None:
     if value is None:
         return None
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    try:
+        return datetime.fromisoformat(value)  # the "Z" reads as UTC
+    except ValueError:  # a year before 1000 as strftime wrote it
+        return datetime.strptime(value, _FORMAT).replace(tzinfo=UTC)
 
 
 def run_with_state(run: FlowRun, state: State, changes: dict[str, Any] | None) -> FlowRun:
