@@ -46,7 +46,7 @@ bench: $(STAMP)
 # the DynamoDB write and read units of a run's life on the Lambda handlers (moto on 127.0.0.1), which it writes
 # into docs/benchmarks.md. About a minute.
 bench-lambda: $(STAMP)
-	$(BIN)/python -m tests.benchmarks.lambda_cold_start
+	$(BIN)/python -m tests.benchmarks.lambda_cold_start --update-docs
 	$(BIN)/python -m tests.benchmarks.dynamodb_run_cost --update-docs
 
 # Daemonless image build + push against a local registry: cold, unchanged, one file changed.
