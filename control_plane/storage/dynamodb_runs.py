@@ -6,7 +6,8 @@ Concurrency slots are counters (``SLOTS#pool|queue|deployment#id``); claiming a 
 is ONE ``TransactWriteItems``: the run SCHEDULED → PENDING (if still at the version
 read), its state-history item, and the three counters incremented on the condition
 that each stays under its limit. A run leaving PENDING/RUNNING/CANCELLING gives its
-slots back in the same transaction that records its state.
+slots back in the same transaction that records its state. The items and the transaction actions
+that write them are in :mod:`.dynamodb_run_items`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from pushpool.control_plane.errors import AlreadyExists
 from pushpool.control_plane.models import (
     ACTIVE_STATES,
-    FINAL_STATES,
     FlowRun,
     FlowRunFilter,
     State,
@@ -28,7 +28,17 @@ from pushpool.control_plane.models import (
 )
 from pushpool.control_plane.storage.base import ClaimResult
 from pushpool.control_plane.storage.claim_rules import Collisions
-from pushpool.control_plane.storage.dynamodb_packing import packed_doc, read_doc
+from pushpool.control_plane.storage.dynamodb_run_items import (
+    LOWEST,
+    put_run,
+    put_state,
+    run_item,
+    slot,
+    slot_delta,
+    slots,
+    stored_run,
+    version_of,
+)
 from pushpool.control_plane.storage.dynamodb_schema import (
     HIGH,
     INDEXES,
@@ -45,74 +55,6 @@ if TYPE_CHECKING:
 _RETRIES = 25
 #: How many due runs one claim looks at (in scheduled-time order) per pool.
 _CLAIM_WINDOW = 500
-_LOWEST = "0"
-
-
-_sort_key = run_position
-
-
-def run_item(run: FlowRun, version: int) -> Item:
-    """The stored item of ``run``: the document plus the sparse index keys its state puts it in."""
-    kind = run.state.type
-    sk = _sort_key(run)
-    plain: dict[str, Any] = {
-        "PK": f"RUN#{run.id}", "SK": "RUN", "ver": version, "st": kind.value,
-        "G2PK": f"WSRUNS#{run.workspace_id}", "G2SK": sk, "G3PK": f"DEPRUNS#{run.deployment_id}", "G3SK": sk,
-    }
-    if kind is StateType.SCHEDULED:
-        plain.update(G1PK=f"DUE#{run.pool_id}", G1SK=sk)
-    if run.auto_scheduled:
-        plain.update(G4PK=f"DEPAUTO#{run.deployment_id}", G4SK=sk)
-    if kind is StateType.PENDING and run.infra_id is None:
-        waits = [t for t in (run.lease_until, run.next_attempt_at) if t is not None]
-        plain.update(G5PK="SUBMIT", G5SK=f"{ts(max(waits)) if waits else _LOWEST}#{run.id}")
-    elif run.infra_id is not None and (kind in ACTIVE_STATES or (kind in FINAL_STATES and not run.cleaned_up)):
-        plain.update(G5PK="RECONCILE", G5SK=sk)
-    return {**to_attrs(plain), **packed_doc(run)}
-
-
-def _run(item: Item) -> FlowRun:
-    return read_doc(FlowRun, item)
-
-
-def _version(item: Item) -> int:
-    return int(item["ver"]["N"])
-
-
-def _put_run(run: FlowRun, version: int, expected_version: int | None) -> dict[str, Any]:
-    body: dict[str, Any] = {"Item": run_item(run, version)}
-    if expected_version is None:
-        body["ConditionExpression"] = "attribute_not_exists(PK)"
-    else:
-        body["ConditionExpression"] = "ver = :v"
-        body["ExpressionAttributeValues"] = {":v": {"N": str(expected_version)}}
-    return {"Put": body}
-
-
-def _put_state(run_id: str, version: int, state: State) -> dict[str, Any]:
-    return {"Put": {"Item": to_attrs({"PK": f"RUN#{run_id}", "SK": f"STATE#{version:010d}",
-                                      "doc": state.model_dump_json()})}}
-
-
-def _slot(kind: str, ident: str, delta: int, limit: int | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "Key": {"PK": {"S": f"SLOTS#{kind}#{ident}"}, "SK": {"S": "SLOTS"}},
-        "UpdateExpression": "ADD active :d",
-        "ExpressionAttributeValues": {":d": {"N": str(delta)}},
-    }
-    if limit is not None and delta > 0:
-        body["ConditionExpression"] = "attribute_not_exists(active) OR active < :limit"
-        body["ExpressionAttributeValues"][":limit"] = {"N": str(limit)}
-    return {"Update": body}
-
-
-def _slots(run: FlowRun, delta: int) -> list[dict[str, Any]]:
-    return [_slot("pool", run.pool_id, delta), _slot("queue", run.queue_id, delta),
-            _slot("deployment", run.deployment_id, delta)]
-
-
-def _slot_delta(before: StateType | None, after: StateType) -> int:
-    return int(after in ACTIVE_STATES) - int(before in ACTIVE_STATES)
 
 
 class DynamoRunsMixin:
@@ -131,9 +73,9 @@ class DynamoRunsMixin:
     # ------------------------------------------------------------------ helpers
     def _read(self, run_id: str) -> tuple[Item, FlowRun] | None:
         item = self.table.get(f"RUN#{run_id}", "RUN")
-        return (item, _run(item)) if item else None
+        return (item, stored_run(item)) if item else None
 
-    def _index(self, index: str, pk: str, low: str = _LOWEST, high: str = HIGH, *, forward: bool = True,
+    def _index(self, index: str, pk: str, low: str = LOWEST, high: str = HIGH, *, forward: bool = True,
                page_size: int | None = None):
         pk_name, sk_name = INDEXES[index]
         return self.table.query(pk, index=index, sk_between=(low, high), forward=forward, page_size=page_size,
@@ -151,7 +93,7 @@ class DynamoRunsMixin:
 
     def _delete_run(self, item: Item, expect: StateType = StateType.SCHEDULED) -> bool:
         """Delete a run that is still in state ``expect``, with its guard, history and token."""
-        run = _run(item)
+        run = stored_run(item)
         actions: list[dict[str, Any]] = [{"Delete": {
             "Key": {"PK": {"S": f"RUN#{run.id}"}, "SK": {"S": "RUN"}},
             "ConditionExpression": "st = :s", "ExpressionAttributeValues": {":s": {"S": expect.value}}}}]
@@ -174,25 +116,25 @@ class DynamoRunsMixin:
         else:
             items = list(self._index("due", f"DUE#{pool_id}"))
         if queue_id is not None:
-            items = [i for i in items if _run(i).queue_id == queue_id]
+            items = [i for i in items if stored_run(i).queue_id == queue_id]
         return sum(self._delete_run(i) for i in items)
 
     def delete_flow_run(self, workspace_id: str, run_id: str, *, expect: StateType) -> bool:
         if expect in ACTIVE_STATES:
             raise ValueError("a run holding concurrency slots cannot be deleted")
         item = self.table.get(f"RUN#{run_id}", "RUN")
-        if item is None or _run(item).workspace_id != workspace_id:
+        if item is None or stored_run(item).workspace_id != workspace_id:
             return False
         return self._delete_run(item, expect)
 
     # ------------------------------------------------------------------ create and read
     def _create_actions(self, run: FlowRun) -> list[dict[str, Any]]:
-        actions = [_put_run(run, 1, None), _put_state(run.id, 1, run.state)]
+        actions = [put_run(run, 1, None), put_state(run.id, 1, run.state)]
         if run.idempotency_key is not None:
             guard = to_attrs({"PK": f"DEPRUNKEY#{run.deployment_id}", "SK": run.idempotency_key, "run_id": run.id})
             actions.append({"Put": {"Item": guard, "ConditionExpression": "attribute_not_exists(PK)"}})
         if run.state.type in ACTIVE_STATES:
-            actions += _slots(run, 1)
+            actions += slots(run, 1)
         if run.parent_flow_run_id is not None:  # the parent's list of children (deleted with the parent)
             link = to_attrs({"PK": f"RUN#{run.parent_flow_run_id}", "SK": f"CHILD#{run.id}", "child": run.id})
             actions.append({"Put": {"Item": link}})
@@ -201,7 +143,7 @@ class DynamoRunsMixin:
     def list_child_runs(self, parent_id: str, limit: int = 1000) -> list[FlowRun]:
         links = itertools.islice(self.table.query(f"RUN#{parent_id}", sk_prefix="CHILD#"), limit)
         ids = [link["child"]["S"] for link in links]
-        found = {_run(i).id: _run(i) for i in self.table.batch_get([(f"RUN#{c}", "RUN") for c in ids])}
+        found = {stored_run(i).id: stored_run(i) for i in self.table.batch_get([(f"RUN#{c}", "RUN") for c in ids])}
         return [found[c] for c in ids if c in found]
 
     def count_child_runs(self, parent_id: str) -> int:
@@ -257,7 +199,7 @@ class DynamoRunsMixin:
         can come short, never at an unbounded cost)."""
         index, pk = ("deployment", f"DEPRUNS#{flt.deployment_id}") if flt.deployment_id else \
             ("workspace", f"WSRUNS#{workspace_id}")
-        low = ts(flt.scheduled_after) if flt.scheduled_after else _LOWEST
+        low = ts(flt.scheduled_after) if flt.scheduled_after else LOWEST
         high = ts(flt.scheduled_before) + HIGH if flt.scheduled_before else HIGH
         forward = flt.sort == "scheduled_asc"
         if flt.after is not None:
@@ -269,7 +211,7 @@ class DynamoRunsMixin:
             if positions and read > self.RUN_SCAN_BUDGET:
                 yield last
                 return
-            run = _run(item)
+            run = stored_run(item)
             last = run_position(run)
             if (last == flt.after or run.workspace_id != workspace_id
                     or (states and run.state.type not in states)
@@ -300,7 +242,7 @@ class DynamoRunsMixin:
         latest = next(iter(self._index("auto", f"DEPAUTO#{deployment_id}", forward=False, page_size=1)), None)
         upcoming = sum(i["st"]["S"] == "SCHEDULED"
                        for i in self._index("auto", f"DEPAUTO#{deployment_id}", ts(now) + HIGH))
-        return upcoming, (_run(latest).scheduled_time if latest else None)
+        return upcoming, (stored_run(latest).scheduled_time if latest else None)
 
     def delete_scheduled_auto_runs(self, deployment_id: str, after: datetime) -> int:
         items = [i for i in self._index("auto", f"DEPAUTO#{deployment_id}", ts(after)) if i["st"]["S"] == "SCHEDULED"]
@@ -324,11 +266,11 @@ class DynamoRunsMixin:
                 return None
             item, run = found
             updated = run_with_state(run, state, changes)
-            version = _version(item)
-            actions = [_put_run(updated, version + 1, version), _put_state(run_id, version + 1, state)]
-            delta = _slot_delta(run.state.type, state.type)
+            version = version_of(item)
+            actions = [put_run(updated, version + 1, version), put_state(run_id, version + 1, state)]
+            delta = slot_delta(run.state.type, state.type)
             if delta:
-                actions += _slots(run, delta)
+                actions += slots(run, delta)
             try:
                 self.table.transact(actions)
                 return updated
@@ -354,7 +296,7 @@ class DynamoRunsMixin:
         return None
 
     def _replace(self, item: Item, run: FlowRun) -> bool:
-        version = _version(item)
+        version = version_of(item)
         return self.table.put(run_item(run, version + 1), condition="ver = :v",
                               values={":v": {"N": str(version)}})
 
@@ -370,8 +312,8 @@ class DynamoRunsMixin:
         queues: dict[str, WorkQueue] = {q.id: q for q in self._list_pool_queues(pool_id)}
         cutoff = ts(now + timedelta(seconds=pool.prefetch_seconds)) + HIGH
         candidates = []
-        for item in self._index("due", f"DUE#{pool_id}", _LOWEST, cutoff, page_size=_CLAIM_WINDOW):
-            run = _run(item)
+        for item in self._index("due", f"DUE#{pool_id}", LOWEST, cutoff, page_size=_CLAIM_WINDOW):
+            run = stored_run(item)
             queue = queues.get(run.queue_id)
             if queue is not None and not queue.paused:
                 candidates.append((queue.priority, run.scheduled_time, run.id, run, item))
@@ -406,13 +348,13 @@ class DynamoRunsMixin:
             claimed = run_with_state(run, state, {
                 "lease_until": lease_until, "submission_attempts": run.submission_attempts + 1,
             })
-            version = _version(item)
+            version = version_of(item)
             try:
                 self.table.transact([
-                    _put_run(claimed, version + 1, version), _put_state(run.id, version + 1, state),
-                    _slot("pool", pool_id, 1, pool.concurrency_limit),
-                    _slot("queue", queue.id, 1, queue.concurrency_limit),
-                    _slot("deployment", run.deployment_id, 1, dep_limit),
+                    put_run(claimed, version + 1, version), put_state(run.id, version + 1, state),
+                    slot("pool", pool_id, 1, pool.concurrency_limit),
+                    slot("queue", queue.id, 1, queue.concurrency_limit),
+                    slot("deployment", run.deployment_id, 1, dep_limit),
                 ])
             except TransactionFailed as exc:
                 # Someone else moved the run, or took the last slot: re-read what was contended.
@@ -438,17 +380,17 @@ class DynamoRunsMixin:
     def _cancel_unclaimed(self, run: FlowRun, item: Item, state: State) -> FlowRun | None:
         """Cancel ``run`` (read as ``item``) if nobody changed it since."""
         cancelled = run_with_state(run, state, None)
-        version = _version(item)
+        version = version_of(item)
         try:
-            self.table.transact([_put_run(cancelled, version + 1, version), _put_state(run.id, version + 1, state)])
+            self.table.transact([put_run(cancelled, version + 1, version), put_state(run.id, version + 1, state)])
         except TransactionFailed:
             return None
         return cancelled
 
     def list_submittable_runs(self, now: datetime, limit: int) -> list[FlowRun]:
         found = []
-        for item in self._index("lists", "SUBMIT", _LOWEST, ts(now) + HIGH, page_size=limit):
-            found.append(_run(item))
+        for item in self._index("lists", "SUBMIT", LOWEST, ts(now) + HIGH, page_size=limit):
+            found.append(stored_run(item))
             if len(found) >= limit:
                 break
         return found
@@ -477,7 +419,7 @@ class DynamoRunsMixin:
     def list_runs_to_reconcile(self, limit: int) -> list[FlowRun]:
         found = []
         for item in self._index("lists", "RECONCILE", page_size=limit):
-            found.append(_run(item))
+            found.append(stored_run(item))
             if len(found) >= limit:
                 break
         return found
@@ -485,18 +427,18 @@ class DynamoRunsMixin:
     def list_overdue_scheduled_runs(self, before: datetime, limit: int,
                                     since: datetime | None = None) -> list[FlowRun]:
         found: list[FlowRun] = []
-        low = ts(since) if since else _LOWEST
+        low = ts(since) if since else LOWEST
         for pool in self.list_all_work_pools():
             for count, item in enumerate(self._index("due", f"DUE#{pool.id}", low, ts(before), page_size=limit)):
                 if count >= limit:
                     break
-                found.append(_run(item))
+                found.append(stored_run(item))
         return sorted(found, key=lambda r: (r.scheduled_time, r.id))[:limit]
 
     # ------------------------------------------------------------------ run tokens
     def count_due_runs(self, pool_id: str, now: datetime, at_most: int = 1000) -> int:
         count = 0
-        for _ in self._index("due", f"DUE#{pool_id}", _LOWEST, ts(now) + HIGH, page_size=min(at_most, 1000)):
+        for _ in self._index("due", f"DUE#{pool_id}", LOWEST, ts(now) + HIGH, page_size=min(at_most, 1000)):
             count += 1
             if count >= at_most:
                 break
@@ -505,7 +447,7 @@ class DynamoRunsMixin:
     def earliest_scheduled_time(self, pool_id: str, after: datetime, before: datetime) -> datetime | None:
         first = next(iter(self._index("due", f"DUE#{pool_id}", ts(after) + HIGH, ts(before) + HIGH, page_size=1)),
                      None)
-        return _run(first).scheduled_time if first else None
+        return stored_run(first).scheduled_time if first else None
 
     def set_run_token(self, run_id: str, token_hash: str, expires_at: datetime) -> None:
         self.table.put(to_attrs({"PK": f"RUN#{run_id}", "SK": "TOKEN", "hash": token_hash,

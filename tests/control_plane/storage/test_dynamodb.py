@@ -12,6 +12,7 @@ from pushpool.control_plane.storage.dynamodb import DynamoDbStore
 from pushpool.control_plane.storage.dynamodb_schema import table_definition
 from tests.control_plane.storage.contract import T0, StoreContract, World, state
 from tests.control_plane.storage.contract_backfills import BackfillsContract
+from tests.control_plane.storage.contract_claims import ClaimsContract
 from tests.control_plane.storage.contract_events import EventsContract
 from tests.control_plane.storage.contract_reports import ReportsContract
 from tests.fakes.aws import REGION
@@ -26,7 +27,7 @@ def make_store(aws, table_name: str, create: bool = False) -> DynamoDbStore:
     return DynamoDbStore(table_name, region=REGION, endpoint_url=aws.url, create_table=create)
 
 
-class TestDynamoDbStore(StoreContract, ReportsContract, EventsContract, BackfillsContract):
+class TestDynamoDbStore(StoreContract, ClaimsContract, ReportsContract, EventsContract, BackfillsContract):
     @pytest.fixture
     def contract_store(self, aws, table_name):
         store = make_store(aws, table_name, create=True)

@@ -13,7 +13,7 @@ import pytest
 from pushpool.control_plane.event_models import Event, EventFilter
 from pushpool.control_plane.models import StateType
 from pushpool.control_plane.storage.dynamodb_packing import DICTIONARIES, pack, unpack
-from pushpool.control_plane.storage.dynamodb_runs import run_item
+from pushpool.control_plane.storage.dynamodb_run_items import run_item
 from pushpool.control_plane.storage.dynamodb_schema import doc_item
 from pushpool.control_plane.storage.records import ts
 from tests.benchmarks.dynamodb_capacity import item_size

@@ -6,6 +6,7 @@ import pytest
 
 from tests.control_plane.storage.contract import StoreContract
 from tests.control_plane.storage.contract_backfills import BackfillsContract
+from tests.control_plane.storage.contract_claims import ClaimsContract
 from tests.control_plane.storage.contract_events import EventsContract
 from tests.control_plane.storage.contract_reports import ReportsContract
 
@@ -13,7 +14,7 @@ pytest.importorskip("psycopg")
 from pushpool.control_plane.storage.postgres import PostgresStore, to_postgres  # noqa: E402
 
 
-class TestPostgresStore(StoreContract, ReportsContract, EventsContract, BackfillsContract):
+class TestPostgresStore(StoreContract, ClaimsContract, ReportsContract, EventsContract, BackfillsContract):
     @pytest.fixture
     def contract_store(self, postgres_url):
         store = PostgresStore(postgres_url)

@@ -7,11 +7,12 @@ import pytest
 from pushpool.control_plane.storage.sqlite import SqliteStore
 from tests.control_plane.storage.contract import StoreContract
 from tests.control_plane.storage.contract_backfills import BackfillsContract
+from tests.control_plane.storage.contract_claims import ClaimsContract
 from tests.control_plane.storage.contract_events import EventsContract
 from tests.control_plane.storage.contract_reports import ReportsContract
 
 
-class TestSqliteStore(StoreContract, ReportsContract, EventsContract, BackfillsContract):
+class TestSqliteStore(StoreContract, ClaimsContract, ReportsContract, EventsContract, BackfillsContract):
     @pytest.fixture
     def db_path(self, tmp_path):
         return tmp_path / "contract.db"
