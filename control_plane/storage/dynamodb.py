@@ -49,6 +49,10 @@ IDENTITY_INDEX_META = "identity_lists_indexed"
 _EXISTS = "attribute_exists(PK)"
 
 
+def _looks_like_id(value: str) -> bool:
+    return len(value) == 36 and value.count("-") == 4
+
+
 def _load(model: type[M], item: Item | None) -> M | None:
     return model.model_validate_json(item["doc"]["S"]) if item else None
 
@@ -110,7 +114,11 @@ class DynamoDbStore(DynamoRunsMixin, DynamoReportsMixin, DynamoVariablesMixin, D
         return workspace
 
     def get_workspace(self, id_or_name: str) -> Workspace | None:
-        return self._get(Workspace, f"WS#{id_or_name}", "WS") or self._get(Workspace, f"WSNAME#{id_or_name}", "WSNAME")
+        by_id = (Workspace, f"WS#{id_or_name}", "WS")
+        by_name = (Workspace, f"WSNAME#{id_or_name}", "WSNAME")
+        if not _looks_like_id(id_or_name):  # ids are UUIDs: a name is looked up first (one billed read, not two)
+            by_id, by_name = by_name, by_id
+        return self._get(*by_id) or self._get(*by_name)
 
     def list_workspaces(self) -> list[Workspace]:
         return self._list(Workspace, "WORKSPACES", index="lists")

@@ -178,3 +178,18 @@ def test_a_filtered_page_reads_a_bounded_number_of_runs_and_goes_on_from_there(a
         assert len(pages) < 10
     assert found == [tagged[9], tagged[1]]
     assert len(pages) >= 3  # 11 runs read 4 at a time
+
+
+def test_a_workspace_is_found_by_name_or_id_with_one_read(aws, table_name, monkeypatch):
+    """Every API request resolves its workspace, clients mostly by name: a name is looked up as a name first (ids
+    are UUIDs), so neither costs a billed read that finds nothing."""
+    store = make_store(aws, table_name, create=True)
+    world = World(store)
+    reads: list[str] = []
+    original = store.table.get
+    monkeypatch.setattr(store.table, "get", lambda pk, sk: reads.append(pk) or original(pk, sk))
+    assert store.get_workspace("ws") == world.ws and reads == ["WSNAME#ws"]
+    reads.clear()
+    assert store.get_workspace(world.ws.id) == world.ws and reads == [f"WS#{world.ws.id}"]
+    reads.clear()
+    assert store.get_workspace("nope") is None and len(reads) == 2
