@@ -32,6 +32,8 @@ def load_run(ctx: ServiceContext, access: Access, run_id: str, permission: Permi
         if child is not None and child.parent_flow_run_id == own.id:  # a run may watch the runs it started
             return child
     access.require_run(run_id, permission)
+    if own is not None and own.workspace_id == access.workspace_id:
+        return own  # a run token's own run, read by its authentication in this same request
     run = ctx.store.get_flow_run(access.workspace_id, run_id)
     if run is None:
         raise NotFound("Flow run not found")

@@ -177,6 +177,19 @@ def test_run_token_reads_and_reports_only_its_own_run(api, ctx, fake_pusher):
     assert token.get("/api/workspaces").status_code == 403
 
 
+def test_a_run_token_reading_its_own_run_reads_it_once(api, ctx, fake_pusher, monkeypatch):
+    """Authentication has just read the token's run: the runner's reads of it are answered from that (on DynamoDB
+    each store read is a billed request), and still as of this request."""
+    token, run, other, dep = run_token_for(api, ctx, fake_pusher)
+    token.ok("POST", token.ws(f"/flow_runs/{run['id']}/set_state"), json={"type": "RUNNING"})
+    reads: list[str] = []
+    original = ctx.store.get_flow_run
+    monkeypatch.setattr(ctx.store, "get_flow_run", lambda ws, run_id: reads.append(run_id) or original(ws, run_id))
+    assert token.ok("GET", token.ws(f"/flow_runs/{run['id']}"))["state"]["type"] == "RUNNING"
+    assert reads == [run["id"]]
+    assert token.get(token.ws(f"/flow_runs/{other['id']}")).status_code == 404  # still its own run only
+
+
 def test_run_token_expires_with_the_run_deadline(api, ctx, fake_pusher, clock):
     token, run, _, _ = run_token_for(api, ctx, fake_pusher)
     clock.advance(hours=24, seconds=ctx.settings.run_token_grace_seconds - 5)
