@@ -26,9 +26,9 @@ from typing import Any
 from tests.benchmarks.dynamodb_capacity import READ_PRICE_PER_MILLION, WRITE_PRICE_PER_MILLION, CapacityMeter, Totals
 
 PHASES = ("create", "dispatch", "runner", "reconcile")
-#: What this benchmark measured before runs and events were packed (78a60c8, the same harness): write units,
+#: What this benchmark measured before the changes it was written for (78a60c8, the same harness): write units,
 #: read units per run's life. The table prints today's figures against it.
-BEFORE_PACKING = (92.0, 36.7)
+BEFORE = (92.0, 36.7)
 FLOW = textwrap.dedent('''
     from pushpool import flow
 
@@ -155,9 +155,9 @@ def table(meter: CapacityMeter, idle: Totals, runs: int) -> str:
     dollars = total_w * WRITE_PRICE_PER_MILLION + total_r * READ_PRICE_PER_MILLION
     rows.append(f"| **a run's life** | **{total_w:.1f}** | **{total_r:.1f}** | "
                 f"**${dollars:.2f} of DynamoDB per million runs** |")
-    before_w, before_r = BEFORE_PACKING
+    before_w, before_r = BEFORE
     before = before_w * WRITE_PRICE_PER_MILLION + before_r * READ_PRICE_PER_MILLION
-    rows.append(f"| before packing (78a60c8) | {before_w:.1f} | {before_r:.1f} | ${before:.2f}: now "
+    rows.append(f"| before 7 December's changes (78a60c8) | {before_w:.1f} | {before_r:.1f} | ${before:.2f}: now "
                 f"{total_w / before_w:.0%} of the write units, {dollars / before:.0%} of the dollars |")
     rows.append(f"| a tick with nothing to do | {idle.write_units:.1f} | {idle.read_units:.1f} | "
                 f"${idle.dollars_per_million() * 43_800 / 1e6:.3f} a month at one a minute |")
