@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 from pushpool.control_plane.errors import AlreadyExists
 from pushpool.control_plane.event_models import RESOURCE_ID, Automation, Event, EventFilter, TriggerBucket, Webhook
-from pushpool.control_plane.storage.dynamodb_packing import packed_doc, read_doc
+from pushpool.control_plane.storage.dynamodb_packing import packed_item, read_doc
 from pushpool.control_plane.storage.dynamodb_schema import (
     HIGH,
     INDEXES,
+    LOWEST,
     delete_action,
     doc_item,
     put_action,
-    to_attrs,
 )
 from pushpool.control_plane.storage.dynamodb_table import TransactionFailed
 from pushpool.control_plane.storage.records import ts
@@ -48,22 +48,19 @@ _NEW = "attribute_not_exists(PK)"
 _EXISTS = "attribute_exists(PK)"
 #: Events are kept at most this long by DynamoDB's TTL, whatever the retention setting says.
 TTL_DAYS = 400
-#: Sorts before every timestamp (DynamoDB refuses an empty string as a key bound).
-LOW = "0"
 
 
 class DynamoEventsMixin(_Base):
     # ------------------------------------------------------------------ events
     def append_events(self, events: list[Event]) -> int:
-        items = [{**to_attrs({"PK": f"EVENTS#{e.workspace_id}", "SK": f"{ts(e.occurred)}#{e.id}", "event": e.event,
-                               "resource_id": e.resource_id,
-                               "expires": int(e.occurred.timestamp()) + TTL_DAYS * 86400}), **packed_doc(e)}
+        items = [packed_item(e, f"EVENTS#{e.workspace_id}", f"{ts(e.occurred)}#{e.id}", event=e.event,
+                             resource_id=e.resource_id, expires=int(e.occurred.timestamp()) + TTL_DAYS * 86400)
                  for e in events]
         self.table.put_many(items)
         return len(items)
 
     def list_events(self, workspace_id: str, flt: EventFilter, limit: int = 100) -> list[Event]:
-        low = ts(flt.since) if flt.since else LOW
+        low = ts(flt.since) if flt.since else LOWEST
         high = (ts(flt.until) + HIGH) if flt.until else HIGH
         if flt.after:
             occurred, _, last_id = flt.after.partition("|")
@@ -89,7 +86,7 @@ class DynamoEventsMixin(_Base):
     def delete_events_before(self, before: datetime, limit: int = 5000) -> int:
         keys: list[tuple[str, str]] = []
         for workspace in self.list_workspaces():
-            for item in self.table.query(f"EVENTS#{workspace.id}", sk_between=(LOW, ts(before))):
+            for item in self.table.query(f"EVENTS#{workspace.id}", sk_between=(LOWEST, ts(before))):
                 keys.append((item["PK"]["S"], item["SK"]["S"]))
                 if len(keys) >= limit:
                     break
@@ -209,7 +206,7 @@ class DynamoEventsMixin(_Base):
         pk_name, sk_name = INDEXES["lists"]
         out = []
         for item in self.table.query("DUEBUCKETS", index="lists", pk_name=pk_name, sk_name=sk_name,
-                                     sk_between=(LOW, ts(now) + HIGH)):
+                                     sk_between=(LOWEST, ts(now) + HIGH)):
             out.append(TriggerBucket.model_validate_json(item["doc"]["S"]))
             if len(out) >= limit:
                 break

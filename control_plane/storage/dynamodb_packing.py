@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from pushpool.control_plane.storage.dynamodb_schema import to_attrs
+
 M = TypeVar("M", bound=BaseModel)
 
 #: zlib's level: these documents are small, so the best compression costs microseconds.
@@ -74,6 +76,11 @@ def unpack(packed: bytes) -> bytes:
 def packed_doc(record: BaseModel) -> dict[str, Any]:
     """``record`` as the item attribute holding it packed."""
     return {"docz": {"B": pack(record.model_dump_json().encode())}}
+
+
+def packed_item(record: BaseModel, pk: str, sk: str, **extra: Any) -> dict[str, Any]:
+    """The item keeping ``record`` packed under ``pk``/``sk`` with ``extra`` attributes (``doc_item``, packed)."""
+    return {**to_attrs({"PK": pk, "SK": sk, **extra}), **packed_doc(record)}
 
 
 def read_doc(model: type[M], item: dict[str, Any]) -> M:

@@ -16,8 +16,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from pushpool.control_plane.models import LogChunk, TaskRun
-from pushpool.control_plane.storage.dynamodb_packing import packed_doc, read_doc
-from pushpool.control_plane.storage.dynamodb_schema import HIGH, doc_item, to_attrs
+from pushpool.control_plane.storage.dynamodb_packing import packed_item, read_doc
+from pushpool.control_plane.storage.dynamodb_schema import HIGH, doc_item
 
 if TYPE_CHECKING:
     from pushpool.control_plane.storage.dynamodb_table import Table
@@ -46,8 +46,8 @@ class DynamoReportsMixin:
     def append_log_chunk(self, chunk: LogChunk, *, size: int, max_bytes: int, keep_until: datetime) -> bool:
         if not self.table.update_counter(f"RUN#{chunk.flow_run_id}", "LOGBYTES", "bytes", size, at_most=max_bytes):
             return False
-        self.table.put({**to_attrs({"PK": f"RUN#{chunk.flow_run_id}", "SK": f"LOG#{chunk.seq:012d}",
-                                    "expires": int(keep_until.timestamp())}), **packed_doc(chunk)})
+        self.table.put(packed_item(chunk, f"RUN#{chunk.flow_run_id}", f"LOG#{chunk.seq:012d}",
+                                   expires=int(keep_until.timestamp())))
         return True
 
     def list_log_chunks(self, flow_run_id: str, *, after: int | None = None, limit: int = 100,

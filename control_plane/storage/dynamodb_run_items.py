@@ -11,12 +11,9 @@ from typing import Any
 
 from pushpool.control_plane.models import ACTIVE_STATES, FINAL_STATES, FlowRun, State, StateType, run_position
 from pushpool.control_plane.storage.dynamodb_packing import packed_doc, read_doc
-from pushpool.control_plane.storage.dynamodb_schema import to_attrs
+from pushpool.control_plane.storage.dynamodb_schema import LOWEST, to_attrs
 from pushpool.control_plane.storage.dynamodb_table import Item
 from pushpool.control_plane.storage.records import ts
-
-#: Sorts before every timestamp (DynamoDB refuses an empty string as a key bound).
-LOWEST = "0"
 
 
 def run_item(run: FlowRun, version: int) -> Item:

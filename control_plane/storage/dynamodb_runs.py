@@ -29,7 +29,6 @@ from pushpool.control_plane.models import (
 from pushpool.control_plane.storage.base import ClaimResult
 from pushpool.control_plane.storage.claim_rules import Collisions
 from pushpool.control_plane.storage.dynamodb_run_items import (
-    LOWEST,
     put_run,
     put_state,
     run_item,
@@ -42,6 +41,7 @@ from pushpool.control_plane.storage.dynamodb_run_items import (
 from pushpool.control_plane.storage.dynamodb_schema import (
     HIGH,
     INDEXES,
+    LOWEST,
     delete_action,
     to_attrs,
 )
@@ -143,7 +143,8 @@ class DynamoRunsMixin:
     def list_child_runs(self, parent_id: str, limit: int = 1000) -> list[FlowRun]:
         links = itertools.islice(self.table.query(f"RUN#{parent_id}", sk_prefix="CHILD#"), limit)
         ids = [link["child"]["S"] for link in links]
-        found = {stored_run(i).id: stored_run(i) for i in self.table.batch_get([(f"RUN#{c}", "RUN") for c in ids])}
+        runs = [stored_run(i) for i in self.table.batch_get([(f"RUN#{c}", "RUN") for c in ids])]
+        found = {run.id: run for run in runs}
         return [found[c] for c in ids if c in found]
 
     def count_child_runs(self, parent_id: str) -> int:

@@ -59,6 +59,8 @@ INDEXES: dict[str, tuple[str, str]] = {
 
 #: Sorts after every character used in ids and timestamps: ``time + HIGH`` bounds "at or before time".
 HIGH = "~"
+#: Sorts before every timestamp (DynamoDB refuses an empty string as a key bound).
+LOWEST = "0"
 
 
 def table_definition(table_name: str) -> dict[str, Any]:
