@@ -211,7 +211,8 @@ class SqliteStore(SqliteRunsMixin, SqliteReportsMixin, SqliteVariablesMixin, Sql
         return workspace
 
     def get_workspace(self, id_or_name: str) -> Workspace | None:
-        return self._one(Workspace, "SELECT doc FROM workspaces WHERE id = ? OR name = ?", (id_or_name,) * 2)
+        return self._one(Workspace, "SELECT doc FROM workspaces WHERE id = ? OR name = ? ORDER BY id = ? DESC LIMIT 1",
+                         (id_or_name,) * 3)  # an id wins over a name spelled like it
 
     def list_workspaces(self) -> list[Workspace]:
         return self._many(Workspace, "SELECT doc FROM workspaces ORDER BY name")

@@ -155,7 +155,7 @@ class CapacityMeter:
 
     def _writes(self, operation: str, params: dict[str, Any]) -> list[tuple[Item, bool]]:
         """The keys a request writes, each with whether it is part of a transaction."""
-        if operation in ("PutItem",):
+        if operation == "PutItem":
             return [(self._key(params["Item"]), False)]
         if operation in ("UpdateItem", "DeleteItem"):
             return [(params["Key"], False)]

@@ -100,6 +100,13 @@ class StoreContract:
         with pytest.raises(AlreadyExists):
             contract_store.create_workspace(Workspace(name="alpha", created=T0))
 
+    def test_a_workspace_id_wins_over_a_name_spelled_like_it(self, contract_store):
+        target = Workspace(name="beta", created=T0)
+        squatter = contract_store.create_workspace(Workspace(name=target.id, created=T0))  # names may look like ids
+        contract_store.create_workspace(target)
+        assert contract_store.get_workspace(target.id) == target
+        assert contract_store.get_workspace(squatter.id) == squatter
+
     def test_api_keys_by_hash_and_revocation(self, contract_store):
         actor = contract_store.create_actor(Actor(kind=ActorKind.USER, name="u", created=T0))
         key = contract_store.create_api_key(ApiKey(actor_id=actor.id, name="k", key_hash="h1", prefix="ppu_x",
