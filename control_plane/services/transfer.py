@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -149,21 +149,29 @@ def import_records(store: Store, cipher: Cipher, header: dict[str, Any], records
                    transfer: Cipher | None = None) -> dict[str, Counter]:
     """Write ``records`` into ``store``; {"imported": Counter by kind, "skipped": Counter by kind}. An export made
     with a transfer key needs ``transfer``, its cipher: its blocks are encrypted again with ``cipher``."""
+    plain: dict[int, Any] = {}
     if "transfer_check" in header:
         if transfer is None or header["transfer_check"] != key_check(transfer):
             raise InvalidInput("the export's blocks are encrypted with a transfer key: give the file it was exported "
                                "with (--transfer-key-file)" + (", not another one" if transfer else ""))
-        records = [(kind, record.model_copy(update={"ciphertext": cipher.encrypt(transfer.decrypt(record.ciphertext))})
-                    if kind == "block" else record) for kind, record in records]
+        # Every block is decrypted before anything is written (a damaged one stops the import at its start) and
+        # encrypted with the store's key only when it is written: a block already there costs no KMS call.
+        plain = {id(record): transfer.decrypt(record.ciphertext) for kind, record in records if kind == "block"}
     elif header.get("cipher_check") != key_check(cipher):
         raise InvalidInput("the export's blocks were encrypted (and its run tokens signed) with another key: run the "
                            "import with PUSHPOOL_ENCRYPTION_KEY set to the key of the store it came from, or export "
                            "again with --transfer-key-file")
     imported, skipped = Counter(), Counter()
     queues = [r for kind, r in records if kind == "work_queue"]
+
+    def finish(record: Any) -> Any:
+        if id(record) not in plain:
+            return record
+        return record.model_copy(update={"ciphertext": cipher.encrypt(plain[id(record)])})
+
     for kind, record in records:
         try:
-            done = _write(store, kind, record, queues)
+            done = _write(store, kind, record, queues, finish)
         except AlreadyExists:
             done = False
         (imported if done else skipped)[kind] += 1
@@ -190,8 +198,8 @@ _STEPS: dict[str, tuple[Any, Any]] = {
 }
 
 
-def _write(store: Store, kind: str, record: Any, queues: list[Any]) -> bool:
-    """Write one record unless it is there already; True when it was written."""
+def _write(store: Store, kind: str, record: Any, queues: list[Any], finish: Callable[[Any], Any]) -> bool:
+    """Write one record, as ``finish`` makes it, unless it is there already; True when it was written."""
     if kind == "flow_run":
         return store.create_flow_runs_if_absent([record]) == 1
     if kind == "work_pool":  # a pool is made with its default queue (its other queues follow as work_queue)
@@ -206,5 +214,5 @@ def _write(store: Store, kind: str, record: Any, queues: list[Any]) -> bool:
     exists, create = _STEPS[kind]
     if exists(store, record) is not None:
         return False
-    create(store, record)
+    create(store, finish(record))
     return True

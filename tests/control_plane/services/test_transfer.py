@@ -153,8 +153,15 @@ def test_from_a_kms_keyed_dynamodb_stack_to_postgresql_with_another_key(api, ctx
     stack = DynamoDbStore(f"pushpool-{uuid.uuid4().hex[:8]}", region=REGION, endpoint_url=aws.url, create_table=True)
     kms = KmsBlockCipher(aws.client("kms").create_key(Description="stack")["KeyMetadata"]["Arn"], stack,
                          client=aws.client("kms"))
+    class CountingCipher(BlockCipher):
+        encrypted = 0
+
+        def encrypt(self, value):
+            self.encrypted += 1
+            return super().encrypt(value)
+
     target = PostgresStore(postgres_url)
-    replicas = BlockCipher(Fernet.generate_key().decode())
+    replicas = CountingCipher(Fernet.generate_key().decode())
     transfer = BlockCipher(Fernet.generate_key().decode())
     try:
         # the stack as a team left it: the same workspace, its block encrypted with KMS
@@ -180,6 +187,10 @@ def test_from_a_kms_keyed_dynamodb_stack_to_postgresql_with_another_key(api, ctx
         moved = target.get_block(workspace.id, "db").ciphertext
         assert replicas.decrypt(moved) == {"value": "hunter2"} and not moved.startswith("kms1:")
         assert target.get_deployment(workspace.id, team["dep"]["id"]).schedules[0].cron == "0 3 * * *"
+        assert replicas.encrypted == 1
+        again = import_records(target, replicas, header, records, transfer)  # a re-run skips what is there ...
+        assert again["skipped"]["block"] == 1 and not again["imported"]
+        assert replicas.encrypted == 1  # ... without encrypting it again (on KMS, a billed call per block)
     finally:
         stack.close()
         target.close()
