@@ -3,7 +3,7 @@
 The real Lambda handlers on moto (127.0.0.1): the API function behind a Function URL on loopback, the tick
 function invoked as EventBridge Scheduler would. A batch of runs of one deployment is created through the API,
 dispatched by a tick (claim, run token, submission to the recording pusher), run by the real in-container
-runner (``pushpool.sdk.runner``: who am I, read the run and the deployment, RUNNING, the flow, COMPLETED, logs
+runner (``pushpool.runner``: who am I, read the run and the deployment, RUNNING, the flow, COMPLETED, logs
 off), and cleaned up by the next tick's reconciler. Every DynamoDB request of the functions goes through
 :class:`~tests.benchmarks.dynamodb_capacity.CapacityMeter`, which computes the units DynamoDB would bill.
 

@@ -152,7 +152,7 @@ def pushpool_slow_start(count: int) -> Lateness:
     try:
         api = PushpoolApi(server)
         project = _project(PUSHPOOL_FLOW)
-        command = ["sh", "-c", f"sleep {INFRA_START_SECONDS}; exec {sys.executable} -m sdk.runner"]
+        command = ["sh", "-c", f"sleep {INFRA_START_SECONDS}; exec {sys.executable} -m pushpool.runner"]
         with api.client() as client:
             api.create_pool(client, "slow", prefetch_seconds=INFRA_START_SECONDS + 30)
             deployment = api.create_deployment(client, "slow", "slow",
