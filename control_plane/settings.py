@@ -1,5 +1,12 @@
 """Control-plane settings, read from ``PUSHPOOL_*`` environment variables.
 
+A plain pydantic model that reads its variables itself (:func:`environment_values`), not a pydantic-settings
+``BaseSettings``: importing pydantic-settings also imports asyncio, argparse and its dotenv and cloud-secret
+sources, and every Lambda cold start paid for that. Every setting is a scalar or a comma-separated list, so
+nothing is lost: a variable is matched case-insensitively, keyword arguments win over the environment, unknown
+``PUSHPOOL_*`` variables are ignored (the CLI's own settings share the prefix), and a value that does not hold is
+a ``ValidationError`` naming the setting (the CLI prints it as the variable).
+
 The local config dir (``PUSHPOOL_HOME``, default ``~/.pushpool``) holds the SQLite
 database, the block encryption key, the local pusher's run files and the CLI
 profiles, so two servers with two homes never share state.
@@ -7,11 +14,14 @@ profiles, so two servers with two homes never share state.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+ENV_PREFIX = "PUSHPOOL_"
 
 
 def default_home() -> Path:
@@ -43,8 +53,20 @@ LOOPBACK_HINT = ("runs on cloud pools report back to {url}, which a container in
                  "see docs/self-hosting.md#expose-the-embedded-server)")
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PUSHPOOL_", extra="ignore")
+def environment_values(names: Iterable[str], environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The value of each setting in ``names`` its ``PUSHPOOL_<NAME>`` variable gives (any case), as text."""
+    wanted = {f"{ENV_PREFIX}{name}".lower(): name for name in names}
+    environ = os.environ if environ is None else environ
+    return {wanted[key.lower()]: value for key, value in environ.items() if key.lower() in wanted}
+
+
+class Settings(BaseModel):
+    """The control plane's settings: ``Settings()`` reads the environment; ``Settings(port=1)`` overrides it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**{**environment_values(type(self).model_fields), **values})
 
     home: Path = Field(default_factory=default_home, description="Local config dir.")
     host: str = "127.0.0.1"
@@ -107,10 +129,10 @@ class Settings(BaseSettings):
     host_isolation: Literal["auto", "required", "none"] = "auto"
     #: Extra paths a host run must not see (comma-separated), on top of the server's home, database
     #: and key files and the CLI's profiles.
-    host_hidden_paths: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    host_hidden_paths: list[Path] = Field(default_factory=list)
     #: Environment variables of the server passed on to host runs (comma-separated names); by default
     #: only PATH, HOME, USER, LOGNAME, LANG, LC_*, TZ and TMPDIR are.
-    host_env_passthrough: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    host_env_passthrough: list[str] = Field(default_factory=list)
     #: Largest request body the API reads (bytes), and the largest for ``/hooks/<slug>``.
     max_body_bytes: int = 1_048_576
     max_webhook_body_bytes: int = 524_288
@@ -129,11 +151,11 @@ class Settings(BaseSettings):
     log_retention_days: float = Field(default=30.0, gt=0)
     #: Outbound calls (notifications) may go to these addresses although they are loopback, private or
     #: link-local (comma-separated CIDRs or host names): for a webhook receiver inside your own network.
-    outbound_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    outbound_allow: list[str] = Field(default_factory=list)
     #: Seconds one notification may take in all (connect, send, answer).
     outbound_timeout_seconds: float = 5.0
     #: Header names dropped from webhook requests before their template or event sees them.
-    webhook_dropped_headers: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DROPPED_HEADERS))
+    webhook_dropped_headers: list[str] = Field(default_factory=lambda: list(DROPPED_HEADERS))
     #: Failed authentications or unknown webhook slugs a source may cause per minute before it gets 429.
     failed_requests_per_minute: int = 30
     #: Time one schedule's occurrences may take to compute, in a request and in a scheduler pass.
