@@ -55,10 +55,11 @@ def main(argv: list[str] | None = None) -> int:
             continue
         spread = lateness.maximum - min(lateness.seen)  # first submission to last
         cost = spread / max(1, len(lateness.seen)) * 1000
-        first_cost = first_cost or cost
+        first_cost = cost if first_cost is None else first_cost
+        ratio = f"{cost / first_cost:.2f}×" if first_cost > 0 else ""
         rows.append(f"| {count:,} | {len(lateness.seen):,} | {lateness.percentile(0.5):+.2f} / "
                     f"{lateness.percentile(0.99):+.2f} / {lateness.maximum:+.2f} s | {spread:.2f} s | "
-                    f"{cost:.2f} ms | {cost / first_cost:.2f}× |")
+                    f"{cost:.2f} ms | {ratio} |")
         print(rows[-1], file=sys.stderr)
     table = "\n".join(rows)
     print(table)

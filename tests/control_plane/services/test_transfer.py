@@ -153,6 +153,7 @@ def test_from_a_kms_keyed_dynamodb_stack_to_postgresql_with_another_key(api, ctx
     stack = DynamoDbStore(f"pushpool-{uuid.uuid4().hex[:8]}", region=REGION, endpoint_url=aws.url, create_table=True)
     kms = KmsBlockCipher(aws.client("kms").create_key(Description="stack")["KeyMetadata"]["Arn"], stack,
                          client=aws.client("kms"))
+
     class CountingCipher(BlockCipher):
         encrypted = 0
 
