@@ -30,7 +30,8 @@ test-slow: $(STAMP)
 
 # pushpool vs Prefect 3.8 on this machine, side by side (Prefect goes into .bench/prefect-venv); prints one
 # markdown table and writes it into docs/benchmarks.md; then what tasks and logs cost inside a flow
-# (bench-flows) and what each dashboard page costs at scale (bench-dashboard). About 25 minutes on 2 cores.
+# (bench-flows), each dashboard page at scale (bench-dashboard) and the other bench-* measures. About 50
+# minutes on 2 cores.
 bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.run --update-docs
 	$(BIN)/python -m tests.benchmarks.flow_overhead --update-docs
